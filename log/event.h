@@ -1,0 +1,56 @@
+/*
+ * event - one transcript event: what moved, on which leg, and what it means.
+ *
+ * Produced once, where bytes are read or written (proxy/), and handed to
+ * tlog_emit(). Renderers never re-parse text: every field they need is here.
+ * The event borrows its bytes and text; they only live for the call.
+ */
+#ifndef SMTPSCOPE_EVENT_H
+#define SMTPSCOPE_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum tlog_kind {
+    TLOG_CONNECT,      /* a TCP connection opened (text: who to whom) */
+    TLOG_TLS,          /* a TLS handshake finished (text: what was negotiated) */
+    TLOG_COMMAND,      /* one command line, bytes as on the wire */
+    TLOG_REPLY,        /* one reply line, bytes as on the wire */
+    TLOG_DATA,         /* one line of message content */
+    TLOG_DATA_SUMMARY, /* what of the message content was not shown */
+    TLOG_INFO,
+    TLOG_WARNING,
+    TLOG_ERROR,
+    TLOG_CLOSE, /* the session ended (text: totals) */
+    TLOG_KIND_COUNT
+};
+
+enum tlog_leg { TLOG_LEG_CLIENT, TLOG_LEG_UPSTREAM };
+
+enum tlog_dir { TLOG_DIR_IN, TLOG_DIR_OUT }; /* as seen by smtpscope */
+
+/* What kind of secret a line may carry; the redactor decides what to mask. */
+enum tlog_secret {
+    TLOG_SECRET_NONE,
+    TLOG_SECRET_AUTH_COMMAND,  /* "AUTH MECH [initial-response]" */
+    TLOG_SECRET_AUTH_RESPONSE, /* a client line inside an AUTH exchange */
+    TLOG_SECRET_CHALLENGE,     /* a 334 server challenge */
+};
+
+struct tlog_event {
+    uint64_t time_us; /* wall clock, microseconds since the epoch */
+    uint64_t session;
+    enum tlog_kind kind;
+    enum tlog_leg leg;
+    enum tlog_dir dir;
+    int own; /* smtpscope made or consumed it: not relayed between the peers */
+    const uint8_t *bytes;
+    size_t len;
+    const char *text; /* smtpscope's own words (connect, tls, info, ...) */
+    int code;         /* reply code, 0 if none */
+    enum tlog_secret secret;
+    const char *auth_mech; /* with secret: the SASL mechanism, upper case */
+    int auth_step;         /* with AUTH_RESPONSE: 1 for the first response */
+};
+
+#endif

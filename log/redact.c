@@ -1,0 +1,130 @@
+/*
+ * redact - masks AUTH credentials before any rendering sees them.
+ *
+ * Pure: no state, no I/O; called once per event by transcript.c. What is
+ * kept: "AUTH", the mechanism, the code of a 334, the line ending, and the
+ * user name of PLAIN (the authcid between the first and second NUL) and of
+ * LOGIN (its first response). Everything else of a secret line is dropped.
+ */
+#include "redact.h"
+
+#include <mbedtls/base64.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define REDACT_USER_MAX 128 /* longer user names are not shown */
+
+/* redact_eol - length of the CRLF / LF ending of a line. */
+static size_t redact_eol(const uint8_t *in, size_t len)
+{
+    if (len >= 2 && in[len - 2] == '\r' && in[len - 1] == '\n')
+        return 2;
+    if (len >= 1 && in[len - 1] == '\n')
+        return 1;
+    return 0;
+}
+
+/* redact_user - decode base64 and pick the user name; 0 if none. */
+static size_t redact_user(const char *mech, int step, const uint8_t *b64, size_t len, char *user)
+{
+    uint8_t dec[3 * 256];
+    size_t n = 0;
+
+    if (len == 0 || len > 4 * (sizeof(dec) / 3))
+        return 0;
+    if (mbedtls_base64_decode(dec, sizeof(dec), &n, b64, len) != 0)
+        return 0;
+    if (strcasecmp(mech, "PLAIN") == 0) {
+        /* authzid NUL authcid NUL passwd: only authcid is shown. */
+        uint8_t *nul1 = memchr(dec, 0, n);
+        if (nul1 == NULL)
+            return 0;
+        uint8_t *start = nul1 + 1;
+        uint8_t *nul2 = memchr(start, 0, n - (size_t)(start - dec));
+        if (nul2 == NULL)
+            return 0;
+        n = (size_t)(nul2 - start);
+        memmove(dec, start, n);
+    } else if (!(strcasecmp(mech, "LOGIN") == 0 && step == 1)) {
+        return 0;
+    }
+    if (n == 0 || n > REDACT_USER_MAX || memchr(dec, 0, n) != NULL)
+        return 0;
+    memcpy(user, dec, n);
+    user[n] = '\0';
+    return n;
+}
+
+static size_t redact_mask(uint8_t *out, size_t o, size_t cap, const char *user)
+{
+    int w = user[0] != '\0' ? snprintf((char *)out + o, cap - o, "[redacted; user=%s]", user)
+                            : snprintf((char *)out + o, cap - o, "[redacted]");
+    return o + (w > 0 ? (size_t)w : 0);
+}
+
+size_t tlog_redact(enum tlog_secret kind, const char *mech, int step, const uint8_t *in,
+                   size_t len, uint8_t *out, size_t cap)
+{
+    size_t eol = redact_eol(in, len);
+    size_t body = len - eol;
+    char user[REDACT_USER_MAX + 1] = "";
+    size_t o = 0;
+
+    if (mech == NULL)
+        mech = "";
+    if (cap < TLOG_REDACT_MAX)
+        return 0;
+    switch (kind) {
+    case TLOG_SECRET_AUTH_COMMAND: {
+        /* keep "AUTH SP mech"; everything after the next space is secret */
+        const uint8_t *sp = memchr(in, ' ', body);
+        const uint8_t *sp2 = sp != NULL ? memchr(sp + 1, ' ', body - (size_t)(sp + 1 - in)) : NULL;
+        size_t keep = sp2 != NULL ? (size_t)(sp2 - in) : body;
+        if (keep > 64)
+            keep = 64;
+        memcpy(out, in, keep);
+        o = keep;
+        if (sp2 != NULL) {
+            const uint8_t *ir = sp2 + 1;
+            size_t irlen = body - (size_t)(ir - in);
+            out[o++] = ' ';
+            if (irlen == 1 && ir[0] == '=') {
+                out[o++] = '='; /* an empty initial response hides nothing */
+            } else {
+                redact_user(mech, 1, ir, irlen, user);
+                o = redact_mask(out, o, cap, user);
+            }
+        }
+        break;
+    }
+    case TLOG_SECRET_AUTH_RESPONSE:
+        if (body == 1 && in[0] == '*') {
+            out[o++] = '*'; /* the client cancelled: RFC 4954 4 */
+        } else {
+            redact_user(mech, step, in, body, user);
+            o = redact_mask(out, o, cap, user);
+        }
+        break;
+    case TLOG_SECRET_CHALLENGE:
+        if (body >= 4) {
+            memcpy(out, in, 4); /* "334 " or "334-" */
+            o = 4;
+        } else {
+            memcpy(out, in, body);
+            o = body;
+        }
+        if (body > 4)
+            o = redact_mask(out, o, cap, "");
+        break;
+    case TLOG_SECRET_NONE:
+    default:
+        if (len > cap)
+            len = cap;
+        memcpy(out, in, len);
+        return len;
+    }
+    memcpy(out + o, in + body, eol);
+    return o + eol;
+}

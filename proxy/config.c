@@ -1,0 +1,231 @@
+/*
+ * config - argv to struct px_config with getopt_long.
+ *
+ * Every malformed or unknown option gets one line naming it and what was
+ * expected, and exit status 2; nothing is guessed.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PX_DEFAULT_LISTEN   "127.0.0.1:2525"
+#define PX_DEFAULT_UPSTREAM "smtp.gmail.com:587"
+#define PX_DEFAULT_BODY     20
+
+enum {
+    OPT_LISTEN = 256,
+    OPT_UPSTREAM,
+    OPT_UPSTREAM_TLS,
+    OPT_CA_FILE,
+    OPT_INSECURE,
+    OPT_CLIENT_TLS,
+    OPT_CERT,
+    OPT_KEY,
+    OPT_SHOW_SECRETS,
+    OPT_BODY_LINES,
+    OPT_HELO,
+    OPT_TRACE,
+};
+
+static const struct option px_options[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"upstream", required_argument, NULL, OPT_UPSTREAM},
+    {"upstream-tls", required_argument, NULL, OPT_UPSTREAM_TLS},
+    {"ca-file", required_argument, NULL, OPT_CA_FILE},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"client-tls", required_argument, NULL, OPT_CLIENT_TLS},
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"show-secrets", no_argument, NULL, OPT_SHOW_SECRETS},
+    {"body-lines", required_argument, NULL, OPT_BODY_LINES},
+    {"helo", required_argument, NULL, OPT_HELO},
+    {"trace", no_argument, NULL, OPT_TRACE},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+static const char px_usage[] =
+    "Usage: smtpscope [OPTIONS]\n"
+    "\n"
+    "A debugging SMTP proxy: clients speak plaintext SMTP to the local port,\n"
+    "smtpscope relays every command over its own verified TLS session to the\n"
+    "real server and prints the whole conversation live, in the form of Python\n"
+    "smtplib's debug output (send: '...' / reply: b'...').\n"
+    "\n"
+    "Options:\n"
+    "  --listen HOST:PORT         where clients connect (default " PX_DEFAULT_LISTEN ");\n"
+    "                             [::1]:2525 for IPv6, port 0 for any free port\n"
+    "  --upstream HOST:PORT       the real server (default " PX_DEFAULT_UPSTREAM ")\n"
+    "  --upstream-tls MODE        starttls or implicit (default: implicit for port 465,\n"
+    "                             starttls otherwise); never plaintext\n"
+    "  --ca-file PATH             trust anchors for the upstream certificate\n"
+    "                             (default /etc/ssl/certs/ca-certificates.crt)\n"
+    "  --insecure                 do not verify the upstream certificate (every\n"
+    "                             session's transcript says so)\n"
+    "  --client-tls offer|off     offer STARTTLS to clients with smtpscope's own\n"
+    "                             certificate (default offer)\n"
+    "  --cert PATH --key PATH     that certificate and key, PEM (default: a fresh\n"
+    "                             self-signed one made at start-up)\n"
+    "  --show-secrets             show AUTH credentials (default: redacted)\n"
+    "  --body-lines N             message lines shown per message (default 20);\n"
+    "                             the message is always relayed whole\n"
+    "  --helo NAME                the name in smtpscope's own EHLO to the upstream\n"
+    "                             (default: this machine's host name)\n"
+    "  --trace                    also show state changes of both SMTP machines\n"
+    "  -h, --help                 this text\n"
+    "  -V, --version              the version\n"
+    "\n"
+    "Transcript lines (stdout, one per event, flushed at once):\n"
+    "  TIME [#N] send: '...'            a client command, relayed\n"
+    "  TIME [#N] reply: b'...'          an upstream reply line, relayed\n"
+    "  TIME [#N] smtpscope reply: b'...'  a reply smtpscope gave itself\n"
+    "  TIME [#N] upstream send/reply:   smtpscope's own EHLO/STARTTLS upstream\n"
+    "  TIME [#N] smtpscope: ...         connections, TLS, summaries, warnings\n"
+    "\n"
+    "Exit status: 0 after SIGINT/SIGTERM, 2 on a usage or start-up error.\n";
+
+int px_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen)
+{
+    const char *colon;
+    size_t hlen;
+
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (end == NULL || end[1] != ':')
+            return -1;
+        hlen = (size_t)(end - s - 1);
+        s++;
+        colon = end + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL || memchr(s, ':', (size_t)(colon - s)) != NULL)
+            return -1;
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen == 0 || hlen >= hostlen || strlen(colon + 1) >= portlen)
+        return -1;
+    char *endp;
+    errno = 0;
+    long p = strtol(colon + 1, &endp, 10);
+    if (colon[1] == '\0' || *endp != '\0' || errno != 0 || p < 0 || p > 65535)
+        return -1;
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    snprintf(port, portlen, "%ld", p);
+    return 0;
+}
+
+static int px_bad(FILE *err, const char *opt, const char *want, const char *got)
+{
+    fprintf(err, "smtpscope: %s: expected %s, got '%s' (see --help)\n", opt, want, got);
+    return PX_PARSE_EXIT_USAGE;
+}
+
+enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **argv, FILE *out,
+                                     FILE *err)
+{
+    int tls_given = 0, c;
+    char *endp;
+
+    memset(cfg, 0, sizeof(*cfg));
+    px_split_hostport(PX_DEFAULT_LISTEN, cfg->listen_host, sizeof(cfg->listen_host),
+                      cfg->listen_port, sizeof(cfg->listen_port));
+    px_split_hostport(PX_DEFAULT_UPSTREAM, cfg->up_host, sizeof(cfg->up_host), cfg->up_port,
+                      sizeof(cfg->up_port));
+    cfg->body_lines = PX_DEFAULT_BODY;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":hV", px_options, NULL)) != -1) {
+        switch (c) {
+        case OPT_LISTEN:
+            if (px_split_hostport(optarg, cfg->listen_host, sizeof(cfg->listen_host),
+                                  cfg->listen_port, sizeof(cfg->listen_port)) != 0)
+                return px_bad(err, "--listen", "HOST:PORT", optarg);
+            break;
+        case OPT_UPSTREAM:
+            if (px_split_hostport(optarg, cfg->up_host, sizeof(cfg->up_host), cfg->up_port,
+                                  sizeof(cfg->up_port)) != 0 ||
+                strcmp(cfg->up_port, "0") == 0)
+                return px_bad(err, "--upstream", "HOST:PORT", optarg);
+            break;
+        case OPT_UPSTREAM_TLS:
+            if (strcmp(optarg, "starttls") == 0)
+                cfg->up_tls = PX_UP_STARTTLS;
+            else if (strcmp(optarg, "implicit") == 0)
+                cfg->up_tls = PX_UP_IMPLICIT;
+            else
+                return px_bad(err, "--upstream-tls", "starttls or implicit", optarg);
+            tls_given = 1;
+            break;
+        case OPT_CA_FILE:
+            cfg->ca_file = optarg;
+            break;
+        case OPT_INSECURE:
+            cfg->insecure = 1;
+            break;
+        case OPT_CLIENT_TLS:
+            if (strcmp(optarg, "offer") == 0)
+                cfg->client_tls = PX_CLIENT_TLS_OFFER;
+            else if (strcmp(optarg, "off") == 0)
+                cfg->client_tls = PX_CLIENT_TLS_OFF;
+            else
+                return px_bad(err, "--client-tls", "offer or off", optarg);
+            break;
+        case OPT_CERT:
+            cfg->cert_file = optarg;
+            break;
+        case OPT_KEY:
+            cfg->key_file = optarg;
+            break;
+        case OPT_SHOW_SECRETS:
+            cfg->show_secrets = 1;
+            break;
+        case OPT_BODY_LINES:
+            errno = 0;
+            cfg->body_lines = strtol(optarg, &endp, 10);
+            if (optarg[0] == '\0' || *endp != '\0' || errno != 0 || cfg->body_lines < 0 ||
+                cfg->body_lines > INT_MAX)
+                return px_bad(err, "--body-lines", "a number of lines, 0 or more", optarg);
+            break;
+        case OPT_HELO:
+            if (optarg[0] == '\0' || strlen(optarg) > 255 || strpbrk(optarg, " \r\n\t") != NULL)
+                return px_bad(err, "--helo", "a host name", optarg);
+            cfg->helo = optarg;
+            break;
+        case OPT_TRACE:
+            cfg->trace = 1;
+            break;
+        case 'h':
+            fputs(px_usage, out);
+            return PX_PARSE_EXIT_OK;
+        case 'V':
+            fprintf(out, "smtpscope %s\n", PX_VERSION);
+            return PX_PARSE_EXIT_OK;
+        case ':':
+            fprintf(err, "smtpscope: option '%s' needs a value (see --help)\n", argv[optind - 1]);
+            return PX_PARSE_EXIT_USAGE;
+        default:
+            if (optopt != 0 && optopt < 256)
+                fprintf(err, "smtpscope: unknown option '-%c' (see --help)\n", optopt);
+            else
+                fprintf(err, "smtpscope: unknown option '%s' (see --help)\n", argv[optind - 1]);
+            return PX_PARSE_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(err, "smtpscope: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return PX_PARSE_EXIT_USAGE;
+    }
+    if ((cfg->cert_file == NULL) != (cfg->key_file == NULL)) {
+        fprintf(err, "smtpscope: --cert and --key go together (see --help)\n");
+        return PX_PARSE_EXIT_USAGE;
+    }
+    if (!tls_given)
+        cfg->up_tls = strcmp(cfg->up_port, "465") == 0 ? PX_UP_IMPLICIT : PX_UP_STARTTLS;
+    return PX_PARSE_RUN;
+}

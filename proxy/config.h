@@ -1,0 +1,41 @@
+/*
+ * config - the command line: options, defaults, validation with messages a
+ * user can act on.
+ */
+#ifndef SMTPSCOPE_CONFIG_H
+#define SMTPSCOPE_CONFIG_H
+
+#include <stdio.h>
+
+#define PX_VERSION "0.1.0"
+
+enum px_upstream_tls { PX_UP_STARTTLS, PX_UP_IMPLICIT };
+enum px_client_tls { PX_CLIENT_TLS_OFFER, PX_CLIENT_TLS_OFF };
+
+struct px_config {
+    char listen_host[256];
+    char listen_port[16];
+    char up_host[256];
+    char up_port[16];
+    enum px_upstream_tls up_tls;
+    const char *ca_file; /* NULL: the system bundle */
+    int insecure;
+    enum px_client_tls client_tls;
+    const char *cert_file;
+    const char *key_file;
+    int show_secrets;
+    long body_lines;
+    const char *helo; /* NULL: this machine's host name */
+    int trace;        /* state changes in the transcript */
+};
+
+enum px_parse_result { PX_PARSE_RUN, PX_PARSE_EXIT_OK, PX_PARSE_EXIT_USAGE };
+
+/* px_config_parse - fill cfg from argv; on --help/--version prints and says
+ * EXIT_OK, on a bad option prints one line to err and says EXIT_USAGE. */
+enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **argv, FILE *out,
+                                     FILE *err);
+/* px_split_hostport - "host:port", "[v6]:port"; 0 or -1. */
+int px_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
+
+#endif

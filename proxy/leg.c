@@ -1,0 +1,406 @@
+/*
+ * leg - a session's transport over libuv, plain TCP or TLS.
+ *
+ * Owns the TCP handle, the TLS connection (freed when the leg closes) and
+ * every write request until its callback runs (also with UV_ECANCELED after
+ * a close). Read buffers are one loop-wide buffer that belongs to the read
+ * callback: whatever a consumer wants to keep, it copies before returning.
+ * The leg's memory itself belongs to its owner, which frees it only after
+ * the closed callback.
+ */
+#include "leg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LEG_READ_SIZE (64 * 1024)
+#define LEG_PLAIN_MAX (16 * 1024) /* one TLS record of plaintext */
+
+#define leg_of(h) ((struct leg *)(h)->data)
+
+struct leg_wreq {
+    uv_write_t req;
+    struct leg *leg;
+    uint8_t *owned; /* TLS ciphertext handed over by tls_conn_take_out */
+    size_t len;
+    uint8_t inline_data[]; /* plain TCP: the copy of the caller's bytes */
+};
+
+/* One buffer for all reads: the loop is single-threaded and every consumer
+ * copies what it keeps before the read callback returns. */
+static uint8_t leg_read_buf[LEG_READ_SIZE];
+static uint8_t leg_plain_buf[LEG_PLAIN_MAX];
+
+static int leg_pump(struct leg *l);
+
+void leg_addr_text(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char host[64] = "?";
+    int port = 0;
+
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        uv_ip6_name(a, host, sizeof(host));
+        port = ntohs(a->sin6_port);
+        snprintf(buf, len, "[%s]:%d", host, port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        uv_ip4_name(a, host, sizeof(host));
+        port = ntohs(a->sin_port);
+        snprintf(buf, len, "%s:%d", host, port);
+    }
+}
+
+static void leg_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    (void)h, (void)hint;
+    buf->base = (char *)leg_read_buf;
+    buf->len = sizeof(leg_read_buf);
+}
+
+static void leg_closed_cb(uv_handle_t *h)
+{
+    struct leg *l = leg_of(h);
+    l->open = 0;
+    l->cbs->closed(l);
+}
+
+int leg_init(struct leg *l, uv_loop_t *loop, void *owner, const struct leg_cbs *cbs,
+             enum tlog_leg which)
+{
+    int rc;
+
+    memset(l, 0, sizeof(*l));
+    l->owner = owner;
+    l->cbs = cbs;
+    l->which = which;
+    rc = uv_tcp_init(loop, &l->tcp);
+    if (rc != 0)
+        return rc;
+    l->tcp.data = l;
+    l->open = 1;
+    return 0;
+}
+
+void leg_close(struct leg *l)
+{
+    if (!l->open || l->closing)
+        return;
+    l->closing = 1;
+    tls_conn_free(l->tls);
+    l->tls = NULL;
+    uv_close((uv_handle_t *)&l->tcp, leg_closed_cb);
+}
+
+static void leg_write_cb(uv_write_t *req, int status)
+{
+    struct leg_wreq *w = (struct leg_wreq *)req;
+    struct leg *l = w->leg;
+
+    l->wq -= w->len;
+    free(w->owned);
+    free(w);
+    if (l->closing)
+        return;
+    if (status < 0) {
+        char text[128];
+        snprintf(text, sizeof(text), "write failed: %s (%s)", uv_strerror(status),
+                 uv_err_name(status));
+        l->ended = 1;
+        l->cbs->end(l, LEG_END_ERROR, text);
+        return;
+    }
+    if (l->close_after_flush && l->wq == 0) {
+        leg_close(l);
+        return;
+    }
+    if (l->above_high && l->wq < LEG_WQ_LOW) {
+        l->above_high = 0;
+        l->cbs->drained(l);
+    }
+}
+
+/* leg_send - write bytes to the socket; owned (may be NULL) is freed once
+ * written. Tries a direct write first when nothing is queued. */
+static int leg_send(struct leg *l, const uint8_t *data, size_t len, uint8_t *owned)
+{
+    struct leg_wreq *w;
+    uv_buf_t b;
+    int rc;
+
+    if (l->closing || len == 0) {
+        free(owned);
+        return l->closing ? UV_ECANCELED : 0;
+    }
+    l->tx += len;
+    if (l->wq == 0) {
+        b = uv_buf_init((char *)data, (unsigned)len);
+        rc = uv_try_write((uv_stream_t *)&l->tcp, &b, 1);
+        /* on an error other than EAGAIN, uv_write below reports it
+         * through leg_write_cb, outside the caller's stack */
+        if (rc > 0) {
+            data += rc;
+            len -= (size_t)rc;
+        }
+        if (len == 0) {
+            free(owned);
+            return 0;
+        }
+    }
+    w = malloc(sizeof(*w) + (owned != NULL ? 0 : len));
+    if (w == NULL) {
+        free(owned);
+        return UV_ENOMEM;
+    }
+    w->leg = l;
+    w->len = len;
+    w->owned = owned;
+    if (owned == NULL) {
+        memcpy(w->inline_data, data, len);
+        data = w->inline_data;
+    }
+    b = uv_buf_init((char *)data, (unsigned)len);
+    rc = uv_write(&w->req, (uv_stream_t *)&l->tcp, &b, 1, leg_write_cb);
+    if (rc != 0) {
+        free(w->owned);
+        free(w);
+        return rc;
+    }
+    l->wq += len;
+    if (l->wq > LEG_WQ_HIGH)
+        l->above_high = 1;
+    return 0;
+}
+
+/* leg_flush_tls - send whatever ciphertext mbedTLS produced. */
+static int leg_flush_tls(struct leg *l)
+{
+    size_t len;
+    uint8_t *out;
+
+    if (l->tls == NULL)
+        return 0;
+    out = tls_conn_take_out(l->tls, &len);
+    if (out == NULL)
+        return 0;
+    return leg_send(l, out, len, out);
+}
+
+int leg_write(struct leg *l, const uint8_t *data, size_t len)
+{
+    int rc;
+
+    if (l->closing)
+        return UV_ECANCELED;
+    if (l->tls == NULL)
+        return leg_send(l, data, len, NULL);
+    rc = tls_conn_write(l->tls, data, len);
+    if (rc != 0)
+        return rc;
+    return leg_flush_tls(l);
+}
+
+
+static void leg_end(struct leg *l, enum leg_end why, const char *text)
+{
+    if (l->ended)
+        return;
+    l->ended = 1;
+    if (l->reading) {
+        uv_read_stop((uv_stream_t *)&l->tcp);
+        l->reading = 0;
+    }
+    l->cbs->end(l, why, text);
+}
+
+static void leg_tls_error(struct leg *l, int rc, const char *what)
+{
+    char err[200], text[256];
+    tls_strerror(rc, err, sizeof(err));
+    snprintf(text, sizeof(text), "%s: %s", what, err);
+    leg_end(l, LEG_END_ERROR, text);
+}
+
+/* leg_pump - drive the TLS engine over what was fed: finish the handshake,
+ * then deliver plaintext until paused or nothing is left. Returns -1 when a
+ * callback ended the leg or the session. */
+static int leg_pump(struct leg *l)
+{
+    int rc = 0;
+
+    if (l->pumping)
+        return 0; /* a callback resumed us: the outer loop goes on */
+    l->pumping = 1;
+    if (!l->tls_ready) {
+        rc = tls_conn_handshake(l->tls);
+        leg_flush_tls(l);
+        if (rc == TLS_AGAIN) {
+            rc = 0;
+            goto out;
+        }
+        if (rc == 0)
+            l->tls_ready = 1;
+        l->cbs->handshake(l, rc);
+        if (rc != 0 || l->closing || l->ended) {
+            rc = -1;
+            goto out;
+        }
+    }
+    while (!l->paused && !l->closing && !l->ended) {
+        ssize_t n = tls_conn_read(l->tls, leg_plain_buf, sizeof(leg_plain_buf));
+        leg_flush_tls(l);
+        if (n > 0) {
+            if (l->cbs->data(l, leg_plain_buf, (size_t)n) < 0) {
+                rc = -1;
+                goto out;
+            }
+        } else if (n == TLS_READ_AGAIN) {
+            break;
+        } else if (n == TLS_READ_CLOSED) {
+            leg_end(l, LEG_END_TLS_CLOSE, "TLS close_notify received");
+            rc = -1;
+            goto out;
+        } else {
+            leg_tls_error(l, (int)n, "TLS read");
+            rc = -1;
+            goto out;
+        }
+    }
+out:
+    l->pumping = 0;
+    return rc;
+}
+
+static void leg_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct leg *l = leg_of(st);
+
+    if (l->closing || l->ended)
+        return;
+    if (nread > 0) {
+        l->rx += (uint64_t)nread;
+        if (l->tls == NULL) {
+            if (l->cbs->data(l, (const uint8_t *)buf->base, (size_t)nread) < 0)
+                return;
+            if (l->paused && l->reading && !l->closing) {
+                uv_read_stop(st);
+                l->reading = 0;
+            }
+            return;
+        }
+        if (tls_conn_feed(l->tls, (const uint8_t *)buf->base, (size_t)nread) != 0) {
+            leg_end(l, LEG_END_ERROR, "out of memory");
+            return;
+        }
+        if (leg_pump(l) < 0)
+            return;
+        if (l->paused && l->reading && !l->closing) {
+            uv_read_stop(st);
+            l->reading = 0;
+        }
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (nread == UV_EOF) {
+        if (l->tls == NULL)
+            leg_end(l, LEG_END_EOF, "connection closed by peer");
+        else
+            leg_end(l, LEG_END_TRUNCATED,
+                    l->tls_ready ? "TCP closed without TLS close_notify (truncation)"
+                                 : "TCP closed during the TLS handshake");
+        return;
+    }
+    char text[128];
+    snprintf(text, sizeof(text), "read failed: %s (%s)", uv_strerror((int)nread),
+             uv_err_name((int)nread));
+    leg_end(l, LEG_END_ERROR, text);
+}
+
+int leg_start(struct leg *l)
+{
+    int rc;
+
+    uv_tcp_nodelay(&l->tcp, 1);
+    rc = uv_read_start((uv_stream_t *)&l->tcp, leg_alloc_cb, leg_read_cb);
+    if (rc == 0)
+        l->reading = 1;
+    return rc;
+}
+
+void leg_pause(struct leg *l)
+{
+    l->paused = 1;
+    if (l->reading && !l->pumping && l->open && !l->closing) {
+        uv_read_stop((uv_stream_t *)&l->tcp);
+        l->reading = 0;
+    }
+}
+
+int leg_resume(struct leg *l)
+{
+    l->paused = 0;
+    if (l->closing || l->ended || !l->open)
+        return 0;
+    if (!l->reading) {
+        if (uv_read_start((uv_stream_t *)&l->tcp, leg_alloc_cb, leg_read_cb) == 0)
+            l->reading = 1;
+    }
+    if (l->tls != NULL && (tls_conn_pending(l->tls) > 0 || tls_conn_buffered_in(l->tls) > 0))
+        return leg_pump(l);
+    return 0;
+}
+
+int leg_start_tls(struct leg *l, struct tls_config *cfg, const char *hostname, char *err,
+                  size_t errlen)
+{
+    l->tls = tls_conn_new(cfg, hostname, err, errlen);
+    if (l->tls == NULL)
+        return -1;
+    l->tls_ready = 0;
+    if (hostname != NULL) /* the client role speaks first */
+        return leg_pump(l) < 0 ? -1 : 0;
+    return 0;
+}
+
+struct tls_conn *leg_tls(const struct leg *l)
+{
+    return l->tls;
+}
+
+void leg_tls_info(const struct leg *l, int with_peer, char *buf, size_t len)
+{
+    char peer[600], verify[600];
+    if (l->tls == NULL) {
+        snprintf(buf, len, "no TLS");
+        return;
+    }
+    if (!with_peer) {
+        snprintf(buf, len, "%s %s", tls_conn_version(l->tls), tls_conn_ciphersuite(l->tls));
+        return;
+    }
+    tls_conn_peer_text(l->tls, peer, sizeof(peer));
+    tls_conn_verify_text(l->tls, verify, sizeof(verify));
+    snprintf(buf, len, "%s %s; %s; verification: %s", tls_conn_version(l->tls),
+             tls_conn_ciphersuite(l->tls), peer, verify);
+}
+
+void leg_close_after_flush(struct leg *l)
+{
+    if (!l->open || l->closing)
+        return;
+    if (l->reading) {
+        uv_read_stop((uv_stream_t *)&l->tcp);
+        l->reading = 0;
+    }
+    l->paused = 1;
+    if (l->tls != NULL && l->tls_ready) {
+        tls_conn_close_notify(l->tls);
+        leg_flush_tls(l);
+    }
+    if (l->wq == 0)
+        leg_close(l);
+    else
+        l->close_after_flush = 1;
+}

@@ -1,0 +1,251 @@
+/*
+ * session - lifetime of one client session and its upstream session.
+ *
+ * Owns the session struct, its two legs, its timer and its pending
+ * getaddrinfo request. Every handle and request counts in s->handles; the
+ * struct is freed in the callback that brings it to zero after
+ * session_close(), never earlier, so no callback can see freed memory.
+ * session_close() is the only teardown path and is idempotent.
+ */
+#include "session.h"
+#include "../log/transcript.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SESSION_LINGER_MS 5000 /* a closing client that does not read is cut off */
+
+#define session_of_leg(l) ((struct session *)(l)->owner)
+
+void session_emit_line(struct session *s, enum tlog_kind kind, enum tlog_leg leg,
+                       enum tlog_dir dir, int own, const uint8_t *bytes, size_t len)
+{
+    struct tlog_event ev = {
+        .session = s->id,
+        .kind = kind,
+        .leg = leg,
+        .dir = dir,
+        .own = own,
+        .bytes = bytes,
+        .len = len,
+    };
+    if (kind == TLOG_REPLY && len >= 3)
+        ev.code = (bytes[0] - '0') * 100 + (bytes[1] - '0') * 10 + (bytes[2] - '0');
+    tlog_emit(&ev);
+}
+
+static void session_free(struct session *s)
+{
+    free(s->in);
+    free(s->greeting);
+    if (s->ai_list != NULL)
+        uv_freeaddrinfo(s->ai_list);
+    free(s);
+}
+
+static void session_timer_closed_cb(uv_handle_t *h);
+/* session_unref - a handle or request of s is done; free s at the last. */
+void session_unref(struct session *s)
+{
+    s->handles--;
+    if (!s->closing)
+        return;
+    if (!s->client.open && !s->up.open && !uv_is_closing((uv_handle_t *)&s->timer))
+        uv_close((uv_handle_t *)&s->timer, session_timer_closed_cb);
+    if (s->handles == 0)
+        session_free(s);
+}
+
+static void session_timer_closed_cb(uv_handle_t *h)
+{
+    session_unref(h->data);
+}
+
+static void session_linger_cb(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    leg_close(&s->client);
+    leg_close(&s->up);
+}
+
+static int client_data_cb(struct leg *l, const uint8_t *buf, size_t len)
+{
+    return srv_data(session_of_leg(l), buf, len);
+}
+
+static void client_end_cb(struct leg *l, enum leg_end why, const char *text)
+{
+    (void)why;
+    srv_client_gone(session_of_leg(l), text);
+}
+
+static void client_handshake_cb(struct leg *l, int rc)
+{
+    srv_handshake(session_of_leg(l), rc);
+}
+
+static void any_drained_cb(struct leg *l)
+{
+    session_flow(session_of_leg(l));
+}
+
+static void client_closed_cb(struct leg *l)
+{
+    struct session *s = session_of_leg(l);
+    session_close(s, "client connection closed");
+    session_unref(s);
+}
+
+static int up_data_cb(struct leg *l, const uint8_t *buf, size_t len)
+{
+    return up_data(session_of_leg(l), buf, len);
+}
+
+static void up_end_cb(struct leg *l, enum leg_end why, const char *text)
+{
+    (void)why;
+    srv_upstream_gone(session_of_leg(l), text);
+}
+
+static void up_handshake_cb(struct leg *l, int rc)
+{
+    up_handshake(session_of_leg(l), rc);
+}
+
+static void up_closed_cb(struct leg *l)
+{
+    struct session *s = session_of_leg(l);
+    up_closed(s);
+    session_unref(s);
+}
+
+const struct leg_cbs session_client_cbs = {
+    .data = client_data_cb,
+    .end = client_end_cb,
+    .handshake = client_handshake_cb,
+    .drained = any_drained_cb,
+    .closed = client_closed_cb,
+};
+
+const struct leg_cbs session_up_cbs = {
+    .data = up_data_cb,
+    .end = up_end_cb,
+    .handshake = up_handshake_cb,
+    .drained = any_drained_cb,
+    .closed = up_closed_cb,
+};
+
+struct session *session_new(struct proxy *px)
+{
+    struct session *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return NULL;
+    s->px = px;
+    s->id = ++px->next_id;
+    s->start_us = tlog_now_us();
+    if (leg_init(&s->client, px->loop, s, &session_client_cbs, TLOG_LEG_CLIENT) != 0) {
+        free(s);
+        return NULL;
+    }
+    s->handles++;
+    uv_timer_init(px->loop, &s->timer);
+    s->timer.data = s;
+    s->handles++;
+    s->next = px->sessions;
+    if (px->sessions != NULL)
+        px->sessions->prev = s;
+    px->sessions = s;
+    px->nsessions++;
+    smtp_reply_reset(&s->reply);
+    return s;
+}
+
+/* session_up_leg_init - (re)initialise the upstream leg for a connect. */
+int session_up_leg_init(struct session *s)
+{
+    int rc = leg_init(&s->up, s->px->loop, s, &session_up_cbs, TLOG_LEG_UPSTREAM);
+    if (rc == 0)
+        s->handles++;
+    return rc;
+}
+
+void session_close(struct session *s, const char *why)
+{
+    struct proxy *px = s->px;
+    uint64_t us;
+
+    if (s->closing)
+        return;
+    s->closing = 1;
+    s->srv_state = SRV_DONE;
+    us = tlog_now_us() - s->start_us;
+    tlog_note(s->id, TLOG_CLOSE,
+              "disconnect: %s; client %s sent %llu bytes, received %llu; upstream %s sent "
+              "%llu, received %llu; %u message(s) accepted upstream; %llu.%03llu s",
+              why, s->client_addr, (unsigned long long)s->client.rx,
+              (unsigned long long)s->client.tx, s->up_addr[0] ? s->up_addr : "-",
+              (unsigned long long)s->up.rx, (unsigned long long)s->up.tx, s->messages,
+              (unsigned long long)(us / 1000000u), (unsigned long long)(us / 1000u % 1000u));
+
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        px->sessions = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+    px->nsessions--;
+
+    if (s->up_state == UP_RESOLVING)
+        uv_cancel((uv_req_t *)&s->gai); /* its callback still runs, and unrefs */
+    leg_close_after_flush(&s->client);
+    leg_close_after_flush(&s->up);
+    uv_timer_start(&s->timer, session_linger_cb, SESSION_LINGER_MS, 0);
+    s->handles++; /* balanced here, so the last unref can come from anywhere */
+    session_unref(s);
+}
+
+void session_fail(struct session *s, const char *code, const char *shorttext,
+                  const char *reason)
+{
+    char line[600];
+
+    if (s->closing)
+        return;
+    tlog_note(s->id, TLOG_ERROR, "%s", reason);
+    if (s->srv_state != SRV_DONE && s->client.open && !s->client.ended) {
+        snprintf(line, sizeof(line), "%s %s", code, shorttext);
+        srv_own_reply(s, line);
+    }
+    session_close(s, reason);
+}
+
+int session_flow(struct session *s)
+{
+    int client_pause, up_pause;
+
+    if (s->closing)
+        return -1;
+    client_pause = s->up.above_high || s->in_len >= SRV_IN_MAX || s->srv_state == SRV_DONE;
+    up_pause = s->client.above_high;
+    if (up_pause && !s->up.paused)
+        leg_pause(&s->up);
+    if (client_pause && !s->client.paused)
+        leg_pause(&s->client);
+    if (!up_pause && s->up.paused && s->up.open && leg_resume(&s->up) < 0)
+        return -1;
+    if (s->closing)
+        return -1;
+    if (!client_pause && s->client.paused && leg_resume(&s->client) < 0)
+        return -1;
+    return s->closing ? -1 : 0;
+}
+
+void session_stop_all(struct proxy *px)
+{
+    while (px->sessions != NULL)
+        session_fail(px->sessions, "421 4.3.2", "smtpscope is shutting down",
+                     "smtpscope is shutting down");
+}

@@ -1,0 +1,153 @@
+/*
+ * session - one client connection and the upstream session made for it:
+ * both legs, both SMTP machines, and the single teardown path.
+ *
+ * smtp_server.c (the client-facing machine) and smtp_client.c (the
+ * upstream-facing one) work on this struct; session.c owns its lifetime.
+ */
+#ifndef SMTPSCOPE_SESSION_H
+#define SMTPSCOPE_SESSION_H
+
+#include "config.h"
+#include "leg.h"
+#include "smtp_parse.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+#define SRV_IN_MAX   (64 * 1024) /* client bytes held while waiting; then stop reading */
+#define SRV_PIPE_MAX 256         /* commands awaiting replies (>= 100 RCPTs, RFC 5321 4.5.3.1.8) */
+#define SRV_SHOW_MAX 1000        /* bytes of one message line shown */
+
+/* proxy - what all sessions share. */
+struct proxy {
+    uv_loop_t *loop;
+    const struct px_config *cfg;
+    struct tls_config *up_tls;     /* verifying client config for upstreams */
+    struct tls_config *client_tls; /* server config for the client leg */
+    struct session *sessions;      /* doubly linked list of live sessions */
+    uint64_t next_id;
+    unsigned nsessions;
+    int stopping;
+    char helo[256]; /* the name smtpscope gives in its own EHLO */
+};
+
+enum up_state {
+    UP_RESOLVING,
+    UP_CONNECTING,
+    UP_GREETING,
+    UP_EHLO1,
+    UP_STARTTLS,
+    UP_HANDSHAKE,
+    UP_EHLO2,
+    UP_READY,
+    UP_FAILED,
+    UP_STATE_COUNT
+};
+
+enum srv_state {
+    SRV_WAIT_UPSTREAM, /* greeting not sent yet: client bytes are held */
+    SRV_COMMAND,
+    SRV_TLS,  /* client STARTTLS handshake */
+    SRV_DATA, /* relaying message content */
+    SRV_DONE, /* QUIT answered or session failed: nothing more is read */
+    SRV_STATE_COUNT
+};
+
+/* What a reply in the queue answers: a command, or one of these. */
+enum srv_expect {
+    SRV_EXP_EOD = SMTP_CMD_COUNT, /* the end of message content */
+    SRV_EXP_AUTH_RESPONSE,        /* a client line inside an AUTH exchange */
+};
+
+struct srv_pending {
+    int what; /* enum smtp_cmd or enum srv_expect */
+    unsigned flags;
+};
+
+struct session {
+    struct proxy *px;
+    struct session *prev, *next;
+    uint64_t id;
+    uint64_t start_us;
+    int handles; /* open handles and pending requests; freed at 0 when closing */
+    uv_timer_t timer;
+    int closing;
+    char client_addr[64];
+    char up_addr[64];
+
+    struct leg client;
+    struct leg up;
+
+    /* upstream-facing machine: smtp_client.c */
+    enum up_state up_state;
+    uv_getaddrinfo_t gai;
+    uv_connect_t connect_req;
+    struct addrinfo *ai_list, *ai_cur;
+    char up_error[256]; /* the last connect error, for the final message */
+    struct smtp_reply reply;
+    uint8_t *greeting; /* the upstream's greeting, relayed once ready */
+    size_t greeting_len;
+
+    /* client-facing machine: smtp_server.c */
+    enum srv_state srv_state;
+    uint8_t *in; /* held command bytes */
+    size_t in_len, in_cap;
+    int discarding; /* the rest of an overlong line is dropped */
+    struct srv_pending pending[SRV_PIPE_MAX];
+    int pend_head, pend_len;
+    int sync_wait;
+    int auth_cont; /* the next client line answers a 334 */
+    int auth_step;
+    char auth_mech[24];
+    struct smtp_data_framer framer;
+    uint64_t msg_bytes, msg_lines, msg_shown_bytes, cur_line_len;
+    long msg_shown_lines;
+    unsigned msg_warnings;
+    uint8_t show[SRV_SHOW_MAX];
+    size_t show_len;
+    unsigned messages; /* messages the upstream accepted */
+};
+
+struct session *session_new(struct proxy *px);
+/* session_close - the one teardown path: note why, close both legs (the
+ * client's after its queued replies), free when the last handle closed.
+ * Idempotent. */
+void session_close(struct session *s, const char *why);
+/* session_fail - tell the client "CODE text", record the reason, close. */
+void session_fail(struct session *s, const char *code, const char *shorttext,
+                  const char *reason);
+/* session_flow - pause or resume each leg's reading by the other's queue
+ * and by how much client input is held. Returns -1 if s was torn down. */
+int session_flow(struct session *s);
+void session_emit_line(struct session *s, enum tlog_kind kind, enum tlog_leg leg,
+                       enum tlog_dir dir, int own, const uint8_t *bytes, size_t len);
+/* session_unref - a handle or request of s is done (s may be freed). */
+void session_unref(struct session *s);
+/* session_up_leg_init - (re)initialise the upstream leg for a connect. */
+int session_up_leg_init(struct session *s);
+/* session_stop_all - end every session (shutdown). */
+void session_stop_all(struct proxy *px);
+
+/* smtp_client.c */
+void up_start(struct session *s);
+int up_data(struct session *s, const uint8_t *buf, size_t len);
+void up_handshake(struct session *s, int rc);
+void up_closed(struct session *s);
+const char *up_state_name(enum up_state st);
+
+/* smtp_server.c */
+void srv_upstream_ready(struct session *s);
+int srv_data(struct session *s, const uint8_t *buf, size_t len);
+int srv_reply(struct session *s, const struct smtp_reply *r);
+int srv_process(struct session *s);
+void srv_handshake(struct session *s, int rc);
+/* srv_upstream_gone - the upstream ended: tell the client, unless done. */
+void srv_upstream_gone(struct session *s, const char *why);
+void srv_client_gone(struct session *s, const char *why);
+/* srv_relay_and_close - pass the upstream's reply on, then end. */
+void srv_relay_and_close(struct session *s, const struct smtp_reply *r, const char *why);
+/* srv_own_reply - a reply smtpscope makes itself: bounded, recorded, sent. */
+void srv_own_reply(struct session *s, const char *line);
+
+#endif

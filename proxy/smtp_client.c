@@ -1,0 +1,321 @@
+/*
+ * smtp_client - the upstream-facing SMTP machine.
+ *
+ * Resolves and connects (every address in order), reads the greeting, says
+ * EHLO, STARTTLS, verifies the TLS handshake and says EHLO again; only then
+ * is the session READY and the client greeted. Implicit TLS skips the
+ * STARTTLS step. Any failure before READY fails closed: nothing of the
+ * client's has reached the upstream, the client hears 421 4.7.0 (TLS) or
+ * 421 4.4.x (reachability), and the transcript says exactly why. There is no
+ * plaintext fallback anywhere in this file.
+ */
+#include "../log/repr.h"
+#include "../log/transcript.h"
+#include "session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const up_state_names[UP_STATE_COUNT] = {
+    [UP_RESOLVING] = "RESOLVING", [UP_CONNECTING] = "CONNECTING", [UP_GREETING] = "GREETING",
+    [UP_EHLO1] = "EHLO",          [UP_STARTTLS] = "STARTTLS",     [UP_HANDSHAKE] = "HANDSHAKE",
+    [UP_EHLO2] = "EHLO-TLS",      [UP_READY] = "READY",           [UP_FAILED] = "FAILED",
+};
+
+const char *up_state_name(enum up_state st)
+{
+    return up_state_names[st];
+}
+
+/* up_set_state - the one place the upstream machine changes state. */
+static void up_set_state(struct session *s, enum up_state st)
+{
+    if (s->px->cfg->trace)
+        tlog_note(s->id, TLOG_INFO, "upstream state %s -> %s", up_state_names[s->up_state],
+                  up_state_names[st]);
+    s->up_state = st;
+}
+
+/* up_send - a command of smtpscope's own on the upstream leg. */
+static void up_send(struct session *s, const char *line)
+{
+    size_t len = strlen(line);
+    session_emit_line(s, TLOG_COMMAND, TLOG_LEG_UPSTREAM, TLOG_DIR_OUT, 1, (const uint8_t *)line,
+                      len);
+    leg_write(&s->up, (const uint8_t *)line, len);
+}
+
+static void up_send_ehlo(struct session *s, enum up_state next)
+{
+    char line[300];
+    snprintf(line, sizeof(line), "EHLO %s\r\n", s->px->helo);
+    up_send(s, line);
+    up_set_state(s, next);
+}
+
+static void up_try_connect(struct session *s);
+
+static void up_connect_cb(uv_connect_t *req, int status)
+{
+    struct session *s = req->data;
+    const struct px_config *cfg = s->px->cfg;
+    char err[300];
+
+    if (s->closing)
+        return;
+    leg_addr_text(s->ai_cur->ai_addr, s->up_addr, sizeof(s->up_addr));
+    if (status < 0) {
+        snprintf(s->up_error, sizeof(s->up_error), "%s: %s (%s)", s->up_addr,
+                 uv_strerror(status), uv_err_name(status));
+        tlog_note(s->id, TLOG_WARNING, "connect to %s failed", s->up_error);
+        s->ai_cur = s->ai_cur->ai_next;
+        leg_close(&s->up); /* up_closed() tries the next address */
+        return;
+    }
+    tlog_note(s->id, TLOG_CONNECT, "connected to upstream %s:%s (%s)", cfg->up_host, cfg->up_port,
+              s->up_addr);
+    if (leg_start(&s->up) != 0) {
+        session_fail(s, "421 4.4.1", "upstream unreachable", "cannot read from the upstream");
+        return;
+    }
+    if (cfg->up_tls == PX_UP_IMPLICIT) {
+        up_set_state(s, UP_HANDSHAKE);
+        if (leg_start_tls(&s->up, s->px->up_tls, cfg->up_host, err, sizeof(err)) != 0 &&
+            !s->closing)
+            session_fail(s, "421 4.7.0", "TLS with upstream failed", err);
+    } else {
+        up_set_state(s, UP_GREETING);
+    }
+}
+
+static void up_try_connect(struct session *s)
+{
+    const struct px_config *cfg = s->px->cfg;
+    char reason[600];
+
+    while (s->ai_cur != NULL) {
+        int rc = session_up_leg_init(s);
+        if (rc == 0) {
+            up_set_state(s, UP_CONNECTING);
+            s->connect_req.data = s;
+            rc = uv_tcp_connect(&s->connect_req, &s->up.tcp, s->ai_cur->ai_addr, up_connect_cb);
+            if (rc == 0)
+                return;
+            leg_addr_text(s->ai_cur->ai_addr, s->up_addr, sizeof(s->up_addr));
+            snprintf(s->up_error, sizeof(s->up_error), "%s: %s (%s)", s->up_addr, uv_strerror(rc),
+                     uv_err_name(rc));
+            s->ai_cur = s->ai_cur->ai_next;
+            leg_close(&s->up); /* up_closed() goes on with the next one */
+            return;
+        }
+        s->ai_cur = s->ai_cur->ai_next;
+    }
+    snprintf(reason, sizeof(reason), "cannot connect to upstream %s:%s: %s", cfg->up_host,
+             cfg->up_port, s->up_error[0] ? s->up_error : "no address");
+    session_fail(s, "421 4.4.1", "upstream unreachable", reason);
+}
+
+void up_closed(struct session *s)
+{
+    if (!s->closing && s->up_state == UP_CONNECTING)
+        up_try_connect(s);
+}
+
+static void up_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct session *s = req->data;
+    const struct px_config *cfg = s->px->cfg;
+    char reason[600];
+
+    s->ai_list = res;
+    s->ai_cur = res;
+    if (!s->closing && status < 0) {
+        snprintf(reason, sizeof(reason), "cannot resolve upstream %s: %s", cfg->up_host,
+                 uv_strerror(status));
+        session_fail(s, "421 4.4.3", "cannot resolve upstream", reason);
+    } else if (!s->closing) {
+        up_try_connect(s);
+    }
+    session_unref(s);
+}
+
+void up_start(struct session *s)
+{
+    const struct px_config *cfg = s->px->cfg;
+    struct addrinfo hints;
+    int rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    s->gai.data = s;
+    up_set_state(s, UP_RESOLVING);
+    s->handles++;
+    rc = uv_getaddrinfo(s->px->loop, &s->gai, up_gai_cb, cfg->up_host, cfg->up_port, &hints);
+    if (rc != 0) {
+        char reason[600];
+        s->handles--;
+        up_set_state(s, UP_FAILED);
+        snprintf(reason, sizeof(reason), "cannot resolve upstream %s: %s", cfg->up_host,
+                 uv_strerror(rc));
+        session_fail(s, "421 4.4.3", "cannot resolve upstream", reason);
+    }
+}
+
+/* up_reply_text - "CODE text" of a reply's first line, for messages. */
+static void up_reply_text(const struct smtp_reply *r, char *buf, size_t len)
+{
+    size_t n;
+    const uint8_t *l = smtp_reply_line(r, 0, &n);
+    while (n > 0 && (l[n - 1] == '\n' || l[n - 1] == '\r'))
+        n--;
+    tlog_repr(buf, len, l, n, TLOG_REPR_PLAIN);
+}
+
+/* up_own_reply - a reply to smtpscope's own commands, before READY.
+ * leftover: bytes that came after it in the same read. */
+static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t leftover)
+{
+    const struct px_config *cfg = s->px->cfg;
+    char text[300], reason[700], err[300];
+
+    for (int i = 0; i < r->nlines; i++) {
+        size_t n;
+        const uint8_t *l = smtp_reply_line(r, i, &n);
+        session_emit_line(s, TLOG_REPLY, TLOG_LEG_UPSTREAM, TLOG_DIR_IN, 1, l, n);
+    }
+    up_reply_text(r, text, sizeof(text));
+    switch (s->up_state) {
+    case UP_GREETING:
+        if (r->code != 220) {
+            srv_relay_and_close(s, r, "the upstream refused the session in its greeting");
+            return -1;
+        }
+        free(s->greeting);
+        s->greeting = malloc(r->len);
+        if (s->greeting == NULL) {
+            session_fail(s, "421 4.3.0", "out of memory", "out of memory");
+            return -1;
+        }
+        memcpy(s->greeting, r->buf, r->len);
+        s->greeting_len = r->len;
+        up_send_ehlo(s, cfg->up_tls == PX_UP_IMPLICIT ? UP_EHLO2 : UP_EHLO1);
+        return 0;
+    case UP_EHLO1:
+        if (r->code != 250) {
+            snprintf(reason, sizeof(reason), "upstream refused EHLO: %s", text);
+            session_fail(s, "421 4.7.0", "upstream refused EHLO", reason);
+            return -1;
+        }
+        if (!smtp_reply_has_keyword(r, "STARTTLS")) {
+            snprintf(reason, sizeof(reason),
+                     "upstream %s does not offer STARTTLS: refusing to relay in plaintext",
+                     cfg->up_host);
+            session_fail(s, "421 4.7.0", "upstream does not offer STARTTLS", reason);
+            return -1;
+        }
+        up_send(s, "STARTTLS\r\n");
+        up_set_state(s, UP_STARTTLS);
+        return 0;
+    case UP_STARTTLS:
+        if (r->code != 220) {
+            snprintf(reason, sizeof(reason), "upstream refused STARTTLS: %s", text);
+            session_fail(s, "421 4.7.0", "upstream refused STARTTLS", reason);
+            return -1;
+        }
+        if (leftover > 0) {
+            /* RFC 3207 5 / CVE-2011-0411 style injection: whatever came
+             * after the 220 in plaintext would be taken as a TLS reply */
+            snprintf(reason, sizeof(reason),
+                     "upstream sent %zu byte(s) after its 220 to STARTTLS, before the TLS "
+                     "handshake (response injection): aborting",
+                     leftover);
+            session_fail(s, "421 4.7.0", "upstream STARTTLS injection", reason);
+            return -1;
+        }
+        up_set_state(s, UP_HANDSHAKE);
+        if (leg_start_tls(&s->up, s->px->up_tls, cfg->up_host, err, sizeof(err)) != 0) {
+            if (!s->closing)
+                session_fail(s, "421 4.7.0", "TLS with upstream failed", err);
+            return -1;
+        }
+        return s->closing ? -1 : 0;
+    case UP_EHLO2:
+        if (r->code != 250) {
+            snprintf(reason, sizeof(reason), "upstream refused EHLO after TLS: %s", text);
+            session_fail(s, "421 4.7.0", "upstream refused EHLO", reason);
+            return -1;
+        }
+        up_set_state(s, UP_READY);
+        srv_upstream_ready(s);
+        return s->closing ? -1 : 0;
+    default:
+        snprintf(reason, sizeof(reason), "unexpected reply from upstream in state %s: %s",
+                 up_state_names[s->up_state], text);
+        session_fail(s, "421 4.4.2", "upstream protocol error", reason);
+        return -1;
+    }
+}
+
+int up_data(struct session *s, const uint8_t *buf, size_t len)
+{
+    while (len > 0 && !s->closing) {
+        size_t used;
+        int rc = smtp_reply_feed(&s->reply, buf, len, &used);
+        buf += used;
+        len -= used;
+        if (rc < 0) {
+            char reason[300];
+            snprintf(reason, sizeof(reason), "malformed reply from upstream: %s",
+                     smtp_reply_strerror(rc));
+            session_fail(s, "421 4.4.2", "upstream sent a malformed reply", reason);
+            return -1;
+        }
+        if (rc == 0)
+            break;
+        if (s->up_state == UP_READY)
+            rc = srv_reply(s, &s->reply);
+        else
+            rc = up_own_reply(s, &s->reply, len);
+        smtp_reply_reset(&s->reply);
+        if (rc < 0)
+            return -1;
+    }
+    return s->closing ? -1 : 0;
+}
+
+void up_handshake(struct session *s, int rc)
+{
+    const struct px_config *cfg = s->px->cfg;
+    char info[1200], reason[2400], err[200];
+
+    if (s->closing)
+        return;
+    leg_tls_info(&s->up, 1, info, sizeof(info));
+    if (rc == TLS_ERR_VERIFY) {
+        char verify[600];
+        tls_conn_verify_text(leg_tls(&s->up), verify, sizeof(verify));
+        snprintf(reason, sizeof(reason),
+                 "upstream TLS certificate verification failed for %s: %s (%s)", cfg->up_host,
+                 verify, info);
+        session_fail(s, "421 4.7.0", "upstream certificate not trusted", reason);
+        return;
+    }
+    if (rc != 0) {
+        tls_strerror(rc, err, sizeof(err));
+        snprintf(reason, sizeof(reason), "upstream TLS handshake failed: %s", err);
+        session_fail(s, "421 4.7.0", "TLS handshake with upstream failed", reason);
+        return;
+    }
+    tlog_note(s->id, TLOG_TLS, "TLS upstream: %s", info);
+    if (cfg->insecure)
+        tlog_note(s->id, TLOG_WARNING,
+                  "upstream certificate NOT verified (--insecure): this session could be "
+                  "intercepted");
+    if (cfg->up_tls == PX_UP_IMPLICIT)
+        up_set_state(s, UP_GREETING);
+    else
+        up_send_ehlo(s, UP_EHLO2);
+}

@@ -1,0 +1,328 @@
+/*
+ * smtp_parse - the command table, the reply parser, the DATA framer and
+ * the EHLO rewriter. Pure functions over caller-owned memory; a malformed
+ * input is reported, never guessed at.
+ */
+#include "smtp_parse.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- commands ---------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    unsigned flags;
+} smtp_cmds[SMTP_CMD_COUNT] = {
+    [SMTP_CMD_UNKNOWN] = {"?", SMTP_CF_SYNC},
+    [SMTP_CMD_HELO] = {"HELO", SMTP_CF_SYNC | SMTP_CF_HELLO},
+    [SMTP_CMD_EHLO] = {"EHLO", SMTP_CF_SYNC | SMTP_CF_HELLO},
+    [SMTP_CMD_LHLO] = {"LHLO", SMTP_CF_SYNC | SMTP_CF_HELLO},
+    [SMTP_CMD_STARTTLS] = {"STARTTLS", SMTP_CF_SYNC | SMTP_CF_LOCAL},
+    [SMTP_CMD_AUTH] = {"AUTH", SMTP_CF_SYNC | SMTP_CF_SECRET},
+    [SMTP_CMD_MAIL] = {"MAIL", 0},
+    [SMTP_CMD_RCPT] = {"RCPT", 0},
+    [SMTP_CMD_DATA] = {"DATA", SMTP_CF_SYNC},
+    [SMTP_CMD_BDAT] = {"BDAT", SMTP_CF_SYNC},
+    [SMTP_CMD_RSET] = {"RSET", 0},
+    [SMTP_CMD_NOOP] = {"NOOP", SMTP_CF_SYNC},
+    [SMTP_CMD_QUIT] = {"QUIT", SMTP_CF_SYNC | SMTP_CF_QUIT},
+    [SMTP_CMD_VRFY] = {"VRFY", SMTP_CF_SYNC},
+    [SMTP_CMD_EXPN] = {"EXPN", SMTP_CF_SYNC},
+    [SMTP_CMD_HELP] = {"HELP", SMTP_CF_SYNC},
+};
+
+size_t smtp_line_end(const uint8_t *buf, size_t len)
+{
+    const uint8_t *lf = memchr(buf, '\n', len);
+    return lf != NULL ? (size_t)(lf - buf) + 1 : 0;
+}
+
+unsigned smtp_line_flags(const uint8_t *line, size_t len)
+{
+    unsigned flags = 0;
+    size_t body = len;
+
+    if (len > 0 && line[len - 1] == '\n') {
+        body = len - 1;
+        if (body > 0 && line[body - 1] == '\r')
+            body--;
+        else
+            flags |= SMTP_LF_BARE_LF;
+    }
+    for (size_t i = 0; i < body; i++) {
+        if (line[i] == '\r')
+            flags |= SMTP_LF_BARE_CR;
+        else if (line[i] == '\n')
+            flags |= SMTP_LF_BARE_LF;
+        else if (line[i] == '\0')
+            flags |= SMTP_LF_NUL;
+    }
+    return flags;
+}
+
+enum smtp_cmd smtp_cmd_parse(const uint8_t *line, size_t len, const uint8_t **arg,
+                             size_t *arglen)
+{
+    size_t body = len, verb = 0;
+
+    while (body > 0 && (line[body - 1] == '\n' || line[body - 1] == '\r'))
+        body--;
+    while (verb < body && line[verb] != ' ')
+        verb++;
+    *arg = line + body;
+    *arglen = 0;
+    if (verb < body) {
+        *arg = line + verb + 1;
+        *arglen = body - verb - 1;
+    }
+    for (int c = SMTP_CMD_UNKNOWN + 1; c < SMTP_CMD_COUNT; c++) {
+        const char *name = smtp_cmds[c].name;
+        if (strlen(name) == verb && strncasecmp((const char *)line, name, verb) == 0)
+            return (enum smtp_cmd)c;
+    }
+    return SMTP_CMD_UNKNOWN;
+}
+
+unsigned smtp_cmd_flags(enum smtp_cmd cmd)
+{
+    return smtp_cmds[cmd].flags;
+}
+
+const char *smtp_cmd_name(enum smtp_cmd cmd)
+{
+    return smtp_cmds[cmd].name;
+}
+
+/* ---- replies ----------------------------------------------------------- */
+
+void smtp_reply_reset(struct smtp_reply *r)
+{
+    r->len = 0;
+    r->nlines = 0;
+    r->code = 0;
+    r->complete = 0;
+    r->line_start[0] = 0;
+}
+
+const char *smtp_reply_strerror(int err)
+{
+    switch (err) {
+    case SMTP_REPLY_ERR_CODE:
+        return "reply line without a valid code";
+    case SMTP_REPLY_ERR_MIXED:
+        return "continuation line with another code";
+    case SMTP_REPLY_ERR_LONG:
+        return "reply line too long";
+    case SMTP_REPLY_ERR_TOO_MANY:
+        return "reply too long (lines or bytes)";
+    case SMTP_REPLY_ERR_EOL:
+        return "reply line not ended by CRLF or holding CR/NUL";
+    default:
+        return "ok";
+    }
+}
+
+/* reply_line_done - check the line just completed; 1 when it ends the reply. */
+static int smtp_reply_line_done(struct smtp_reply *r)
+{
+    const uint8_t *l = r->buf + r->line_start[r->nlines];
+    size_t len = r->len - r->line_start[r->nlines];
+    int code;
+
+    if (smtp_line_flags(l, len) != 0)
+        return SMTP_REPLY_ERR_EOL;
+    if (len < 5 || l[0] < '2' || l[0] > '5' || l[1] < '0' || l[1] > '9' || l[2] < '0' ||
+        l[2] > '9' || (l[3] != ' ' && l[3] != '-' && l[3] != '\r'))
+        return SMTP_REPLY_ERR_CODE;
+    code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
+    if (r->nlines > 0 && code != r->code)
+        return SMTP_REPLY_ERR_MIXED;
+    r->code = code;
+    r->nlines++;
+    r->line_start[r->nlines] = r->len;
+    if (l[3] != '-') {
+        r->complete = 1;
+        return 1;
+    }
+    if (r->nlines == SMTP_REPLY_LINES)
+        return SMTP_REPLY_ERR_TOO_MANY;
+    return 0;
+}
+
+int smtp_reply_feed(struct smtp_reply *r, const uint8_t *data, size_t len, size_t *consumed)
+{
+    size_t i = 0;
+
+    *consumed = 0;
+    while (i < len) {
+        size_t cur = r->len - r->line_start[r->nlines];
+        size_t room = SMTP_REPLY_LINE_MAX - cur;
+        size_t take = len - i < room ? len - i : room;
+        const uint8_t *lf = memchr(data + i, '\n', take);
+        size_t n = lf != NULL ? (size_t)(lf - (data + i)) + 1 : take;
+
+        if (r->len + n > sizeof(r->buf))
+            return SMTP_REPLY_ERR_TOO_MANY;
+        memcpy(r->buf + r->len, data + i, n);
+        r->len += n;
+        i += n;
+        *consumed = i;
+        if (lf == NULL) {
+            if (cur + n >= SMTP_REPLY_LINE_MAX)
+                return SMTP_REPLY_ERR_LONG;
+            continue;
+        }
+        int rc = smtp_reply_line_done(r);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+const uint8_t *smtp_reply_line(const struct smtp_reply *r, int i, size_t *len)
+{
+    *len = r->line_start[i + 1] - r->line_start[i];
+    return r->buf + r->line_start[i];
+}
+
+/* ehlo_keyword - does this EHLO line (after "250-"/"250 ") start with kw? */
+static int smtp_ehlo_keyword(const uint8_t *l, size_t len, const char *kw)
+{
+    size_t k = strlen(kw);
+    if (len < 4 + k || strncasecmp((const char *)l + 4, kw, k) != 0)
+        return 0;
+    return len == 4 + k || l[4 + k] == ' ' || l[4 + k] == '\r' || l[4 + k] == '\n' ||
+           l[4 + k] == '=';
+}
+
+int smtp_reply_has_keyword(const struct smtp_reply *r, const char *kw)
+{
+    for (int i = 1; i < r->nlines; i++) {
+        size_t len;
+        const uint8_t *l = smtp_reply_line(r, i, &len);
+        if (smtp_ehlo_keyword(l, len, kw))
+            return 1;
+    }
+    return 0;
+}
+
+/* ---- DATA framing ------------------------------------------------------ */
+
+void smtp_data_reset(struct smtp_data_framer *f)
+{
+    f->bol = 1; /* the DATA command line ended in CRLF */
+    f->dot = 0;
+    f->cr = 0;
+    f->line_flags = 0;
+}
+
+size_t smtp_data_next(struct smtp_data_framer *f, const uint8_t *in, size_t len,
+                      enum smtp_data_ev *ev, unsigned *line_flags)
+{
+    for (size_t i = 0; i < len; i++) {
+        uint8_t ch = in[i];
+
+        if (f->dot == 1) {
+            f->dot = ch == '\r' ? 2 : 0;
+        } else if (f->dot == 2) {
+            if (ch == '\n') {
+                *ev = SMTP_DATA_END;
+                *line_flags = f->line_flags;
+                smtp_data_reset(f);
+                return i + 1;
+            }
+            f->dot = 0;
+        } else if (f->bol && ch == '.') {
+            f->dot = 1;
+        }
+        f->bol = 0;
+        if (ch == '\n') {
+            if (!f->cr)
+                f->line_flags |= SMTP_LF_BARE_LF;
+            *ev = SMTP_DATA_LINE;
+            *line_flags = f->line_flags;
+            f->bol = f->cr; /* only CRLF starts a line that "." can end */
+            f->cr = 0;
+            f->line_flags = 0;
+            return i + 1;
+        }
+        if (f->cr)
+            f->line_flags |= SMTP_LF_BARE_CR;
+        if (ch == '\0')
+            f->line_flags |= SMTP_LF_NUL;
+        f->cr = ch == '\r';
+    }
+    *ev = SMTP_DATA_MORE;
+    *line_flags = 0;
+    return len;
+}
+
+/* ---- EHLO rewriting ---------------------------------------------------- */
+
+size_t smtp_ehlo_rewrite(const struct smtp_reply *r, unsigned how, uint8_t *out, size_t cap,
+                         char *changes, size_t changes_len)
+{
+    const uint8_t *keep[SMTP_REPLY_LINES + 1];
+    size_t keep_len[SMTP_REPLY_LINES + 1];
+    int n = 0, changed = 0, has_starttls = 0;
+    size_t o = 0, c = 0;
+
+    changes[0] = '\0';
+    if (r->code != 250 || r->nlines < 1)
+        return 0;
+    for (int i = 0; i < r->nlines; i++) {
+        size_t len;
+        const uint8_t *l = smtp_reply_line(r, i, &len);
+        const char *drop = NULL;
+        if (i > 0 && smtp_ehlo_keyword(l, len, "STARTTLS")) {
+            has_starttls = 1;
+            if (how & SMTP_EHLO_DROP_STARTTLS)
+                drop = "STARTTLS";
+        }
+        if (i > 0 && (how & SMTP_EHLO_DROP_CHUNKING)) {
+            if (smtp_ehlo_keyword(l, len, "CHUNKING"))
+                drop = "CHUNKING";
+            else if (smtp_ehlo_keyword(l, len, "BINARYMIME"))
+                drop = "BINARYMIME";
+        }
+        if (drop != NULL) {
+            c += (size_t)snprintf(changes + c, changes_len > c ? changes_len - c : 0, "%s-%s",
+                                  c ? " " : "", drop);
+            changed = 1;
+            continue;
+        }
+        keep[n] = l;
+        keep_len[n++] = len;
+    }
+    if ((how & SMTP_EHLO_ADD_STARTTLS) && !has_starttls) {
+        /* goes before the last line, so only a one-line reply changes a
+         * line of the upstream's (its "250 " becomes "250-") */
+        static const uint8_t starttls[] = "250-STARTTLS\r\n";
+        int at = n > 1 ? n - 1 : 1;
+        memmove(&keep[at + 1], &keep[at], (size_t)(n - at) * sizeof(keep[0]));
+        memmove(&keep_len[at + 1], &keep_len[at], (size_t)(n - at) * sizeof(keep_len[0]));
+        keep[at] = starttls;
+        keep_len[at] = sizeof(starttls) - 1;
+        n++;
+        c += (size_t)snprintf(changes + c, changes_len > c ? changes_len - c : 0, "%s+STARTTLS",
+                              c ? " " : "");
+        changed = 1;
+    }
+    if (!changed)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        if (o + keep_len[i] > cap)
+            return 0;
+        memcpy(out + o, keep[i], keep_len[i]);
+        /* every line but the last says "250-", the last "250 "; a bare
+         * "250\r\n" stays as it is when last, and is not continued */
+        if (keep[i][3] != '\r')
+            out[o + 3] = i + 1 < n ? '-' : ' ';
+        else if (i + 1 < n)
+            return 0;
+        o += keep_len[i];
+    }
+    return o;
+}

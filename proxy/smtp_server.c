@@ -1,0 +1,488 @@
+/*
+ * smtp_server - the client-facing SMTP machine.
+ *
+ * Splits client bytes into command lines (held while a synchronisation
+ * point awaits its reply, RFC 2920 3.1), relays them, pairs every upstream
+ * reply with the command it answers through a FIFO of pending commands,
+ * rewrites the capability list (STARTTLS offered by smtpscope itself,
+ * RFC 3207), answers STARTTLS itself and streams message content through the
+ * DATA framer. The client hears a 2xx only when the upstream sent it; the
+ * replies smtpscope makes itself all go through srv_own_reply().
+ *
+ * Owns s->in (held command bytes, bounded by SRV_IN_MAX plus one read) and
+ * the pending-reply queue. Functions that can end the session return -1 and
+ * their callers return at once: the session is closing (its memory stays
+ * valid until the last close callback).
+ */
+#include "../log/transcript.h"
+#include "session.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SRV_OWN_REPLY_MAX 512 /* RFC 5321 4.5.3.1.5 */
+#define SRV_EHLO_MAX      (SMTP_REPLY_MAX + 64)
+
+static const char *const srv_state_names[SRV_STATE_COUNT] = {
+    [SRV_WAIT_UPSTREAM] = "WAIT-UPSTREAM",
+    [SRV_COMMAND] = "COMMAND",
+    [SRV_TLS] = "TLS",
+    [SRV_DATA] = "DATA",
+    [SRV_DONE] = "DONE",
+};
+
+/* srv_set_state - the one place the client machine changes state. */
+static void srv_set_state(struct session *s, enum srv_state st)
+{
+    if (s->px->cfg->trace && st != s->srv_state)
+        tlog_note(s->id, TLOG_INFO, "client state %s -> %s", srv_state_names[s->srv_state],
+                  srv_state_names[st]);
+    s->srv_state = st;
+}
+
+void srv_own_reply(struct session *s, const char *line)
+{
+    char buf[SRV_OWN_REPLY_MAX];
+    int n = snprintf(buf, sizeof(buf) - 2, "%s", line);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof(buf) - 2 ? (size_t)n : sizeof(buf) - 3;
+
+    memcpy(buf + len, "\r\n", 2);
+    len += 2;
+    session_emit_line(s, TLOG_REPLY, TLOG_LEG_CLIENT, TLOG_DIR_OUT, 1, (const uint8_t *)buf, len);
+    leg_write(&s->client, (const uint8_t *)buf, len);
+}
+
+/* srv_relay_lines - record each line of a relayed reply, then send it. */
+static void srv_relay_lines(struct session *s, const uint8_t *buf, size_t len, int secret)
+{
+    size_t off = 0;
+
+    while (off < len) {
+        size_t n = smtp_line_end(buf + off, len - off);
+        if (n == 0)
+            n = len - off;
+        struct tlog_event ev = {
+            .session = s->id,
+            .kind = TLOG_REPLY,
+            .leg = TLOG_LEG_UPSTREAM,
+            .dir = TLOG_DIR_IN,
+            .bytes = buf + off,
+            .len = n,
+            .code = n >= 3 ? (buf[off] - '0') * 100 + (buf[off + 1] - '0') * 10 +
+                                 (buf[off + 2] - '0')
+                           : 0,
+            .secret = secret ? TLOG_SECRET_CHALLENGE : TLOG_SECRET_NONE,
+            .auth_mech = s->auth_mech,
+        };
+        tlog_emit(&ev);
+        off += n;
+    }
+    leg_write(&s->client, buf, len);
+}
+
+void srv_upstream_ready(struct session *s)
+{
+    tlog_note(s->id, TLOG_INFO, "upstream session ready: greeting the client");
+    srv_relay_lines(s, s->greeting, s->greeting_len, 0);
+    srv_set_state(s, SRV_COMMAND);
+    srv_process(s);
+}
+
+void srv_relay_and_close(struct session *s, const struct smtp_reply *r, const char *why)
+{
+    srv_relay_lines(s, r->buf, r->len, 0);
+    srv_set_state(s, SRV_DONE);
+    session_close(s, why);
+}
+
+static void srv_push(struct session *s, int what, unsigned flags)
+{
+    int at = (s->pend_head + s->pend_len) % SRV_PIPE_MAX;
+    s->pending[at].what = what;
+    s->pending[at].flags = flags;
+    s->pend_len++;
+    if (flags & SMTP_CF_SYNC)
+        s->sync_wait = 1;
+}
+
+/* srv_relay - send one client line upstream, expecting one reply. */
+static void srv_relay(struct session *s, const uint8_t *line, size_t len, int what, unsigned flags)
+{
+    leg_write(&s->up, line, len);
+    srv_push(s, what, flags);
+}
+
+/* srv_show_line - the transcript side of message content: the first
+ * --body-lines lines whole (up to SRV_SHOW_MAX bytes each), then counts. */
+static void srv_show(struct session *s, const uint8_t *p, size_t n, enum smtp_data_ev ev,
+                     unsigned lflags)
+{
+    long limit = s->px->cfg->body_lines;
+    int shown = ev == SMTP_DATA_END || s->msg_shown_lines < limit;
+
+    if (shown) {
+        size_t room = sizeof(s->show) - s->show_len;
+        memcpy(s->show + s->show_len, p, n < room ? n : room);
+        s->show_len += n < room ? n : room;
+    }
+    s->cur_line_len += n;
+    if (ev == SMTP_DATA_MORE)
+        return;
+    if (lflags != 0 && s->msg_warnings++ == 0)
+        tlog_note(s->id, TLOG_WARNING, "message line %llu holds%s%s%s (relayed as is)",
+                  (unsigned long long)s->msg_lines + 1,
+                  (lflags & SMTP_LF_BARE_LF) ? " a bare LF" : "",
+                  (lflags & SMTP_LF_BARE_CR) ? " a bare CR" : "",
+                  (lflags & SMTP_LF_NUL) ? " a NUL" : "");
+    if (ev == SMTP_DATA_END) {
+        if (s->msg_lines > (uint64_t)s->msg_shown_lines)
+            tlog_note(s->id, TLOG_DATA_SUMMARY,
+                      "message: %llu lines, %llu bytes; %llu lines (%llu bytes) not shown "
+                      "(--body-lines %ld)",
+                      (unsigned long long)s->msg_lines, (unsigned long long)s->msg_bytes,
+                      (unsigned long long)(s->msg_lines - (uint64_t)s->msg_shown_lines),
+                      (unsigned long long)(s->msg_bytes - s->msg_shown_bytes), limit);
+    } else {
+        s->msg_lines++;
+        s->msg_bytes += s->cur_line_len;
+        if (shown) {
+            s->msg_shown_lines++;
+            s->msg_shown_bytes += s->cur_line_len;
+        }
+    }
+    if (shown)
+        session_emit_line(s, TLOG_DATA, TLOG_LEG_CLIENT, TLOG_DIR_IN, 0, s->show, s->show_len);
+    s->show_len = 0;
+    s->cur_line_len = 0;
+}
+
+/* srv_body - relay message content up to and including end-of-data.
+ * Returns the bytes consumed; the rest (if any) are commands. */
+static size_t srv_body(struct session *s, const uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+    int ended = 0;
+
+    while (off < len) {
+        enum smtp_data_ev ev;
+        unsigned lflags;
+        size_t n = smtp_data_next(&s->framer, buf + off, len - off, &ev, &lflags);
+        srv_show(s, buf + off, n, ev, lflags);
+        off += n;
+        if (ev == SMTP_DATA_END) {
+            ended = 1;
+            break;
+        }
+    }
+    leg_write(&s->up, buf, off);
+    if (ended) {
+        srv_set_state(s, SRV_COMMAND);
+        srv_push(s, SRV_EXP_EOD, 0);
+    }
+    return off;
+}
+
+/* srv_auth_mech - note the mechanism of an AUTH command. Returns 1 when it
+ * carries an initial response (RFC 4954 4). */
+static int srv_auth_mech(struct session *s, const uint8_t *arg, size_t arglen)
+{
+    size_t i = 0;
+    while (i < arglen && arg[i] != ' ' && i + 1 < sizeof(s->auth_mech)) {
+        s->auth_mech[i] = (char)toupper(arg[i]);
+        i++;
+    }
+    s->auth_mech[i] = '\0';
+    return memchr(arg, ' ', arglen) != NULL;
+}
+
+static void srv_starttls(struct session *s, size_t arglen)
+{
+    char err[300];
+
+    if (s->px->cfg->client_tls == PX_CLIENT_TLS_OFF) {
+        srv_own_reply(s, "502 5.5.1 STARTTLS not offered (smtpscope runs with --client-tls off)");
+        return;
+    }
+    if (s->client.tls != NULL) {
+        srv_own_reply(s, "503 5.5.1 TLS already active");
+        return;
+    }
+    if (arglen != 0) {
+        srv_own_reply(s, "501 5.5.4 STARTTLS takes no parameters");
+        return;
+    }
+    srv_own_reply(s, "220 2.0.0 Ready to start TLS");
+    srv_set_state(s, SRV_TLS);
+    if (leg_start_tls(&s->client, s->px->client_tls, NULL, err, sizeof(err)) != 0)
+        session_fail(s, "454 4.7.0", "TLS not available", err);
+}
+
+/* srv_command - one complete client line in command state. */
+static int srv_command(struct session *s, const uint8_t *line, size_t len)
+{
+    const uint8_t *arg;
+    size_t arglen;
+    unsigned lflags = smtp_line_flags(line, len);
+    enum smtp_cmd cmd;
+    unsigned flags;
+
+    if (s->auth_cont) {
+        /* a response inside an AUTH exchange: a secret, never a command */
+        struct tlog_event ev = {
+            .session = s->id,
+            .kind = TLOG_COMMAND,
+            .leg = TLOG_LEG_CLIENT,
+            .dir = TLOG_DIR_IN,
+            .bytes = line,
+            .len = len,
+            .secret = TLOG_SECRET_AUTH_RESPONSE,
+            .auth_mech = s->auth_mech,
+            .auth_step = s->auth_step,
+        };
+        tlog_emit(&ev);
+        s->auth_cont = 0;
+        srv_relay(s, line, len, SRV_EXP_AUTH_RESPONSE, SMTP_CF_SYNC | SMTP_CF_SECRET);
+        return 0;
+    }
+    cmd = smtp_cmd_parse(line, len, &arg, &arglen);
+    flags = smtp_cmd_flags(cmd);
+    if (cmd == SMTP_CMD_AUTH) {
+        s->auth_step = srv_auth_mech(s, arg, arglen) ? 1 : 0;
+        if (s->auth_step == 1)
+            flags &= ~SMTP_CF_SYNC; /* RFC 4954 4: with an initial response it may be pipelined */
+    }
+    struct tlog_event ev = {
+        .session = s->id,
+        .kind = TLOG_COMMAND,
+        .leg = TLOG_LEG_CLIENT,
+        .dir = TLOG_DIR_IN,
+        .own = (flags & SMTP_CF_LOCAL) != 0,
+        .bytes = line,
+        .len = len,
+        .secret = cmd == SMTP_CMD_AUTH ? TLOG_SECRET_AUTH_COMMAND : TLOG_SECRET_NONE,
+        .auth_mech = s->auth_mech,
+        .auth_step = s->auth_step,
+    };
+    tlog_emit(&ev);
+    if (lflags != 0) {
+        tlog_note(s->id, TLOG_WARNING, "command line holds a bare CR, bare LF or NUL: not relayed");
+        srv_own_reply(s, "500 5.5.2 Syntax error: bare CR, bare LF or NUL in command line");
+        return 0;
+    }
+    switch (cmd) {
+    case SMTP_CMD_STARTTLS:
+        srv_starttls(s, arglen);
+        return s->closing ? -1 : 0;
+    case SMTP_CMD_BDAT:
+        /* CHUNKING is not advertised to the client (see srv_reply) */
+        srv_own_reply(s, "502 5.5.1 BDAT not supported by smtpscope (CHUNKING not offered)");
+        return 0;
+    default:
+        srv_relay(s, line, len, cmd, flags);
+        return 0;
+    }
+}
+
+int srv_process(struct session *s)
+{
+    size_t off = 0;
+
+    while (!s->closing) {
+        size_t avail = s->in_len - off;
+        if (s->srv_state == SRV_DATA && avail > 0) {
+            off += srv_body(s, s->in + off, avail);
+            continue;
+        }
+        if (s->srv_state != SRV_COMMAND || s->sync_wait || s->pend_len == SRV_PIPE_MAX ||
+            avail == 0)
+            break;
+        size_t n = smtp_line_end(s->in + off, avail);
+        if (n == 0) {
+            if (avail > SMTP_CMD_LINE_MAX) {
+                /* bounded: the line so far is dropped, and its rest when it comes */
+                srv_own_reply(s, "500 5.5.6 Line too long");
+                tlog_note(s->id, TLOG_WARNING, "command line longer than %d bytes: not relayed",
+                          SMTP_CMD_LINE_MAX);
+                s->discarding = 1;
+                off = s->in_len;
+            }
+            break;
+        }
+        if (s->discarding) {
+            s->discarding = 0;
+            off += n;
+            continue;
+        }
+        if (n > SMTP_CMD_LINE_MAX) {
+            srv_own_reply(s, "500 5.5.6 Line too long");
+            off += n;
+            continue;
+        }
+        int rc = srv_command(s, s->in + off, n);
+        off += n;
+        if (rc < 0)
+            return -1;
+        if (s->srv_state == SRV_TLS && off < s->in_len) {
+            /* RFC 3207 5, CVE-2011-0411: what was pipelined after STARTTLS
+             * must not be taken as said inside TLS */
+            tlog_note(s->id, TLOG_WARNING,
+                      "client sent %zu byte(s) after STARTTLS before the TLS handshake: "
+                      "discarded",
+                      s->in_len - off);
+            off = s->in_len;
+        }
+    }
+    if (s->closing)
+        return -1;
+    memmove(s->in, s->in + off, s->in_len - off);
+    s->in_len -= off;
+    return session_flow(s);
+}
+
+int srv_data(struct session *s, const uint8_t *buf, size_t len)
+{
+    if (s->closing)
+        return -1;
+    if (s->srv_state == SRV_DONE)
+        return 0;
+    if (s->srv_state == SRV_DATA && s->in_len == 0) {
+        /* the common case: content streams straight through, no copy here */
+        size_t n = srv_body(s, buf, len);
+        buf += n;
+        len -= n;
+        if (len == 0)
+            return session_flow(s);
+    }
+    if (s->in_len + len > s->in_cap) {
+        size_t cap = s->in_cap ? s->in_cap : 1024;
+        while (cap < s->in_len + len)
+            cap *= 2;
+        uint8_t *p = realloc(s->in, cap);
+        if (p == NULL) {
+            session_fail(s, "421 4.3.0", "out of memory", "out of memory");
+            return -1;
+        }
+        s->in = p;
+        s->in_cap = cap;
+    }
+    memcpy(s->in + s->in_len, buf, len);
+    s->in_len += len;
+    return srv_process(s);
+}
+
+int srv_reply(struct session *s, const struct smtp_reply *r)
+{
+    uint8_t rewritten[SRV_EHLO_MAX];
+    const uint8_t *out = r->buf;
+    size_t outlen = r->len;
+    struct srv_pending p;
+    int is_auth;
+
+    if (s->pend_len == 0) {
+        char reason[300];
+        size_t n;
+        const uint8_t *l = smtp_reply_line(r, 0, &n);
+        snprintf(reason, sizeof(reason), "upstream sent a reply no command asked for (%.*s)",
+                 (int)(n > 3 ? 3 : n), (const char *)l);
+        session_fail(s, "421 4.4.2", "upstream protocol error", reason);
+        return -1;
+    }
+    p = s->pending[s->pend_head];
+    s->pend_head = (s->pend_head + 1) % SRV_PIPE_MAX;
+    s->pend_len--;
+    is_auth = p.what == SMTP_CMD_AUTH || p.what == SRV_EXP_AUTH_RESPONSE;
+
+    if ((p.flags & SMTP_CF_HELLO) && r->code == 250 && p.what != SMTP_CMD_HELO) {
+        char changes[128];
+        unsigned how = SMTP_EHLO_DROP_CHUNKING;
+        how |= s->px->cfg->client_tls == PX_CLIENT_TLS_OFFER && s->client.tls == NULL
+                   ? SMTP_EHLO_ADD_STARTTLS
+                   : SMTP_EHLO_DROP_STARTTLS;
+        size_t n = smtp_ehlo_rewrite(r, how, rewritten, sizeof(rewritten), changes,
+                                     sizeof(changes));
+        if (n > 0) {
+            out = rewritten;
+            outlen = n;
+            tlog_note(s->id, TLOG_INFO, "capabilities shown to the client: %s", changes);
+        }
+    }
+    srv_relay_lines(s, out, outlen, is_auth && r->code == 334);
+
+    if (is_auth) {
+        s->auth_cont = r->code == 334;
+        if (s->auth_cont)
+            s->auth_step++;
+    }
+    if (p.what == SMTP_CMD_DATA && r->code == 354) {
+        srv_set_state(s, SRV_DATA);
+        smtp_data_reset(&s->framer);
+        s->msg_bytes = s->msg_lines = s->msg_shown_bytes = 0;
+        s->msg_shown_lines = 0;
+        s->msg_warnings = 0;
+        s->show_len = s->cur_line_len = 0;
+    } else if (p.what == SRV_EXP_EOD) {
+        if (r->code / 100 == 2) {
+            s->messages++;
+            tlog_note(s->id, TLOG_INFO, "message accepted by the upstream");
+        } else {
+            tlog_note(s->id, TLOG_INFO, "message NOT accepted by the upstream (%d)", r->code);
+        }
+    }
+    if (p.flags & SMTP_CF_SYNC)
+        s->sync_wait = 0;
+    if (p.flags & SMTP_CF_QUIT) {
+        srv_set_state(s, SRV_DONE);
+        session_close(s, "QUIT");
+        return -1;
+    }
+    return srv_process(s);
+}
+
+void srv_handshake(struct session *s, int rc)
+{
+    char info[300], err[200], reason[400];
+
+    if (s->closing)
+        return;
+    if (rc != 0) {
+        tls_strerror(rc, err, sizeof(err));
+        snprintf(reason, sizeof(reason), "TLS handshake with the client failed: %s", err);
+        tlog_note(s->id, TLOG_ERROR, "%s", reason);
+        session_close(s, reason);
+        return;
+    }
+    leg_tls_info(&s->client, 0, info, sizeof(info));
+    tlog_note(s->id, TLOG_TLS, "TLS client: %s (smtpscope's certificate)", info);
+    s->auth_cont = 0;
+    srv_set_state(s, SRV_COMMAND);
+}
+
+void srv_client_gone(struct session *s, const char *why)
+{
+    if (s->closing)
+        return;
+    if (s->srv_state == SRV_DATA)
+        tlog_note(s->id, TLOG_ERROR,
+                  "client went away during DATA: the message was NOT submitted (end of data "
+                  "never sent upstream)");
+    session_close(s, why);
+}
+
+void srv_upstream_gone(struct session *s, const char *why)
+{
+    char reason[400];
+
+    if (s->closing)
+        return;
+    snprintf(reason, sizeof(reason), "upstream connection ended (%s)", why);
+    if (s->srv_state == SRV_DONE) {
+        session_close(s, reason);
+    } else if (s->srv_state == SRV_DATA || (s->pend_len > 0 && s->pending[s->pend_head].what ==
+                                                                   SRV_EXP_EOD)) {
+        session_fail(s, "451 4.4.2", "upstream connection lost: message not accepted", reason);
+    } else {
+        session_fail(s, "421 4.4.2", "upstream connection lost", reason);
+    }
+}

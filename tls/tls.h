@@ -1,0 +1,83 @@
+/*
+ * tls - an mbedTLS engine over memory buffers, with no knowledge of sockets.
+ *
+ * The caller feeds ciphertext it read from the wire (tls_conn_feed) and takes
+ * the ciphertext to be written (tls_conn_take_out). Plaintext goes in with
+ * tls_conn_write and comes out of tls_conn_read. Nothing here blocks or does
+ * I/O, so the whole engine can be driven by unit tests over memory.
+ *
+ * Errors are negative mbedTLS codes; tls_strerror() turns any of them into
+ * the "-0x%04x text" form used everywhere in smtpscope.
+ */
+#ifndef SMTPSCOPE_TLS_H
+#define SMTPSCOPE_TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define TLS_AGAIN 1 /* needs more ciphertext from the peer */
+
+struct tls_config;
+struct tls_conn;
+
+/* Key material of one TLS 1.2 session, for NSS key-log lines. */
+typedef void tls_keylog_fn(void *arg, const unsigned char client_random[32],
+                           const unsigned char master_secret[48]);
+
+/* tls_config_client_new - verifying client config (TLS 1.2+, P-256/X25519
+ * first). ca_file NULL means the system bundle. insecure skips the verdict
+ * but the verification result is still computed and reported. */
+int tls_config_client_new(struct tls_config **out, const char *ca_file, int insecure, char *err,
+                          size_t errlen);
+/* tls_config_server_new - server config with the given PEM certificate and
+ * key, or with a fresh self-signed P-256 certificate when both are NULL. */
+int tls_config_server_new(struct tls_config **out, const char *cert_file, const char *key_file,
+                          char *err, size_t errlen);
+void tls_config_set_keylog(struct tls_config *cfg, tls_keylog_fn *fn, void *arg);
+int tls_config_insecure(const struct tls_config *cfg);
+void tls_config_free(struct tls_config *cfg);
+
+/* tls_conn_new - one connection. hostname (client only) sets SNI and the
+ * name the certificate must carry. */
+struct tls_conn *tls_conn_new(struct tls_config *cfg, const char *hostname, char *err,
+                              size_t errlen);
+void tls_conn_free(struct tls_conn *c);
+
+/* tls_conn_feed - append ciphertext from the peer (copied). */
+int tls_conn_feed(struct tls_conn *c, const uint8_t *data, size_t len);
+/* tls_conn_buffered_in - ciphertext fed but not yet consumed. */
+size_t tls_conn_buffered_in(const struct tls_conn *c);
+/* tls_conn_handshake - 0 done, TLS_AGAIN, or a negative error. A client
+ * whose peer certificate does not verify (and not insecure) gets
+ * TLS_ERR_VERIFY; tls_conn_verify_text() says why. */
+int tls_conn_handshake(struct tls_conn *c);
+#define TLS_ERR_VERIFY (-0x2700) /* MBEDTLS_ERR_X509_CERT_VERIFY_FAILED */
+/* tls_conn_read - >0 plaintext bytes; TLS_READ_CLOSED when the peer sent
+ * close_notify; TLS_READ_AGAIN when no complete record is buffered; any
+ * other negative value is an mbedTLS error. */
+ssize_t tls_conn_read(struct tls_conn *c, uint8_t *buf, size_t len);
+#define TLS_READ_AGAIN  (-1)
+#define TLS_READ_CLOSED 0
+/* tls_conn_pending - plaintext already decrypted and waiting inside mbedTLS. */
+size_t tls_conn_pending(const struct tls_conn *c);
+/* tls_conn_write - encrypt all of data into the output buffer. */
+int tls_conn_write(struct tls_conn *c, const uint8_t *data, size_t len);
+/* tls_conn_close_notify - queue a close_notify alert. */
+int tls_conn_close_notify(struct tls_conn *c);
+/* tls_conn_take_out - hand the pending ciphertext (malloc'd) to the caller,
+ * who frees it. NULL when there is none. */
+uint8_t *tls_conn_take_out(struct tls_conn *c, size_t *len);
+
+/* What was negotiated, for the transcript. */
+const char *tls_conn_version(const struct tls_conn *c);
+const char *tls_conn_ciphersuite(const struct tls_conn *c);
+/* tls_conn_peer_text - "subject=...; issuer=..." of the peer certificate. */
+void tls_conn_peer_text(const struct tls_conn *c, char *buf, size_t len);
+/* tls_conn_verify_text - "ok", or mbedtls_x509_crt_verify_info lines joined. */
+void tls_conn_verify_text(const struct tls_conn *c, char *buf, size_t len);
+uint32_t tls_conn_verify_flags(const struct tls_conn *c);
+
+void tls_strerror(int err, char *buf, size_t len);
+
+#endif
