@@ -336,8 +336,10 @@ int srv_process(struct session *s)
     }
     if (s->closing)
         return -1;
-    memmove(s->in, s->in + off, s->in_len - off);
-    s->in_len -= off;
+    if (off > 0) {
+        memmove(s->in, s->in + off, s->in_len - off);
+        s->in_len -= off;
+    }
     return session_flow(s);
 }
 

@@ -12,9 +12,12 @@ import subprocess
 import tempfile
 import threading
 import time
+import warnings
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+warnings.filterwarnings("ignore", message="Session.login_data")
 
 BIN = os.environ.get("SMTPSCOPE_BIN", os.path.join(os.path.dirname(__file__), "..", "build", "smtpscope"))
 
@@ -202,3 +205,114 @@ class Scope:
         self.proc.stderr.close()
         self.proc.stdout.close()
         return rc, err
+
+
+class FakeUpstream:
+    """A scriptable upstream for what real servers won't do.
+
+    script: a list of steps run against each connection in turn:
+      ("send", bytes)      write bytes (plaintext or inside TLS)
+      ("expect", bytes)    read one line; it must start with these bytes
+      ("tls",)             server-side TLS handshake with the test CA's cert
+      ("close",)           close the connection
+      ("read_all",)        read until the peer closes, keep the bytes
+    What was read is kept in .received (one bytes per connection).
+    """
+
+    def __init__(self, script, cert="server"):
+        self.script = script
+        self.cert = cert
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.received = []
+        self.errors = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        got = bytearray()
+        self.received.append(got)
+        f = conn
+        buf = b""
+        try:
+            conn.settimeout(15)
+            for step in self.script:
+                if step[0] == "send":
+                    f.sendall(step[1])
+                elif step[0] == "expect":
+                    while b"\n" not in buf:
+                        chunk = f.recv(65536)
+                        if not chunk:
+                            raise AssertionError(f"closed while expecting {step[1]!r}")
+                        got.extend(chunk)
+                        buf += chunk
+                    line, buf = buf.split(b"\n", 1)
+                    if not line.startswith(step[1]):
+                        raise AssertionError(f"expected {step[1]!r}, got {line!r}")
+                elif step[0] == "tls":
+                    f = certs().context(self.cert).wrap_socket(f, server_side=True)
+                elif step[0] == "read_all":
+                    while True:
+                        chunk = f.recv(65536)
+                        if not chunk:
+                            break
+                        got.extend(chunk)
+                elif step[0] == "sleep":
+                    time.sleep(step[1])
+                elif step[0] == "close":
+                    break
+        except Exception as e:  # recorded for the test to assert on
+            self.errors.append(e)
+        finally:
+            try:
+                f.close()
+            except OSError:
+                pass
+            self.done.set()
+
+    def stop(self):
+        self.sock.close()
+
+
+def lines_after(text, start_pattern):
+    """The transcript lines from the first one matching start_pattern."""
+    lines = text.splitlines()
+    for i, l in enumerate(lines):
+        if re.search(start_pattern, l):
+            return lines[i:]
+    return []
+
+
+def client_lines(sock, n, timeout=10):
+    """Read n CRLF-ended reply lines from a plain socket."""
+    sock.settimeout(timeout)
+    buf = b""
+    while buf.count(b"\r\n") < n:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def read_reply(sock, timeout=10):
+    """Read one whole (multi-line) reply from a socket."""
+    sock.settimeout(timeout)
+    buf = b""
+    while True:
+        lines = buf.split(b"\r\n")
+        for l in lines[:-1]:
+            if len(l) >= 4 and l[3:4] == b" " or len(l) == 3:
+                return buf
+        chunk = sock.recv(65536)
+        if not chunk:
+            return buf
+        buf += chunk

@@ -1,0 +1,102 @@
+"""Command line: --help, --version, usage errors, start-up errors."""
+import re
+import socket
+import subprocess
+import unittest
+
+import harness as h
+
+
+def run(*args):
+    return subprocess.run([h.BIN, *args], capture_output=True, timeout=30, text=True)
+
+
+class CliTest(unittest.TestCase):
+    def test_help_lists_every_option(self):
+        r = run("--help")
+        self.assertEqual(r.returncode, 0)
+        for opt in ("--listen", "--upstream", "--upstream-tls", "--ca-file", "--insecure",
+                    "--client-tls", "--cert", "--key", "--show-secrets", "--body-lines",
+                    "--helo", "--version"):
+            self.assertIn(opt, r.stdout)
+        self.assertIn("127.0.0.1:2525", r.stdout)
+        self.assertIn("smtp.gmail.com:587", r.stdout)
+
+    def test_version(self):
+        r = run("--version")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"^smtpscope \d+\.\d+\.\d+\n$")
+
+    def test_usage_errors_exit_2_with_one_line(self):
+        cases = [
+            (["--bogus"], "unknown option '--bogus'"),
+            (["-x"], "unknown option '-x'"),
+            (["--listen", "nocolon"], "--listen: expected HOST:PORT, got 'nocolon'"),
+            (["--listen", "1.2.3.4:99999"], "--listen: expected HOST:PORT"),
+            (["--upstream", "host:"], "--upstream: expected HOST:PORT"),
+            (["--upstream-tls", "tls"], "--upstream-tls: expected starttls or implicit"),
+            (["--client-tls", "maybe"], "--client-tls: expected offer or off"),
+            (["--body-lines", "ten"], "--body-lines: expected a number of lines"),
+            (["--body-lines", "-1"], "--body-lines: expected a number of lines"),
+            (["--cert", "/x.pem"], "--cert and --key go together"),
+            (["--listen"], "option '--listen' needs a value"),
+            (["stray"], "unexpected argument 'stray'"),
+        ]
+        for args, msg in cases:
+            with self.subTest(args=args):
+                r = run(*args)
+                self.assertEqual(r.returncode, 2)
+                self.assertEqual(r.stdout, "")
+                self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+                self.assertIn(msg, r.stderr)
+
+    def test_startup_errors_exit_2(self):
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        try:
+            r = run("--listen", f"127.0.0.1:{port}", "--ca-file", h.certs().ca)
+        finally:
+            busy.close()
+        self.assertEqual(r.returncode, 2)
+        self.assertRegex(r.stderr, rf"^smtpscope: cannot listen on 127\.0\.0\.1:{port}: "
+                                   r"address already in use\n$")
+        r = run("--listen", "127.0.0.1:0", "--ca-file", "/nonexistent/ca.pem")
+        self.assertEqual(r.returncode, 2)
+        self.assertRegex(r.stderr, r"^smtpscope: cannot load CA file /nonexistent/ca\.pem: "
+                                   r"-0x[0-9a-f]{4} .+\n$")
+        r = run("--listen", "127.0.0.1:0", "--cert", "/nonexistent/c.pem", "--key", "/x")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("cannot load certificate /nonexistent/c.pem", r.stderr)
+
+    def test_given_certificate_is_served(self):
+        cert, key = h.certs().pair("wrongname")
+        up = h.Upstream()
+        sc = h.Scope("--cert", cert, "--key", key, upstream=up)
+        try:
+            import smtplib
+            import ssl
+            c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)
+            ctx = ssl.create_default_context(cafile=h.certs().ca)
+            ctx.check_hostname = False
+            c.starttls(context=ctx)  # verifies against the test CA
+            der = c.sock.getpeercert(binary_form=True)
+            self.assertIn(b"wrong.example", der)
+            c.quit()
+        finally:
+            rc, err = sc.stop()
+            up.stop()
+        self.assertEqual(rc, 0, err)
+
+    def test_sigint_exits_0(self):
+        sc = h.Scope(upstream=None)
+        import signal
+        sc.proc.send_signal(signal.SIGINT)
+        rc, err = sc.stop()
+        self.assertEqual(rc, 0, err)
+        self.assertIn("SIGINT: shutting down", sc.text())
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,192 @@
+"""Fail closed: every way the upstream TLS session can fail gives the client
+421 with a reason in the transcript, and nothing of the client's upstream."""
+import smtplib
+import socket
+import ssl
+import unittest
+
+import harness as h
+from aiosmtpd.controller import Controller
+
+
+class NegativeTest(unittest.TestCase):
+    def setUp(self):
+        self.scope = None
+        self.up = None
+
+    def tearDown(self):
+        if self.scope is not None:
+            rc, err = self.scope.stop()
+            self.assertEqual(rc, 0, err)
+            self.assertNotIn("Sanitizer", err)
+            self.assertNotIn("runtime error", err)
+        if self.up is not None:
+            self.up.stop()
+
+    def greeting(self, port):
+        """Connect as a client and return what it is told first."""
+        s = socket.create_connection(("127.0.0.1", port), timeout=15)
+        s.sendall(b"EHLO client.test\r\nMAIL FROM:<a@example.test>\r\n")
+        data = b""
+        s.settimeout(15)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        return data
+
+    def fail_case(self, scope_args, upstream, expect_reply, expect_reason, upstream_port=None):
+        self.up = upstream
+        port = upstream_port if upstream_port is not None else upstream.port
+        self.scope = h.Scope(*scope_args, "--upstream", f"localhost:{port}", upstream=None)
+        data = self.greeting(self.scope.port)
+        self.assertEqual(data.split(b"\r\n")[0].decode(), expect_reply)
+        self.assertEqual(data.count(b"\r\n"), 1, data)  # nothing else, then the close
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
+        self.assertRegex(self.scope.text(), expect_reason)
+        return data
+
+    def assert_nothing_relayed(self, up):
+        # aiosmtpd saw only smtpscope's own EHLO: not the client's, no mail
+        self.assertNotIn("client.test", up.recorder.ehlo)
+        self.assertEqual(up.recorder.messages, [])
+
+    def test_untrusted_ca(self):
+        up = h.Upstream(cert="untrusted")
+        self.fail_case([], up, "421 4.7.0 upstream certificate not trusted",
+                       r"smtpscope: error: upstream TLS certificate verification failed for "
+                       r"localhost: The certificate is not correctly signed by the trusted CA")
+        self.assert_nothing_relayed(up)
+
+    def test_wrong_host_name(self):
+        up = h.Upstream(cert="wrongname")
+        self.fail_case([], up, "421 4.7.0 upstream certificate not trusted",
+                       r"verification failed for localhost: The certificate Common Name \(CN\) "
+                       r"does not match with the expected CN")
+        self.assert_nothing_relayed(up)
+
+    def test_no_starttls(self):
+        up = h.Upstream(starttls=False, auth=False)
+        self.fail_case([], up, "421 4.7.0 upstream does not offer STARTTLS",
+                       r"error: upstream localhost does not offer STARTTLS: refusing to relay "
+                       r"in plaintext")
+        self.assert_nothing_relayed(up)
+
+    def test_unreachable(self):
+        port = h.free_port()  # nothing listens there
+        self.scope = h.Scope("--upstream", f"localhost:{port}", upstream=None)
+        data = self.greeting(self.scope.port)
+        self.assertEqual(data, b"421 4.4.1 upstream unreachable\r\n")
+        self.scope.wait_for("disconnect")
+        self.assertRegex(self.scope.text(), r"error: cannot connect to upstream localhost:\d+: "
+                                            r"127\.0\.0\.1:\d+: connection refused")
+
+    def test_insecure_says_so(self):
+        self.up = h.Upstream(cert="untrusted")
+        self.scope = h.Scope("--insecure", upstream=self.up)
+        c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
+        c.starttls()
+        c.login(h.USER, h.PASSWORD)
+        c.sendmail("a@example.test", ["b@example.test"], b"Subject: x\r\n\r\ninsecure\r\n")
+        c.quit()
+        self.scope.wait_for("disconnect")
+        text = self.scope.text()
+        self.assertIn("certificate NOT verified (--insecure)", text.splitlines()[0])
+        self.assertRegex(text, r"\[#1\] smtpscope: warning: upstream certificate NOT verified "
+                               r"\(--insecure\)")
+        self.assertRegex(text, r"verification: The certificate is not correctly signed")
+        self.assertEqual(len(self.up.recorder.messages), 1)
+
+    def test_starttls_refused(self):
+        fake = h.FakeUpstream([("send", b"220 fake ESMTP\r\n"), ("expect", b"EHLO"),
+                               ("send", b"250-fake\r\n250 STARTTLS\r\n"), ("expect", b"STARTTLS"),
+                               ("send", b"454 4.7.0 TLS not available due to temporary reason\r\n"),
+                               ("read_all",)])
+        self.fail_case([], fake, "421 4.7.0 upstream refused STARTTLS",
+                       r"upstream refused STARTTLS: 454 4\.7\.0 TLS not available")
+        fake.done.wait(10)
+        self.assertNotIn(b"client.test", bytes(fake.received[0]))
+        self.assertNotIn(b"MAIL", bytes(fake.received[0]))
+
+    def test_starttls_response_injection(self):
+        fake = h.FakeUpstream([("send", b"220 fake ESMTP\r\n"), ("expect", b"EHLO"),
+                               ("send", b"250-fake\r\n250 STARTTLS\r\n"), ("expect", b"STARTTLS"),
+                               ("send", b"220 go ahead\r\n250-injected\r\n250 OK\r\n"),
+                               ("read_all",)])
+        self.fail_case([], fake, "421 4.7.0 upstream STARTTLS injection",
+                       r"upstream sent 22 byte\(s\) after its 220 to STARTTLS, before the TLS "
+                       r"handshake \(response injection\): aborting")
+        fake.done.wait(10)
+        self.assertNotIn(b"client.test", bytes(fake.received[0]))
+
+    def test_handshake_failure_is_not_plaintext(self):
+        """The upstream says 220 to STARTTLS, then speaks plaintext: no fallback."""
+        fake = h.FakeUpstream([("send", b"220 fake ESMTP\r\n"), ("expect", b"EHLO"),
+                               ("send", b"250-fake\r\n250 STARTTLS\r\n"), ("expect", b"STARTTLS"),
+                               ("send", b"220 go ahead\r\n"), ("sleep", 0.3),
+                               ("send", b"250 plaintext after all\r\n"), ("read_all",)])
+        self.fail_case([], fake, "421 4.7.0 TLS handshake with upstream failed",
+                       r"error: upstream TLS handshake failed: -0x[0-9a-f]{4} SSL - ")
+        fake.done.wait(10)
+        self.assertNotIn(b"client.test", bytes(fake.received[0]))
+
+    def test_upstream_greeting_refusal_is_relayed(self):
+        fake = h.FakeUpstream([("send", b"554 5.7.1 go away\r\n"), ("read_all",)])
+        self.up = fake
+        self.scope = h.Scope("--upstream", f"localhost:{fake.port}", upstream=None)
+        data = self.greeting(self.scope.port)
+        self.assertEqual(data, b"554 5.7.1 go away\r\n")
+        self.scope.wait_for("disconnect")
+        self.assertIn("the upstream refused the session in its greeting", self.scope.text())
+
+    def test_implicit_tls(self):
+        rec = h.Recorder()
+        port = h.free_port()
+        ctrl = Controller(rec, hostname="127.0.0.1", port=port, ssl_context=h.certs().context("server"),
+                          server_hostname="mx.implicit.test", authenticator=rec.authenticate,
+                          auth_required=True, auth_require_tls=False)
+        ctrl.start()
+        try:
+            self.scope = h.Scope("--upstream", f"localhost:{port}", "--upstream-tls", "implicit")
+            c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
+            c.starttls()
+            c.login(h.USER, h.PASSWORD)
+            c.sendmail("a@example.test", ["b@example.test"], b"Subject: x\r\n\r\nimplicit\r\n")
+            c.quit()
+            self.assertEqual(len(rec.wait_messages(1)), 1)
+            self.scope.wait_for("disconnect")
+            text = self.scope.text()
+            self.assertIn("(implicit TLS, certificate verified", text)
+            self.assertNotIn("upstream send: 'STARTTLS", text)
+            self.assertRegex(text, r"TLS upstream: TLSv1\.[23] .*verification: ok[\s\S]*"
+                                   r"upstream reply: b'220 mx\.implicit\.test")
+        finally:
+            ctrl.stop()
+
+    def test_upstream_drops_during_data(self):
+        fake = h.FakeUpstream([("send", b"220 fake ESMTP\r\n"), ("expect", b"EHLO"),
+                               ("send", b"250-fake\r\n250 STARTTLS\r\n"), ("expect", b"STARTTLS"),
+                               ("send", b"220 go ahead\r\n"), ("tls",), ("expect", b"EHLO"),
+                               ("send", b"250 fake\r\n"), ("expect", b"ehlo"),
+                               ("send", b"250 fake\r\n"), ("expect", b"mail"),
+                               ("send", b"250 ok\r\n"), ("expect", b"rcpt"),
+                               ("send", b"250 ok\r\n"), ("expect", b"data"),
+                               ("send", b"354 go\r\n"), ("expect", b"Subject"), ("close",)])
+        self.up = fake
+        self.scope = h.Scope("--upstream", f"localhost:{fake.port}", upstream=None)
+        c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
+        with self.assertRaises((smtplib.SMTPDataError, smtplib.SMTPServerDisconnected)) as cm:
+            c.sendmail("a@example.test", ["b@example.test"],
+                       b"Subject: x\r\n\r\n" + b"y" * 200 + b"\r\n" * 1000)
+        if isinstance(cm.exception, smtplib.SMTPDataError):
+            self.assertEqual(cm.exception.smtp_code, 451)
+        self.scope.wait_for("disconnect")
+        self.assertIn("smtpscope reply: b'451 4.4.2 upstream connection lost: message not accepted",
+                      self.scope.text())
+        self.assertNotIn("message accepted by the upstream", self.scope.text())
+
+
+if __name__ == "__main__":
+    unittest.main()
