@@ -57,6 +57,13 @@ static size_t redact_user(const char *mech, int step, const uint8_t *b64, size_t
     return n;
 }
 
+/* redact_sasl_char - may this byte be part of a SASL mechanism name? */
+static int redact_sasl_char(uint8_t c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_';
+}
+
 static size_t redact_mask(uint8_t *out, size_t o, size_t cap, const char *user)
 {
     int w = user[0] != '\0' ? snprintf((char *)out + o, cap - o, "[redacted; user=%s]", user)
@@ -78,17 +85,24 @@ size_t tlog_redact(enum tlog_secret kind, const char *mech, int step, const uint
         return 0;
     switch (kind) {
     case TLOG_SECRET_AUTH_COMMAND: {
-        /* keep "AUTH SP mech"; everything after the next space is secret */
-        const uint8_t *sp = memchr(in, ' ', body);
-        const uint8_t *sp2 = sp != NULL ? memchr(sp + 1, ' ', body - (size_t)(sp + 1 - in)) : NULL;
-        size_t keep = sp2 != NULL ? (size_t)(sp2 - in) : body;
-        if (keep > 64)
-            keep = 64;
+        /* keep the verb and a mechanism made of SASL name characters
+         * (RFC 4422 3.1); whatever follows is secret, however separated */
+        size_t v = 0, m, keep;
+        while (v < body && v < 16 && in[v] != ' ' && in[v] != '\t')
+            v++;
+        m = v;
+        while (m < body && (in[m] == ' ' || in[m] == '\t'))
+            m++;
+        keep = m;
+        while (keep < body && keep - m < 20 && redact_sasl_char(in[keep]))
+            keep++;
         memcpy(out, in, keep);
         o = keep;
-        if (sp2 != NULL) {
-            const uint8_t *ir = sp2 + 1;
-            size_t irlen = body - (size_t)(ir - in);
+        if (keep < body) {
+            const uint8_t *ir = in + keep;
+            size_t irlen = body - keep;
+            while (irlen > 0 && (ir[0] == ' ' || ir[0] == '\t'))
+                ir++, irlen--;
             out[o++] = ' ';
             if (irlen == 1 && ir[0] == '=') {
                 out[o++] = '='; /* an empty initial response hides nothing */

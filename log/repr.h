@@ -13,7 +13,9 @@ enum tlog_repr_mode {
 
 /* tlog_repr - write in into out, NUL-terminated, with Python's quoting and
  * escaping; every byte outside printable ASCII is escaped, so the result is
- * safe for any terminal. A result longer than cap is cut and ends in "...".
+ * safe for any terminal. A result that does not fit in cap with room to
+ * spare (8 bytes, kept for the closing quote and "...") is cut and ends in
+ * "...".
  * Returns the length written. */
 size_t tlog_repr(char *out, size_t cap, const uint8_t *in, size_t len, enum tlog_repr_mode mode);
 

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #define PX_DEFAULT_LISTEN   "127.0.0.1:2525"
 #define PX_DEFAULT_UPSTREAM "smtp.gmail.com:587"
 #define PX_DEFAULT_BODY     20
+#define PX_DEFAULT_MAX_SESSIONS 1000
 
 enum {
     OPT_LISTEN = 256,
@@ -29,6 +31,14 @@ enum {
     OPT_BODY_LINES,
     OPT_HELO,
     OPT_TRACE,
+    OPT_BARE_LF,
+    OPT_MAX_SESSIONS,
+    OPT_T_CONNECT,
+    OPT_T_GREETING,
+    OPT_T_COMMAND,
+    OPT_T_DATA,
+    OPT_T_FINAL,
+    OPT_T_IDLE,
 };
 
 static const struct option px_options[] = {
@@ -44,6 +54,14 @@ static const struct option px_options[] = {
     {"body-lines", required_argument, NULL, OPT_BODY_LINES},
     {"helo", required_argument, NULL, OPT_HELO},
     {"trace", no_argument, NULL, OPT_TRACE},
+    {"bare-lf", required_argument, NULL, OPT_BARE_LF},
+    {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
+    {"timeout-connect", required_argument, NULL, OPT_T_CONNECT},
+    {"timeout-greeting", required_argument, NULL, OPT_T_GREETING},
+    {"timeout-command", required_argument, NULL, OPT_T_COMMAND},
+    {"timeout-data", required_argument, NULL, OPT_T_DATA},
+    {"timeout-final", required_argument, NULL, OPT_T_FINAL},
+    {"timeout-idle", required_argument, NULL, OPT_T_IDLE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -77,6 +95,17 @@ static const char px_usage[] =
     "  --helo NAME                the name in smtpscope's own EHLO to the upstream\n"
     "                             (default: this machine's host name)\n"
     "  --trace                    also show state changes of both SMTP machines\n"
+    "  --bare-lf normalize|reject  message lines with a bare LF, bare CR or NUL:\n"
+    "                             normalize re-frames them with CRLF (default);\n"
+    "                             reject answers 550 5.6.0 and never commits\n"
+    "  --max-sessions N           concurrent sessions; over it 421 4.3.2 (default 1000)\n"
+    "  --timeout-connect T        each upstream address (default 30s)\n"
+    "  --timeout-greeting T       the upstream's greeting (default 5m)\n"
+    "  --timeout-command T        any other upstream reply (default 5m)\n"
+    "  --timeout-data T           client silent inside message content (default 3m)\n"
+    "  --timeout-final T          the reply to end of data (default 10m)\n"
+    "  --timeout-idle T           client silent between commands (default 5m)\n"
+    "                             T: 30, 30s, 500ms, 5m or 1h\n"
     "  -h, --help                 this text\n"
     "  -V, --version              the version\n"
     "\n"
@@ -120,6 +149,34 @@ int px_split_hostport(const char *s, char *host, size_t hostlen, char *port, siz
     return 0;
 }
 
+int px_parse_duration(const char *s, uint64_t *ms)
+{
+    char *end;
+    unsigned long long v;
+    uint64_t mult = 1000;
+
+    if (s[0] < '0' || s[0] > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return -1;
+    if (strcmp(end, "ms") == 0)
+        mult = 1;
+    else if (strcmp(end, "s") == 0 || *end == '\0')
+        mult = 1000;
+    else if (strcmp(end, "m") == 0)
+        mult = 60 * 1000;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600 * 1000;
+    else
+        return -1;
+    if (v == 0 || v > UINT32_MAX)
+        return -1;
+    *ms = v * mult;
+    return 0;
+}
+
 static int px_bad(FILE *err, const char *opt, const char *want, const char *got)
 {
     fprintf(err, "smtpscope: %s: expected %s, got '%s' (see --help)\n", opt, want, got);
@@ -138,9 +195,19 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
     px_split_hostport(PX_DEFAULT_UPSTREAM, cfg->up_host, sizeof(cfg->up_host), cfg->up_port,
                       sizeof(cfg->up_port));
     cfg->body_lines = PX_DEFAULT_BODY;
+    cfg->max_sessions = PX_DEFAULT_MAX_SESSIONS;
+    cfg->timeouts = (struct px_timeouts){
+        .connect = 30 * 1000,
+        .greeting = 5 * 60 * 1000,
+        .command = 5 * 60 * 1000,
+        .data = 3 * 60 * 1000,
+        .final = 10 * 60 * 1000,
+        .idle = 5 * 60 * 1000,
+    };
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, ":hV", px_options, NULL)) != -1) {
+    int longidx = 0;
+    while ((c = getopt_long(argc, argv, ":hV", px_options, &longidx)) != -1) {
         switch (c) {
         case OPT_LISTEN:
             if (px_split_hostport(optarg, cfg->listen_host, sizeof(cfg->listen_host),
@@ -200,6 +267,37 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
         case OPT_TRACE:
             cfg->trace = 1;
             break;
+        case OPT_BARE_LF:
+            if (strcmp(optarg, "normalize") == 0)
+                cfg->bare_lf = PX_BARE_LF_NORMALIZE;
+            else if (strcmp(optarg, "reject") == 0)
+                cfg->bare_lf = PX_BARE_LF_REJECT;
+            else
+                return px_bad(err, "--bare-lf", "normalize or reject", optarg);
+            break;
+        case OPT_MAX_SESSIONS: {
+            errno = 0;
+            long v = strtol(optarg, &endp, 10);
+            if (optarg[0] == '\0' || *endp != '\0' || errno != 0 || v < 1 || v > 1000000)
+                return px_bad(err, "--max-sessions", "a number from 1 to 1000000", optarg);
+            cfg->max_sessions = (unsigned)v;
+            break;
+        }
+        case OPT_T_CONNECT:
+        case OPT_T_GREETING:
+        case OPT_T_COMMAND:
+        case OPT_T_DATA:
+        case OPT_T_FINAL:
+        case OPT_T_IDLE: {
+            uint64_t *slot[] = {&cfg->timeouts.connect, &cfg->timeouts.greeting,
+                                &cfg->timeouts.command, &cfg->timeouts.data,
+                                &cfg->timeouts.final,   &cfg->timeouts.idle};
+            char name[64];
+            snprintf(name, sizeof(name), "--%s", px_options[longidx].name);
+            if (px_parse_duration(optarg, slot[c - OPT_T_CONNECT]) != 0)
+                return px_bad(err, name, "a duration such as 30s, 500ms or 5m", optarg);
+            break;
+        }
         case 'h':
             fputs(px_usage, out);
             return PX_PARSE_EXIT_OK;

@@ -5,12 +5,24 @@
 #ifndef SMTPSCOPE_CONFIG_H
 #define SMTPSCOPE_CONFIG_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #define PX_VERSION "0.1.0"
 
 enum px_upstream_tls { PX_UP_STARTTLS, PX_UP_IMPLICIT };
 enum px_client_tls { PX_CLIENT_TLS_OFFER, PX_CLIENT_TLS_OFF };
+enum px_bare_lf { PX_BARE_LF_NORMALIZE, PX_BARE_LF_REJECT };
+
+/* Timeouts in milliseconds; defaults are RFC 5321 4.5.3.2's minimums. */
+struct px_timeouts {
+    uint64_t connect;  /* each upstream address */
+    uint64_t greeting; /* the upstream's 220 (4.5.3.2.1: 5 min) */
+    uint64_t command;  /* any other upstream reply (4.5.3.2.2-4: 5 min) */
+    uint64_t data;     /* client silent inside DATA/BDAT (4.5.3.2.5: 3 min) */
+    uint64_t final;    /* the reply to end of data (4.5.3.2.6: 10 min) */
+    uint64_t idle;     /* client silent between commands (4.5.3.2.7: 5 min) */
+};
 
 struct px_config {
     char listen_host[256];
@@ -27,6 +39,9 @@ struct px_config {
     long body_lines;
     const char *helo; /* NULL: this machine's host name */
     int trace;        /* state changes in the transcript */
+    enum px_bare_lf bare_lf;
+    unsigned max_sessions;
+    struct px_timeouts timeouts;
 };
 
 enum px_parse_result { PX_PARSE_RUN, PX_PARSE_EXIT_OK, PX_PARSE_EXIT_USAGE };
@@ -35,6 +50,8 @@ enum px_parse_result { PX_PARSE_RUN, PX_PARSE_EXIT_OK, PX_PARSE_EXIT_USAGE };
  * EXIT_OK, on a bad option prints one line to err and says EXIT_USAGE. */
 enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **argv, FILE *out,
                                      FILE *err);
+/* px_parse_duration - "30", "30s", "500ms", "5m", "1h" to milliseconds. */
+int px_parse_duration(const char *s, uint64_t *ms);
 /* px_split_hostport - "host:port", "[v6]:port"; 0 or -1. */
 int px_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
 

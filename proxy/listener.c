@@ -12,9 +12,44 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void px_listen_reject_closed_cb(uv_handle_t *h)
+/* A client turned away because of --max-sessions: told so, then closed. */
+struct px_reject {
+    uv_tcp_t tcp;
+    uv_write_t req;
+};
+
+static const char px_busy_reply[] = "421 4.3.2 Too many sessions, try again later\r\n";
+
+static void px_reject_closed_cb(uv_handle_t *h)
 {
-    free(h);
+    free(h->data);
+}
+
+static void px_reject_written_cb(uv_write_t *req, int status)
+{
+    struct px_reject *r = req->data;
+    (void)status;
+    uv_close((uv_handle_t *)&r->tcp, px_reject_closed_cb);
+}
+
+static void px_reject(struct px_listener *ls, uv_stream_t *server)
+{
+    struct px_reject *r = calloc(1, sizeof(*r));
+    uv_buf_t b = uv_buf_init((char *)px_busy_reply, sizeof(px_busy_reply) - 1);
+
+    if (r == NULL || uv_tcp_init(ls->px->loop, &r->tcp) != 0) {
+        free(r);
+        return;
+    }
+    r->tcp.data = r->req.data = r;
+    if (uv_accept(server, (uv_stream_t *)&r->tcp) != 0 ||
+        uv_write(&r->req, (uv_stream_t *)&r->tcp, &b, 1, px_reject_written_cb) != 0) {
+        uv_close((uv_handle_t *)&r->tcp, px_reject_closed_cb);
+        return;
+    }
+    tlog_note(0, TLOG_WARNING,
+              "connection refused with 421 4.3.2: %u sessions open (--max-sessions %u)",
+              ls->px->nsessions, ls->px->cfg->max_sessions);
 }
 
 static void px_accept_cb(uv_stream_t *server, int status)
@@ -29,17 +64,11 @@ static void px_accept_cb(uv_stream_t *server, int status)
         tlog_note(0, TLOG_WARNING, "accept failed: %s", uv_strerror(status));
         return;
     }
-    s = px->stopping ? NULL : session_new(px);
+    if (px->stopping)
+        return;
+    s = px->nsessions < px->cfg->max_sessions ? session_new(px) : NULL;
     if (s == NULL) {
-        /* take the connection off the queue and close it */
-        uv_tcp_t *t = malloc(sizeof(*t));
-        if (t != NULL && uv_tcp_init(px->loop, t) == 0) {
-            if (uv_accept(server, (uv_stream_t *)t) != 0)
-                tlog_note(0, TLOG_WARNING, "accept failed");
-            uv_close((uv_handle_t *)t, px_listen_reject_closed_cb);
-        } else {
-            free(t);
-        }
+        px_reject(ls, server);
         return;
     }
     if (uv_accept(server, (uv_stream_t *)&s->client.tcp) != 0) {
@@ -53,6 +82,7 @@ static void px_accept_cb(uv_stream_t *server, int status)
         session_close(s, "cannot read from the client");
         return;
     }
+    srv_arm_timer(s);
     up_start(s);
 }
 

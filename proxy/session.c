@@ -51,8 +51,10 @@ void session_unref(struct session *s)
     s->handles--;
     if (!s->closing)
         return;
-    if (!s->client.open && !s->up.open && !uv_is_closing((uv_handle_t *)&s->timer))
-        uv_close((uv_handle_t *)&s->timer, session_timer_closed_cb);
+    if (!s->client.open && !s->up.open && !uv_is_closing((uv_handle_t *)&s->up_timer)) {
+        uv_close((uv_handle_t *)&s->up_timer, session_timer_closed_cb);
+        uv_close((uv_handle_t *)&s->client_timer, session_timer_closed_cb);
+    }
     if (s->handles == 0)
         session_free(s);
 }
@@ -150,9 +152,10 @@ struct session *session_new(struct proxy *px)
         return NULL;
     }
     s->handles++;
-    uv_timer_init(px->loop, &s->timer);
-    s->timer.data = s;
-    s->handles++;
+    uv_timer_init(px->loop, &s->up_timer);
+    uv_timer_init(px->loop, &s->client_timer);
+    s->up_timer.data = s->client_timer.data = s;
+    s->handles += 2;
     s->next = px->sessions;
     if (px->sessions != NULL)
         px->sessions->prev = s;
@@ -202,7 +205,8 @@ void session_close(struct session *s, const char *why)
         uv_cancel((uv_req_t *)&s->gai); /* its callback still runs, and unrefs */
     leg_close_after_flush(&s->client);
     leg_close_after_flush(&s->up);
-    uv_timer_start(&s->timer, session_linger_cb, SESSION_LINGER_MS, 0);
+    uv_timer_stop(&s->up_timer);
+    uv_timer_start(&s->client_timer, session_linger_cb, SESSION_LINGER_MS, 0);
     s->handles++; /* balanced here, so the last unref can come from anywhere */
     session_unref(s);
 }

@@ -50,6 +50,7 @@ enum srv_state {
     SRV_COMMAND,
     SRV_TLS,  /* client STARTTLS handshake */
     SRV_DATA, /* relaying message content */
+    SRV_BDAT, /* relaying (or discarding) a BDAT chunk */
     SRV_DONE, /* QUIT answered or session failed: nothing more is read */
     SRV_STATE_COUNT
 };
@@ -71,7 +72,8 @@ struct session {
     uint64_t id;
     uint64_t start_us;
     int handles; /* open handles and pending requests; freed at 0 when closing */
-    uv_timer_t timer;
+    uv_timer_t up_timer;     /* waiting for the upstream: connect, replies */
+    uv_timer_t client_timer; /* waiting for the client; at close, the linger */
     int closing;
     char client_addr[64];
     char up_addr[64];
@@ -85,6 +87,8 @@ struct session {
     uv_connect_t connect_req;
     struct addrinfo *ai_list, *ai_cur;
     char up_error[256]; /* the last connect error, for the final message */
+    int up_chunking;    /* the upstream offers CHUNKING (RFC 3030) */
+    int up_aborted;     /* smtpscope closed the upstream to discard a message */
     struct smtp_reply reply;
     uint8_t *greeting; /* the upstream's greeting, relayed once ready */
     size_t greeting_len;
@@ -106,7 +110,10 @@ struct session {
     unsigned msg_warnings;
     uint8_t show[SRV_SHOW_MAX];
     size_t show_len;
-    unsigned messages; /* messages the upstream accepted */
+    uint64_t bdat_left;   /* octets of the current chunk still to come */
+    int bdat_discard;     /* the chunk was refused by smtpscope: consume, don't relay */
+    const char *msg_poison; /* the message will not be committed: this is the reply */
+    unsigned messages;    /* messages the upstream accepted */
 };
 
 struct session *session_new(struct proxy *px);
@@ -134,6 +141,8 @@ void up_start(struct session *s);
 int up_data(struct session *s, const uint8_t *buf, size_t len);
 void up_handshake(struct session *s, int rc);
 void up_closed(struct session *s);
+/* up_arm_timer - (re)start the upstream timer for what is awaited now. */
+void up_arm_timer(struct session *s);
 const char *up_state_name(enum up_state st);
 
 /* smtp_server.c */
@@ -145,6 +154,8 @@ void srv_handshake(struct session *s, int rc);
 /* srv_upstream_gone - the upstream ended: tell the client, unless done. */
 void srv_upstream_gone(struct session *s, const char *why);
 void srv_client_gone(struct session *s, const char *why);
+/* srv_arm_timer - (re)start the client timer for the current state. */
+void srv_arm_timer(struct session *s);
 /* srv_relay_and_close - pass the upstream's reply on, then end. */
 void srv_relay_and_close(struct session *s, const struct smtp_reply *r, const char *why);
 /* srv_own_reply - a reply smtpscope makes itself: bounded, recorded, sent. */

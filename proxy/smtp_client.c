@@ -35,6 +35,85 @@ static void up_set_state(struct session *s, enum up_state st)
         tlog_note(s->id, TLOG_INFO, "upstream state %s -> %s", up_state_names[s->up_state],
                   up_state_names[st]);
     s->up_state = st;
+    up_arm_timer(s);
+}
+
+/* up_waiting_final - is the reply awaited the one to the end of a message? */
+static int up_waiting_final(const struct session *s)
+{
+    const struct srv_pending *p = &s->pending[s->pend_head];
+    return s->pend_len > 0 &&
+           (p->what == SRV_EXP_EOD || (p->what == SMTP_CMD_BDAT && (p->flags & SMTP_CF_SYNC)));
+}
+
+static void up_timer_cb(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    const struct px_timeouts *to = &s->px->cfg->timeouts;
+    char reason[400];
+    const char *what;
+    uint64_t ms;
+
+    if (s->closing)
+        return;
+    if (s->up_state == UP_CONNECTING) {
+        leg_addr_text(s->ai_cur->ai_addr, s->up_addr, sizeof(s->up_addr));
+        snprintf(s->up_error, sizeof(s->up_error), "%s: no connection within %llu ms",
+                 s->up_addr, (unsigned long long)to->connect);
+        tlog_note(s->id, TLOG_WARNING, "connect to %s", s->up_error);
+        s->ai_cur = s->ai_cur->ai_next;
+        leg_close(&s->up); /* cancels the connect; up_closed() tries the next address */
+        return;
+    }
+    if (s->up_state == UP_READY) {
+        const struct srv_pending *p = &s->pending[s->pend_head];
+        what = p->what == SRV_EXP_EOD           ? "end of data"
+               : p->what == SRV_EXP_AUTH_RESPONSE ? "an AUTH response"
+                                                  : smtp_cmd_name((enum smtp_cmd)p->what);
+        ms = up_waiting_final(s) ? to->final : to->command;
+    } else {
+        what = up_state_names[s->up_state];
+        ms = s->up_state == UP_GREETING ? to->greeting : to->command;
+    }
+    snprintf(reason, sizeof(reason), "upstream did not answer %s within %llu ms", what,
+             (unsigned long long)ms);
+    if (up_waiting_final(s) || s->srv_state == SRV_DATA || s->srv_state == SRV_BDAT)
+        session_fail(s, "451 4.4.2", "upstream timed out: message not accepted", reason);
+    else
+        session_fail(s, "421 4.4.2", "upstream timed out", reason);
+}
+
+void up_arm_timer(struct session *s)
+{
+    const struct px_timeouts *to = &s->px->cfg->timeouts;
+    uint64_t ms = 0;
+
+    if (s->closing)
+        return;
+    switch (s->up_state) {
+    case UP_CONNECTING:
+        ms = to->connect;
+        break;
+    case UP_GREETING:
+        ms = to->greeting;
+        break;
+    case UP_EHLO1:
+    case UP_STARTTLS:
+    case UP_HANDSHAKE:
+    case UP_EHLO2:
+        ms = to->command;
+        break;
+    case UP_READY:
+        if (s->pend_len > 0)
+            ms = up_waiting_final(s) ? to->final : to->command;
+        break;
+    default:
+        break;
+    }
+    if (ms > 0)
+        uv_timer_start(&s->up_timer, up_timer_cb, ms, 0);
+    else
+        uv_timer_stop(&s->up_timer);
 }
 
 /* up_send - a command of smtpscope's own on the upstream leg. */
@@ -62,8 +141,8 @@ static void up_connect_cb(uv_connect_t *req, int status)
     const struct px_config *cfg = s->px->cfg;
     char err[300];
 
-    if (s->closing)
-        return;
+    if (s->closing || status == UV_ECANCELED)
+        return; /* the session ended, or up_timer_cb gave up on this address */
     leg_addr_text(s->ai_cur->ai_addr, s->up_addr, sizeof(s->up_addr));
     if (status < 0) {
         snprintf(s->up_error, sizeof(s->up_error), "%s: %s (%s)", s->up_addr,
@@ -248,6 +327,7 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
             session_fail(s, "421 4.7.0", "upstream refused EHLO", reason);
             return -1;
         }
+        s->up_chunking = smtp_reply_has_keyword(r, "CHUNKING");
         up_set_state(s, UP_READY);
         srv_upstream_ready(s);
         return s->closing ? -1 : 0;

@@ -69,7 +69,7 @@ enum smtp_cmd smtp_cmd_parse(const uint8_t *line, size_t len, const uint8_t **ar
 
     while (body > 0 && (line[body - 1] == '\n' || line[body - 1] == '\r'))
         body--;
-    while (verb < body && line[verb] != ' ')
+    while (verb < body && line[verb] != ' ' && line[verb] != '\t')
         verb++;
     *arg = line + body;
     *arglen = 0;
@@ -213,50 +213,180 @@ int smtp_reply_has_keyword(const struct smtp_reply *r, const char *kw)
 void smtp_data_reset(struct smtp_data_framer *f)
 {
     f->bol = 1; /* the DATA command line ended in CRLF */
+    f->out_bol = 1;
     f->dot = 0;
     f->cr = 0;
     f->line_flags = 0;
 }
 
+/*
+ * The framer reads raw bytes and writes the bytes the upstream is to see.
+ * For valid input the two are the same, byte for byte. Otherwise every
+ * line the upstream sees ends in CRLF (a bare CR or bare LF becomes CRLF),
+ * NUL is dropped, and a line that would start with "." in the output is
+ * dot-stuffed unless the client already stuffed it. End of data is only
+ * CRLF "." CRLF in the raw bytes, so no input can give the upstream another
+ * message boundary than smtpscope's.
+ *
+ * A CR, a "." at the start of a line, or ".\r" are held back until the next
+ * byte says what they are. When they were read in this call and come out
+ * unchanged they stay in the run of input bytes (no copy); when they were
+ * read in an earlier call, or change, they are written as constants.
+ */
+#define DATA_FLUSH(upto)                                                                          \
+    do {                                                                                          \
+        size_t upto_ = (upto);                                                                    \
+        if (upto_ > span) {                                                                       \
+            out(arg, in + span, upto_ - span);                                                    \
+            span = upto_;                                                                         \
+        }                                                                                         \
+    } while (0)
+
+/* data_replace - the held-back bytes (nheld of them, the last of which is at
+ * in[i - 1] when i >= nheld) come out as with[0..n). */
+#define DATA_REPLACE(nheld, with, n)                                                              \
+    do {                                                                                          \
+        DATA_FLUSH(i >= (nheld) ? i - (nheld) : 0);                                               \
+        out(arg, (const uint8_t *)(with), (n));                                                   \
+        span = i;                                                                                 \
+    } while (0)
+
 size_t smtp_data_next(struct smtp_data_framer *f, const uint8_t *in, size_t len,
-                      enum smtp_data_ev *ev, unsigned *line_flags)
+                      enum smtp_data_ev *ev, unsigned *line_flags, smtp_data_out_fn *out,
+                      void *arg)
 {
-    for (size_t i = 0; i < len; i++) {
+    size_t span = 0, i;
+
+    for (i = 0; i < len; i++) {
         uint8_t ch = in[i];
 
-        if (f->dot == 1) {
-            f->dot = ch == '\r' ? 2 : 0;
-        } else if (f->dot == 2) {
-            if (ch == '\n') {
+        if (f->dot == 2) { /* ".\r" held */
+            f->dot = 0;
+            if (ch == '\n') { /* CRLF "." CRLF */
+                if (i < 2)
+                    DATA_REPLACE(2, ".\r", 2);
+                DATA_FLUSH(i + 1);
                 *ev = SMTP_DATA_END;
                 *line_flags = f->line_flags;
                 smtp_data_reset(f);
                 return i + 1;
             }
+            /* "." ended by a bare CR: stuffed, so it is not an end of data */
+            DATA_REPLACE(2, "..\r\n", 4);
+            f->line_flags |= SMTP_LF_BARE_CR;
+            f->out_bol = 1;
+            f->bol = 0;
+        } else if (f->dot == 1) { /* "." at the start of a real line held */
             f->dot = 0;
-        } else if (f->bol && ch == '.') {
-            f->dot = 1;
+            if (ch == '\r') {
+                f->dot = 2;
+                continue;
+            }
+            if (ch == '.' || (ch != '\n' && ch != '\0')) {
+                /* ".." (stuffed) or ".x": the line is longer than "." */
+                if (i < 1)
+                    DATA_REPLACE(1, ".", 1);
+                f->out_bol = 0;
+                if (ch == '.') {
+                    f->bol = 0;
+                    continue; /* the second dot stays in the run */
+                }
+            } else {
+                /* ".\n" or ".\0": the output line could end up as "." alone */
+                DATA_REPLACE(1, "..", 2);
+                f->out_bol = 0;
+            }
+        } else if (f->cr) { /* a CR held */
+            f->cr = 0;
+            if (ch == '\n') {
+                if (i < 1)
+                    DATA_REPLACE(1, "\r", 1);
+                DATA_FLUSH(i + 1);
+                f->bol = 1;
+                f->out_bol = 1;
+                *ev = SMTP_DATA_LINE;
+                *line_flags = f->line_flags;
+                f->line_flags = 0;
+                return i + 1;
+            }
+            DATA_REPLACE(1, "\r\n", 2); /* a bare CR ends the line in the output */
+            f->line_flags |= SMTP_LF_BARE_CR;
+            f->out_bol = 1;
+            f->bol = 0;
         }
-        f->bol = 0;
-        if (ch == '\n') {
-            if (!f->cr)
-                f->line_flags |= SMTP_LF_BARE_LF;
+
+        switch (ch) {
+        case '\r':
+            f->cr = 1;
+            continue;
+        case '\n': /* a bare LF */
+            DATA_FLUSH(i);
+            out(arg, (const uint8_t *)"\r\n", 2);
+            span = i + 1;
+            f->line_flags |= SMTP_LF_BARE_LF;
+            f->out_bol = 1;
+            f->bol = 0;
             *ev = SMTP_DATA_LINE;
             *line_flags = f->line_flags;
-            f->bol = f->cr; /* only CRLF starts a line that "." can end */
-            f->cr = 0;
             f->line_flags = 0;
             return i + 1;
-        }
-        if (f->cr)
-            f->line_flags |= SMTP_LF_BARE_CR;
-        if (ch == '\0')
+        case '\0':
+            DATA_FLUSH(i);
+            span = i + 1;
             f->line_flags |= SMTP_LF_NUL;
-        f->cr = ch == '\r';
+            f->bol = 0; /* "\0." after CRLF is not a dot line */
+            continue;
+        case '.':
+            if (f->bol) {
+                f->bol = 0;
+                f->dot = 1;
+                continue;
+            }
+            if (f->out_bol) { /* after a bare CR or LF, or dropped NULs: stuff it */
+                DATA_FLUSH(i);
+                out(arg, (const uint8_t *)".", 1);
+                span = i;
+            }
+            break;
+        default:
+            break;
+        }
+        f->bol = 0;
+        f->out_bol = 0;
+    }
+    /* what is held back stays held: it comes out when the next byte arrives */
+    {
+        size_t held = f->dot ? (size_t)f->dot : (size_t)f->cr;
+        DATA_FLUSH(len >= held ? len - held : 0);
     }
     *ev = SMTP_DATA_MORE;
     *line_flags = 0;
     return len;
+}
+
+/* ---- BDAT (RFC 3030 2) ------------------------------------------------- */
+
+int smtp_bdat_parse(const uint8_t *arg, size_t len, uint64_t *size, int *last)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+
+    while (i < len && arg[i] >= '0' && arg[i] <= '9') {
+        if (i == SMTP_BDAT_DIGITS_MAX)
+            return -1;
+        v = v * 10 + (uint64_t)(arg[i] - '0');
+        i++;
+    }
+    if (i == 0)
+        return -1;
+    *last = 0;
+    if (i < len) {
+        if (len - i != 5 || arg[i] != ' ' || strncasecmp((const char *)arg + i + 1, "LAST", 4) != 0)
+            return -1;
+        *last = 1;
+    }
+    *size = v;
+    return 0;
 }
 
 /* ---- EHLO rewriting ---------------------------------------------------- */
@@ -313,15 +443,19 @@ size_t smtp_ehlo_rewrite(const struct smtp_reply *r, unsigned how, uint8_t *out,
     if (!changed)
         return 0;
     for (int i = 0; i < n; i++) {
-        if (o + keep_len[i] > cap)
+        if (o + keep_len[i] > cap) {
+            changes[0] = '\0';
             return 0;
+        }
         memcpy(out + o, keep[i], keep_len[i]);
         /* every line but the last says "250-", the last "250 "; a bare
          * "250\r\n" stays as it is when last, and is not continued */
         if (keep[i][3] != '\r')
             out[o + 3] = i + 1 < n ? '-' : ' ';
-        else if (i + 1 < n)
+        else if (i + 1 < n) {
+            changes[0] = '\0';
             return 0;
+        }
         o += keep_len[i];
     }
     return o;

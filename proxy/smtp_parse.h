@@ -95,11 +95,14 @@ int smtp_reply_has_keyword(const struct smtp_reply *r, const char *kw);
 
 /* ---- DATA framing (RFC 5321 4.1.1.4, 4.5.2) ---------------------------- */
 
+#define SMTP_DATA_LINE_MAX 65536 /* octets of one message line; RFC 5321 4.5.3.1.6 asks 1000 */
+
 struct smtp_data_framer {
-    int bol;      /* at the start of a line: the last bytes were CRLF */
-    int dot;      /* 1: saw "." at bol; 2: saw ".\r" at bol */
-    int cr;       /* the last byte was CR */
-    unsigned line_flags;  /* SMTP_LF_* of the current line */
+    int bol;     /* the raw bytes are at the start of a line: the last were CRLF */
+    int out_bol; /* the output is at the start of a line */
+    int dot;     /* 1: "." at bol held back; 2: ".\r" held back */
+    int cr;      /* a CR held back */
+    unsigned line_flags; /* SMTP_LF_* of the current line */
 };
 
 enum smtp_data_ev {
@@ -108,13 +111,29 @@ enum smtp_data_ev {
     SMTP_DATA_END,  /* the consumed bytes end with CRLF "." CRLF */
 };
 
+/* Where the framer writes the bytes meant for the upstream. p points into
+ * the input (runs of it) or to constants; it is only valid for the call. */
+typedef void smtp_data_out_fn(void *arg, const uint8_t *p, size_t n);
+
 void smtp_data_reset(struct smtp_data_framer *f);
-/* smtp_data_next - consume in[0..len) up to and including the next LF.
- * Returns bytes consumed; *ev says how they end; *line_flags (for LINE and
- * END) the flags of the line just ended. End of data is only CRLF "." CRLF,
- * decided on the raw bytes. */
+/* smtp_data_next - consume in[0..len) up to and including the next LF,
+ * writing the bytes for the upstream through out. Returns bytes consumed;
+ * *ev says how they end; *line_flags (for LINE and END) the flags of the
+ * line just ended. End of data is only CRLF "." CRLF, decided on the raw
+ * bytes. Valid input comes out unchanged; otherwise every output line ends
+ * in CRLF, NUL is dropped and dots are stuffed so that the output holds no
+ * bare CR, no bare LF and no end of data but the one smtpscope saw. The
+ * result does not depend on how the input is split across calls. */
 size_t smtp_data_next(struct smtp_data_framer *f, const uint8_t *in, size_t len,
-                      enum smtp_data_ev *ev, unsigned *line_flags);
+                      enum smtp_data_ev *ev, unsigned *line_flags, smtp_data_out_fn *out,
+                      void *arg);
+
+/* ---- BDAT (RFC 3030 2) ------------------------------------------------- */
+
+#define SMTP_BDAT_DIGITS_MAX 18 /* chunk sizes below 10^18 octets */
+
+/* smtp_bdat_parse - "SIZE" or "SIZE LAST" (the argument of BDAT); 0 or -1. */
+int smtp_bdat_parse(const uint8_t *arg, size_t len, uint64_t *size, int *last);
 
 /* ---- EHLO rewriting (RFC 5321 4.1.1.1) --------------------------------- */
 

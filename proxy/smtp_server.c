@@ -24,12 +24,14 @@
 
 #define SRV_OWN_REPLY_MAX 512 /* RFC 5321 4.5.3.1.5 */
 #define SRV_EHLO_MAX      (SMTP_REPLY_MAX + 64)
+#define SRV_WARN_LINES    5 /* per message, then a count */
 
 static const char *const srv_state_names[SRV_STATE_COUNT] = {
     [SRV_WAIT_UPSTREAM] = "WAIT-UPSTREAM",
     [SRV_COMMAND] = "COMMAND",
     [SRV_TLS] = "TLS",
     [SRV_DATA] = "DATA",
+    [SRV_BDAT] = "BDAT",
     [SRV_DONE] = "DONE",
 };
 
@@ -40,6 +42,57 @@ static void srv_set_state(struct session *s, enum srv_state st)
         tlog_note(s->id, TLOG_INFO, "client state %s -> %s", srv_state_names[s->srv_state],
                   srv_state_names[st]);
     s->srv_state = st;
+    srv_arm_timer(s);
+}
+
+static void srv_timer_cb(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    const struct px_timeouts *to = &s->px->cfg->timeouts;
+    char reason[200];
+
+    if (s->closing)
+        return;
+    if (s->srv_state == SRV_COMMAND && (s->pend_len > 0 || s->sync_wait)) {
+        srv_arm_timer(s); /* the client waits for the upstream: not idle */
+        return;
+    }
+    if (s->srv_state == SRV_DATA || s->srv_state == SRV_BDAT) {
+        snprintf(reason, sizeof(reason),
+                 "client sent no message data for %llu ms: the message was NOT submitted",
+                 (unsigned long long)to->data);
+    } else {
+        snprintf(reason, sizeof(reason), "client idle for %llu ms",
+                 (unsigned long long)(s->srv_state == SRV_TLS ? to->command : to->idle));
+    }
+    session_fail(s, "421 4.4.2", "Timeout waiting for client input; closing", reason);
+}
+
+void srv_arm_timer(struct session *s)
+{
+    const struct px_timeouts *to = &s->px->cfg->timeouts;
+    uint64_t ms = 0;
+
+    if (s->closing)
+        return;
+    switch (s->srv_state) {
+    case SRV_COMMAND:
+        ms = to->idle;
+        break;
+    case SRV_DATA:
+    case SRV_BDAT:
+        ms = to->data;
+        break;
+    case SRV_TLS:
+        ms = to->command;
+        break;
+    default:
+        break;
+    }
+    if (ms > 0)
+        uv_timer_start(&s->client_timer, srv_timer_cb, ms, 0);
+    else
+        uv_timer_stop(&s->client_timer);
 }
 
 void srv_own_reply(struct session *s, const char *line)
@@ -102,9 +155,26 @@ static void srv_push(struct session *s, int what, unsigned flags)
     int at = (s->pend_head + s->pend_len) % SRV_PIPE_MAX;
     s->pending[at].what = what;
     s->pending[at].flags = flags;
-    s->pend_len++;
+    if (s->pend_len++ == 0)
+        up_arm_timer(s);
     if (flags & SMTP_CF_SYNC)
         s->sync_wait = 1;
+}
+
+/* srv_abort_upstream - SMTP cannot cancel a DATA or BDAT transfer: close
+ * the upstream connection so that the message is never committed. */
+static void srv_abort_upstream(struct session *s, const char *why)
+{
+    tlog_note(s->id, TLOG_ERROR,
+              "message NOT submitted: %s; closing the upstream connection so that it is "
+              "discarded (SMTP cannot cancel a message in transfer)",
+              why);
+    s->up_aborted = 1;
+    s->up_state = UP_FAILED;
+    s->pend_len = 0;
+    s->sync_wait = 0;
+    uv_timer_stop(&s->up_timer);
+    leg_close_after_flush(&s->up);
 }
 
 /* srv_relay - send one client line upstream, expecting one reply. */
@@ -128,15 +198,31 @@ static void srv_show(struct session *s, const uint8_t *p, size_t n, enum smtp_da
         s->show_len += n < room ? n : room;
     }
     s->cur_line_len += n;
+    if (s->cur_line_len > SMTP_DATA_LINE_MAX && s->msg_poison == NULL) {
+        s->msg_poison = "500 5.5.6 Message line too long (smtpscope's limit is 65536 octets)";
+        tlog_note(s->id, TLOG_WARNING,
+                  "message line %llu is longer than %d octets: the message will be refused",
+                  (unsigned long long)s->msg_lines + 1, SMTP_DATA_LINE_MAX);
+    }
     if (ev == SMTP_DATA_MORE)
         return;
-    if (lflags != 0 && s->msg_warnings++ == 0)
-        tlog_note(s->id, TLOG_WARNING, "message line %llu holds%s%s%s (relayed as is)",
-                  (unsigned long long)s->msg_lines + 1,
-                  (lflags & SMTP_LF_BARE_LF) ? " a bare LF" : "",
-                  (lflags & SMTP_LF_BARE_CR) ? " a bare CR" : "",
-                  (lflags & SMTP_LF_NUL) ? " a NUL" : "");
+    if (lflags != 0) {
+        int reject = s->px->cfg->bare_lf == PX_BARE_LF_REJECT;
+        if (s->msg_warnings++ < SRV_WARN_LINES)
+            tlog_note(s->id, TLOG_WARNING, "message line %llu holds%s%s%s: %s",
+                      (unsigned long long)s->msg_lines + 1,
+                      (lflags & SMTP_LF_BARE_LF) ? " a bare LF" : "",
+                      (lflags & SMTP_LF_BARE_CR) ? " a bare CR" : "",
+                      (lflags & SMTP_LF_NUL) ? " a NUL" : "",
+                      reject ? "the message will be refused (--bare-lf reject)"
+                             : "re-framed with CRLF, NUL dropped (--bare-lf normalize)");
+        if (reject && s->msg_poison == NULL)
+            s->msg_poison = "550 5.6.0 Message contains a bare LF, bare CR or NUL; refused";
+    }
     if (ev == SMTP_DATA_END) {
+        if (s->msg_warnings > SRV_WARN_LINES)
+            tlog_note(s->id, TLOG_WARNING, "%u more message lines with a bare LF, bare CR or NUL",
+                      s->msg_warnings - SRV_WARN_LINES);
         if (s->msg_lines > (uint64_t)s->msg_shown_lines)
             tlog_note(s->id, TLOG_DATA_SUMMARY,
                       "message: %llu lines, %llu bytes; %llu lines (%llu bytes) not shown "
@@ -158,17 +244,94 @@ static void srv_show(struct session *s, const uint8_t *p, size_t n, enum smtp_da
     s->cur_line_len = 0;
 }
 
+/* Output of the DATA framer on its way upstream: runs of the client's own
+ * bytes are written as they are (no copy); anything else (a CRLF that
+ * replaces a bare LF, a stuffing dot) goes through a small staging buffer
+ * so that odd input still makes few writes. */
+struct srv_out {
+    struct session *s;
+    const uint8_t *span;
+    size_t span_len;
+    size_t stage_len;
+    uint8_t stage[4096];
+};
+
+static void srv_forward(struct session *s, const uint8_t *p, size_t n)
+{
+    if (s->msg_poison == NULL && n > 0)
+        leg_write(&s->up, p, n);
+}
+
+static void srv_out_stage(struct srv_out *o, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        size_t room = sizeof(o->stage) - o->stage_len;
+        if (room == 0) {
+            srv_forward(o->s, o->stage, o->stage_len);
+            o->stage_len = 0;
+            room = sizeof(o->stage);
+        }
+        size_t k = n < room ? n : room;
+        memcpy(o->stage + o->stage_len, p, k);
+        o->stage_len += k;
+        p += k;
+        n -= k;
+    }
+}
+
+static void srv_out_cb(void *arg, const uint8_t *p, size_t n)
+{
+    struct srv_out *o = arg;
+
+    if (o->stage_len == 0) {
+        if (o->span_len == 0) {
+            o->span = p;
+            o->span_len = n;
+            return;
+        }
+        if (o->span + o->span_len == p) {
+            o->span_len += n;
+            return;
+        }
+        if (o->span_len > sizeof(o->stage) / 4)
+            srv_forward(o->s, o->span, o->span_len);
+        else
+            srv_out_stage(o, o->span, o->span_len);
+        o->span_len = 0;
+    }
+    srv_out_stage(o, p, n);
+}
+
+static void srv_out_flush(struct srv_out *o)
+{
+    srv_forward(o->s, o->span, o->span_len);
+    srv_forward(o->s, o->stage, o->stage_len);
+    o->span_len = o->stage_len = 0;
+}
+
+static void srv_message_start(struct session *s)
+{
+    s->msg_bytes = s->msg_lines = s->msg_shown_bytes = 0;
+    s->msg_shown_lines = 0;
+    s->msg_warnings = 0;
+    s->show_len = s->cur_line_len = 0;
+    s->msg_poison = NULL;
+}
+
 /* srv_body - relay message content up to and including end-of-data.
  * Returns the bytes consumed; the rest (if any) are commands. */
 static size_t srv_body(struct session *s, const uint8_t *buf, size_t len)
 {
+    struct srv_out o;
     size_t off = 0;
     int ended = 0;
 
+    o.s = s;
+    o.span_len = o.stage_len = 0;
     while (off < len) {
         enum smtp_data_ev ev;
         unsigned lflags;
-        size_t n = smtp_data_next(&s->framer, buf + off, len - off, &ev, &lflags);
+        size_t n = smtp_data_next(&s->framer, buf + off, len - off, &ev, &lflags, srv_out_cb, &o);
         srv_show(s, buf + off, n, ev, lflags);
         off += n;
         if (ev == SMTP_DATA_END) {
@@ -176,12 +339,62 @@ static size_t srv_body(struct session *s, const uint8_t *buf, size_t len)
             break;
         }
     }
-    leg_write(&s->up, buf, off);
+    srv_out_flush(&o);
     if (ended) {
         srv_set_state(s, SRV_COMMAND);
-        srv_push(s, SRV_EXP_EOD, 0);
+        if (s->msg_poison != NULL) {
+            srv_abort_upstream(s, s->msg_poison);
+            srv_own_reply(s, s->msg_poison);
+        } else {
+            srv_push(s, SRV_EXP_EOD, 0);
+        }
     }
     return off;
+}
+
+/* srv_bdat - relay (or, when refused, consume) the octets of a chunk. */
+static size_t srv_bdat(struct session *s, const uint8_t *buf, size_t len)
+{
+    size_t n = len < s->bdat_left ? len : (size_t)s->bdat_left;
+
+    if (!s->bdat_discard)
+        leg_write(&s->up, buf, n);
+    s->bdat_left -= n;
+    s->msg_bytes += n;
+    if (s->bdat_left == 0) {
+        tlog_note(s->id, TLOG_DATA_SUMMARY, "BDAT chunk of %llu octets %s (not shown)",
+                  (unsigned long long)s->msg_bytes,
+                  s->bdat_discard ? "discarded" : "relayed as is");
+        srv_set_state(s, SRV_COMMAND);
+    }
+    return n;
+}
+
+/* srv_bdat_command - RFC 3030 2: "BDAT size [LAST]", then size octets. */
+static int srv_bdat_command(struct session *s, const uint8_t *line, size_t len,
+                            const uint8_t *arg, size_t arglen)
+{
+    uint64_t size;
+    int last;
+
+    if (smtp_bdat_parse(arg, arglen, &size, &last) != 0) {
+        /* the octets that follow cannot be told from commands: close */
+        session_fail(s, "501 5.5.4", "Syntax: BDAT chunk-size [LAST]; closing the connection",
+                     "malformed BDAT chunk size: not relayed, connection closed");
+        return -1;
+    }
+    s->bdat_discard = !s->up_chunking || s->up_aborted;
+    if (s->bdat_discard)
+        srv_own_reply(s, "502 5.5.1 BDAT not available: the upstream does not offer CHUNKING");
+    else
+        srv_relay(s, line, len, SMTP_CMD_BDAT, last ? SMTP_CF_SYNC : 0);
+    s->bdat_left = size;
+    s->msg_bytes = 0;
+    if (size > 0)
+        srv_set_state(s, SRV_BDAT);
+    else
+        tlog_note(s->id, TLOG_DATA_SUMMARY, "BDAT chunk of 0 octets");
+    return 0;
 }
 
 /* srv_auth_mech - note the mechanism of an AUTH command. Returns 1 when it
@@ -189,12 +402,12 @@ static size_t srv_body(struct session *s, const uint8_t *buf, size_t len)
 static int srv_auth_mech(struct session *s, const uint8_t *arg, size_t arglen)
 {
     size_t i = 0;
-    while (i < arglen && arg[i] != ' ' && i + 1 < sizeof(s->auth_mech)) {
+    while (i < arglen && arg[i] != ' ' && arg[i] != '\t' && i + 1 < sizeof(s->auth_mech)) {
         s->auth_mech[i] = (char)toupper(arg[i]);
         i++;
     }
     s->auth_mech[i] = '\0';
-    return memchr(arg, ' ', arglen) != NULL;
+    return memchr(arg, ' ', arglen) != NULL || memchr(arg, '\t', arglen) != NULL;
 }
 
 static void srv_starttls(struct session *s, size_t arglen)
@@ -228,6 +441,19 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
     enum smtp_cmd cmd;
     unsigned flags;
 
+    if (s->up_aborted) {
+        session_emit_line(s, TLOG_COMMAND, TLOG_LEG_CLIENT, TLOG_DIR_IN, 1, line, len);
+        cmd = smtp_cmd_parse(line, len, &arg, &arglen);
+        if (cmd == SMTP_CMD_QUIT) {
+            srv_own_reply(s, "221 2.0.0 Bye");
+            session_close(s, "QUIT after a discarded message");
+        } else {
+            session_fail(s, "421 4.3.0",
+                         "Upstream session was closed to discard a message; reconnect",
+                         "command after a discarded message: the upstream session is gone");
+        }
+        return -1;
+    }
     if (s->auth_cont) {
         /* a response inside an AUTH exchange: a secret, never a command */
         struct tlog_event ev = {
@@ -276,8 +502,11 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
         srv_starttls(s, arglen);
         return s->closing ? -1 : 0;
     case SMTP_CMD_BDAT:
-        /* CHUNKING is not advertised to the client (see srv_reply) */
-        srv_own_reply(s, "502 5.5.1 BDAT not supported by smtpscope (CHUNKING not offered)");
+        return srv_bdat_command(s, line, len, arg, arglen);
+    case SMTP_CMD_DATA:
+        srv_message_start(s);
+        smtp_data_reset(&s->framer);
+        srv_relay(s, line, len, cmd, flags);
         return 0;
     default:
         srv_relay(s, line, len, cmd, flags);
@@ -295,12 +524,18 @@ int srv_process(struct session *s)
             off += srv_body(s, s->in + off, avail);
             continue;
         }
+        if (s->srv_state == SRV_BDAT && avail > 0) {
+            off += srv_bdat(s, s->in + off, avail);
+            continue;
+        }
         if (s->srv_state != SRV_COMMAND || s->sync_wait || s->pend_len == SRV_PIPE_MAX ||
             avail == 0)
             break;
         size_t n = smtp_line_end(s->in + off, avail);
         if (n == 0) {
-            if (avail > SMTP_CMD_LINE_MAX) {
+            if (s->discarding) {
+                off = s->in_len; /* more of a line already refused */
+            } else if (avail > SMTP_CMD_LINE_MAX) {
                 /* bounded: the line so far is dropped, and its rest when it comes */
                 srv_own_reply(s, "500 5.5.6 Line too long");
                 tlog_note(s->id, TLOG_WARNING, "command line longer than %d bytes: not relayed",
@@ -349,14 +584,18 @@ int srv_data(struct session *s, const uint8_t *buf, size_t len)
         return -1;
     if (s->srv_state == SRV_DONE)
         return 0;
-    if (s->srv_state == SRV_DATA && s->in_len == 0) {
+    srv_arm_timer(s);
+    while ((s->srv_state == SRV_DATA || s->srv_state == SRV_BDAT) && s->in_len == 0 && len > 0 &&
+           !s->closing) {
         /* the common case: content streams straight through, no copy here */
-        size_t n = srv_body(s, buf, len);
+        size_t n = s->srv_state == SRV_DATA ? srv_body(s, buf, len) : srv_bdat(s, buf, len);
         buf += n;
         len -= n;
-        if (len == 0)
-            return session_flow(s);
     }
+    if (s->closing)
+        return -1;
+    if (len == 0)
+        return session_flow(s);
     if (s->in_len + len > s->in_cap) {
         size_t cap = s->in_cap ? s->in_cap : 1024;
         while (cap < s->in_len + len)
@@ -394,16 +633,34 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
     p = s->pending[s->pend_head];
     s->pend_head = (s->pend_head + 1) % SRV_PIPE_MAX;
     s->pend_len--;
+    up_arm_timer(s);
     is_auth = p.what == SMTP_CMD_AUTH || p.what == SRV_EXP_AUTH_RESPONSE;
 
+    if (p.what == SMTP_CMD_DATA && r->code == 354 && s->in_len > 0) {
+        /* RFC 2920 3.1: DATA is a synchronisation point; whatever came after
+         * it before this 354 cannot be taken as the message */
+        char reason[200];
+        for (int i = 0; i < r->nlines; i++) {
+            size_t n;
+            const uint8_t *l = smtp_reply_line(r, i, &n);
+            session_emit_line(s, TLOG_REPLY, TLOG_LEG_UPSTREAM, TLOG_DIR_IN, 1, l, n);
+        }
+        snprintf(reason, sizeof(reason),
+                 "client sent %zu byte(s) after DATA before the 354: synchronization error, "
+                 "none of it relayed",
+                 s->in_len);
+        s->in_len = 0;
+        session_fail(s, "554 5.5.0", "SMTP synchronization error: data sent before 354", reason);
+        return -1;
+    }
     if ((p.flags & SMTP_CF_HELLO) && r->code == 250 && p.what != SMTP_CMD_HELO) {
         char changes[128];
-        unsigned how = SMTP_EHLO_DROP_CHUNKING;
-        how |= s->px->cfg->client_tls == PX_CLIENT_TLS_OFFER && s->client.tls == NULL
-                   ? SMTP_EHLO_ADD_STARTTLS
-                   : SMTP_EHLO_DROP_STARTTLS;
+        unsigned how = s->px->cfg->client_tls == PX_CLIENT_TLS_OFFER && s->client.tls == NULL
+                           ? SMTP_EHLO_ADD_STARTTLS
+                           : SMTP_EHLO_DROP_STARTTLS;
         size_t n = smtp_ehlo_rewrite(r, how, rewritten, sizeof(rewritten), changes,
                                      sizeof(changes));
+        s->up_chunking = smtp_reply_has_keyword(r, "CHUNKING");
         if (n > 0) {
             out = rewritten;
             outlen = n;
@@ -419,12 +676,7 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
     }
     if (p.what == SMTP_CMD_DATA && r->code == 354) {
         srv_set_state(s, SRV_DATA);
-        smtp_data_reset(&s->framer);
-        s->msg_bytes = s->msg_lines = s->msg_shown_bytes = 0;
-        s->msg_shown_lines = 0;
-        s->msg_warnings = 0;
-        s->show_len = s->cur_line_len = 0;
-    } else if (p.what == SRV_EXP_EOD) {
+    } else if (p.what == SRV_EXP_EOD || (p.what == SMTP_CMD_BDAT && (p.flags & SMTP_CF_SYNC))) {
         if (r->code / 100 == 2) {
             s->messages++;
             tlog_note(s->id, TLOG_INFO, "message accepted by the upstream");
@@ -469,7 +721,23 @@ void srv_client_gone(struct session *s, const char *why)
         tlog_note(s->id, TLOG_ERROR,
                   "client went away during DATA: the message was NOT submitted (end of data "
                   "never sent upstream)");
+    else if (s->srv_state == SRV_BDAT)
+        tlog_note(s->id, TLOG_ERROR,
+                  "client went away inside a BDAT chunk (%llu octets missing): the message was "
+                  "NOT submitted",
+                  (unsigned long long)s->bdat_left);
     session_close(s, why);
+}
+
+/* srv_message_pending - is a message's final reply among those awaited? */
+static int srv_message_pending(const struct session *s)
+{
+    for (int i = 0; i < s->pend_len; i++) {
+        const struct srv_pending *p = &s->pending[(s->pend_head + i) % SRV_PIPE_MAX];
+        if (p->what == SRV_EXP_EOD || p->what == SMTP_CMD_BDAT)
+            return 1;
+    }
+    return 0;
 }
 
 void srv_upstream_gone(struct session *s, const char *why)
@@ -481,8 +749,7 @@ void srv_upstream_gone(struct session *s, const char *why)
     snprintf(reason, sizeof(reason), "upstream connection ended (%s)", why);
     if (s->srv_state == SRV_DONE) {
         session_close(s, reason);
-    } else if (s->srv_state == SRV_DATA || (s->pend_len > 0 && s->pending[s->pend_head].what ==
-                                                                   SRV_EXP_EOD)) {
+    } else if (s->srv_state == SRV_DATA || s->srv_state == SRV_BDAT || srv_message_pending(s)) {
         session_fail(s, "451 4.4.2", "upstream connection lost: message not accepted", reason);
     } else {
         session_fail(s, "421 4.4.2", "upstream connection lost", reason);

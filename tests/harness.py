@@ -183,6 +183,10 @@ class Scope:
                     raise AssertionError(f"no line matching {pattern!r} in:\n" + self.text())
                 self.cond.wait(min(left, 0.2))
 
+    def expect(self, literal, timeout=15):
+        """Wait for a transcript line holding this literal text."""
+        return self.wait_for(re.escape(literal), timeout=timeout)
+
     def text(self):
         with self.cond:
             return "\n".join(self.lines)
@@ -210,13 +214,19 @@ class Scope:
 class FakeUpstream:
     """A scriptable upstream for what real servers won't do.
 
-    script: a list of steps run against each connection in turn:
-      ("send", bytes)      write bytes (plaintext or inside TLS)
-      ("expect", bytes)    read one line; it must start with these bytes
-      ("tls",)             server-side TLS handshake with the test CA's cert
-      ("close",)           close the connection
-      ("read_all",)        read until the peer closes, keep the bytes
-    What was read is kept in .received (one bytes per connection).
+    script: steps run against the first connection:
+      ("send", bytes)              write bytes (plaintext or inside TLS)
+      ("expect", bytes)            read one line; it must start with these bytes
+      ("expect_nothing", secs)     nothing may arrive for that long
+      ("read_until", marker)       read until marker (consumed with it)
+      ("slow_read_until", marker, bytes_per_second)
+      ("tls",)                     server-side TLS handshake (test CA's cert)
+      ("sleep", secs)
+      ("close",)                   close (with TLS: no close_notify)
+      ("rst",)                     reset the connection
+      ("read_all",)                read until the peer closes
+    What was read is kept in .received (one bytearray per connection);
+    .errors holds what went wrong in the script.
     """
 
     def __init__(self, script, cert="server"):
@@ -241,45 +251,93 @@ class FakeUpstream:
         got = bytearray()
         self.received.append(got)
         f = conn
-        buf = b""
+        buf = bytearray()
+
+        def more(limit=65536):
+            chunk = f.recv(limit)
+            if not chunk:
+                raise EOFError("peer closed")
+            got.extend(chunk)
+            buf.extend(chunk)
+
         try:
-            conn.settimeout(15)
+            conn.settimeout(30)
             for step in self.script:
-                if step[0] == "send":
+                op = step[0]
+                if op == "send":
                     f.sendall(step[1])
-                elif step[0] == "expect":
+                elif op == "expect":
                     while b"\n" not in buf:
-                        chunk = f.recv(65536)
-                        if not chunk:
-                            raise AssertionError(f"closed while expecting {step[1]!r}")
-                        got.extend(chunk)
-                        buf += chunk
-                    line, buf = buf.split(b"\n", 1)
-                    if not line.startswith(step[1]):
+                        more()
+                    i = buf.index(b"\n")
+                    line = bytes(buf[:i])
+                    del buf[:i + 1]
+                    if not line.lower().startswith(step[1].lower()):
                         raise AssertionError(f"expected {step[1]!r}, got {line!r}")
-                elif step[0] == "tls":
+                elif op == "expect_nothing":
+                    f.settimeout(step[1])
+                    try:
+                        more()
+                        raise AssertionError(f"unexpected bytes: {bytes(buf)!r}")
+                    except (socket.timeout, TimeoutError):
+                        pass
+                    f.settimeout(30)
+                elif op == "read_until":
+                    while step[1] not in buf:
+                        more()
+                    del buf[:buf.index(step[1]) + len(step[1])]
+                elif op == "slow_read_until":
+                    marker, rate = step[1], step[2]
+                    start = time.time()
+                    total = 0
+                    while marker not in buf[-len(marker) - 65536:]:
+                        more(16384)
+                        total += 16384
+                        ahead = total / rate - (time.time() - start)
+                        if ahead > 0:
+                            time.sleep(ahead)
+                        if len(buf) > 1 << 20:
+                            del buf[:-(len(marker) + 65536)]
+                    buf.clear()
+                elif op == "tls":
                     f = certs().context(self.cert).wrap_socket(f, server_side=True)
-                elif step[0] == "read_all":
-                    while True:
-                        chunk = f.recv(65536)
-                        if not chunk:
-                            break
-                        got.extend(chunk)
-                elif step[0] == "sleep":
+                elif op == "sleep":
                     time.sleep(step[1])
-                elif step[0] == "close":
+                elif op == "read_all":
+                    try:
+                        while True:
+                            more()
+                    except (EOFError, ConnectionError, ssl.SSLError):
+                        pass
+                elif op == "rst":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                    break
+                elif op == "close":
                     break
         except Exception as e:  # recorded for the test to assert on
             self.errors.append(e)
         finally:
             try:
-                f.close()
+                conn.close() if f is conn else f.close()
             except OSError:
                 pass
             self.done.set()
 
+    def data(self):
+        self.done.wait(30)
+        return bytes(self.received[0]) if self.received else b""
+
     def stop(self):
         self.sock.close()
+
+
+def tls_prelude(caps=b"250 fake\r\n"):
+    """The steps of an upstream that speaks STARTTLS with smtpscope and then
+    answers the client's EHLO with caps."""
+    return [("send", b"220 fake ESMTP\r\n"), ("expect", b"EHLO"),
+            ("send", b"250-fake\r\n250 STARTTLS\r\n"), ("expect", b"STARTTLS"),
+            ("send", b"220 go ahead\r\n"), ("tls",), ("expect", b"EHLO"),
+            ("send", b"250 fake\r\n"), ("expect", b"EHLO"), ("send", caps)]
 
 
 def lines_after(text, start_pattern):
@@ -291,27 +349,26 @@ def lines_after(text, start_pattern):
     return []
 
 
-def client_lines(sock, n, timeout=10):
-    """Read n CRLF-ended reply lines from a plain socket."""
-    sock.settimeout(timeout)
-    buf = b""
-    while buf.count(b"\r\n") < n:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    return buf
+_leftover = {}
 
 
 def read_reply(sock, timeout=10):
-    """Read one whole (multi-line) reply from a socket."""
+    """Read one whole (multi-line) reply from a socket; bytes after it are
+    kept for the next call."""
     sock.settimeout(timeout)
-    buf = b""
+    buf = _leftover.pop(id(sock), b"")
     while True:
-        lines = buf.split(b"\r\n")
-        for l in lines[:-1]:
-            if len(l) >= 4 and l[3:4] == b" " or len(l) == 3:
-                return buf
+        start = 0
+        while True:
+            end = buf.find(b"\r\n", start)
+            if end < 0:
+                break
+            line = buf[start:end]
+            if len(line) == 3 or (len(line) >= 4 and line[3:4] == b" "):
+                if end + 2 < len(buf):
+                    _leftover[id(sock)] = buf[end + 2:]
+                return buf[:end + 2]
+            start = end + 2
         chunk = sock.recv(65536)
         if not chunk:
             return buf

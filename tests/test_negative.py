@@ -139,7 +139,7 @@ class NegativeTest(unittest.TestCase):
         data = self.greeting(self.scope.port)
         self.assertEqual(data, b"554 5.7.1 go away\r\n")
         self.scope.wait_for("disconnect")
-        self.assertIn("the upstream refused the session in its greeting", self.scope.text())
+        self.scope.expect("the upstream refused the session in its greeting")
 
     def test_implicit_tls(self):
         rec = h.Recorder()
@@ -183,8 +183,7 @@ class NegativeTest(unittest.TestCase):
         if isinstance(cm.exception, smtplib.SMTPDataError):
             self.assertEqual(cm.exception.smtp_code, 451)
         self.scope.wait_for("disconnect")
-        self.assertIn("smtpscope reply: b'451 4.4.2 upstream connection lost: message not accepted",
-                      self.scope.text())
+        self.scope.expect("smtpscope reply: b'451 4.4.2 upstream connection lost: message not accepted")
         self.assertNotIn("message accepted by the upstream", self.scope.text())
 
 

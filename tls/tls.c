@@ -48,6 +48,7 @@ struct tls_conn {
     uint8_t *out;
     size_t out_len, out_cap;
     int handshake_done;
+    int failed; /* a handshake error, returned again on every later call */
 };
 
 #if MBEDTLS_VERSION_NUMBER < 0x03000000
@@ -200,7 +201,16 @@ int tls_config_server_new(struct tls_config **out, const char *cert_file, const 
         rc = tls_certgen(&cfg->own_cert, &cfg->own_key, &cfg->drbg, err, errlen);
     }
     if (rc == 0) {
-        rc = mbedtls_ssl_conf_own_cert(&cfg->conf, &cfg->own_cert, &cfg->own_key);
+        /* mbedTLS 2.28 takes any pair here; a mismatch would only show as
+         * every handshake failing */
+#if MBEDTLS_VERSION_NUMBER < 0x03000000
+        rc = mbedtls_pk_check_pair(&cfg->own_cert.pk, &cfg->own_key);
+#else
+        rc = mbedtls_pk_check_pair(&cfg->own_cert.pk, &cfg->own_key, mbedtls_ctr_drbg_random,
+                                   &cfg->drbg);
+#endif
+        if (rc == 0)
+            rc = mbedtls_ssl_conf_own_cert(&cfg->conf, &cfg->own_cert, &cfg->own_key);
         if (rc != 0)
             tls_seterr(err, errlen, "certificate and key do not match", rc);
     }
@@ -339,16 +349,21 @@ int tls_conn_handshake(struct tls_conn *c)
 {
     int rc;
 
+    if (c->failed != 0)
+        return c->failed;
     if (c->handshake_done)
         return 0;
     rc = mbedtls_ssl_handshake(&c->ssl);
     if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
         return TLS_AGAIN;
-    if (rc != 0)
+    if (rc == 0 && c->cfg->is_client && !c->cfg->insecure &&
+        mbedtls_ssl_get_verify_result(&c->ssl) != 0)
+        rc = TLS_ERR_VERIFY;
+    if (rc != 0) {
+        c->failed = rc; /* never a success after a refusal */
         return rc;
+    }
     c->handshake_done = 1;
-    if (c->cfg->is_client && !c->cfg->insecure && mbedtls_ssl_get_verify_result(&c->ssl) != 0)
-        return TLS_ERR_VERIFY;
     return 0;
 }
 

@@ -1,0 +1,445 @@
+/*
+ * test_log - tlog_repr (Python repr rules, terminal safety, truncation) and
+ * tlog_redact (what of an AUTH exchange may be shown).
+ */
+#include "check.h"
+
+#include "log/redact.h"
+#include "log/repr.h"
+
+#include <mbedtls/base64.h>
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- repr -------------------------------------------------------------- */
+
+struct repr_case {
+    const char *in;
+    size_t len;
+    const char *want; /* what Python 3 repr() prints */
+};
+
+/* repr(b"...") in Python 3.11 */
+static const struct repr_case repr_bytes[] = {
+    {"250 OK\x0d\x0a", 8, "b'250 OK\\r\\n'"},
+    {"", 0, "b''"},
+    {"it's", 4, "b\"it's\""},
+    {"it's \"q\"", 8, "b'it\\'s \"q\"'"},
+    {"say \"hi\"", 8, "b'say \"hi\"'"},
+    {"\x00\x1b[31m\x7f\x80\xff\x09\\", 11, "b'\\x00\\x1b[31m\\x7f\\x80\\xff\\t\\\\'"},
+    {"back\\slash 'q'", 14, "b\"back\\\\slash 'q'\""},
+    {"caf\xc3\xa9 \xe2\x80\xae", 9, "b'caf\\xc3\\xa9 \\xe2\\x80\\xae'"},
+    {"\x01\x02\x1f ~", 5, "b'\\x01\\x02\\x1f ~'"},
+};
+
+/* repr("...") in Python 3.11, ASCII only (Python shows printable
+ * non-ASCII text raw; tlog_repr never does) */
+static const struct repr_case repr_str[] = {
+    {"EHLO client\x0d\x0a", 13, "'EHLO client\\r\\n'"},
+    {"", 0, "''"},
+    {"it's", 4, "\"it's\""},
+    {"it's \"q\"", 8, "'it\\'s \"q\"'"},
+    {"say \"hi\"", 8, "'say \"hi\"'"},
+    {"tab\x09here\\", 9, "'tab\\there\\\\'"},
+    {"\x00\x1b\x7f", 3, "'\\x00\\x1b\\x7f'"},
+    {"'\"'", 3, "'\\'\"\\''"},
+};
+
+/* clang-format off */
+static const struct repr_case repr_plain[] = {
+    {"250 OK\r\n", 8, "250 OK\\x0d\\x0a"},
+    {"it's \"q\"", 8, "it's \"q\""},
+    {"a\\b\tc", 5, "a\\b\\x09c"},
+    {"\x1b]0;pwned\x07", 10, "\\x1b]0;pwned\\x07"},
+    {"\xe2\x80\xae", 3, "\\xe2\\x80\\xae"},
+    {"", 0, ""},
+};
+/* clang-format on */
+
+static void repr_table(const struct repr_case *t, size_t n, enum tlog_repr_mode mode,
+                       const char *name)
+{
+    char out[512];
+    for (size_t i = 0; i < n; i++) {
+        size_t len = tlog_repr(out, sizeof(out), (const uint8_t *)t[i].in, t[i].len, mode);
+        CHECKF(len == strlen(out), "%s row %zu: returned %zu, strlen %zu", name, i, len,
+               strlen(out));
+        CHECKF(strcmp(out, t[i].want) == 0, "%s row %zu: got %s want %s", name, i, out, t[i].want);
+    }
+}
+
+/* printable - only printable ASCII, nothing a terminal acts on */
+static int printable(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((uint8_t)*s < 0x20 || (uint8_t)*s >= 0x7f)
+            return 0;
+    return 1;
+}
+
+static void test_repr_safety(void)
+{
+    static const enum tlog_repr_mode modes[] = {TLOG_REPR_STR, TLOG_REPR_BYTES, TLOG_REPR_PLAIN};
+    uint8_t all[256];
+    char out[2048];
+
+    for (int i = 0; i < 256; i++)
+        all[i] = (uint8_t)i;
+    for (size_t m = 0; m < NELEM(modes); m++) {
+        /* every byte alone, and all of them at once */
+        for (int i = 0; i < 256; i++) {
+            tlog_repr(out, sizeof(out), all + i, 1, modes[m]);
+            CHECKF(printable(out), "mode %zu byte %#x: %s", m, i, check_show(out, strlen(out)));
+            if (i >= 0x7f || (i < 0x20 && (modes[m] == TLOG_REPR_PLAIN ||
+                                           (i != '\r' && i != '\n' && i != '\t')))) {
+                char esc[8];
+                snprintf(esc, sizeof(esc), "\\x%02x", i);
+                CHECKF(strstr(out, esc) != NULL, "mode %zu byte %#x: %s", m, i, out);
+            }
+        }
+        tlog_repr(out, sizeof(out), all, sizeof(all), modes[m]);
+        CHECKF(printable(out), "mode %zu: all bytes", m);
+        /* an escape sequence and a bidi override never come out raw */
+        static const char evil[] = "\x1b[2J\x1b]0;title\x07 abc \xe2\x80\xae txt.exe";
+        tlog_repr(out, sizeof(out), (const uint8_t *)evil, sizeof(evil) - 1, modes[m]);
+        CHECK(strchr(out, 0x1b) == NULL && strstr(out, "\xe2\x80\xae") == NULL);
+        CHECK(strstr(out, "\\x1b[2J") != NULL && strstr(out, "\\xe2\\x80\\xae") != NULL);
+        CHECK(printable(out));
+    }
+    /* plain: no quotes added, nothing but unsafe bytes changed */
+    tlog_repr(out, sizeof(out), (const uint8_t *)"x", 1, TLOG_REPR_PLAIN);
+    CHECK_STR(out, "x");
+}
+
+/* every cap: NUL-terminated, never past cap, a prefix of the whole, "..." when cut */
+static void test_repr_truncation(void)
+{
+    static const struct {
+        const char *in;
+        size_t len;
+    } t[] = {
+        {"250-mx.example.com Hello client [127.0.0.1]\r\n", 45},
+        {"\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10", 16},
+        {"it's 'quoted' \\ back", 20},
+        {"short", 5},
+        {"", 0},
+    };
+    static const enum tlog_repr_mode modes[] = {TLOG_REPR_STR, TLOG_REPR_BYTES, TLOG_REPR_PLAIN};
+    char full[512], out[600];
+
+    for (size_t i = 0; i < NELEM(t); i++) {
+        for (size_t m = 0; m < NELEM(modes); m++) {
+            size_t flen =
+                tlog_repr(full, sizeof(full), (const uint8_t *)t[i].in, t[i].len, modes[m]);
+            int bad_cap = -1;
+            for (size_t cap = 0; cap <= flen + 12 && bad_cap < 0; cap++) {
+                size_t len;
+                memset(out, 0x5a, sizeof(out));
+                len = tlog_repr(out, cap, (const uint8_t *)t[i].in, t[i].len, modes[m]);
+                if (out[cap] != 0x5a || (cap > 0 && (len >= cap || out[len] != '\0'))) {
+                    bad_cap = (int)cap; /* overran cap, or not terminated in it */
+                    continue;
+                }
+                if (cap == 0 || strcmp(out, full) == 0)
+                    continue; /* nothing written, or the whole repr */
+                /* cut: ends in "...", after the closing quote when quoted; the
+                 * rest is a prefix of the whole repr (no escape split) */
+                size_t tail = modes[m] == TLOG_REPR_PLAIN ? 3 : 4;
+                if (len > 0 &&
+                    (len < tail || strcmp(out + len - 3, "...") != 0 ||
+                     (tail == 4 && out[len - 4] != full[0 + (modes[m] == TLOG_REPR_BYTES)]) ||
+                     memcmp(out, full, len - tail) != 0))
+                    bad_cap = (int)cap;
+                if (len > 0) {
+                    /* the cut is at an escape boundary: "\x0" must not end it */
+                    size_t body = len - tail;
+                    const char *bs = memrchr(out, '\\', body);
+                    if (bs != NULL && bs[1] == 'x' && (size_t)(bs - out) + 4 > body)
+                        bad_cap = (int)cap;
+                }
+            }
+            CHECKF(bad_cap < 0, "row %zu mode %zu: cap %d: %s", i, m, bad_cap, out);
+            /* plenty of room: the whole repr */
+            CHECKF(flen + 16 <= sizeof(full), "row %zu", i);
+        }
+    }
+    /* a small cap on a long line: cut with "...", within cap */
+    {
+        uint8_t line[300];
+        memset(line, 'a', sizeof(line));
+        memset(out, 0x5a, sizeof(out));
+        size_t len = tlog_repr(out, 40, line, sizeof(line), TLOG_REPR_BYTES);
+        CHECKF(len > 0 && len < 40 && out[len] == '\0' && out[40] == 0x5a, "len %zu", len);
+        CHECKF(len > 6 && strcmp(out + len - 4, "'...") == 0 && strncmp(out, "b'aaa", 5) == 0, "%s",
+               out);
+    }
+    /* a result well inside cap is never cut */
+    {
+        size_t len = tlog_repr(out, 64, (const uint8_t *)"250 OK\r\n", 8, TLOG_REPR_BYTES);
+        CHECK(len == 13);
+        CHECK_STR(out, "b'250 OK\\r\\n'");
+    }
+}
+
+/* ---- redact ------------------------------------------------------------ */
+
+static size_t b64(const void *in, size_t len, char *out, size_t cap)
+{
+    size_t n = 0;
+    if (mbedtls_base64_encode((unsigned char *)out, cap, &n, in, len) != 0)
+        return 0;
+    out[n] = '\0';
+    return n;
+}
+
+static size_t redact(enum tlog_secret kind, const char *mech, int step, const char *in, char *out)
+{
+    size_t n = tlog_redact(kind, mech, step, (const uint8_t *)in, strlen(in), (uint8_t *)out,
+                           TLOG_REDACT_MAX);
+    if (n < TLOG_REDACT_MAX)
+        out[n] = '\0';
+    else
+        out[TLOG_REDACT_MAX - 1] = '\0';
+    return n;
+}
+
+/* leaks - does out hold s, or any 4-byte window of it? */
+static int leaks_window(const char *out, size_t olen, const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 4)
+        return check_contains(out, olen, s, n);
+    for (size_t i = 0; i + 4 <= n; i++)
+        if (check_contains(out, olen, s + i, 4))
+            return 1;
+    return 0;
+}
+
+static void test_redact_plain(void)
+{
+    static const char blob[] = "\0alice\0secret";
+    char enc[128], line[256], out[TLOG_REDACT_MAX + 1], pw64[64];
+    size_t n;
+
+    b64(blob, sizeof(blob) - 1, enc, sizeof(enc));
+    CHECK_STR(enc, "AGFsaWNlAHNlY3JldA==");
+    b64("secret", 6, pw64, sizeof(pw64));
+
+    snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", enc);
+    n = redact(TLOG_SECRET_AUTH_COMMAND, "PLAIN", 1, line, out);
+    CHECKF(strstr(out, "AUTH PLAIN") == out, "%s", out);
+    CHECKF(strstr(out, "user=alice") != NULL, "%s", out);
+    CHECKF(strstr(out, "secret") == NULL, "%s", out);
+    CHECKF(!check_contains(out, n, enc, strlen(enc)), "%s", out);
+    CHECKF(!check_contains(out, n, pw64, strlen(pw64)), "%s", out);
+    CHECKF(!leaks_window(out, n, enc), "a 4-char piece of the base64 shows: %s", out);
+    CHECKF(n >= 2 && memcmp(out + n - 2, "\r\n", 2) == 0, "line ending lost: %s", out);
+    CHECK_STR(out, "AUTH PLAIN [redacted; user=alice]\r\n");
+
+    /* with an authzid: the authcid is the user */
+    b64("admin\0alice\0secret", 18, enc, sizeof(enc));
+    snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", enc);
+    redact(TLOG_SECRET_AUTH_COMMAND, "PLAIN", 1, line, out);
+    CHECK_STR(out, "AUTH PLAIN [redacted; user=alice]\r\n");
+
+    /* the PLAIN blob as a response to "334 " */
+    b64(blob, sizeof(blob) - 1, enc, sizeof(enc));
+    snprintf(line, sizeof(line), "%s\r\n", enc);
+    redact(TLOG_SECRET_AUTH_RESPONSE, "PLAIN", 1, line, out);
+    CHECK_STR(out, "[redacted; user=alice]\r\n");
+
+    /* malformed: not base64, no NUL, one NUL, empty user */
+    static const char *const bad_lines[] = {
+        "AUTH PLAIN !!notbase64secret!!\r\n",
+        "AUTH PLAIN AGFsaWNl*HNlY3JldA==\r\n", /* a byte outside the alphabet */
+        NULL,
+    };
+    for (int i = 0; bad_lines[i] != NULL; i++) {
+        n = redact(TLOG_SECRET_AUTH_COMMAND, "PLAIN", 1, bad_lines[i], out);
+        CHECK_STR(out, "AUTH PLAIN [redacted]\r\n");
+        CHECK(strstr(out, "secret") == NULL);
+    }
+    static const struct {
+        const char *blob;
+        size_t len;
+    } bad_blobs[] = {
+        {"alicesecret", 11},
+        {"alice\0secret", 12},
+        {"\0\0secret", 8},
+        {"\0secret", 7},
+    };
+    for (size_t i = 0; i < NELEM(bad_blobs); i++) {
+        b64(bad_blobs[i].blob, bad_blobs[i].len, enc, sizeof(enc));
+        snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", enc);
+        n = redact(TLOG_SECRET_AUTH_COMMAND, "PLAIN", 1, line, out);
+        CHECKF(strcmp(out, "AUTH PLAIN [redacted]\r\n") == 0, "blob %zu: %s", i, out);
+        CHECKF(!leaks_window(out, n, enc) && strstr(out, "secret") == NULL, "blob %zu: %s", i, out);
+    }
+
+    /* an empty initial response hides nothing and is shown */
+    redact(TLOG_SECRET_AUTH_COMMAND, "PLAIN", 1, "AUTH PLAIN =\r\n", out);
+    CHECK_STR(out, "AUTH PLAIN =\r\n");
+    /* no initial response: the line as it is */
+    redact(TLOG_SECRET_AUTH_COMMAND, "PLAIN", 0, "AUTH PLAIN\r\n", out);
+    CHECK_STR(out, "AUTH PLAIN\r\n");
+    /* a bare LF ending is kept as it is, and no ending stays none */
+    b64(blob, sizeof(blob) - 1, enc, sizeof(enc));
+    snprintf(line, sizeof(line), "AUTH PLAIN %s\n", enc);
+    redact(TLOG_SECRET_AUTH_COMMAND, "PLAIN", 1, line, out);
+    CHECK_STR(out, "AUTH PLAIN [redacted; user=alice]\n");
+    snprintf(line, sizeof(line), "AUTH PLAIN %s", enc);
+    redact(TLOG_SECRET_AUTH_COMMAND, "PLAIN", 1, line, out);
+    CHECK_STR(out, "AUTH PLAIN [redacted; user=alice]");
+
+    /* whitespace other than SP before the initial response still hides it */
+    snprintf(line, sizeof(line), "AUTH PLAIN\t%s\r\n", enc);
+    n = redact(TLOG_SECRET_AUTH_COMMAND, "PLAIN", 1, line, out);
+    CHECKF(!check_contains(out, n, enc, strlen(enc)) && !leaks_window(out, n, enc),
+           "the initial response after a TAB shows: %s", check_show(out, n));
+}
+
+static void test_redact_login(void)
+{
+    char out[TLOG_REDACT_MAX + 1];
+    size_t n;
+
+    /* "YWxpY2U=" is base64("alice"), "c2VjcmV0" base64("secret") */
+    redact(TLOG_SECRET_AUTH_COMMAND, "LOGIN", 1, "AUTH LOGIN YWxpY2U=\r\n", out);
+    CHECK_STR(out, "AUTH LOGIN [redacted; user=alice]\r\n");
+    redact(TLOG_SECRET_AUTH_COMMAND, "LOGIN", 0, "AUTH LOGIN\r\n", out);
+    CHECK_STR(out, "AUTH LOGIN\r\n");
+    redact(TLOG_SECRET_AUTH_RESPONSE, "LOGIN", 1, "YWxpY2U=\r\n", out);
+    CHECK_STR(out, "[redacted; user=alice]\r\n");
+    n = redact(TLOG_SECRET_AUTH_RESPONSE, "LOGIN", 2, "c2VjcmV0\r\n", out);
+    CHECK_STR(out, "[redacted]\r\n");
+    CHECK(!leaks_window(out, n, "c2VjcmV0"));
+    /* a password that decodes to text is still never shown as a user */
+    n = redact(TLOG_SECRET_AUTH_RESPONSE, "LOGIN", 3, "YWxpY2U=\r\n", out);
+    CHECK_STR(out, "[redacted]\r\n");
+
+    /* the client cancels */
+    redact(TLOG_SECRET_AUTH_RESPONSE, "LOGIN", 2, "*\r\n", out);
+    CHECK_STR(out, "*\r\n");
+    redact(TLOG_SECRET_AUTH_RESPONSE, "PLAIN", 1, "*\r\n", out);
+    CHECK_STR(out, "*\r\n");
+
+    /* challenges: the code stays, the text goes */
+    redact(TLOG_SECRET_CHALLENGE, "LOGIN", 1, "334 VXNlcm5hbWU6\r\n", out);
+    CHECK_STR(out, "334 [redacted]\r\n");
+    redact(TLOG_SECRET_CHALLENGE, "LOGIN", 2, "334 UGFzc3dvcmQ6\n", out);
+    CHECK_STR(out, "334 [redacted]\n");
+    redact(TLOG_SECRET_CHALLENGE, "PLAIN", 0, "334 \r\n", out);
+    CHECK_STR(out, "334 \r\n");
+    n = redact(TLOG_SECRET_CHALLENGE, "CRAM-MD5", 0,
+               "334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n", out);
+    CHECK_STR(out, "334 [redacted]\r\n");
+    CHECK(!leaks_window(out, n, "PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+"));
+}
+
+static void test_redact_opaque(void)
+{
+    char enc[256], line[300], out[TLOG_REDACT_MAX + 1];
+    static const char xoauth[] =
+        "user=alice@example.com\1auth=Bearer ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg\1\1";
+    static const char cram[] = "alice 6fc19f2b7d2a9ac6ac9b10fa0e4e8a3a";
+    size_t n;
+
+    /* XOAUTH2 initial response and response */
+    b64(xoauth, sizeof(xoauth) - 1, enc, sizeof(enc));
+    snprintf(line, sizeof(line), "AUTH XOAUTH2 %s\r\n", enc);
+    n = redact(TLOG_SECRET_AUTH_COMMAND, "XOAUTH2", 1, line, out);
+    CHECK_STR(out, "AUTH XOAUTH2 [redacted]\r\n");
+    CHECK(!leaks_window(out, n, enc) && strstr(out, "Bearer") == NULL);
+    snprintf(line, sizeof(line), "%s\r\n", enc);
+    n = redact(TLOG_SECRET_AUTH_RESPONSE, "XOAUTH2", 1, line, out);
+    CHECK_STR(out, "[redacted]\r\n");
+    CHECK(!leaks_window(out, n, enc));
+
+    /* CRAM-MD5: "user digest" is fully redacted */
+    b64(cram, sizeof(cram) - 1, enc, sizeof(enc));
+    snprintf(line, sizeof(line), "%s\r\n", enc);
+    n = redact(TLOG_SECRET_AUTH_RESPONSE, "CRAM-MD5", 1, line, out);
+    CHECK_STR(out, "[redacted]\r\n");
+    CHECK(!leaks_window(out, n, enc) && strstr(out, "6fc19f") == NULL);
+
+    /* not a secret: passed through */
+    n = tlog_redact(TLOG_SECRET_NONE, NULL, 0, (const uint8_t *)"NOOP\r\n", 6, (uint8_t *)out,
+                    TLOG_REDACT_MAX);
+    CHECK_MEM(out, n, "NOOP\r\n", 6);
+
+    /* a long mechanism and a long response: bounded, no leak */
+    memset(line, 'Q', sizeof(line));
+    memcpy(line, "AUTH ", 5);
+    line[sizeof(line) - 1] = '\0';
+    n = redact(TLOG_SECRET_AUTH_COMMAND, "QQQ", 1, line, out);
+    CHECK(n <= 64);
+}
+
+/* 200 random passwords: never the password, its base64, or the blob's */
+static void test_redact_random(void)
+{
+    static const char charset[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                  "!#$%&()*+,-./:;<=>?@[]^_{|}~ ";
+    unsigned seed = 4242;
+    int leaks = 0, users = 0;
+
+    for (int k = 0; k < 200; k++) {
+        char pw[64], blob[128], blob64[256], pw64[128], line[300], out[TLOG_REDACT_MAX + 1];
+        size_t pwlen = 6 + (size_t)(rand_r(&seed) % 40), bl, n;
+
+        for (size_t i = 0; i < pwlen; i++)
+            pw[i] = charset[rand_r(&seed) % (int)(sizeof(charset) - 1)];
+        pw[pwlen] = '\0';
+        bl = (size_t)snprintf(blob, sizeof(blob), "%calice%c%s", 0, 0, pw);
+        b64(blob, bl, blob64, sizeof(blob64));
+        b64(pw, pwlen, pw64, sizeof(pw64));
+
+        /* PLAIN initial response */
+        snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", blob64);
+        n = redact(TLOG_SECRET_AUTH_COMMAND, "PLAIN", 1, line, out);
+        if (check_contains(out, n, pw, pwlen) || check_contains(out, n, pw64, strlen(pw64)) ||
+            check_contains(out, n, blob64, strlen(blob64))) {
+            if (leaks++ < 3)
+                CHECKF(0, "PLAIN: password %s shows in %s", pw, out);
+        }
+        users += strstr(out, "user=alice") != NULL;
+
+        /* PLAIN as a response */
+        snprintf(line, sizeof(line), "%s\r\n", blob64);
+        n = redact(TLOG_SECRET_AUTH_RESPONSE, "PLAIN", 1, line, out);
+        if (check_contains(out, n, pw, pwlen) || check_contains(out, n, pw64, strlen(pw64)) ||
+            check_contains(out, n, blob64, strlen(blob64))) {
+            if (leaks++ < 3)
+                CHECKF(0, "PLAIN response: password %s shows in %s", pw, out);
+        }
+
+        /* LOGIN step 2: the password */
+        snprintf(line, sizeof(line), "%s\r\n", pw64);
+        n = redact(TLOG_SECRET_AUTH_RESPONSE, "LOGIN", 2, line, out);
+        if (check_contains(out, n, pw, pwlen) || check_contains(out, n, pw64, strlen(pw64)) ||
+            strcmp(out, "[redacted]\r\n") != 0) {
+            if (leaks++ < 3)
+                CHECKF(0, "LOGIN: password %s shows in %s", pw, out);
+        }
+    }
+    CHECKF(leaks == 0, "%d leaks in 200 passwords", leaks);
+    CHECKF(users == 200, "the user was named %d times of 200", users);
+}
+
+int main(void)
+{
+    alarm(120); /* a hang in the code under test is a failure, not a stall */
+    repr_table(repr_bytes, NELEM(repr_bytes), TLOG_REPR_BYTES, "bytes");
+    repr_table(repr_str, NELEM(repr_str), TLOG_REPR_STR, "str");
+    repr_table(repr_plain, NELEM(repr_plain), TLOG_REPR_PLAIN, "plain");
+    test_repr_safety();
+    test_repr_truncation();
+    test_redact_plain();
+    test_redact_login();
+    test_redact_opaque();
+    test_redact_random();
+    return check_done("unit_log");
+}

@@ -1,0 +1,562 @@
+/*
+ * test_tls - the memory-buffer TLS engine, two ends pumped into each other
+ * with no sockets: handshakes (whole and byte by byte), verification
+ * verdicts, application data, close_notify, and set-up errors.
+ */
+#include "check.h"
+
+#include "tls/tls.h"
+#include "tls/tls_int.h"
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/pem.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/x509.h>
+#include <mbedtls/x509_crt.h>
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#define CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+
+/* ---- pumping ----------------------------------------------------------- */
+
+static int feed_errors; /* tls_conn_feed failures while pumping, checked once */
+
+/* transfer - move all pending ciphertext of `from` into `to`; with step > 0
+ * in pieces of step bytes, running to's handshake (while it is not done)
+ * after each piece. Returns the bytes moved. */
+static size_t transfer(struct tls_conn *from, struct tls_conn *to, int *to_rc, size_t step,
+                       int *agains)
+{
+    size_t len;
+    uint8_t *p = tls_conn_take_out(from, &len);
+
+    if (p == NULL)
+        return 0;
+    for (size_t off = 0; off < len;) {
+        size_t n = step > 0 && step < len - off ? step : len - off;
+        if (tls_conn_feed(to, p + off, n) != 0)
+            feed_errors++;
+        off += n;
+        if (step > 0 && *to_rc == TLS_AGAIN) {
+            *to_rc = tls_conn_handshake(to);
+            if (*to_rc == TLS_AGAIN)
+                (*agains)++;
+        }
+    }
+    free(p);
+    return len;
+}
+
+/* handshake - run both ends until neither moves; *crc, *src get the last
+ * results. Returns the number of TLS_AGAIN seen while feeding by pieces. */
+static int handshake(struct tls_conn *cli, struct tls_conn *srv, size_t step, int *crc, int *src)
+{
+    int agains = 0;
+
+    *crc = *src = TLS_AGAIN;
+    for (int round = 0; round < 1000; round++) {
+        size_t moved = 0;
+        if (*crc == TLS_AGAIN)
+            *crc = tls_conn_handshake(cli);
+        moved += transfer(cli, srv, src, step, &agains);
+        if (*src == TLS_AGAIN)
+            *src = tls_conn_handshake(srv);
+        moved += transfer(srv, cli, crc, step, &agains);
+        if (moved == 0)
+            break;
+    }
+    return agains;
+}
+
+/* send_recv - write data on `from`, deliver it to `to` in pieces of step
+ * bytes (0: whole) and read it all, rbuf bytes per read. Returns the bytes
+ * read into got (at most cap), or -1 on an error result. */
+static long send_recv(struct tls_conn *from, struct tls_conn *to, const uint8_t *data, size_t len,
+                      uint8_t *got, size_t cap, size_t step, size_t rbuf)
+{
+    size_t outlen, have = 0;
+    uint8_t *ct;
+
+    if (tls_conn_write(from, data, len) != 0)
+        return -1;
+    ct = tls_conn_take_out(from, &outlen);
+    if (ct == NULL)
+        return -1;
+    for (size_t off = 0; off < outlen;) {
+        size_t n = step > 0 && step < outlen - off ? step : outlen - off;
+        tls_conn_feed(to, ct + off, n);
+        off += n;
+        for (;;) {
+            size_t want = cap - have < rbuf ? cap - have : rbuf;
+            ssize_t r = want > 0 ? tls_conn_read(to, got + have, want) : TLS_READ_AGAIN;
+            if (r > 0) {
+                have += (size_t)r;
+                continue;
+            }
+            if (r != TLS_READ_AGAIN) {
+                free(ct);
+                return -1;
+            }
+            break;
+        }
+    }
+    free(ct);
+    return (long)have;
+}
+
+/* ---- fixtures ---------------------------------------------------------- */
+
+struct keylog_rec {
+    int calls;
+    unsigned char random[32];
+    unsigned char master[48];
+};
+
+static void keylog_cb(void *arg, const unsigned char client_random[32],
+                      const unsigned char master_secret[48])
+{
+    struct keylog_rec *k = arg;
+    k->calls++;
+    memcpy(k->random, client_random, 32);
+    memcpy(k->master, master_secret, 48);
+}
+
+static struct tls_config *server_config(void)
+{
+    struct tls_config *cfg = NULL;
+    char err[300] = "";
+    int rc = tls_config_server_new(&cfg, NULL, NULL, err, sizeof(err));
+    CHECKF(rc == 0 && cfg != NULL, "server config: %d %s", rc, err);
+    return rc == 0 ? cfg : NULL;
+}
+
+static struct tls_config *client_config(const char *ca, int insecure)
+{
+    struct tls_config *cfg = NULL;
+    char err[300] = "";
+    int rc = tls_config_client_new(&cfg, ca, insecure, err, sizeof(err));
+    CHECKF(rc == 0 && cfg != NULL, "client config %s: %d %s", ca, rc, err);
+    return rc == 0 ? cfg : NULL;
+}
+
+static struct tls_conn *conn(struct tls_config *cfg, const char *host)
+{
+    char err[300] = "";
+    struct tls_conn *c = tls_conn_new(cfg, host, err, sizeof(err));
+    CHECKF(c != NULL, "tls_conn_new: %s", err);
+    return c;
+}
+
+static uint8_t big_out[100 * 1024], big_in[100 * 1024 + 64];
+
+/* ---- cases ------------------------------------------------------------- */
+
+/* (a) an insecure client: the handshake completes, data flows both ways,
+ * and the verdict on the self-signed certificate is still reported */
+static void test_insecure(void)
+{
+    struct tls_config *scfg = server_config(), *ccfg = client_config(CA_BUNDLE, 1);
+    struct keylog_rec klc = {0}, kls = {0};
+    struct tls_conn *cli = NULL, *srv = NULL;
+    char text[600];
+    int crc, src;
+    long n;
+
+    if (scfg == NULL || ccfg == NULL)
+        goto out_cfg;
+    CHECK(tls_config_insecure(ccfg) == 1);
+    tls_config_set_keylog(ccfg, keylog_cb, &klc);
+    tls_config_set_keylog(scfg, keylog_cb, &kls);
+    cli = conn(ccfg, "localhost");
+    srv = conn(scfg, NULL);
+    if (cli == NULL || srv == NULL)
+        goto out;
+    handshake(cli, srv, 0, &crc, &src);
+    CHECKF(crc == 0 && src == 0, "client %d server %d", crc, src);
+    CHECKF(strcmp(tls_conn_version(cli), "TLSv1.2") == 0 ||
+               strcmp(tls_conn_version(cli), "TLSv1.3") == 0,
+           "version %s", tls_conn_version(cli));
+    CHECK_STR(tls_conn_version(srv), tls_conn_version(cli));
+    CHECK(tls_conn_ciphersuite(cli) != NULL && strlen(tls_conn_ciphersuite(cli)) > 0);
+    CHECK_STR(tls_conn_ciphersuite(srv), tls_conn_ciphersuite(cli));
+    tls_conn_peer_text(cli, text, sizeof(text));
+    CHECKF(strstr(text, "CN=localhost") != NULL, "peer: %s", text);
+    tls_conn_peer_text(srv, text, sizeof(text));
+    CHECKF(strstr(text, "no peer certificate") != NULL, "server's peer: %s", text);
+
+    /* not trusted, though not fatal */
+    tls_conn_verify_text(cli, text, sizeof(text));
+    CHECKF(text[0] != '\0' && strcmp(text, "ok") != 0, "verify text \"%s\"", text);
+    CHECKF(strstr(text, "trusted") != NULL, "verify text \"%s\"", text);
+    CHECK((tls_conn_verify_flags(cli) & MBEDTLS_X509_BADCERT_NOT_TRUSTED) != 0);
+    /* a short buffer is cut, not overrun */
+    memset(text, 'Z', sizeof(text));
+    tls_conn_verify_text(cli, text, 8);
+    CHECKF(strlen(text) < 8 && text[8] == 'Z', "%s", check_show(text, 9));
+
+    /* both ends logged the same TLS 1.2 session keys */
+    if (strcmp(tls_conn_version(cli), "TLSv1.2") == 0) {
+        CHECKF(klc.calls == 1 && kls.calls == 1, "keylog calls %d %d", klc.calls, kls.calls);
+        CHECK(memcmp(klc.random, kls.random, 32) == 0 && memcmp(klc.master, kls.master, 48) == 0);
+    }
+
+    /* short lines both ways, exactly */
+    n = send_recv(cli, srv, (const uint8_t *)"EHLO client\r\n", 13, big_in, sizeof(big_in), 0,
+                  4096);
+    CHECK_MEM(big_in, n < 0 ? 0 : (size_t)n, "EHLO client\r\n", 13);
+    n = send_recv(srv, cli, (const uint8_t *)"250 ok\r\n", 8, big_in, sizeof(big_in), 0, 4096);
+    CHECK_MEM(big_in, n < 0 ? 0 : (size_t)n, "250 ok\r\n", 8);
+
+    /* 100 KB: many records, read in odd-sized pieces */
+    for (size_t i = 0; i < sizeof(big_out); i++)
+        big_out[i] = (uint8_t)(i * 31 + 7 + (i >> 10));
+    n = send_recv(cli, srv, big_out, sizeof(big_out), big_in, sizeof(big_in), 0, 1000);
+    CHECKF(n == (long)sizeof(big_out) && memcmp(big_in, big_out, sizeof(big_out)) == 0,
+           "client to server: %ld bytes", n);
+    n = send_recv(srv, cli, big_out, sizeof(big_out), big_in, sizeof(big_in), 7777, 16384);
+    CHECKF(n == (long)sizeof(big_out) && memcmp(big_in, big_out, sizeof(big_out)) == 0,
+           "server to client: %ld bytes", n);
+
+    /* a record read in part leaves the rest pending inside mbedTLS */
+    {
+        uint8_t part[5], rest[32];
+        size_t len;
+        uint8_t *ct;
+        CHECK(tls_conn_write(cli, (const uint8_t *)"hello world", 11) == 0);
+        ct = tls_conn_take_out(cli, &len);
+        CHECK(ct != NULL && len > 11);
+        if (ct != NULL) {
+            tls_conn_feed(srv, ct, len);
+            CHECK(tls_conn_buffered_in(srv) == len);
+            free(ct);
+        }
+        CHECK(tls_conn_read(srv, part, sizeof(part)) == 5 && memcmp(part, "hello", 5) == 0);
+        CHECKF(tls_conn_pending(srv) == 6, "pending %zu", tls_conn_pending(srv));
+        CHECK(tls_conn_read(srv, rest, sizeof(rest)) == 6 && memcmp(rest, " world", 6) == 0);
+        CHECK(tls_conn_pending(srv) == 0 && tls_conn_buffered_in(srv) == 0);
+        CHECK(tls_conn_read(srv, rest, sizeof(rest)) == TLS_READ_AGAIN);
+    }
+out:
+    tls_conn_free(cli);
+    tls_conn_free(srv);
+out_cfg:
+    tls_config_free(ccfg);
+    tls_config_free(scfg);
+}
+
+/* (b) a verifying client refuses the self-signed certificate */
+static void test_verify_fails(void)
+{
+    struct tls_config *scfg = server_config(), *ccfg = client_config(CA_BUNDLE, 0);
+    struct tls_conn *cli = NULL, *srv = NULL;
+    char text[600];
+    int crc, src;
+
+    if (scfg == NULL || ccfg == NULL)
+        goto out;
+    CHECK(tls_config_insecure(ccfg) == 0);
+    cli = conn(ccfg, "localhost");
+    srv = conn(scfg, NULL);
+    if (cli == NULL || srv == NULL)
+        goto out;
+    handshake(cli, srv, 0, &crc, &src);
+    CHECKF(crc == TLS_ERR_VERIFY, "client %d", crc);
+    tls_conn_verify_text(cli, text, sizeof(text));
+    CHECKF(text[0] != '\0' && strcmp(text, "ok") != 0, "verify text \"%s\"", text);
+    CHECK((tls_conn_verify_flags(cli) & MBEDTLS_X509_BADCERT_NOT_TRUSTED) != 0);
+    /* asking again does not turn the refusal into success */
+    crc = tls_conn_handshake(cli);
+    CHECKF(crc == TLS_ERR_VERIFY, "second tls_conn_handshake after TLS_ERR_VERIFY: %d", crc);
+out:
+    tls_conn_free(cli);
+    tls_conn_free(srv);
+    tls_config_free(ccfg);
+    tls_config_free(scfg);
+}
+
+/* (c) ciphertext one byte at a time: WANT_READ everywhere, same outcome */
+static void test_byte_by_byte(void)
+{
+    struct tls_config *scfg = server_config(), *ccfg = client_config(CA_BUNDLE, 1);
+    struct tls_conn *cli = NULL, *srv = NULL;
+    int crc, src, agains;
+    long n;
+
+    if (scfg == NULL || ccfg == NULL)
+        goto out;
+    cli = conn(ccfg, "localhost");
+    srv = conn(scfg, NULL);
+    if (cli == NULL || srv == NULL)
+        goto out;
+    agains = handshake(cli, srv, 1, &crc, &src);
+    CHECKF(crc == 0 && src == 0, "client %d server %d", crc, src);
+    CHECKF(agains > 100, "only %d TLS_AGAIN results", agains);
+    CHECK(tls_conn_handshake(cli) == 0 && tls_conn_handshake(srv) == 0);
+
+    /* a record fed by the byte: nothing until its last byte */
+    {
+        static const char msg[] = "MAIL FROM:<a@b>\r\n";
+        uint8_t got[64];
+        size_t len, have = 0;
+        int early = 0;
+        uint8_t *ct;
+        CHECK(tls_conn_write(cli, (const uint8_t *)msg, sizeof(msg) - 1) == 0);
+        ct = tls_conn_take_out(cli, &len);
+        for (size_t i = 0; ct != NULL && i < len; i++) {
+            ssize_t r;
+            tls_conn_feed(srv, ct + i, 1);
+            r = tls_conn_read(srv, got + have, sizeof(got) - have);
+            if (r > 0) {
+                early += i + 1 < len;
+                have += (size_t)r;
+            } else if (r != TLS_READ_AGAIN) {
+                early += 100;
+            }
+        }
+        free(ct);
+        CHECKF(early == 0, "%d reads gave data or errors before the record was whole", early);
+        CHECK_MEM(got, have, msg, sizeof(msg) - 1);
+    }
+    n = send_recv(srv, cli, big_out, 20000, big_in, sizeof(big_in), 1, 333);
+    CHECKF(n == 20000 && memcmp(big_in, big_out, 20000) == 0, "%ld bytes", n);
+out:
+    tls_conn_free(cli);
+    tls_conn_free(srv);
+    tls_config_free(ccfg);
+    tls_config_free(scfg);
+}
+
+/* (d) nothing to read; then the peer's close_notify */
+static void test_read_close(void)
+{
+    struct tls_config *scfg = server_config(), *ccfg = client_config(CA_BUNDLE, 1);
+    struct tls_conn *cli = NULL, *srv = NULL;
+    uint8_t buf[256], *ct;
+    size_t len;
+    int crc, src;
+
+    if (scfg == NULL || ccfg == NULL)
+        goto out;
+    cli = conn(ccfg, "localhost");
+    srv = conn(scfg, NULL);
+    if (cli == NULL || srv == NULL)
+        goto out;
+    handshake(cli, srv, 0, &crc, &src);
+    CHECKF(crc == 0 && src == 0, "client %d server %d", crc, src);
+    CHECK(tls_conn_read(srv, buf, sizeof(buf)) == TLS_READ_AGAIN);
+    CHECK(tls_conn_read(cli, buf, sizeof(buf)) == TLS_READ_AGAIN);
+    CHECK(tls_conn_take_out(srv, &len) == NULL && len == 0);
+
+    /* data, then close_notify in the same flight: the data first */
+    CHECK(tls_conn_write(cli, (const uint8_t *)"QUIT\r\n", 6) == 0);
+    CHECK(tls_conn_close_notify(cli) == 0);
+    ct = tls_conn_take_out(cli, &len);
+    CHECK(ct != NULL);
+    if (ct != NULL) {
+        tls_conn_feed(srv, ct, len);
+        free(ct);
+    }
+    CHECK(tls_conn_read(srv, buf, sizeof(buf)) == 6 && memcmp(buf, "QUIT\r\n", 6) == 0);
+    CHECK(tls_conn_read(srv, buf, sizeof(buf)) == TLS_READ_CLOSED);
+
+    /* and the other way, close_notify alone */
+    CHECK(tls_conn_close_notify(srv) == 0);
+    ct = tls_conn_take_out(srv, &len);
+    CHECK(ct != NULL);
+    if (ct != NULL) {
+        tls_conn_feed(cli, ct, len);
+        free(ct);
+    }
+    CHECK(tls_conn_read(cli, buf, sizeof(buf)) == TLS_READ_CLOSED);
+out:
+    tls_conn_free(cli);
+    tls_conn_free(srv);
+    tls_config_free(ccfg);
+    tls_config_free(scfg);
+}
+
+/* ---- configs from files ------------------------------------------------ */
+
+static char tmpdir[64];
+
+/* write_pair - a fresh self-signed certificate and its key as PEM files */
+static int write_pair(mbedtls_ctr_drbg_context *drbg, const char *cert_path, const char *key_path)
+{
+    mbedtls_x509_crt crt;
+    mbedtls_pk_context key;
+    unsigned char pem[4096];
+    char err[300] = "";
+    size_t olen;
+    FILE *f;
+    int rc;
+
+    mbedtls_x509_crt_init(&crt);
+    mbedtls_pk_init(&key);
+    rc = tls_certgen(&crt, &key, drbg, err, sizeof(err));
+    CHECKF(rc == 0, "certgen: %s", err);
+    if (rc == 0) {
+        rc =
+            mbedtls_pem_write_buffer("-----BEGIN CERTIFICATE-----\n", "-----END CERTIFICATE-----\n",
+                                     crt.raw.p, crt.raw.len, pem, sizeof(pem), &olen);
+        f = rc == 0 ? fopen(cert_path, "w") : NULL;
+        rc = f != NULL && fputs((char *)pem, f) >= 0 && fclose(f) == 0 ? 0 : -1;
+    }
+    if (rc == 0) {
+        rc = mbedtls_pk_write_key_pem(&key, pem, sizeof(pem));
+        f = rc == 0 ? fopen(key_path, "w") : NULL;
+        rc = f != NULL && fputs((char *)pem, f) >= 0 && fclose(f) == 0 ? 0 : -1;
+    }
+    CHECKF(rc == 0, "writing %s and %s", cert_path, key_path);
+    mbedtls_x509_crt_free(&crt);
+    mbedtls_pk_free(&key);
+    return rc;
+}
+
+static void test_files(void)
+{
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+    char cert[128], key[128], key2[128], cert2[128], junk[128], missing[128], err[400];
+    struct tls_config *scfg = NULL, *ccfg = NULL, *cfg = NULL;
+    struct tls_conn *cli = NULL, *srv = NULL;
+    int rc, crc, src;
+
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/smtpscope-unit-XXXXXX");
+    if (mkdtemp(tmpdir) == NULL) {
+        CHECKF(0, "mkdtemp");
+        return;
+    }
+    snprintf(cert, sizeof(cert), "%s/cert.pem", tmpdir);
+    snprintf(key, sizeof(key), "%s/key.pem", tmpdir);
+    snprintf(cert2, sizeof(cert2), "%s/cert2.pem", tmpdir);
+    snprintf(key2, sizeof(key2), "%s/key2.pem", tmpdir);
+    snprintf(junk, sizeof(junk), "%s/junk.pem", tmpdir);
+    snprintf(missing, sizeof(missing), "%s/no-such-key.pem", tmpdir);
+    mbedtls_entropy_init(&entropy);
+    mbedtls_ctr_drbg_init(&drbg);
+    CHECK(mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy,
+                                (const unsigned char *)"unit", 4) == 0);
+    if (write_pair(&drbg, cert, key) != 0 || write_pair(&drbg, cert2, key2) != 0)
+        goto out;
+
+    /* the server's own files; a client that trusts exactly that certificate */
+    rc = tls_config_server_new(&scfg, cert, key, err, sizeof(err));
+    CHECKF(rc == 0, "server from files: %s", err);
+    rc = tls_config_client_new(&ccfg, cert, 0, err, sizeof(err));
+    CHECKF(rc == 0, "client with CA file: %s", err);
+    if (scfg == NULL || ccfg == NULL)
+        goto out;
+    cli = conn(ccfg, "localhost");
+    srv = conn(scfg, NULL);
+    if (cli != NULL && srv != NULL) {
+        char text[300];
+        handshake(cli, srv, 0, &crc, &src);
+        CHECKF(crc == 0 && src == 0, "client %d server %d", crc, src);
+        tls_conn_verify_text(cli, text, sizeof(text));
+        CHECK_STR(text, "ok");
+        CHECK(tls_conn_verify_flags(cli) == 0);
+    }
+    tls_conn_free(cli);
+    tls_conn_free(srv);
+
+    /* trusted, but for another name */
+    cli = conn(ccfg, "mail.example.com");
+    srv = conn(scfg, NULL);
+    if (cli != NULL && srv != NULL) {
+        char text[300];
+        handshake(cli, srv, 0, &crc, &src);
+        CHECKF(crc == TLS_ERR_VERIFY, "client %d", crc);
+        CHECK((tls_conn_verify_flags(cli) & MBEDTLS_X509_BADCERT_CN_MISMATCH) != 0);
+        CHECK((tls_conn_verify_flags(cli) & MBEDTLS_X509_BADCERT_NOT_TRUSTED) == 0);
+        tls_conn_verify_text(cli, text, sizeof(text));
+        CHECKF(strstr(text, "CN") != NULL, "verify text \"%s\"", text);
+    }
+    tls_conn_free(cli);
+    tls_conn_free(srv);
+    cli = srv = NULL;
+
+    /* a key that is not the certificate's */
+    cfg = NULL;
+    rc = tls_config_server_new(&cfg, cert, key2, err, sizeof(err));
+    CHECKF(rc != 0 && cfg == NULL && strstr(err, "do not match") != NULL, "rc %d: %s", rc, err);
+    tls_config_free(cfg);
+    /* a key file that is not there */
+    cfg = NULL;
+    rc = tls_config_server_new(&cfg, cert, missing, err, sizeof(err));
+    CHECKF(rc != 0 && cfg == NULL && strstr(err, missing) != NULL, "rc %d: %s", rc, err);
+    tls_config_free(cfg);
+    /* a CA file that holds no certificate */
+    {
+        FILE *f = fopen(junk, "w");
+        if (f != NULL) {
+            fputs("this is not a certificate\n", f);
+            fclose(f);
+        }
+        cfg = NULL;
+        rc = tls_config_client_new(&cfg, junk, 0, err, sizeof(err));
+        CHECKF(rc != 0 && cfg == NULL && strstr(err, junk) != NULL, "rc %d: %s", rc, err);
+        tls_config_free(cfg);
+        cfg = NULL;
+        rc = tls_config_server_new(&cfg, junk, key, err, sizeof(err));
+        CHECKF(rc != 0 && cfg == NULL && strstr(err, junk) != NULL, "rc %d: %s", rc, err);
+        tls_config_free(cfg);
+    }
+out:
+    tls_config_free(scfg);
+    tls_config_free(ccfg);
+    mbedtls_ctr_drbg_free(&drbg);
+    mbedtls_entropy_free(&entropy);
+    unlink(cert);
+    unlink(key);
+    unlink(cert2);
+    unlink(key2);
+    unlink(junk);
+    rmdir(tmpdir);
+}
+
+/* (e) set-up errors name the file */
+static void test_errors(void)
+{
+    static const char *const nopath = "/nonexistent/smtpscope-unit/cert.pem";
+    static const char *const nokey = "/nonexistent/smtpscope-unit/key.pem";
+    struct tls_config *cfg = NULL;
+    char err[400] = "";
+    int rc;
+
+    rc = tls_config_server_new(&cfg, nopath, nokey, err, sizeof(err));
+    CHECKF(rc < 0 && cfg == NULL, "rc %d", rc);
+    CHECKF(strstr(err, nopath) != NULL && strstr(err, "cannot load") != NULL, "err \"%s\"", err);
+
+    err[0] = '\0';
+    rc = tls_config_client_new(&cfg, "/nonexistent/smtpscope-unit/ca.pem", 0, err, sizeof(err));
+    CHECKF(rc < 0 && cfg == NULL, "rc %d", rc);
+    CHECKF(strstr(err, "/nonexistent/smtpscope-unit/ca.pem") != NULL, "err \"%s\"", err);
+
+    /* a short error buffer is cut, not overrun */
+    {
+        char small[17];
+        memset(small, 'Z', sizeof(small));
+        rc = tls_config_client_new(&cfg, "/nonexistent/x", 1, small, 16);
+        CHECK(rc < 0 && cfg == NULL && small[16] == 'Z' && memchr(small, '\0', 16) != NULL);
+    }
+
+    char text[200];
+    tls_strerror(TLS_ERR_VERIFY, text, sizeof(text));
+    CHECKF(strncmp(text, "-0x2700 ", 8) == 0, "\"%s\"", text);
+}
+
+int main(void)
+{
+    alarm(120); /* a hang in the code under test is a failure, not a stall */
+    test_insecure();
+    test_verify_fails();
+    test_byte_by_byte();
+    test_read_close();
+    test_files();
+    test_errors();
+    CHECKF(feed_errors == 0, "%d tls_conn_feed calls failed", feed_errors);
+    return check_done("unit_tls");
+}
