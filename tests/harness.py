@@ -144,15 +144,17 @@ class Upstream:
 class Scope:
     """A running smtpscope; its stdout is collected line by line."""
 
-    def __init__(self, *args, upstream=None, ca=True, wait=True):
+    def __init__(self, *args, upstream=None, ca=True, wait=True, env=None):
         argv = [BIN, "--listen", "127.0.0.1:0"]
         if upstream is not None:
             argv += ["--upstream", f"localhost:{upstream.port}"]
         if ca:
             argv += ["--ca-file", certs().ca]
         argv += list(args)
+        penv = dict(os.environ)
+        penv.update(env or {})
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, env=penv)
         self.lines = []
         self.cond = threading.Condition()
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -194,6 +196,17 @@ class Scope:
     def session_lines(self, sid):
         tag = f"[#{sid}] "
         return [l.split(tag, 1)[1] for l in self.text().splitlines() if tag in l]
+
+    def status(self, field):
+        """A field of /proc/PID/status in kB (VmRSS, VmHWM)."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        raise KeyError(field)
+
+    def fds(self):
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     def stop(self):
         """SIGTERM; returns (exit status, stderr)."""

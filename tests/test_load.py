@@ -84,3 +84,64 @@ class LoadTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SlowUpstreamMemoryTest(unittest.TestCase):
+    """A 100 MB message to an upstream that reads slowly: smtpscope's memory
+    stays flat (backpressure, including for bytes already decrypted inside
+    mbedTLS on the client leg)."""
+
+    def test_rss_flat(self):
+        import socket
+        import ssl
+        import os
+        size = 100 * 1024 * 1024
+        fake = h.FakeUpstream(h.tls_prelude(b"250 fake\r\n") + [
+            ("expect", b"EHLO"), ("send", b"250 fake\r\n"), ("expect", b"MAIL"), ("send", b"250 ok\r\n"), ("expect", b"RCPT"),
+            ("send", b"250 ok\r\n"), ("expect", b"DATA"), ("send", b"354 go\r\n"),
+            ("slow_read_until", b"\r\n.\r\n", 40 * 1024 * 1024),
+            ("send", b"250 2.0.0 queued\r\n"), ("read_all",)])
+        # ASan's quarantine keeps freed memory resident: keep it small here
+        asan = os.environ.get("ASAN_OPTIONS", "")
+        sc = h.Scope("--upstream", f"localhost:{fake.port}",
+                     env={"ASAN_OPTIONS": (asan + ":" if asan else "") + "quarantine_size_mb=4"})
+        try:
+            s = socket.create_connection(("127.0.0.1", sc.port), timeout=60)
+            h.read_reply(s)
+            s.sendall(b"EHLO c\r\n")
+            h.read_reply(s)
+            s.sendall(b"STARTTLS\r\n")
+            self.assertTrue(h.read_reply(s).startswith(b"220"))
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            t = ctx.wrap_socket(s, server_hostname="localhost")
+            t.sendall(b"EHLO c\r\n")
+            h.read_reply(t)
+            t.sendall(b"MAIL FROM:<a@x>\r\n")
+            h.read_reply(t)
+            t.sendall(b"RCPT TO:<b@x>\r\n")
+            h.read_reply(t)
+            t.sendall(b"DATA\r\n")
+            self.assertEqual(h.read_reply(t), b"354 go\r\n")
+            base = sc.status("VmRSS")
+            line = b"x" * 1022 + b"\r\n"
+            block = line * 1024  # 1 MiB
+            peak = 0
+            for i in range(size // len(block)):
+                t.sendall(block)
+                if i % 8 == 0:
+                    peak = max(peak, sc.status("VmRSS"))
+            t.sendall(b".\r\n")
+            self.assertEqual(h.read_reply(t, timeout=120), b"250 2.0.0 queued\r\n")
+            peak = max(peak, sc.status("VmRSS"))
+            t.close()
+            sc.wait_for("disconnect")
+            growth = peak - base
+            print(f"\nRSS before {base} kB, peak {peak} kB during a 100 MB message")
+            self.assertLess(growth, 16 * 1024, f"RSS grew by {growth} kB")
+            self.assertRegex(sc.text(), r"message: 102400 lines, 104857600 bytes")
+        finally:
+            rc, err = sc.stop()
+            fake.stop()
+        self.assertEqual(rc, 0, err)
