@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 enum tlog_kind {
     TLOG_CONNECT,      /* a TCP connection opened (text: who to whom) */
@@ -22,6 +23,7 @@ enum tlog_kind {
     TLOG_WARNING,
     TLOG_ERROR,
     TLOG_CLOSE, /* the session ended (text: totals) */
+    TLOG_RAW,   /* message content as it moved, whole: for the pcap only */
     TLOG_KIND_COUNT
 };
 
@@ -35,6 +37,13 @@ enum tlog_secret {
     TLOG_SECRET_AUTH_COMMAND,  /* "AUTH MECH [initial-response]" */
     TLOG_SECRET_AUTH_RESPONSE, /* a client line inside an AUTH exchange */
     TLOG_SECRET_CHALLENGE,     /* a 334 server challenge */
+};
+
+/* Totals of a session, with TLOG_CLOSE. */
+struct tlog_totals {
+    uint64_t client_rx, client_tx, up_rx, up_tx;
+    unsigned messages, refused;
+    uint64_t duration_us;
 };
 
 struct tlog_event {
@@ -51,6 +60,18 @@ struct tlog_event {
     enum tlog_secret secret;
     const char *auth_mech; /* with secret: the SASL mechanism, upper case */
     int auth_step;         /* with AUTH_RESPONSE: 1 for the first response */
+    const char *verb;      /* a command's verb, upper case */
+    const uint8_t *arg;    /* its argument (not for secrets) */
+    size_t arglen;
+    const char *answers;   /* a reply: the command it answers */
+    int msg_result;        /* 1: a message accepted upstream, -1: not */
+    int tls_switch;        /* a STARTTLS command or its 220: TLS follows on this leg */
+    int injected;          /* a reply smtpscope injected (fault rules) */
+    int tls_failure;       /* an error that is a TLS failure */
+    const struct sockaddr *local, *peer; /* TLOG_CONNECT: the leg's addresses */
+    const struct tlog_totals *totals;    /* TLOG_CLOSE */
+    int explain_only;      /* a learner's note: shown only with --explain */
+    const char *decoded;   /* set by the transcript: a 334 prompt decoded, if not secret */
 };
 
 #endif

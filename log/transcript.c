@@ -1,23 +1,53 @@
 /*
  * transcript - the single entry point for transcript events.
  *
- * Owns the process-wide rendering options. Stamps events, applies the
- * redactor unless --show-secrets, and calls each rendering in turn.
+ * Owns the process-wide rendering options and counters. Stamps events,
+ * decodes what a learner may see of a 334, applies the redactor unless
+ * --show-secrets, and calls each rendering in turn.
  */
 #include "transcript.h"
 #include "redact.h"
+#include "render.h"
+
+#include <mbedtls/base64.h>
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #define TLOG_NOTE_MAX 1024
 
 static struct tlog_options tlog_opts;
+static struct tlog_stats tlog_counts;
 
 void tlog_init(const struct tlog_options *opts)
 {
     tlog_opts = *opts;
+}
+
+int tlog_open_json(const char *path, char *err, size_t errlen)
+{
+    return tlog_json_open(path, err, errlen);
+}
+
+int tlog_open_dir(const char *dir, char *err, size_t errlen)
+{
+    return tlog_files_open(dir, err, errlen);
+}
+
+int tlog_open_pcap(const char *path, char *err, size_t errlen)
+{
+    return tlog_pcap_open(path, err, errlen);
+}
+
+void tlog_close_all(void)
+{
+    tlog_json_close();
+    tlog_files_close();
+    tlog_pcap_close();
 }
 
 uint64_t tlog_now_us(void)
@@ -27,20 +57,79 @@ uint64_t tlog_now_us(void)
     return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 }
 
+const struct tlog_stats *tlog_stats(void)
+{
+    return &tlog_counts;
+}
+
+static void tlog_count(const struct tlog_event *ev)
+{
+    if (ev->kind == TLOG_WARNING)
+        tlog_counts.warnings++;
+    if (ev->kind == TLOG_ERROR)
+        tlog_counts.errors++;
+    if (ev->tls_failure)
+        tlog_counts.tls_failures++;
+    if (ev->msg_result > 0)
+        tlog_counts.messages++;
+    if (ev->msg_result < 0)
+        tlog_counts.refused++;
+    if (ev->kind == TLOG_CLOSE && ev->totals != NULL) {
+        tlog_counts.sessions++;
+        tlog_counts.client_rx += ev->totals->client_rx;
+        tlog_counts.client_tx += ev->totals->client_tx;
+        tlog_counts.up_rx += ev->totals->up_rx;
+        tlog_counts.up_tx += ev->totals->up_tx;
+    }
+}
+
+/* tlog_decode_prompt - a LOGIN 334 prompt ("VXNlcm5hbWU6" = "Username:")
+ * is no secret: decode it when it is short printable text. */
+static const char *tlog_decode_prompt(const struct tlog_event *ev, char *buf, size_t cap)
+{
+    size_t n = 0, len = ev->len;
+    if (ev->secret != TLOG_SECRET_CHALLENGE || ev->auth_mech == NULL ||
+        strcasecmp(ev->auth_mech, "LOGIN") != 0 || len < 6)
+        return NULL;
+    while (len > 4 && (ev->bytes[len - 1] == '\n' || ev->bytes[len - 1] == '\r'))
+        len--;
+    if (mbedtls_base64_decode((unsigned char *)buf, cap - 1, &n, ev->bytes + 4, len - 4) != 0 ||
+        n == 0 || n > 32)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] < 0x20 || buf[i] > 0x7e)
+            return NULL;
+    buf[n] = '\0';
+    return buf;
+}
+
 void tlog_emit(struct tlog_event *ev)
 {
     uint8_t masked[TLOG_REDACT_MAX];
+    char decoded[64], line[TLOG_LINE_MAX];
     struct tlog_event shown = *ev;
 
     if (shown.time_us == 0)
         shown.time_us = tlog_now_us();
+    shown.decoded = tlog_decode_prompt(&shown, decoded, sizeof(decoded));
     if (shown.secret != TLOG_SECRET_NONE && !tlog_opts.show_secrets) {
         shown.len = tlog_redact(shown.secret, shown.auth_mech, shown.auth_step, shown.bytes,
                                 shown.len, masked, sizeof(masked));
         shown.bytes = masked;
     }
-    if (tlog_opts.console != NULL)
-        tlog_render_console(tlog_opts.console, &shown);
+    tlog_count(&shown);
+    if (tlog_opts.console != NULL && shown.kind != TLOG_RAW &&
+        (tlog_opts.explain || !shown.explain_only) &&
+        (!tlog_opts.quiet || shown.session == 0 || shown.kind == TLOG_WARNING ||
+         shown.kind == TLOG_ERROR || shown.kind == TLOG_CLOSE)) {
+        size_t n = tlog_format_line(&shown, line, sizeof(line), tlog_opts.color,
+                                    tlog_opts.explain && !tlog_opts.quiet);
+        fwrite(line, 1, n, tlog_opts.console);
+        fflush(tlog_opts.console);
+    }
+    tlog_json_render(&shown);
+    tlog_files_render(&shown);
+    tlog_pcap_render(&shown);
 }
 
 void tlog_note(uint64_t session, enum tlog_kind kind, const char *fmt, ...)
@@ -52,4 +141,16 @@ void tlog_note(uint64_t session, enum tlog_kind kind, const char *fmt, ...)
     va_end(ap);
     struct tlog_event ev = {.session = session, .kind = kind, .own = 1, .text = text};
     tlog_emit(&ev);
+}
+
+void tlog_summary(void)
+{
+    const struct tlog_stats *c = &tlog_counts;
+    tlog_note(0, TLOG_INFO,
+              "summary: %u session(s); %u message(s) relayed, %u refused; client bytes in %llu, "
+              "out %llu; upstream bytes in %llu, out %llu; %u TLS failure(s), %u warning(s), "
+              "%u error(s)",
+              c->sessions, c->messages, c->refused, (unsigned long long)c->client_rx,
+              (unsigned long long)c->client_tx, (unsigned long long)c->up_rx,
+              (unsigned long long)c->up_tx, c->tls_failures, c->warnings, c->errors);
 }

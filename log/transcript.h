@@ -3,6 +3,8 @@
  *
  * One transcript per process. Redaction is applied here, once, before any
  * renderer sees an event, so no rendering can show what another hides.
+ * Renderings: the console (smtplib-style lines, colour, learner notes),
+ * JSON Lines, one file per session, and a pcap of the plaintext.
  */
 #ifndef SMTPSCOPE_TRANSCRIPT_H
 #define SMTPSCOPE_TRANSCRIPT_H
@@ -14,17 +16,34 @@
 struct tlog_options {
     int show_secrets;
     FILE *console; /* NULL: no console rendering */
+    int color;     /* ANSI colours on the console */
+    int explain;   /* learner annotations on the console */
+    int quiet;     /* console: only warnings, errors and session summaries */
+};
+
+/* What the transcript counted, for the summary at exit. */
+struct tlog_stats {
+    unsigned sessions, messages, refused, tls_failures, warnings, errors;
+    uint64_t client_rx, client_tx, up_rx, up_tx;
 };
 
 void tlog_init(const struct tlog_options *opts);
+/* tlog_open_json - JSON Lines to path ("-": stdout). */
+int tlog_open_json(const char *path, char *err, size_t errlen);
+/* tlog_open_dir - one transcript file per session in dir. */
+int tlog_open_dir(const char *dir, char *err, size_t errlen);
+/* tlog_open_pcap - the plaintext of both legs as a pcap. */
+int tlog_open_pcap(const char *path, char *err, size_t errlen);
+void tlog_close_all(void);
+
 /* tlog_emit - stamp (if time_us is 0), redact and render one event. */
 void tlog_emit(struct tlog_event *ev);
 /* tlog_note - smtpscope's own line of the given kind, printf-style. */
 void tlog_note(uint64_t session, enum tlog_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 uint64_t tlog_now_us(void);
-
-/* render_console - one smtplib-style line per event. */
-void tlog_render_console(FILE *out, const struct tlog_event *ev);
+const struct tlog_stats *tlog_stats(void);
+/* tlog_summary - the exit summary, as smtpscope's own lines. */
+void tlog_summary(void);
 
 #endif

@@ -39,6 +39,15 @@ enum {
     OPT_T_DATA,
     OPT_T_FINAL,
     OPT_T_IDLE,
+    OPT_JSON,
+    OPT_TDIR,
+    OPT_KEYLOG,
+    OPT_PCAP,
+    OPT_EXPLAIN,
+    OPT_NO_EXPLAIN,
+    OPT_COLOR,
+    OPT_QUIET,
+    OPT_GRACE,
 };
 
 static const struct option px_options[] = {
@@ -62,6 +71,15 @@ static const struct option px_options[] = {
     {"timeout-data", required_argument, NULL, OPT_T_DATA},
     {"timeout-final", required_argument, NULL, OPT_T_FINAL},
     {"timeout-idle", required_argument, NULL, OPT_T_IDLE},
+    {"json", required_argument, NULL, OPT_JSON},
+    {"transcript-dir", required_argument, NULL, OPT_TDIR},
+    {"keylog", required_argument, NULL, OPT_KEYLOG},
+    {"pcap", required_argument, NULL, OPT_PCAP},
+    {"explain", no_argument, NULL, OPT_EXPLAIN},
+    {"no-explain", no_argument, NULL, OPT_NO_EXPLAIN},
+    {"color", required_argument, NULL, OPT_COLOR},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"grace", required_argument, NULL, OPT_GRACE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -106,6 +124,19 @@ static const char px_usage[] =
     "  --timeout-final T          the reply to end of data (default 10m)\n"
     "  --timeout-idle T           client silent between commands (default 5m)\n"
     "                             T: 30, 30s, 500ms, 5m or 1h\n"
+    "\n"
+    "Transcripts:\n"
+    "  --json PATH                JSON Lines, one object per event ('-': stdout);\n"
+    "                             schema in docs/transcript-json.md\n"
+    "  --transcript-dir DIR       one transcript file per session (0600)\n"
+    "  --keylog PATH              NSS key log of both legs for Wireshark (0600,\n"
+    "                             appended; default $SSLKEYLOGFILE if set)\n"
+    "  --pcap PATH                both legs' plaintext SMTP as a pcap\n"
+    "  --explain, --no-explain    learner notes (default: on a terminal)\n"
+    "  --color never|always|auto  colour (default auto: a terminal, no NO_COLOR)\n"
+    "  --quiet                    console: only warnings and session summaries\n"
+    "  --grace T                  at SIGINT/SIGTERM open sessions may finish for\n"
+    "                             this long (default 5s); a second signal ends now\n"
     "  -h, --help                 this text\n"
     "  -V, --version              the version\n"
     "\n"
@@ -196,6 +227,9 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
                       sizeof(cfg->up_port));
     cfg->body_lines = PX_DEFAULT_BODY;
     cfg->max_sessions = PX_DEFAULT_MAX_SESSIONS;
+    cfg->explain = -1;
+    cfg->color = -1;
+    cfg->grace_ms = 5000;
     cfg->timeouts = (struct px_timeouts){
         .connect = 30 * 1000,
         .greeting = 5 * 60 * 1000,
@@ -283,6 +317,39 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
             cfg->max_sessions = (unsigned)v;
             break;
         }
+        case OPT_JSON:
+            cfg->json = optarg;
+            break;
+        case OPT_TDIR:
+            cfg->transcript_dir = optarg;
+            break;
+        case OPT_KEYLOG:
+            cfg->keylog = optarg;
+            break;
+        case OPT_PCAP:
+            cfg->pcap = optarg;
+            break;
+        case OPT_EXPLAIN:
+        case OPT_NO_EXPLAIN:
+            cfg->explain = c == OPT_EXPLAIN;
+            break;
+        case OPT_COLOR:
+            if (strcmp(optarg, "never") == 0)
+                cfg->color = 0;
+            else if (strcmp(optarg, "always") == 0)
+                cfg->color = 1;
+            else if (strcmp(optarg, "auto") == 0)
+                cfg->color = -1;
+            else
+                return px_bad(err, "--color", "never, always or auto", optarg);
+            break;
+        case OPT_QUIET:
+            cfg->quiet = 1;
+            break;
+        case OPT_GRACE:
+            if (px_parse_duration(optarg, &cfg->grace_ms) != 0)
+                return px_bad(err, "--grace", "a duration such as 5s", optarg);
+            break;
         case OPT_T_CONNECT:
         case OPT_T_GREETING:
         case OPT_T_COMMAND:

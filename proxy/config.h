@@ -42,6 +42,14 @@ struct px_config {
     enum px_bare_lf bare_lf;
     unsigned max_sessions;
     struct px_timeouts timeouts;
+    const char *json;           /* --json PATH, "-" for stdout */
+    const char *transcript_dir; /* --transcript-dir DIR */
+    const char *keylog;         /* --keylog PATH, else $SSLKEYLOGFILE */
+    const char *pcap;           /* --pcap PATH */
+    int explain;                /* -1: on a terminal only */
+    int color;                  /* -1: auto (a terminal and no NO_COLOR) */
+    int quiet;
+    uint64_t grace_ms;          /* at SIGINT/SIGTERM, sessions may finish this long */
 };
 
 enum px_parse_result { PX_PARSE_RUN, PX_PARSE_EXIT_OK, PX_PARSE_EXIT_USAGE };

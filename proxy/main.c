@@ -1,9 +1,11 @@
 /*
- * main - smtpscope's entry: options, TLS set-up, the listener, signals.
+ * main - smtpscope's entry: options, TLS and transcript set-up, the
+ * listener, signals.
  *
- * Start-up errors print one line and exit 2. SIGINT/SIGTERM stop accepting,
- * tell open sessions 421 and close them; the loop then runs dry, everything
- * is freed and the exit status is 0.
+ * Start-up errors print one line and exit 2. The first SIGINT/SIGTERM stops
+ * accepting and lets open sessions finish for --grace; then (or at a second
+ * signal) the rest are told 421 and closed. When the last session is gone a
+ * summary is printed, the loop runs dry, everything is freed, exit status 0.
  */
 #include "../log/transcript.h"
 #include "config.h"
@@ -12,35 +14,127 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 struct px_main {
     struct proxy px;
     struct px_listener listener;
     uv_signal_t sigint, sigterm;
+    uv_timer_t grace;
+    struct tls_keylog *keylog;
+    int finished;
 };
+
+static struct px_main m;
+
+/* px_finish - every session has ended: summary, then let the loop run dry. */
+static void px_finish(void)
+{
+    if (m.finished)
+        return;
+    m.finished = 1;
+    tlog_summary();
+    uv_close((uv_handle_t *)&m.sigint, NULL);
+    uv_close((uv_handle_t *)&m.sigterm, NULL);
+    uv_close((uv_handle_t *)&m.grace, NULL);
+}
+
+static void px_idle_cb(struct proxy *px)
+{
+    if (px->stopping && px->nsessions == 0)
+        px_finish();
+}
+
+static void px_grace_cb(uv_timer_t *t)
+{
+    (void)t;
+    session_stop_all(&m.px);
+}
 
 static void px_signal_cb(uv_signal_t *h, int signum)
 {
-    struct px_main *m = h->data;
-
-    if (m->px.stopping)
+    (void)h;
+    if (m.px.stopping) {
+        tlog_note(0, TLOG_INFO, "%s again: closing open sessions now",
+                  signum == SIGINT ? "SIGINT" : "SIGTERM");
+        session_stop_all(&m.px);
         return;
-    m->px.stopping = 1;
-    tlog_note(0, TLOG_INFO, "%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    px_listener_close(&m->listener);
-    session_stop_all(&m->px);
-    uv_close((uv_handle_t *)&m->sigint, NULL);
-    uv_close((uv_handle_t *)&m->sigterm, NULL);
+    }
+    m.px.stopping = 1;
+    tlog_note(0, TLOG_INFO, "%s: shutting down; %u open session(s) may finish for %llu ms",
+              signum == SIGINT ? "SIGINT" : "SIGTERM", m.px.nsessions,
+              (unsigned long long)m.px.cfg->grace_ms);
+    px_listener_close(&m.listener);
+    if (m.px.nsessions == 0)
+        px_finish();
+    else
+        uv_timer_start(&m.grace, px_grace_cb, m.px.cfg->grace_ms, 0);
+}
+
+/* px_more_files - room for two sockets and a transcript file per session. */
+static void px_more_files(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int px_setup_transcript(const struct px_config *cfg, char *err, size_t errlen)
+{
+    int tty = isatty(STDOUT_FILENO);
+    const char *no_color = getenv("NO_COLOR");
+    struct tlog_options topts = {
+        .show_secrets = cfg->show_secrets,
+        .console = cfg->json != NULL && strcmp(cfg->json, "-") == 0 ? NULL : stdout,
+        .color = cfg->color >= 0 ? cfg->color : tty && (no_color == NULL || no_color[0] == '\0'),
+        .explain = cfg->explain >= 0 ? cfg->explain : tty,
+        .quiet = cfg->quiet,
+    };
+    tlog_init(&topts);
+    if (cfg->json != NULL && tlog_open_json(cfg->json, err, errlen) != 0)
+        return -1;
+    if (cfg->transcript_dir != NULL && tlog_open_dir(cfg->transcript_dir, err, errlen) != 0)
+        return -1;
+    if (cfg->pcap != NULL && tlog_open_pcap(cfg->pcap, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+static int px_setup_tls(struct px_config *cfg, char *err, size_t errlen)
+{
+    const char *keylog = cfg->keylog != NULL ? cfg->keylog : getenv("SSLKEYLOGFILE");
+
+    if (tls_config_client_new(&m.px.up_tls, cfg->ca_file, cfg->insecure, err, errlen) != 0 ||
+        tls_config_server_new(&m.px.client_tls, cfg->cert_file, cfg->key_file, err, errlen) != 0)
+        return -1;
+    if (keylog != NULL && keylog[0] != '\0') {
+        if (tls_keylog_open(&m.keylog, keylog, err, errlen) != 0)
+            return -1;
+        tls_config_set_keylog(m.px.up_tls, tls_keylog_write, m.keylog);
+        tls_config_set_keylog(m.px.client_tls, tls_keylog_write, m.keylog);
+        m.px.keylog = m.keylog;
+    }
+    return 0;
+}
+
+static void px_cleanup(void)
+{
+    tls_config_free(m.px.up_tls);
+    tls_config_free(m.px.client_tls);
+    tls_keylog_close(m.keylog);
+    tlog_close_all();
 }
 
 int main(int argc, char **argv)
 {
-    static struct px_main m;
     struct px_config cfg;
     char err[600];
     size_t hostlen = sizeof(m.px.helo);
-    int rc;
 
     switch (px_config_parse(&cfg, argc, argv, stdout, stderr)) {
     case PX_PARSE_EXIT_OK:
@@ -51,34 +145,27 @@ int main(int argc, char **argv)
         break;
     }
     signal(SIGPIPE, SIG_IGN);
-    struct tlog_options topts = {.show_secrets = cfg.show_secrets, .console = stdout};
-    tlog_init(&topts);
-
+    px_more_files();
     m.px.cfg = &cfg;
     m.px.loop = uv_default_loop();
+    m.px.on_idle = px_idle_cb;
     if (cfg.helo != NULL)
         snprintf(m.px.helo, sizeof(m.px.helo), "%s", cfg.helo);
     else if (uv_os_gethostname(m.px.helo, &hostlen) != 0)
         snprintf(m.px.helo, sizeof(m.px.helo), "localhost");
 
-    if (tls_config_client_new(&m.px.up_tls, cfg.ca_file, cfg.insecure, err, sizeof(err)) != 0 ||
-        tls_config_server_new(&m.px.client_tls, cfg.cert_file, cfg.key_file, err,
-                              sizeof(err)) != 0) {
-        fprintf(stderr, "smtpscope: %s\n", err);
-        tls_config_free(m.px.up_tls);
-        return 2;
-    }
-    if (px_listen(&m.listener, &m.px, cfg.listen_host, cfg.listen_port, err, sizeof(err)) != 0) {
+    if (px_setup_transcript(&cfg, err, sizeof(err)) != 0 ||
+        px_setup_tls(&cfg, err, sizeof(err)) != 0 ||
+        px_listen(&m.listener, &m.px, cfg.listen_host, cfg.listen_port, err, sizeof(err)) != 0) {
         fprintf(stderr, "smtpscope: %s\n", err);
         uv_run(m.px.loop, UV_RUN_DEFAULT);
         uv_loop_close(m.px.loop);
-        tls_config_free(m.px.up_tls);
-        tls_config_free(m.px.client_tls);
+        px_cleanup();
         return 2;
     }
     uv_signal_init(m.px.loop, &m.sigint);
     uv_signal_init(m.px.loop, &m.sigterm);
-    m.sigint.data = m.sigterm.data = &m;
+    uv_timer_init(m.px.loop, &m.grace);
     uv_signal_start(&m.sigint, px_signal_cb, SIGINT);
     uv_signal_start(&m.sigterm, px_signal_cb, SIGTERM);
 
@@ -90,10 +177,8 @@ int main(int argc, char **argv)
               cfg.insecure ? "NOT verified (--insecure)" : "verified",
               cfg.client_tls == PX_CLIENT_TLS_OFFER ? "offered" : "off");
 
-    rc = uv_run(m.px.loop, UV_RUN_DEFAULT);
-    (void)rc;
+    uv_run(m.px.loop, UV_RUN_DEFAULT);
     uv_loop_close(m.px.loop);
-    tls_config_free(m.px.up_tls);
-    tls_config_free(m.px.client_tls);
+    px_cleanup();
     return 0;
 }

@@ -10,6 +10,7 @@
 #include "session.h"
 #include "../log/transcript.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@ static void session_free(struct session *s)
 {
     free(s->in);
     free(s->greeting);
+    free(s->caps1);
     if (s->ai_list != NULL)
         uv_freeaddrinfo(s->ai_list);
     free(s);
@@ -184,13 +186,26 @@ void session_close(struct session *s, const char *why)
     s->closing = 1;
     s->srv_state = SRV_DONE;
     us = tlog_now_us() - s->start_us;
-    tlog_note(s->id, TLOG_CLOSE,
-              "disconnect: %s; client %s sent %llu bytes, received %llu; upstream %s sent "
-              "%llu, received %llu; %u message(s) accepted upstream; %llu.%03llu s",
-              why, s->client_addr, (unsigned long long)s->client.rx,
-              (unsigned long long)s->client.tx, s->up_addr[0] ? s->up_addr : "-",
-              (unsigned long long)s->up.rx, (unsigned long long)s->up.tx, s->messages,
-              (unsigned long long)(us / 1000000u), (unsigned long long)(us / 1000u % 1000u));
+    struct tlog_totals totals = {
+        .client_rx = s->client.rx,
+        .client_tx = s->client.tx,
+        .up_rx = s->up.rx,
+        .up_tx = s->up.tx,
+        .messages = s->messages,
+        .refused = s->refused,
+        .duration_us = us,
+    };
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "disconnect: %s; client %s sent %llu bytes, received %llu; upstream %s sent "
+             "%llu, received %llu; %u message(s) accepted upstream; %llu.%03llu s",
+             why, s->client_addr, (unsigned long long)s->client.rx,
+             (unsigned long long)s->client.tx, s->up_addr[0] ? s->up_addr : "-",
+             (unsigned long long)s->up.rx, (unsigned long long)s->up.tx, s->messages,
+             (unsigned long long)(us / 1000000u), (unsigned long long)(us / 1000u % 1000u));
+    struct tlog_event ev = {
+        .session = s->id, .kind = TLOG_CLOSE, .own = 1, .text = text, .totals = &totals};
+    tlog_emit(&ev);
 
     if (s->prev != NULL)
         s->prev->next = s->next;
@@ -209,6 +224,57 @@ void session_close(struct session *s, const char *why)
     uv_timer_start(&s->client_timer, session_linger_cb, SESSION_LINGER_MS, 0);
     s->handles++; /* balanced here, so the last unref can come from anywhere */
     session_unref(s);
+    if (px->on_idle != NULL)
+        px->on_idle(px);
+}
+
+void session_keylog_check(struct session *s)
+{
+    int e = 0;
+    unsigned n;
+
+    if (s->px->keylog == NULL)
+        return;
+    n = tls_keylog_errors(s->px->keylog, &e);
+    if (n > s->px->keylog_errors) {
+        s->px->keylog_errors = n;
+        tlog_note(s->id, TLOG_WARNING, "writing the TLS key log failed: %s (%u failure(s) so far)",
+                  strerror(e), n);
+    }
+}
+
+void session_explain(struct session *s, const char *fmt, ...)
+{
+    char text[700];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    struct tlog_event ev = {
+        .session = s->id, .kind = TLOG_INFO, .own = 1, .text = text, .explain_only = 1};
+    tlog_emit(&ev);
+}
+
+void session_note_connect(struct session *s, struct leg *l, const struct sockaddr *peer,
+                          const char *fmt, ...)
+{
+    struct sockaddr_storage local, remote;
+    int llen = sizeof(local), rlen = sizeof(remote);
+    char text[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    struct tlog_event ev = {.session = s->id, .kind = TLOG_CONNECT, .leg = l->which, .own = 1,
+                            .text = text};
+    if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&local, &llen) == 0)
+        ev.local = (struct sockaddr *)&local;
+    if (peer == NULL && uv_tcp_getpeername(&l->tcp, (struct sockaddr *)&remote, &rlen) == 0)
+        peer = (struct sockaddr *)&remote;
+    ev.peer = peer;
+    tlog_emit(&ev);
 }
 
 void session_fail(struct session *s, const char *code, const char *shorttext,
@@ -218,7 +284,9 @@ void session_fail(struct session *s, const char *code, const char *shorttext,
 
     if (s->closing)
         return;
-    tlog_note(s->id, TLOG_ERROR, "%s", reason);
+    struct tlog_event ev = {.session = s->id, .kind = TLOG_ERROR, .own = 1, .text = reason,
+                            .tls_failure = strstr(code, "4.7.0") != NULL};
+    tlog_emit(&ev);
     if (s->srv_state != SRV_DONE && s->client.open && !s->client.ended) {
         snprintf(line, sizeof(line), "%s %s", code, shorttext);
         srv_own_reply(s, line);

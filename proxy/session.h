@@ -30,6 +30,9 @@ struct proxy {
     unsigned nsessions;
     int stopping;
     char helo[256]; /* the name smtpscope gives in its own EHLO */
+    struct tls_keylog *keylog;         /* NULL: none */
+    unsigned keylog_errors;            /* failed key-log writes already warned about */
+    void (*on_idle)(struct proxy *px); /* a session ended (shutdown waits for the last) */
 };
 
 enum up_state {
@@ -114,6 +117,8 @@ struct session {
     int bdat_discard;     /* the chunk was refused by smtpscope: consume, don't relay */
     const char *msg_poison; /* the message will not be committed: this is the reply */
     unsigned messages;    /* messages the upstream accepted */
+    unsigned refused;     /* messages the upstream (or smtpscope) did not */
+    char *caps1;          /* the upstream's EHLO keywords before TLS, for --explain */
 };
 
 struct session *session_new(struct proxy *px);
@@ -133,6 +138,13 @@ void session_emit_line(struct session *s, enum tlog_kind kind, enum tlog_leg leg
 void session_unref(struct session *s);
 /* session_up_leg_init - (re)initialise the upstream leg for a connect. */
 int session_up_leg_init(struct session *s);
+/* session_keylog_check - warn about key-log writes that failed. */
+void session_keylog_check(struct session *s);
+/* session_explain - a learner's note (shown with --explain). */
+void session_explain(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* session_note_connect - a TLOG_CONNECT event with the leg's addresses. */
+void session_note_connect(struct session *s, struct leg *l, const struct sockaddr *peer,
+                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* session_stop_all - end every session (shutdown). */
 void session_stop_all(struct proxy *px);
 

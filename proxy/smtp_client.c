@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *const up_state_names[UP_STATE_COUNT] = {
     [UP_RESOLVING] = "RESOLVING", [UP_CONNECTING] = "CONNECTING", [UP_GREETING] = "GREETING",
@@ -117,19 +118,84 @@ void up_arm_timer(struct session *s)
 }
 
 /* up_send - a command of smtpscope's own on the upstream leg. */
-static void up_send(struct session *s, const char *line)
+static void up_send(struct session *s, const char *line, const char *verb)
 {
     size_t len = strlen(line);
-    session_emit_line(s, TLOG_COMMAND, TLOG_LEG_UPSTREAM, TLOG_DIR_OUT, 1, (const uint8_t *)line,
-                      len);
+    struct tlog_event ev = {
+        .session = s->id,
+        .kind = TLOG_COMMAND,
+        .leg = TLOG_LEG_UPSTREAM,
+        .dir = TLOG_DIR_OUT,
+        .own = 1,
+        .bytes = (const uint8_t *)line,
+        .len = len,
+        .verb = verb,
+        .tls_switch = strcmp(verb, "STARTTLS") == 0,
+    };
+    tlog_emit(&ev);
     leg_write(&s->up, (const uint8_t *)line, len);
+}
+
+/* up_keywords - the EHLO keywords of a reply, one per line after the first. */
+static char *up_keywords(const struct smtp_reply *r)
+{
+    size_t cap = r->len + 1, o = 0;
+    char *out = malloc(cap);
+    if (out == NULL)
+        return NULL;
+    for (int i = 1; i < r->nlines; i++) {
+        size_t n;
+        const uint8_t *l = smtp_reply_line(r, i, &n);
+        while (n > 4 && (l[n - 1] == '\r' || l[n - 1] == '\n'))
+            n--;
+        if (n <= 4)
+            continue;
+        memcpy(out + o, l + 4, n - 4);
+        o += n - 4;
+        out[o++] = '\n';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* up_explain_caps - what changed between the EHLO before and inside TLS. */
+static void up_explain_caps(struct session *s, const struct smtp_reply *r)
+{
+    char *caps2 = up_keywords(r), diff[600];
+    size_t o = 0;
+
+    if (caps2 == NULL || s->caps1 == NULL) {
+        free(caps2);
+        return;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        const char *from = pass == 0 ? caps2 : s->caps1, *other = pass == 0 ? s->caps1 : caps2;
+        for (const char *l = from; *l != '\0';) {
+            const char *e = strchr(l, '\n');
+            size_t n = (size_t)(e - l), kw = strcspn(l, " =\n");
+            int found = 0;
+            for (const char *m = other; *m != '\0' && !found;) {
+                const char *me = strchr(m, '\n');
+                found = strcspn(m, " =\n") == kw && strncasecmp(m, l, kw) == 0;
+                m = me + 1;
+            }
+            if (!found && o + n + 4 < sizeof(diff))
+                o += (size_t)snprintf(diff + o, sizeof(diff) - o, "%s%c%.*s", o ? ", " : "",
+                                      pass == 0 ? '+' : '-', (int)n, l);
+            l = e + 1;
+        }
+    }
+    diff[o] = '\0';
+    session_explain(s, "capabilities inside TLS compared with before: %s",
+                    o ? diff : "no change");
+    free(caps2);
 }
 
 static void up_send_ehlo(struct session *s, enum up_state next)
 {
     char line[300];
     snprintf(line, sizeof(line), "EHLO %s\r\n", s->px->helo);
-    up_send(s, line);
+    up_send(s, line, "EHLO");
     up_set_state(s, next);
 }
 
@@ -152,8 +218,8 @@ static void up_connect_cb(uv_connect_t *req, int status)
         leg_close(&s->up); /* up_closed() tries the next address */
         return;
     }
-    tlog_note(s->id, TLOG_CONNECT, "connected to upstream %s:%s (%s)", cfg->up_host, cfg->up_port,
-              s->up_addr);
+    session_note_connect(s, &s->up, s->ai_cur->ai_addr, "connected to upstream %s:%s (%s)",
+                         cfg->up_host, cfg->up_port, s->up_addr);
     if (leg_start(&s->up) != 0) {
         session_fail(s, "421 4.4.1", "upstream unreachable", "cannot read from the upstream");
         return;
@@ -263,7 +329,21 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
     for (int i = 0; i < r->nlines; i++) {
         size_t n;
         const uint8_t *l = smtp_reply_line(r, i, &n);
-        session_emit_line(s, TLOG_REPLY, TLOG_LEG_UPSTREAM, TLOG_DIR_IN, 1, l, n);
+        struct tlog_event ev = {
+            .session = s->id,
+            .kind = TLOG_REPLY,
+            .leg = TLOG_LEG_UPSTREAM,
+            .dir = TLOG_DIR_IN,
+            .own = 1,
+            .bytes = l,
+            .len = n,
+            .code = r->code,
+            .answers = s->up_state == UP_GREETING ? "greeting"
+                       : s->up_state == UP_STARTTLS ? "STARTTLS"
+                                                    : "EHLO",
+            .tls_switch = s->up_state == UP_STARTTLS && r->code == 220,
+        };
+        tlog_emit(&ev);
     }
     up_reply_text(r, text, sizeof(text));
     switch (s->up_state) {
@@ -295,7 +375,9 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
             session_fail(s, "421 4.7.0", "upstream does not offer STARTTLS", reason);
             return -1;
         }
-        up_send(s, "STARTTLS\r\n");
+        free(s->caps1);
+        s->caps1 = up_keywords(r);
+        up_send(s, "STARTTLS\r\n", "STARTTLS");
         up_set_state(s, UP_STARTTLS);
         return 0;
     case UP_STARTTLS:
@@ -328,6 +410,7 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
             return -1;
         }
         s->up_chunking = smtp_reply_has_keyword(r, "CHUNKING");
+        up_explain_caps(s, r);
         up_set_state(s, UP_READY);
         srv_upstream_ready(s);
         return s->closing ? -1 : 0;
@@ -390,6 +473,9 @@ void up_handshake(struct session *s, int rc)
         return;
     }
     tlog_note(s->id, TLOG_TLS, "TLS upstream: %s", info);
+    session_explain(s, "the upstream leg is encrypted from here on; smtpscope shows its "
+                       "plaintext");
+    session_keylog_check(s);
     if (cfg->insecure)
         tlog_note(s->id, TLOG_WARNING,
                   "upstream certificate NOT verified (--insecure): this session could be "

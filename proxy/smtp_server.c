@@ -95,7 +95,9 @@ void srv_arm_timer(struct session *s)
         uv_timer_stop(&s->client_timer);
 }
 
-void srv_own_reply(struct session *s, const char *line)
+/* srv_own_reply_ex - every reply smtpscope makes itself: bounded, recorded
+ * (tls_switch: it is the 220 to STARTTLS), sent. */
+static void srv_own_reply_ex(struct session *s, const char *line, int tls_switch)
 {
     char buf[SRV_OWN_REPLY_MAX];
     int n = snprintf(buf, sizeof(buf) - 2, "%s", line);
@@ -103,12 +105,29 @@ void srv_own_reply(struct session *s, const char *line)
 
     memcpy(buf + len, "\r\n", 2);
     len += 2;
-    session_emit_line(s, TLOG_REPLY, TLOG_LEG_CLIENT, TLOG_DIR_OUT, 1, (const uint8_t *)buf, len);
+    struct tlog_event ev = {
+        .session = s->id,
+        .kind = TLOG_REPLY,
+        .leg = TLOG_LEG_CLIENT,
+        .dir = TLOG_DIR_OUT,
+        .own = 1,
+        .bytes = (const uint8_t *)buf,
+        .len = len,
+        .code = len >= 3 ? (buf[0] - '0') * 100 + (buf[1] - '0') * 10 + (buf[2] - '0') : 0,
+        .tls_switch = tls_switch,
+    };
+    tlog_emit(&ev);
     leg_write(&s->client, (const uint8_t *)buf, len);
 }
 
+void srv_own_reply(struct session *s, const char *line)
+{
+    srv_own_reply_ex(s, line, 0);
+}
+
 /* srv_relay_lines - record each line of a relayed reply, then send it. */
-static void srv_relay_lines(struct session *s, const uint8_t *buf, size_t len, int secret)
+static void srv_relay_lines(struct session *s, const uint8_t *buf, size_t len, int secret,
+                            const char *answers)
 {
     size_t off = 0;
 
@@ -128,6 +147,7 @@ static void srv_relay_lines(struct session *s, const uint8_t *buf, size_t len, i
                            : 0,
             .secret = secret ? TLOG_SECRET_CHALLENGE : TLOG_SECRET_NONE,
             .auth_mech = s->auth_mech,
+            .answers = answers,
         };
         tlog_emit(&ev);
         off += n;
@@ -135,17 +155,30 @@ static void srv_relay_lines(struct session *s, const uint8_t *buf, size_t len, i
     leg_write(&s->client, buf, len);
 }
 
+/* srv_raw - message content as it moved on a leg, for the pcap. */
+static void srv_raw(struct session *s, enum tlog_leg leg, const uint8_t *p, size_t n)
+{
+    struct tlog_event ev = {.session = s->id,
+                            .kind = TLOG_RAW,
+                            .leg = leg,
+                            .dir = leg == TLOG_LEG_CLIENT ? TLOG_DIR_IN : TLOG_DIR_OUT,
+                            .bytes = p,
+                            .len = n};
+    if (n > 0)
+        tlog_emit(&ev);
+}
+
 void srv_upstream_ready(struct session *s)
 {
     tlog_note(s->id, TLOG_INFO, "upstream session ready: greeting the client");
-    srv_relay_lines(s, s->greeting, s->greeting_len, 0);
+    srv_relay_lines(s, s->greeting, s->greeting_len, 0, "greeting");
     srv_set_state(s, SRV_COMMAND);
     srv_process(s);
 }
 
 void srv_relay_and_close(struct session *s, const struct smtp_reply *r, const char *why)
 {
-    srv_relay_lines(s, r->buf, r->len, 0);
+    srv_relay_lines(s, r->buf, r->len, 0, "greeting");
     srv_set_state(s, SRV_DONE);
     session_close(s, why);
 }
@@ -165,10 +198,15 @@ static void srv_push(struct session *s, int what, unsigned flags)
  * the upstream connection so that the message is never committed. */
 static void srv_abort_upstream(struct session *s, const char *why)
 {
-    tlog_note(s->id, TLOG_ERROR,
-              "message NOT submitted: %s; closing the upstream connection so that it is "
-              "discarded (SMTP cannot cancel a message in transfer)",
-              why);
+    char text[400];
+    snprintf(text, sizeof(text),
+             "message NOT submitted: %s; closing the upstream connection so that it is "
+             "discarded (SMTP cannot cancel a message in transfer)",
+             why);
+    struct tlog_event ev = {
+        .session = s->id, .kind = TLOG_ERROR, .own = 1, .text = text, .msg_result = -1};
+    tlog_emit(&ev);
+    s->refused++;
     s->up_aborted = 1;
     s->up_state = UP_FAILED;
     s->pend_len = 0;
@@ -258,8 +296,10 @@ struct srv_out {
 
 static void srv_forward(struct session *s, const uint8_t *p, size_t n)
 {
-    if (s->msg_poison == NULL && n > 0)
+    if (s->msg_poison == NULL && n > 0) {
+        srv_raw(s, TLOG_LEG_UPSTREAM, p, n);
         leg_write(&s->up, p, n);
+    }
 }
 
 static void srv_out_stage(struct srv_out *o, const uint8_t *p, size_t n)
@@ -340,6 +380,7 @@ static size_t srv_body(struct session *s, const uint8_t *buf, size_t len)
         }
     }
     srv_out_flush(&o);
+    srv_raw(s, TLOG_LEG_CLIENT, buf, off);
     if (ended) {
         srv_set_state(s, SRV_COMMAND);
         if (s->msg_poison != NULL) {
@@ -357,8 +398,11 @@ static size_t srv_bdat(struct session *s, const uint8_t *buf, size_t len)
 {
     size_t n = len < s->bdat_left ? len : (size_t)s->bdat_left;
 
-    if (!s->bdat_discard)
+    srv_raw(s, TLOG_LEG_CLIENT, buf, n);
+    if (!s->bdat_discard) {
+        srv_raw(s, TLOG_LEG_UPSTREAM, buf, n);
         leg_write(&s->up, buf, n);
+    }
     s->bdat_left -= n;
     s->msg_bytes += n;
     if (s->bdat_left == 0) {
@@ -426,7 +470,7 @@ static void srv_starttls(struct session *s, size_t arglen)
         srv_own_reply(s, "501 5.5.4 STARTTLS takes no parameters");
         return;
     }
-    srv_own_reply(s, "220 2.0.0 Ready to start TLS");
+    srv_own_reply_ex(s, "220 2.0.0 Ready to start TLS", 1);
     srv_set_state(s, SRV_TLS);
     if (leg_start_tls(&s->client, s->px->client_tls, NULL, err, sizeof(err)) != 0)
         session_fail(s, "454 4.7.0", "TLS not available", err);
@@ -479,17 +523,30 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
         if (s->auth_step == 1)
             flags &= ~SMTP_CF_SYNC; /* RFC 4954 4: with an initial response it may be pipelined */
     }
+    /* decided before it is recorded: is the line relayed, or answered here? */
+    int relayed = lflags == 0 && !(flags & SMTP_CF_LOCAL);
+    if (cmd == SMTP_CMD_BDAT) {
+        uint64_t size;
+        int last;
+        relayed = relayed && smtp_bdat_parse(arg, arglen, &size, &last) == 0 && s->up_chunking;
+    }
     struct tlog_event ev = {
         .session = s->id,
         .kind = TLOG_COMMAND,
         .leg = TLOG_LEG_CLIENT,
         .dir = TLOG_DIR_IN,
-        .own = (flags & SMTP_CF_LOCAL) != 0,
+        .own = !relayed,
         .bytes = line,
         .len = len,
         .secret = cmd == SMTP_CMD_AUTH ? TLOG_SECRET_AUTH_COMMAND : TLOG_SECRET_NONE,
         .auth_mech = s->auth_mech,
         .auth_step = s->auth_step,
+        .verb = cmd == SMTP_CMD_UNKNOWN ? NULL : smtp_cmd_name(cmd),
+        .arg = arg,
+        .arglen = arglen,
+        .tls_switch = cmd == SMTP_CMD_STARTTLS && lflags == 0 &&
+                      s->px->cfg->client_tls == PX_CLIENT_TLS_OFFER && s->client.tls == NULL &&
+                      arglen == 0,
     };
     tlog_emit(&ev);
     if (lflags != 0) {
@@ -667,7 +724,10 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
             tlog_note(s->id, TLOG_INFO, "capabilities shown to the client: %s", changes);
         }
     }
-    srv_relay_lines(s, out, outlen, is_auth && r->code == 334);
+    srv_relay_lines(s, out, outlen, is_auth && r->code == 334,
+                    p.what == SRV_EXP_EOD             ? "end of data"
+                    : p.what == SRV_EXP_AUTH_RESPONSE ? "AUTH response"
+                                                      : smtp_cmd_name((enum smtp_cmd)p.what));
 
     if (is_auth) {
         s->auth_cont = r->code == 334;
@@ -677,12 +737,19 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
     if (p.what == SMTP_CMD_DATA && r->code == 354) {
         srv_set_state(s, SRV_DATA);
     } else if (p.what == SRV_EXP_EOD || (p.what == SMTP_CMD_BDAT && (p.flags & SMTP_CF_SYNC))) {
+        struct tlog_event ev = {.session = s->id, .kind = TLOG_INFO, .own = 1};
+        char text[80];
         if (r->code / 100 == 2) {
             s->messages++;
-            tlog_note(s->id, TLOG_INFO, "message accepted by the upstream");
+            ev.text = "message accepted by the upstream";
+            ev.msg_result = 1;
         } else {
-            tlog_note(s->id, TLOG_INFO, "message NOT accepted by the upstream (%d)", r->code);
+            s->refused++;
+            snprintf(text, sizeof(text), "message NOT accepted by the upstream (%d)", r->code);
+            ev.text = text;
+            ev.msg_result = -1;
         }
+        tlog_emit(&ev);
     }
     if (p.flags & SMTP_CF_SYNC)
         s->sync_wait = 0;
@@ -703,12 +770,16 @@ void srv_handshake(struct session *s, int rc)
     if (rc != 0) {
         tls_strerror(rc, err, sizeof(err));
         snprintf(reason, sizeof(reason), "TLS handshake with the client failed: %s", err);
-        tlog_note(s->id, TLOG_ERROR, "%s", reason);
+        struct tlog_event ev = {
+            .session = s->id, .kind = TLOG_ERROR, .own = 1, .text = reason, .tls_failure = 1};
+        tlog_emit(&ev);
         session_close(s, reason);
         return;
     }
     leg_tls_info(&s->client, 0, info, sizeof(info));
     tlog_note(s->id, TLOG_TLS, "TLS client: %s (smtpscope's certificate)", info);
+    session_explain(s, "the client leg is encrypted from here on; smtpscope shows its plaintext");
+    session_keylog_check(s);
     s->auth_cont = 0;
     srv_set_state(s, SRV_COMMAND);
 }

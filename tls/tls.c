@@ -92,6 +92,21 @@ static int tls_keys_cb(void *arg, const unsigned char *ms, const unsigned char *
 }
 #endif
 
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+/* keys_cb - mbedTLS 3.x hands each secret of the session; TLS 1.2's master
+ * secret is the one NSS key-log lines carry. */
+static void tls_keys3_cb(void *arg, mbedtls_ssl_key_export_type type, const unsigned char *secret,
+                         size_t secret_len, const unsigned char client_random[32],
+                         const unsigned char server_random[32], mbedtls_tls_prf_types prf)
+{
+    struct tls_config *cfg = arg;
+    (void)server_random, (void)prf;
+    if (type == MBEDTLS_SSL_KEY_EXPORT_TLS12_MASTER_SECRET && secret_len == 48 &&
+        cfg->keylog != NULL)
+        cfg->keylog(cfg->keylog_arg, client_random, secret);
+}
+#endif
+
 static int tls_config_common(struct tls_config *cfg, int endpoint, char *err, size_t errlen)
 {
     static const char pers[] = "smtpscope";
@@ -305,6 +320,9 @@ struct tls_conn *tls_conn_new(struct tls_config *cfg, const char *hostname, char
         return NULL;
     }
     mbedtls_ssl_set_bio(&c->ssl, c, tls_bio_send_cb, tls_bio_recv_cb, NULL);
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+    mbedtls_ssl_set_export_keys_cb(&c->ssl, tls_keys3_cb, cfg);
+#endif
     return c;
 }
 

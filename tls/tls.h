@@ -80,4 +80,14 @@ uint32_t tls_conn_verify_flags(const struct tls_conn *c);
 
 void tls_strerror(int err, char *buf, size_t len);
 
+/* keylog - NSS key-log file for Wireshark (tls/keylog.c). */
+struct tls_keylog;
+int tls_keylog_open(struct tls_keylog **out, const char *path, char *err, size_t errlen);
+/* tls_keylog_write - a tls_keylog_fn: arg is the struct tls_keylog. */
+void tls_keylog_write(void *arg, const unsigned char client_random[32],
+                      const unsigned char master_secret[48]);
+/* tls_keylog_errors - failed writes so far, and the last errno. */
+unsigned tls_keylog_errors(const struct tls_keylog *kl, int *last_errno);
+void tls_keylog_close(struct tls_keylog *kl);
+
 #endif
