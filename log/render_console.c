@@ -58,7 +58,7 @@ static const char *console_label(const struct tlog_event *ev, const char **color
         return "smtpscope: error";
     default:
         *color = ev->explain_only ? C_NOTE : C_OWN;
-        return ev->explain_only ? "  #" : "smtpscope";
+        return "smtpscope";
     }
 }
 
@@ -83,8 +83,11 @@ size_t tlog_format_line(const struct tlog_event *ev, char *buf, size_t cap, int 
     size_t o = console_prefix(ev, buf, cap);
     size_t room;
 
-    o += (size_t)snprintf(buf + o, cap - o, "%s%s:%s ", color ? col : "", label,
-                          color ? C_RESET : "");
+    if (ev->explain_only) /* a learner's note reads as the ones after replies */
+        o += (size_t)snprintf(buf + o, cap - o, "%s  # ", color ? col : "");
+    else
+        o += (size_t)snprintf(buf + o, cap - o, "%s%s:%s ", color ? col : "", label,
+                              color ? C_RESET : "");
     room = cap - o - 2 - (color ? 16 : 0);
     if (color)
         o += (size_t)snprintf(buf + o, cap - o, "%s", col);
