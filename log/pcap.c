@@ -181,7 +181,8 @@ static void pcap_packet(uint64_t time_us, struct pcap_end *src, struct pcap_end 
     tcp[12] = 5 << 4;
     tcp[13] = flags;
     put16(tcp + 14, 65535);
-    memcpy(tcp + 20, payload, n);
+    if (n > 0)
+        memcpy(tcp + 20, payload, n);
     /* the TCP checksum over the pseudo header */
     sum = v6 ? sum16(0, ip + 8, 32) : sum16(0, ip + 12, 8);
     sum += IPPROTO_TCP + (uint32_t)(20 + n);
