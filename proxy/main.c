@@ -40,6 +40,10 @@ static void px_finish(void)
     uv_close((uv_handle_t *)&m.sigint, NULL);
     uv_close((uv_handle_t *)&m.sigterm, NULL);
     uv_close((uv_handle_t *)&m.grace, NULL);
+    /* libuv gives the default actions back; a late signal must not kill an
+     * exit that is already under way */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
 }
 
 static void px_idle_cb(struct proxy *px)
