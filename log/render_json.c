@@ -20,6 +20,8 @@
 
 static int json_fd = -1;
 
+static size_t json_str(char *out, size_t cap, const uint8_t *p, size_t n);
+
 static const char *const json_kinds[TLOG_KIND_COUNT] = {
     [TLOG_CONNECT] = "connect", [TLOG_TLS] = "tls",
     [TLOG_COMMAND] = "command", [TLOG_REPLY] = "reply",
@@ -62,6 +64,13 @@ void tlog_json_close(void)
     if (json_fd > STDERR_FILENO)
         close(json_fd);
     json_fd = -1;
+}
+
+size_t tlog_json_string(char *out, size_t cap, const uint8_t *p, size_t n)
+{
+    size_t o = json_str(out, cap, p, n);
+    out[o < cap ? o : cap - 1] = '\0';
+    return o;
 }
 
 /* json_str - a JSON string of bytes, one character per byte. */

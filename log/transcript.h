@@ -43,6 +43,9 @@ void tlog_note(uint64_t session, enum tlog_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 uint64_t tlog_now_us(void);
 const struct tlog_stats *tlog_stats(void);
+/* tlog_json_string - bytes as a JSON string (quotes included), one character
+ * per byte; returns its length. */
+size_t tlog_json_string(char *out, size_t cap, const uint8_t *p, size_t n);
 /* tlog_summary - the exit summary, as smtpscope's own lines. */
 void tlog_summary(void);
 

@@ -48,6 +48,10 @@ enum {
     OPT_COLOR,
     OPT_QUIET,
     OPT_GRACE,
+    OPT_SINK,
+    OPT_SINK_AUTH,
+    OPT_FAULT,
+    OPT_SEED,
 };
 
 static const struct option px_options[] = {
@@ -80,6 +84,10 @@ static const struct option px_options[] = {
     {"color", required_argument, NULL, OPT_COLOR},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"grace", required_argument, NULL, OPT_GRACE},
+    {"sink", required_argument, NULL, OPT_SINK},
+    {"sink-auth", required_argument, NULL, OPT_SINK_AUTH},
+    {"fault", required_argument, NULL, OPT_FAULT},
+    {"seed", required_argument, NULL, OPT_SEED},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -137,6 +145,19 @@ static const char px_usage[] =
     "  --quiet                    console: only warnings and session summaries\n"
     "  --grace T                  at SIGINT/SIGTERM open sessions may finish for\n"
     "                             this long (default 5s); a second signal ends now\n"
+    "\n"
+    "CI mode:\n"
+    "  --sink DIR                 no upstream: smtpscope is the server and stores each\n"
+    "                             message as DIR/*.eml plus a line in DIR/index.jsonl\n"
+    "  --sink-auth FILE           check AUTH against user:password lines (default:\n"
+    "                             any credentials are accepted)\n"
+    "  --fault 'STAGE[:GLOB]=ACTION[@N%][#K]'  inject a fault (repeatable); STAGE is\n"
+    "                             connect, ehlo, starttls, auth, mail, rcpt, data or\n"
+    "                             eod; ACTION a reply line ('451 4.3.0 try later'),\n"
+    "                             drop, delay=500ms or tls-fail (starttls); @N% fires\n"
+    "                             with that probability, #K on the K-th match only\n"
+    "  --seed N                   seed for @N% (default: from the clock)\n"
+    "  smtpscope check --help     assertions over a JSON transcript or a sink\n"
     "  -h, --help                 this text\n"
     "  -V, --version              the version\n"
     "\n"
@@ -350,6 +371,28 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
             if (px_parse_duration(optarg, &cfg->grace_ms) != 0)
                 return px_bad(err, "--grace", "a duration such as 5s", optarg);
             break;
+        case OPT_SINK:
+            cfg->sink_dir = optarg;
+            break;
+        case OPT_SINK_AUTH:
+            cfg->sink_auth = optarg;
+            break;
+        case OPT_FAULT:
+            if (cfg->nfaults == (int)(sizeof(cfg->faults) / sizeof(cfg->faults[0]))) {
+                fprintf(err, "smtpscope: at most 64 --fault rules (see --help)\n");
+                return PX_PARSE_EXIT_USAGE;
+            }
+            cfg->faults[cfg->nfaults++] = optarg;
+            break;
+        case OPT_SEED: {
+            errno = 0;
+            unsigned long long v = strtoull(optarg, &endp, 10);
+            if (optarg[0] < '0' || optarg[0] > '9' || *endp != '\0' || errno != 0)
+                return px_bad(err, "--seed", "a number", optarg);
+            cfg->seed = v;
+            cfg->seed_given = 1;
+            break;
+        }
         case OPT_T_CONNECT:
         case OPT_T_GREETING:
         case OPT_T_COMMAND:

@@ -50,6 +50,12 @@ struct px_config {
     int color;                  /* -1: auto (a terminal and no NO_COLOR) */
     int quiet;
     uint64_t grace_ms;          /* at SIGINT/SIGTERM, sessions may finish this long */
+    const char *sink_dir;       /* --sink DIR: no upstream, smtpscope is the server */
+    const char *sink_auth;      /* --sink-auth FILE: user:password lines */
+    const char *faults[64];     /* --fault rules as given */
+    int nfaults;
+    uint64_t seed;
+    int seed_given;
 };
 
 enum px_parse_result { PX_PARSE_RUN, PX_PARSE_EXIT_OK, PX_PARSE_EXIT_USAGE };

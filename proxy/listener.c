@@ -84,7 +84,10 @@ static void px_accept_cb(uv_stream_t *server, int status)
         return;
     }
     srv_arm_timer(s);
-    up_start(s);
+    if (px->cfg->sink_dir != NULL)
+        sink_start(s);
+    else
+        up_start(s);
 }
 
 int px_listen(struct px_listener *ls, struct proxy *px, const char *host, const char *port,

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct px_main {
@@ -126,6 +128,30 @@ static int px_setup_tls(struct px_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* px_setup_ci - fault rules and the sink directory. */
+static int px_setup_ci(const struct px_config *cfg, char *err, size_t errlen)
+{
+    struct stat st;
+
+    m.px.faults.parse_duration = px_parse_duration;
+    m.px.faults.rng = cfg->seed_given ? cfg->seed : (uint64_t)time(NULL) ^ (uint64_t)getpid() << 20;
+    if (m.px.faults.rng == 0)
+        m.px.faults.rng = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < cfg->nfaults; i++)
+        if (fault_parse(&m.px.faults, cfg->faults[i], err, errlen) != 0)
+            return -1;
+    if (cfg->sink_dir != NULL &&
+        (stat(cfg->sink_dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(cfg->sink_dir, W_OK) != 0)) {
+        snprintf(err, errlen, "--sink %s: not a writable directory", cfg->sink_dir);
+        return -1;
+    }
+    if (cfg->sink_auth != NULL && access(cfg->sink_auth, R_OK) != 0) {
+        snprintf(err, errlen, "--sink-auth %s: cannot read it", cfg->sink_auth);
+        return -1;
+    }
+    return 0;
+}
+
 static void px_cleanup(void)
 {
     tls_config_free(m.px.up_tls);
@@ -158,7 +184,8 @@ int main(int argc, char **argv)
     else if (uv_os_gethostname(m.px.helo, &hostlen) != 0)
         snprintf(m.px.helo, sizeof(m.px.helo), "localhost");
 
-    if (px_setup_transcript(&cfg, err, sizeof(err)) != 0 ||
+    if (px_setup_ci(&cfg, err, sizeof(err)) != 0 ||
+        px_setup_transcript(&cfg, err, sizeof(err)) != 0 ||
         px_setup_tls(&cfg, err, sizeof(err)) != 0 ||
         px_listen(&m.listener, &m.px, cfg.listen_host, cfg.listen_port, err, sizeof(err)) != 0) {
         fprintf(stderr, "smtpscope: %s\n", err);
@@ -173,13 +200,23 @@ int main(int argc, char **argv)
     uv_signal_start(&m.sigint, px_signal_cb, SIGINT);
     uv_signal_start(&m.sigterm, px_signal_cb, SIGTERM);
 
-    tlog_note(0, TLOG_INFO,
-              "smtpscope %s listening on %s, relaying to %s:%s (%s, certificate %s; client "
-              "STARTTLS %s)",
-              PX_VERSION, m.listener.addr, cfg.up_host, cfg.up_port,
-              cfg.up_tls == PX_UP_IMPLICIT ? "implicit TLS" : "STARTTLS",
-              cfg.insecure ? "NOT verified (--insecure)" : "verified",
-              cfg.client_tls == PX_CLIENT_TLS_OFFER ? "offered" : "off");
+    if (cfg.sink_dir != NULL)
+        tlog_note(0, TLOG_INFO,
+                  "smtpscope %s listening on %s, sink mode: messages stored in %s (client "
+                  "STARTTLS %s; AUTH %s)",
+                  PX_VERSION, m.listener.addr, cfg.sink_dir,
+                  cfg.client_tls == PX_CLIENT_TLS_OFFER ? "offered" : "off",
+                  cfg.sink_auth != NULL ? "checked" : "any credentials accepted");
+    else
+        tlog_note(0, TLOG_INFO,
+                  "smtpscope %s listening on %s, relaying to %s:%s (%s, certificate %s; client "
+                  "STARTTLS %s)",
+                  PX_VERSION, m.listener.addr, cfg.up_host, cfg.up_port,
+                  cfg.up_tls == PX_UP_IMPLICIT ? "implicit TLS" : "STARTTLS",
+                  cfg.insecure ? "NOT verified (--insecure)" : "verified",
+                  cfg.client_tls == PX_CLIENT_TLS_OFFER ? "offered" : "off");
+    for (int i = 0; i < m.px.faults.n; i++)
+        tlog_note(0, TLOG_INFO, "fault rule %d: %s", i + 1, m.px.faults.rules[i].spec);
 
     uv_run(m.px.loop, UV_RUN_DEFAULT);
     uv_loop_close(m.px.loop);

@@ -41,6 +41,9 @@ static void session_free(struct session *s)
     free(s->in);
     free(s->greeting);
     free(s->caps1);
+    sink_free(s->sink);
+    free(s->held_reply);
+    free(s->stash);
     if (s->ai_list != NULL)
         uv_freeaddrinfo(s->ai_list);
     free(s);
@@ -56,6 +59,7 @@ void session_unref(struct session *s)
     if (!s->client.open && !s->up.open && !uv_is_closing((uv_handle_t *)&s->up_timer)) {
         uv_close((uv_handle_t *)&s->up_timer, session_timer_closed_cb);
         uv_close((uv_handle_t *)&s->client_timer, session_timer_closed_cb);
+        uv_close((uv_handle_t *)&s->fault_timer, session_timer_closed_cb);
     }
     if (s->handles == 0)
         session_free(s);
@@ -156,8 +160,9 @@ struct session *session_new(struct proxy *px)
     s->handles++;
     uv_timer_init(px->loop, &s->up_timer);
     uv_timer_init(px->loop, &s->client_timer);
-    s->up_timer.data = s->client_timer.data = s;
-    s->handles += 2;
+    uv_timer_init(px->loop, &s->fault_timer);
+    s->up_timer.data = s->client_timer.data = s->fault_timer.data = s;
+    s->handles += 3;
     s->next = px->sessions;
     if (px->sessions != NULL)
         px->sessions->prev = s;
@@ -221,11 +226,20 @@ void session_close(struct session *s, const char *why)
     leg_close_after_flush(&s->client);
     leg_close_after_flush(&s->up);
     uv_timer_stop(&s->up_timer);
+    uv_timer_stop(&s->fault_timer);
     uv_timer_start(&s->client_timer, session_linger_cb, SESSION_LINGER_MS, 0);
     s->handles++; /* balanced here, so the last unref can come from anywhere */
     session_unref(s);
     if (px->on_idle != NULL)
         px->on_idle(px);
+}
+
+void session_up_write(struct session *s, const uint8_t *p, size_t n)
+{
+    if (s->sink != NULL)
+        sink_input(s, p, n);
+    else
+        leg_write(&s->up, p, n);
 }
 
 void session_keylog_check(struct session *s)

@@ -9,6 +9,7 @@
 #define SMTPSCOPE_SESSION_H
 
 #include "config.h"
+#include "fault.h"
 #include "leg.h"
 #include "smtp_parse.h"
 
@@ -33,6 +34,7 @@ struct proxy {
     struct tls_keylog *keylog;         /* NULL: none */
     unsigned keylog_errors;            /* failed key-log writes already warned about */
     void (*on_idle)(struct proxy *px); /* a session ended (shutdown waits for the last) */
+    struct faults faults;              /* --fault rules */
 };
 
 enum up_state {
@@ -69,6 +71,8 @@ struct srv_pending {
     unsigned flags;
 };
 
+struct sink;
+
 struct session {
     struct proxy *px;
     struct session *prev, *next;
@@ -77,6 +81,7 @@ struct session {
     int handles; /* open handles and pending requests; freed at 0 when closing */
     uv_timer_t up_timer;     /* waiting for the upstream: connect, replies */
     uv_timer_t client_timer; /* waiting for the client; at close, the linger */
+    uv_timer_t fault_timer;  /* --fault delay=... */
     int closing;
     char client_addr[64];
     char up_addr[64];
@@ -119,6 +124,14 @@ struct session {
     unsigned messages;    /* messages the upstream accepted */
     unsigned refused;     /* messages the upstream (or smtpscope) did not */
     char *caps1;          /* the upstream's EHLO keywords before TLS, for --explain */
+    struct sink *sink;    /* sink mode: the local responder (sink.c), else NULL */
+    int fault_hold;       /* a delayed command waits in s->in */
+    int fault_skip;       /* that command, when it comes again, is not checked again */
+    int poison_injected;  /* msg_poison is an injected reply */
+    uint64_t eod_delay_ms; /* --fault eod=delay: hold the final reply this long */
+    struct smtp_reply *held_reply; /* the final reply being held */
+    uint8_t *stash;       /* upstream bytes after the held reply */
+    size_t stash_len;
 };
 
 struct session *session_new(struct proxy *px);
@@ -157,10 +170,22 @@ void up_closed(struct session *s);
 void up_arm_timer(struct session *s);
 const char *up_state_name(enum up_state st);
 
+/* session_up_write - bytes for the upstream: its leg, or the sink. */
+void session_up_write(struct session *s, const uint8_t *p, size_t n);
+
+/* sink.c */
+void sink_start(struct session *s);
+void sink_input(struct session *s, const uint8_t *p, size_t n);
+void sink_abort_message(struct session *s);
+void sink_free(struct sink *k);
+
 /* smtp_server.c */
 void srv_upstream_ready(struct session *s);
 int srv_data(struct session *s, const uint8_t *buf, size_t len);
+/* srv_reply - one upstream reply for the client: -1 when the session ends,
+ * SRV_REPLY_HELD when it is held back (bytes after it must wait). */
 int srv_reply(struct session *s, const struct smtp_reply *r);
+#define SRV_REPLY_HELD 2
 int srv_process(struct session *s);
 void srv_handshake(struct session *s, int rc);
 /* srv_upstream_gone - the upstream ended: tell the client, unless done. */

@@ -89,8 +89,8 @@ void up_arm_timer(struct session *s)
     const struct px_timeouts *to = &s->px->cfg->timeouts;
     uint64_t ms = 0;
 
-    if (s->closing)
-        return;
+    if (s->closing || s->sink != NULL)
+        return; /* the sink answers at once, and uses up_timer to do it */
     switch (s->up_state) {
     case UP_CONNECTING:
         ms = to->connect;
@@ -424,6 +424,15 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
 
 int up_data(struct session *s, const uint8_t *buf, size_t len)
 {
+    if (s->held_reply != NULL && len > 0) {
+        uint8_t *p = realloc(s->stash, s->stash_len + len);
+        if (p == NULL)
+            return -1;
+        memcpy(p + s->stash_len, buf, len);
+        s->stash = p;
+        s->stash_len += len;
+        return 0;
+    }
     while (len > 0 && !s->closing) {
         size_t used;
         int rc = smtp_reply_feed(&s->reply, buf, len, &used);
@@ -445,6 +454,16 @@ int up_data(struct session *s, const uint8_t *buf, size_t len)
         smtp_reply_reset(&s->reply);
         if (rc < 0)
             return -1;
+        if (rc == SRV_REPLY_HELD && len > 0) {
+            /* a reply is held back (--fault eod=delay): what follows waits */
+            uint8_t *p = realloc(s->stash, s->stash_len + len);
+            if (p == NULL)
+                return -1;
+            memcpy(p + s->stash_len, buf, len);
+            s->stash = p;
+            s->stash_len += len;
+            return 0;
+        }
     }
     return s->closing ? -1 : 0;
 }

@@ -97,7 +97,7 @@ void srv_arm_timer(struct session *s)
 
 /* srv_own_reply_ex - every reply smtpscope makes itself: bounded, recorded
  * (tls_switch: it is the 220 to STARTTLS), sent. */
-static void srv_own_reply_ex(struct session *s, const char *line, int tls_switch)
+static void srv_own_reply_ex(struct session *s, const char *line, int tls_switch, int injected)
 {
     char buf[SRV_OWN_REPLY_MAX];
     int n = snprintf(buf, sizeof(buf) - 2, "%s", line);
@@ -115,6 +115,7 @@ static void srv_own_reply_ex(struct session *s, const char *line, int tls_switch
         .len = len,
         .code = len >= 3 ? (buf[0] - '0') * 100 + (buf[1] - '0') * 10 + (buf[2] - '0') : 0,
         .tls_switch = tls_switch,
+        .injected = injected,
     };
     tlog_emit(&ev);
     leg_write(&s->client, (const uint8_t *)buf, len);
@@ -122,7 +123,17 @@ static void srv_own_reply_ex(struct session *s, const char *line, int tls_switch
 
 void srv_own_reply(struct session *s, const char *line)
 {
-    srv_own_reply_ex(s, line, 0);
+    srv_own_reply_ex(s, line, 0, 0);
+}
+
+/* srv_fault_note - say which rule fired, for every rendering. */
+static void srv_fault_note(struct session *s, const struct fault_rule *f)
+{
+    struct tlog_event ev = {.session = s->id, .kind = TLOG_WARNING, .own = 1, .injected = 1};
+    char text[FAULT_SPEC_MAX + 64];
+    snprintf(text, sizeof(text), "fault injected at %s: %s", fault_stage_name(f->stage), f->spec);
+    ev.text = text;
+    tlog_emit(&ev);
 }
 
 /* srv_relay_lines - record each line of a relayed reply, then send it. */
@@ -168,12 +179,44 @@ static void srv_raw(struct session *s, enum tlog_leg leg, const uint8_t *p, size
         tlog_emit(&ev);
 }
 
-void srv_upstream_ready(struct session *s)
+static void srv_greet(struct session *s)
 {
-    tlog_note(s->id, TLOG_INFO, "upstream session ready: greeting the client");
     srv_relay_lines(s, s->greeting, s->greeting_len, 0, "greeting");
     srv_set_state(s, SRV_COMMAND);
     srv_process(s);
+}
+
+static void srv_greet_cb(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    if (!s->closing)
+        srv_greet(s);
+}
+
+void srv_upstream_ready(struct session *s)
+{
+    const struct fault_rule *f = fault_check(&s->px->faults, FAULT_CONNECT, NULL, 0);
+
+    tlog_note(s->id, TLOG_INFO, "%s ready: greeting the client",
+              s->sink != NULL ? "sink" : "upstream session");
+    if (f == NULL) {
+        srv_greet(s);
+        return;
+    }
+    srv_fault_note(s, f);
+    switch (f->action) {
+    case FAULT_REPLY:
+        srv_own_reply_ex(s, f->reply, 0, 1);
+        srv_set_state(s, SRV_DONE);
+        session_close(s, "fault injected at connect");
+        return;
+    case FAULT_DELAY:
+        uv_timer_start(&s->fault_timer, srv_greet_cb, f->delay_ms, 0);
+        return;
+    default:
+        session_close(s, "fault injected at connect: connection dropped");
+        return;
+    }
 }
 
 void srv_relay_and_close(struct session *s, const struct smtp_reply *r, const char *why)
@@ -199,14 +242,18 @@ static void srv_push(struct session *s, int what, unsigned flags)
 static void srv_abort_upstream(struct session *s, const char *why)
 {
     char text[400];
-    snprintf(text, sizeof(text),
-             "message NOT submitted: %s; closing the upstream connection so that it is "
-             "discarded (SMTP cannot cancel a message in transfer)",
-             why);
+    snprintf(text, sizeof(text), "message NOT submitted: %s%s", why,
+             s->sink != NULL ? "; the sink discards it"
+                             : "; closing the upstream connection so that it is discarded (SMTP "
+                               "cannot cancel a message in transfer)");
     struct tlog_event ev = {
         .session = s->id, .kind = TLOG_ERROR, .own = 1, .text = text, .msg_result = -1};
     tlog_emit(&ev);
     s->refused++;
+    if (s->sink != NULL) {
+        sink_abort_message(s); /* the sink just forgets it; the session goes on */
+        return;
+    }
     s->up_aborted = 1;
     s->up_state = UP_FAILED;
     s->pend_len = 0;
@@ -218,7 +265,7 @@ static void srv_abort_upstream(struct session *s, const char *why)
 /* srv_relay - send one client line upstream, expecting one reply. */
 static void srv_relay(struct session *s, const uint8_t *line, size_t len, int what, unsigned flags)
 {
-    leg_write(&s->up, line, len);
+    session_up_write(s, line, len);
     srv_push(s, what, flags);
 }
 
@@ -298,7 +345,7 @@ static void srv_forward(struct session *s, const uint8_t *p, size_t n)
 {
     if (s->msg_poison == NULL && n > 0) {
         srv_raw(s, TLOG_LEG_UPSTREAM, p, n);
-        leg_write(&s->up, p, n);
+        session_up_write(s, p, n);
     }
 }
 
@@ -356,6 +403,23 @@ static void srv_message_start(struct session *s)
     s->msg_warnings = 0;
     s->show_len = s->cur_line_len = 0;
     s->msg_poison = NULL;
+    s->poison_injected = 0;
+}
+
+/* srv_fault_eod - rules for the end of data: a reply or a drop keeps the
+ * end from ever reaching the upstream; a delay holds the final reply. */
+static void srv_fault_eod(struct session *s)
+{
+    const struct fault_rule *f = fault_check(&s->px->faults, FAULT_EOD, NULL, 0);
+    if (f == NULL || s->msg_poison != NULL)
+        return;
+    srv_fault_note(s, f);
+    if (f->action == FAULT_DELAY) {
+        s->eod_delay_ms = f->delay_ms;
+        return;
+    }
+    s->msg_poison = f->action == FAULT_REPLY ? f->reply : "421 4.3.0 dropped";
+    s->poison_injected = f->action == FAULT_REPLY ? 1 : 2;
 }
 
 /* srv_body - relay message content up to and including end-of-data.
@@ -376,6 +440,7 @@ static size_t srv_body(struct session *s, const uint8_t *buf, size_t len)
         off += n;
         if (ev == SMTP_DATA_END) {
             ended = 1;
+            srv_fault_eod(s); /* before the end of data can leave */
             break;
         }
     }
@@ -384,8 +449,13 @@ static size_t srv_body(struct session *s, const uint8_t *buf, size_t len)
     if (ended) {
         srv_set_state(s, SRV_COMMAND);
         if (s->msg_poison != NULL) {
-            srv_abort_upstream(s, s->msg_poison);
-            srv_own_reply(s, s->msg_poison);
+            srv_abort_upstream(s, s->poison_injected ? "fault injected at end of data"
+                                                     : s->msg_poison);
+            if (s->poison_injected == 2) {
+                session_close(s, "fault injected at eod: connection dropped");
+                return off;
+            }
+            srv_own_reply_ex(s, s->msg_poison, 0, s->poison_injected);
         } else {
             srv_push(s, SRV_EXP_EOD, 0);
         }
@@ -401,7 +471,7 @@ static size_t srv_bdat(struct session *s, const uint8_t *buf, size_t len)
     srv_raw(s, TLOG_LEG_CLIENT, buf, n);
     if (!s->bdat_discard) {
         srv_raw(s, TLOG_LEG_UPSTREAM, buf, n);
-        leg_write(&s->up, buf, n);
+        session_up_write(s, buf, n);
     }
     s->bdat_left -= n;
     s->msg_bytes += n;
@@ -470,10 +540,82 @@ static void srv_starttls(struct session *s, size_t arglen)
         srv_own_reply(s, "501 5.5.4 STARTTLS takes no parameters");
         return;
     }
-    srv_own_reply_ex(s, "220 2.0.0 Ready to start TLS", 1);
+    srv_own_reply_ex(s, "220 2.0.0 Ready to start TLS", 1, 0);
     srv_set_state(s, SRV_TLS);
     if (leg_start_tls(&s->client, s->px->client_tls, NULL, err, sizeof(err)) != 0)
         session_fail(s, "454 4.7.0", "TLS not available", err);
+}
+
+#define SRV_CMD_HELD 1 /* srv_command: the line stays in s->in for later */
+
+static void srv_fault_resume_cb(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    if (s->closing)
+        return;
+    s->fault_hold = 0;
+    srv_process(s);
+}
+
+static const struct fault_rule *srv_fault_for(struct session *s, enum smtp_cmd cmd,
+                                              const uint8_t *arg, size_t arglen)
+{
+    enum fault_stage st;
+    switch (cmd) {
+    case SMTP_CMD_EHLO:
+    case SMTP_CMD_HELO:
+    case SMTP_CMD_LHLO:
+        st = FAULT_EHLO;
+        break;
+    case SMTP_CMD_STARTTLS:
+        st = FAULT_STARTTLS;
+        break;
+    case SMTP_CMD_AUTH:
+        st = FAULT_AUTH;
+        break;
+    case SMTP_CMD_MAIL:
+        st = FAULT_MAIL;
+        break;
+    case SMTP_CMD_RCPT:
+        st = FAULT_RCPT;
+        break;
+    case SMTP_CMD_DATA:
+    case SMTP_CMD_BDAT:
+        st = FAULT_DATA;
+        break;
+    default:
+        return NULL;
+    }
+    return fault_check(&s->px->faults, st, arg, arglen);
+}
+
+/* srv_fault_act - a rule fired for a command that is not relayed. */
+static int srv_fault_act(struct session *s, const struct fault_rule *f, enum smtp_cmd cmd,
+                         const uint8_t *arg, size_t arglen)
+{
+    uint64_t size;
+    int last;
+
+    srv_fault_note(s, f);
+    switch (f->action) {
+    case FAULT_REPLY:
+        srv_own_reply_ex(s, f->reply, 0, 1);
+        if (cmd == SMTP_CMD_BDAT && smtp_bdat_parse(arg, arglen, &size, &last) == 0 && size > 0) {
+            s->bdat_left = size; /* the refused chunk is still read */
+            s->bdat_discard = 1;
+            s->msg_bytes = 0;
+            srv_set_state(s, SRV_BDAT);
+        }
+        return 0;
+    case FAULT_TLS_FAIL:
+        srv_own_reply_ex(s, "220 2.0.0 Ready to start TLS", 0, 1);
+        srv_set_state(s, SRV_DONE);
+        session_close(s, "fault injected at starttls: no TLS handshake");
+        return -1;
+    default:
+        session_close(s, "fault injected: connection dropped");
+        return -1;
+    }
 }
 
 /* srv_command - one complete client line in command state. */
@@ -523,8 +665,20 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
         if (s->auth_step == 1)
             flags &= ~SMTP_CF_SYNC; /* RFC 4954 4: with an initial response it may be pipelined */
     }
+    /* --fault rules for this command, decided before it is recorded */
+    const struct fault_rule *f = NULL;
+    if (lflags == 0 && !s->fault_skip)
+        f = srv_fault_for(s, cmd, arg, arglen);
+    s->fault_skip = 0;
+    if (f != NULL && f->action == FAULT_DELAY) {
+        srv_fault_note(s, f);
+        s->fault_hold = 1;
+        s->fault_skip = 1;
+        uv_timer_start(&s->fault_timer, srv_fault_resume_cb, f->delay_ms, 0);
+        return SRV_CMD_HELD;
+    }
     /* decided before it is recorded: is the line relayed, or answered here? */
-    int relayed = lflags == 0 && !(flags & SMTP_CF_LOCAL);
+    int relayed = lflags == 0 && !(flags & SMTP_CF_LOCAL) && f == NULL;
     if (cmd == SMTP_CMD_BDAT) {
         uint64_t size;
         int last;
@@ -549,6 +703,8 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
                       arglen == 0,
     };
     tlog_emit(&ev);
+    if (f != NULL)
+        return srv_fault_act(s, f, cmd, arg, arglen);
     if (lflags != 0) {
         tlog_note(s->id, TLOG_WARNING, "command line holds a bare CR, bare LF or NUL: not relayed");
         srv_own_reply(s, "500 5.5.2 Syntax error: bare CR, bare LF or NUL in command line");
@@ -586,7 +742,7 @@ int srv_process(struct session *s)
             continue;
         }
         if (s->srv_state != SRV_COMMAND || s->sync_wait || s->pend_len == SRV_PIPE_MAX ||
-            avail == 0)
+            avail == 0 || s->fault_hold)
             break;
         size_t n = smtp_line_end(s->in + off, avail);
         if (n == 0) {
@@ -613,9 +769,11 @@ int srv_process(struct session *s)
             continue;
         }
         int rc = srv_command(s, s->in + off, n);
-        off += n;
         if (rc < 0)
             return -1;
+        if (rc == SRV_CMD_HELD)
+            break; /* the line waits in s->in for srv_fault_resume_cb */
+        off += n;
         if (s->srv_state == SRV_TLS && off < s->in_len) {
             /* RFC 3207 5, CVE-2011-0411: what was pipelined after STARTTLS
              * must not be taken as said inside TLS */
@@ -670,6 +828,27 @@ int srv_data(struct session *s, const uint8_t *buf, size_t len)
     return srv_process(s);
 }
 
+static void srv_release_cb(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    struct smtp_reply *r = s->held_reply;
+    uint8_t *stash = s->stash;
+    size_t len = s->stash_len;
+
+    if (s->closing || r == NULL)
+        return;
+    s->stash = NULL;
+    s->stash_len = 0;
+    s->held_reply = NULL; /* up_data() takes bytes again */
+    int rc = srv_reply(s, r);
+    free(r);
+    if (rc >= 0 && len > 0 && !s->closing)
+        rc = up_data(s, stash, len);
+    free(stash);
+    if (rc >= 0 && !s->closing && s->sink == NULL)
+        leg_resume(&s->up);
+}
+
 int srv_reply(struct session *s, const struct smtp_reply *r)
 {
     uint8_t rewritten[SRV_EHLO_MAX];
@@ -688,6 +867,18 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
         return -1;
     }
     p = s->pending[s->pend_head];
+    if (p.what == SRV_EXP_EOD && s->eod_delay_ms > 0 && s->held_reply == NULL) {
+        /* --fault eod=delay=T: the final reply reaches the client T later */
+        s->held_reply = malloc(sizeof(*s->held_reply));
+        if (s->held_reply != NULL) {
+            memcpy(s->held_reply, r, sizeof(*r));
+            uv_timer_start(&s->fault_timer, srv_release_cb, s->eod_delay_ms, 0);
+            s->eod_delay_ms = 0;
+            if (s->sink == NULL)
+                leg_pause(&s->up);
+            return SRV_REPLY_HELD;
+        }
+    }
     s->pend_head = (s->pend_head + 1) % SRV_PIPE_MAX;
     s->pend_len--;
     up_arm_timer(s);
