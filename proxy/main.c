@@ -7,6 +7,7 @@
  * signal) the rest are told 421 and closed. When the last session is gone a
  * summary is printed, the loop runs dry, everything is freed, exit status 0.
  */
+#include "../log/check.h"
 #include "../log/transcript.h"
 #include "config.h"
 #include "listener.h"
@@ -166,6 +167,8 @@ int main(int argc, char **argv)
     char err[600];
     size_t hostlen = sizeof(m.px.helo);
 
+    if (argc > 1 && strcmp(argv[1], "check") == 0)
+        return tlog_check_main(argc - 1, argv + 1);
     switch (px_config_parse(&cfg, argc, argv, stdout, stderr)) {
     case PX_PARSE_EXIT_OK:
         return 0;

@@ -1,0 +1,656 @@
+/*
+ * check - `smtpscope check`: expectations over a JSON transcript (--json)
+ * or a sink directory (--sink), for a one-line CI step.
+ *
+ * Messages are read (jansson for the JSON), the message filters (--from,
+ * --to, --subject, --header, --body-contains) select some, and every other
+ * expectation is judged on the selected messages and their sessions. Exit 0
+ * when all hold, 1 with a listing of each that did not and what was seen,
+ * 2 on a usage error. --wait polls until they hold or time runs out.
+ */
+#include "check.h"
+
+#include <jansson.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHECK_MAX_CODES 16
+
+struct cmsg {
+    char *from;
+    char **to;
+    size_t nto;
+    char *head; /* the header section, CRLF lines */
+    char *body;
+    json_int_t session;
+};
+
+struct csess {
+    json_int_t id;
+    int tls, plaintext_auth, warnings;
+    unsigned char codes[600];
+};
+
+struct cdata {
+    struct cmsg *msgs;
+    size_t nmsgs;
+    struct csess *sess;
+    size_t nsess;
+};
+
+struct copts {
+    const char *json, *sink;
+    long count, min_count, max_count;
+    const char *from, *to, *subject, *header, *body;
+    int tls, no_plain_auth, no_warnings;
+    int reply[CHECK_MAX_CODES], nreply;
+    int no_reply[CHECK_MAX_CODES], nno_reply;
+    double wait;
+    regex_t subject_re, header_re;
+    char header_name[256];
+};
+
+static char *check_strdup(const char *s)
+{
+    return strdup(s != NULL ? s : "");
+}
+
+static void check_free(struct cdata *d)
+{
+    for (size_t i = 0; i < d->nmsgs; i++) {
+        free(d->msgs[i].from);
+        for (size_t j = 0; j < d->msgs[i].nto; j++)
+            free(d->msgs[i].to[j]);
+        free(d->msgs[i].to);
+        free(d->msgs[i].head);
+        free(d->msgs[i].body);
+    }
+    free(d->msgs);
+    free(d->sess);
+    memset(d, 0, sizeof(*d));
+}
+
+static struct csess *check_session(struct cdata *d, json_int_t id)
+{
+    for (size_t i = 0; i < d->nsess; i++)
+        if (d->sess[i].id == id)
+            return &d->sess[i];
+    struct csess *p = realloc(d->sess, (d->nsess + 1) * sizeof(*p));
+    if (p == NULL)
+        abort();
+    d->sess = p;
+    memset(&p[d->nsess], 0, sizeof(p[0]));
+    p[d->nsess].id = id;
+    return &p[d->nsess++];
+}
+
+static struct cmsg *check_new_msg(struct cdata *d)
+{
+    struct cmsg *p = realloc(d->msgs, (d->nmsgs + 1) * sizeof(*p));
+    if (p == NULL)
+        abort();
+    d->msgs = p;
+    memset(&p[d->nmsgs], 0, sizeof(p[0]));
+    return &p[d->nmsgs++];
+}
+
+static void check_add_to(struct cmsg *m, const char *addr)
+{
+    char **p = realloc(m->to, (m->nto + 1) * sizeof(*p));
+    if (p == NULL)
+        abort();
+    m->to = p;
+    m->to[m->nto++] = check_strdup(addr);
+}
+
+/* check_split - header section and body of a message text. */
+static void check_split(struct cmsg *m, const char *text, size_t len)
+{
+    const char *sep = NULL;
+    for (size_t i = 0; i + 3 < len && sep == NULL; i++)
+        if (memcmp(text + i, "\r\n\r\n", 4) == 0)
+            sep = text + i;
+    size_t hl = sep != NULL ? (size_t)(sep - text) + 2 : len;
+    m->head = strndup(text, hl);
+    m->body = sep != NULL ? strndup(sep + 4, len - hl - 2) : strdup("");
+}
+
+/* check_addr - "FROM:<a@b> SIZE=1" -> "a@b" */
+static char *check_addr(const char *arg)
+{
+    const char *lt = strchr(arg, '<'), *gt = lt != NULL ? strchr(lt, '>') : NULL;
+    return lt != NULL && gt != NULL ? strndup(lt + 1, (size_t)(gt - lt - 1)) : check_strdup(arg);
+}
+
+/* check_line - a JSON "line" back to bytes (one character per byte). */
+static char *check_line(json_t *ev)
+{
+    const char *l = json_string_value(json_object_get(ev, "line"));
+    size_t n = json_string_length(json_object_get(ev, "line"));
+    char *out = malloc(n + 1);
+    size_t o = 0;
+    if (out == NULL || l == NULL) {
+        free(out);
+        return strdup("");
+    }
+    /* UTF-8 of code points <= 0xff back to single bytes */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)l[i];
+        if (c >= 0xc0 && i + 1 < n) {
+            out[o++] = (char)(((c & 0x03) << 6) | ((unsigned char)l[i + 1] & 0x3f));
+            i++;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static int check_load_json(const char *path, struct cdata *d, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    struct txn {
+        json_int_t session;
+        char *from;
+        char *rcpt[1024];
+        int nrcpt, pending_rcpt;
+        char *text;
+        size_t len, cap;
+        int in_data;
+    } t[64];
+    int nt = 0;
+
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read %.400s: %s", path, strerror(errno));
+        return -1;
+    }
+    memset(t, 0, sizeof(t));
+    while ((n = getline(&line, &cap, f)) > 0) {
+        json_error_t jerr;
+        json_t *ev = json_loads(line, 0, &jerr);
+        if (ev == NULL)
+            continue; /* a line being written right now */
+        json_int_t sid = json_integer_value(json_object_get(ev, "session"));
+        const char *kind = json_string_value(json_object_get(ev, "kind"));
+        const char *leg = json_string_value(json_object_get(ev, "leg"));
+        const char *verb = json_string_value(json_object_get(ev, "verb"));
+        const char *answers = json_string_value(json_object_get(ev, "answers"));
+        const char *message = json_string_value(json_object_get(ev, "message"));
+        int own = json_is_true(json_object_get(ev, "own"));
+        if (sid == 0 || kind == NULL || leg == NULL) {
+            json_decref(ev);
+            continue;
+        }
+        struct csess *cs = check_session(d, sid);
+        struct txn *x = NULL;
+        for (int i = 0; i < nt; i++)
+            if (t[i].session == sid)
+                x = &t[i];
+        if (x == NULL && nt < 64) {
+            x = &t[nt++];
+            x->session = sid;
+        }
+        if (strcmp(kind, "tls") == 0 && strcmp(leg, "client") == 0)
+            cs->tls = 1;
+        if (strcmp(kind, "warning") == 0)
+            cs->warnings++;
+        if (strcmp(kind, "command") == 0 && verb != NULL && strcmp(verb, "AUTH") == 0 && !cs->tls)
+            cs->plaintext_auth = 1;
+        if (strcmp(kind, "reply") == 0 && (strcmp(leg, "upstream") == 0 ? !own : own)) {
+            json_int_t code = json_integer_value(json_object_get(ev, "code"));
+            if (code >= 200 && code < 600)
+                cs->codes[code] = 1;
+        }
+        if (x != NULL && strcmp(kind, "command") == 0 && verb != NULL && !own) {
+            const char *arg = json_string_value(json_object_get(ev, "arg"));
+            if (strcmp(verb, "MAIL") == 0) {
+                free(x->from);
+                x->from = check_addr(arg);
+                for (int i = 0; i < x->nrcpt; i++)
+                    free(x->rcpt[i]);
+                x->nrcpt = 0;
+                x->len = 0;
+            } else if (strcmp(verb, "RCPT") == 0 && x->nrcpt < 1024) {
+                x->rcpt[x->nrcpt++] = check_addr(arg);
+                x->pending_rcpt++;
+            } else if (strcmp(verb, "DATA") == 0) {
+                x->in_data = 1;
+                x->len = 0;
+            }
+        }
+        if (x != NULL && strcmp(kind, "reply") == 0 && answers != NULL &&
+            strcmp(answers, "RCPT") == 0 && json_is_true(json_object_get(ev, "last"))) {
+            /* a refused recipient is not in the envelope */
+            json_int_t code = json_integer_value(json_object_get(ev, "code"));
+            int idx = x->nrcpt - x->pending_rcpt;
+            if (code / 100 != 2 && idx >= 0 && idx < x->nrcpt) {
+                free(x->rcpt[idx]);
+                x->rcpt[idx] = NULL;
+            }
+            x->pending_rcpt--;
+        }
+        if (x != NULL && strcmp(kind, "data") == 0 && x->in_data) {
+            char *l = check_line(ev);
+            const char *p = l[0] == '.' ? l + 1 : l; /* dot-stuffing */
+            size_t pl = strlen(p);
+            if (strcmp(l, ".\r\n") != 0) {
+                if (x->len + pl + 1 > x->cap) {
+                    x->cap = (x->len + pl + 1) * 2;
+                    x->text = realloc(x->text, x->cap);
+                }
+                memcpy(x->text + x->len, p, pl);
+                x->len += pl;
+            }
+            free(l);
+        }
+        if (x != NULL && message != NULL && strcmp(message, "accepted") == 0) {
+            struct cmsg *m = check_new_msg(d);
+            m->session = sid;
+            m->from = check_strdup(x->from);
+            for (int i = 0; i < x->nrcpt; i++)
+                if (x->rcpt[i] != NULL)
+                    check_add_to(m, x->rcpt[i]);
+            check_split(m, x->text != NULL ? x->text : "", x->len);
+            x->in_data = 0;
+            x->len = 0;
+        }
+        json_decref(ev);
+    }
+    for (int i = 0; i < nt; i++) {
+        free(t[i].from);
+        free(t[i].text);
+        for (int j = 0; j < t[i].nrcpt; j++)
+            free(t[i].rcpt[j]);
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+static int check_load_sink(const char *dir, struct cdata *d, char *err, size_t errlen)
+{
+    char path[4096];
+    FILE *f;
+    char *line = NULL;
+    size_t cap = 0;
+
+    snprintf(path, sizeof(path), "%s/index.jsonl", dir);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        if (errno == ENOENT && access(dir, R_OK) == 0)
+            return 0; /* no message yet */
+        snprintf(err, errlen, "cannot read %.400s: %s", path, strerror(errno));
+        return -1;
+    }
+    while (getline(&line, &cap, f) > 0) {
+        json_error_t jerr;
+        json_t *ix = json_loads(line, 0, &jerr);
+        if (ix == NULL)
+            continue;
+        struct cmsg *m = check_new_msg(d);
+        json_t *to = json_object_get(ix, "to"), *v;
+        size_t i;
+        m->session = json_integer_value(json_object_get(ix, "session"));
+        m->from = check_strdup(json_string_value(json_object_get(ix, "from")));
+        json_array_foreach(to, i, v) check_add_to(m, json_string_value(v));
+        struct csess *cs = check_session(d, m->session);
+        cs->tls = json_is_true(json_object_get(ix, "tls"));
+        cs->plaintext_auth |= !cs->tls && json_is_string(json_object_get(ix, "auth_user"));
+        cs->warnings += (int)json_integer_value(json_object_get(ix, "warnings"));
+        snprintf(path, sizeof(path), "%s/%s", dir,
+                 json_string_value(json_object_get(ix, "file")) ?: "");
+        FILE *e = fopen(path, "rb");
+        char *text = NULL;
+        size_t len = 0;
+        if (e != NULL) {
+            fseek(e, 0, SEEK_END);
+            long sz = ftell(e);
+            fseek(e, 0, SEEK_SET);
+            text = malloc(sz > 0 ? (size_t)sz + 1 : 1);
+            len = text != NULL ? fread(text, 1, sz > 0 ? (size_t)sz : 0, e) : 0;
+            fclose(e);
+        }
+        if (text != NULL)
+            text[len] = '\0';
+        check_split(m, text != NULL ? text : "", len);
+        free(text);
+        json_decref(ix);
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+/* check_header - does a header NAME (unfolded) match the regex? */
+static int check_header(const char *head, const char *name, const regex_t *re)
+{
+    size_t nl = strlen(name);
+    for (const char *p = head; p != NULL && *p != '\0';) {
+        if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            char val[4096];
+            size_t o = 0;
+            const char *v = p + nl + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            for (; *v != '\0' && o + 1 < sizeof(val); v++) {
+                if (v[0] == '\r' && v[1] == '\n' && (v[2] == ' ' || v[2] == '\t')) {
+                    v++;
+                    continue;
+                }
+                if (*v == '\r' || *v == '\n')
+                    break;
+                val[o++] = *v;
+            }
+            val[o] = '\0';
+            if (regexec(re, val, 0, NULL, 0) == 0)
+                return 1;
+        }
+        p = strstr(p, "\r\n");
+        p = p != NULL ? p + 2 : NULL;
+    }
+    return 0;
+}
+
+static int check_selected(const struct copts *o, const struct cmsg *m)
+{
+    if (o->from != NULL && strcasecmp(o->from, m->from) != 0)
+        return 0;
+    if (o->to != NULL) {
+        int found = 0;
+        for (size_t i = 0; i < m->nto; i++)
+            found |= strcasecmp(o->to, m->to[i]) == 0;
+        if (!found)
+            return 0;
+    }
+    if (o->subject != NULL && !check_header(m->head, "Subject", &o->subject_re))
+        return 0;
+    if (o->header != NULL && !check_header(m->head, o->header_name, &o->header_re))
+        return 0;
+    if (o->body != NULL && strstr(m->body, o->body) == NULL)
+        return 0;
+    return 1;
+}
+
+/* check_run - judge once; failures listed into out. Returns the count. */
+static int check_run(const struct copts *o, const struct cdata *d, char *out, size_t cap,
+                     size_t *nsel_out)
+{
+    size_t nsel = 0, w = 0;
+    int fails = 0, filtered = o->from || o->to || o->subject || o->header || o->body;
+    unsigned char in_sel[4096] = {0};
+
+#define FAIL(...)                                                                                 \
+    do {                                                                                          \
+        fails++;                                                                                  \
+        w += (size_t)snprintf(out + w, w < cap ? cap - w : 0, __VA_ARGS__);                       \
+    } while (0)
+
+    for (size_t i = 0; i < d->nmsgs; i++)
+        if (check_selected(o, &d->msgs[i])) {
+            nsel++;
+            for (size_t j = 0; j < d->nsess; j++)
+                if (d->sess[j].id == d->msgs[i].session && j < sizeof(in_sel))
+                    in_sel[j] = 1;
+        }
+    if (!filtered)
+        memset(in_sel, 1, sizeof(in_sel));
+    *nsel_out = nsel;
+    if (o->count >= 0 && (long)nsel != o->count)
+        FAIL("  --count %ld: %zu message(s) matched (of %zu)\n", o->count, nsel, d->nmsgs);
+    if (o->min_count >= 0 && (long)nsel < o->min_count)
+        FAIL("  --min-count %ld: %zu message(s) matched (of %zu)\n", o->min_count, nsel,
+             d->nmsgs);
+    if (o->max_count >= 0 && (long)nsel > o->max_count)
+        FAIL("  --max-count %ld: %zu message(s) matched (of %zu)\n", o->max_count, nsel,
+             d->nmsgs);
+    if (filtered && nsel == 0 && o->count < 0 && o->min_count < 0 && o->max_count < 0) {
+        FAIL("  no message matched the filters; seen:\n");
+        for (size_t i = 0; i < d->nmsgs && i < 10; i++) {
+            const char *subj = strcasestr(d->msgs[i].head, "\nSubject:");
+            if (subj == NULL && strncasecmp(d->msgs[i].head, "Subject:", 8) == 0)
+                subj = d->msgs[i].head - 1;
+            int sl = subj != NULL ? (int)strcspn(subj + 1, "\r\n") : 0;
+            w += (size_t)snprintf(out + w, w < cap ? cap - w : 0, "    from <%s> to <%s> %.*s\n",
+                                  d->msgs[i].from, d->msgs[i].nto ? d->msgs[i].to[0] : "", sl,
+                                  subj != NULL ? subj + 1 : "(no subject)");
+        }
+    }
+    for (size_t j = 0; j < d->nsess; j++) {
+        const struct csess *cs = &d->sess[j];
+        if (j < sizeof(in_sel) && !in_sel[j])
+            continue;
+        if (o->tls && !cs->tls)
+            FAIL("  --tls: session %lld did not use TLS on the client leg\n", (long long)cs->id);
+        if (o->no_plain_auth && cs->plaintext_auth)
+            FAIL("  --no-plaintext-auth: session %lld sent AUTH before TLS\n", (long long)cs->id);
+        if (o->no_warnings && cs->warnings > 0)
+            FAIL("  --no-warnings: session %lld had %d warning(s)\n", (long long)cs->id,
+                 cs->warnings);
+        for (int k = 0; k < o->nno_reply; k++)
+            if (cs->codes[o->no_reply[k]])
+                FAIL("  --no-reply %d: session %lld was told %d\n", o->no_reply[k],
+                     (long long)cs->id, o->no_reply[k]);
+    }
+    for (int k = 0; k < o->nreply; k++) {
+        int seen = 0;
+        for (size_t j = 0; j < d->nsess; j++)
+            if ((j >= sizeof(in_sel) || in_sel[j]) && d->sess[j].codes[o->reply[k]])
+                seen = 1;
+        if (!seen) {
+            FAIL("  --reply %d: no selected session was told %d; codes seen:", o->reply[k],
+                 o->reply[k]);
+            for (int c = 200; c < 600; c++) {
+                int any = 0;
+                for (size_t j = 0; j < d->nsess; j++)
+                    any |= d->sess[j].codes[c];
+                if (any)
+                    w += (size_t)snprintf(out + w, w < cap ? cap - w : 0, " %d", c);
+            }
+            w += (size_t)snprintf(out + w, w < cap ? cap - w : 0, "\n");
+        }
+    }
+    return fails;
+#undef FAIL
+}
+
+static const char check_usage[] =
+    "Usage: smtpscope check (--json FILE | --sink DIR) [EXPECTATIONS]\n"
+    "\n"
+    "Exit 0 when every expectation holds, 1 (listing what did not, and what was\n"
+    "seen instead) when one does not, 2 on a usage error.\n"
+    "\n"
+    "Filters (select messages; all of them by default):\n"
+    "  --from ADDR             envelope sender\n"
+    "  --to ADDR               an envelope recipient (accepted)\n"
+    "  --subject REGEX         Subject header (POSIX extended regex)\n"
+    "  --header 'NAME: REGEX'  another header\n"
+    "  --body-contains TEXT    the body (with --json: the lines the transcript shows)\n"
+    "Expectations (on the selected messages and their sessions):\n"
+    "  --count N, --min-count N, --max-count N   messages accepted\n"
+    "  --tls                   every session used TLS on the client leg\n"
+    "  --no-plaintext-auth     no AUTH before TLS\n"
+    "  --no-warnings           no bare LF or other protocol warnings\n"
+    "  --reply CODE            a reply with this code was given (repeatable; --json)\n"
+    "  --no-reply CODE         no reply with this code was given (repeatable; --json)\n"
+    "  --wait SECONDS          poll until the expectations hold or time runs out\n";
+
+static int check_code(const char *s, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end != '\0' || v < 200 || v > 599)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int tlog_check_main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", required_argument, NULL, 'j'},    {"sink", required_argument, NULL, 's'},
+        {"count", required_argument, NULL, 'c'},   {"min-count", required_argument, NULL, 'm'},
+        {"max-count", required_argument, NULL, 'M'}, {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 't'},      {"subject", required_argument, NULL, 'S'},
+        {"header", required_argument, NULL, 'H'},  {"body-contains", required_argument, NULL, 'b'},
+        {"tls", no_argument, NULL, 'T'},           {"no-plaintext-auth", no_argument, NULL, 'P'},
+        {"no-warnings", no_argument, NULL, 'W'},   {"reply", required_argument, NULL, 'r'},
+        {"no-reply", required_argument, NULL, 'R'}, {"wait", required_argument, NULL, 'w'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    struct copts o;
+    char err[512], *end;
+    int c;
+
+    memset(&o, 0, sizeof(o));
+    o.count = o.min_count = o.max_count = -1;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        long *slot = c == 'c' ? &o.count : c == 'm' ? &o.min_count : &o.max_count;
+        switch (c) {
+        case 'j':
+            o.json = optarg;
+            break;
+        case 's':
+            o.sink = optarg;
+            break;
+        case 'c':
+        case 'm':
+        case 'M':
+            *slot = strtol(optarg, &end, 10);
+            if (optarg[0] == '\0' || *end != '\0' || *slot < 0) {
+                fprintf(stderr, "smtpscope check: expected a count, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'f':
+            o.from = optarg;
+            break;
+        case 't':
+            o.to = optarg;
+            break;
+        case 'S':
+            o.subject = optarg;
+            if (regcomp(&o.subject_re, optarg, REG_EXTENDED | REG_NOSUB) != 0) {
+                fprintf(stderr, "smtpscope check: --subject: bad regex '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'H': {
+            const char *colon = strchr(optarg, ':');
+            if (colon == NULL || colon == optarg || (size_t)(colon - optarg) >= sizeof(o.header_name)) {
+                fprintf(stderr, "smtpscope check: --header: expected 'NAME: REGEX', got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            snprintf(o.header_name, sizeof(o.header_name), "%.*s", (int)(colon - optarg), optarg);
+            colon++;
+            while (*colon == ' ')
+                colon++;
+            o.header = optarg;
+            if (regcomp(&o.header_re, colon, REG_EXTENDED | REG_NOSUB) != 0) {
+                fprintf(stderr, "smtpscope check: --header: bad regex '%s'\n", colon);
+                return 2;
+            }
+            break;
+        }
+        case 'b':
+            o.body = optarg;
+            break;
+        case 'T':
+            o.tls = 1;
+            break;
+        case 'P':
+            o.no_plain_auth = 1;
+            break;
+        case 'W':
+            o.no_warnings = 1;
+            break;
+        case 'r':
+        case 'R': {
+            int *arr = c == 'r' ? o.reply : o.no_reply;
+            int *n = c == 'r' ? &o.nreply : &o.nno_reply;
+            if (*n == CHECK_MAX_CODES || check_code(optarg, &arr[*n]) != 0) {
+                fprintf(stderr, "smtpscope check: expected a reply code 200-599, got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            (*n)++;
+            break;
+        }
+        case 'w':
+            o.wait = strtod(optarg, &end);
+            if (*end != '\0' || o.wait < 0) {
+                fprintf(stderr, "smtpscope check: --wait: expected seconds, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'h':
+            fputs(check_usage, stdout);
+            return 0;
+        case ':':
+            fprintf(stderr, "smtpscope check: option '%s' needs a value\n", argv[optind - 1]);
+            return 2;
+        default:
+            fprintf(stderr, "smtpscope check: unknown option '%s' (see check --help)\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+    }
+    if ((o.json == NULL) == (o.sink == NULL) || optind < argc) {
+        fprintf(stderr, "smtpscope check: give exactly one of --json FILE or --sink DIR (see "
+                        "check --help)\n");
+        return 2;
+    }
+    if (o.sink != NULL && (o.nreply > 0 || o.nno_reply > 0)) {
+        fprintf(stderr, "smtpscope check: --reply and --no-reply need --json (a sink keeps "
+                        "messages, not replies)\n");
+        return 2;
+    }
+
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        struct cdata d;
+        char report[16384] = "";
+        size_t nsel = 0;
+        int fails, rc;
+
+        memset(&d, 0, sizeof(d));
+        rc = o.json != NULL ? check_load_json(o.json, &d, err, sizeof(err))
+                            : check_load_sink(o.sink, &d, err, sizeof(err));
+        fails = rc == 0 ? check_run(&o, &d, report, sizeof(report), &nsel) : -1;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double elapsed = (double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9;
+        if (fails == 0) {
+            printf("check: OK: %zu message(s) selected of %zu; every expectation holds\n", nsel,
+                   d.nmsgs);
+            check_free(&d);
+            return 0;
+        }
+        if (elapsed >= o.wait) {
+            if (rc != 0)
+                printf("check: FAILED: %s\n", err);
+            else
+                printf("check: FAILED: %d expectation(s) did not hold (%zu message(s) selected "
+                       "of %zu%s):\n%s",
+                       fails, nsel, d.nmsgs, o.wait > 0 ? ", after waiting" : "", report);
+            check_free(&d);
+            return 1;
+        }
+        check_free(&d);
+        usleep(100 * 1000);
+    }
+}
