@@ -112,6 +112,24 @@ static int fault_random(struct faults *f)
     return (int)((f->rng * 2685821657736338717ull) >> 33) % 100;
 }
 
+/* fault_match - the glob against the argument ("TO:<a@b> NOTIFY=..."), the
+ * address with its brackets ("<a@b>") or without ("a@b"). */
+static int fault_match(const char *glob, const char *arg)
+{
+    char addr[1024];
+    const char *lt = strchr(arg, '<'), *gt = lt != NULL ? strchr(lt, '>') : NULL;
+
+    if (fnmatch(glob, arg, FNM_CASEFOLD) == 0)
+        return 1;
+    if (gt == NULL || (size_t)(gt - lt) + 2 > sizeof(addr))
+        return 0;
+    snprintf(addr, sizeof(addr), "%.*s", (int)(gt - lt + 1), lt);
+    if (fnmatch(glob, addr, FNM_CASEFOLD) == 0)
+        return 1;
+    addr[gt - lt] = '\0';
+    return fnmatch(glob, addr + 1, FNM_CASEFOLD) == 0;
+}
+
 const struct fault_rule *fault_check(struct faults *f, enum fault_stage st, const uint8_t *arg,
                                      size_t arglen)
 {
@@ -124,7 +142,7 @@ const struct fault_rule *fault_check(struct faults *f, enum fault_stage st, cons
         struct fault_rule *r = &f->rules[i];
         if (r->stage != st)
             continue;
-        if (r->match[0] != '\0' && fnmatch(r->match, a, FNM_CASEFOLD) != 0)
+        if (r->match[0] != '\0' && !fault_match(r->match, a))
             continue;
         r->matches++;
         if (r->nth != 0 && r->matches != r->nth)

@@ -1,0 +1,366 @@
+"""CI mode: the sink with real clients, `smtpscope check` both ways for each
+expectation, fault injection with real clients, exit codes."""
+import json
+import os
+import shutil
+import smtplib
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import harness as h
+
+MSG = (b"From: Alice <alice@example.test>\r\nTo: bob@example.test\r\n"
+       b"Subject: Invoice 42\r\nMessage-ID: <inv42@example.test>\r\nX-Kind: invoice\r\n\r\n"
+       b"Dear Bob,\r\n.leading dot line\r\n\xc3\xa9t\xc3\xa9\r\n")
+
+
+def check(*args):
+    return subprocess.run([h.BIN, "check", *args], capture_output=True, text=True, timeout=60)
+
+
+class SinkCase(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="smtpscope-sink-")
+        self.scope = None
+
+    def tearDown(self):
+        if self.scope is not None:
+            rc, err = self.scope.stop()
+            self.assertEqual(rc, 0, err)
+            self.assertNotIn("Sanitizer", err)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def sink(self, *args):
+        self.scope = h.Scope("--sink", self.dir, *args, ca=False)
+        return self.scope
+
+    def index(self):
+        p = os.path.join(self.dir, "index.jsonl")
+        if not os.path.exists(p):
+            return []
+        return [json.loads(l) for l in open(p)]
+
+    def eml(self, entry):
+        return open(os.path.join(self.dir, entry["file"]), "rb").read()
+
+
+class SinkTest(SinkCase):
+    def test_smtplib_byte_exact_and_index(self):
+        sc = self.sink()
+        c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)
+        c.starttls()
+        c.login("anyone", "anything")
+        c.sendmail("alice@example.test", ["bob@example.test", "carol@example.test"], MSG)
+        c.quit()
+        idx = self.index()
+        self.assertEqual(len(idx), 1)
+        e = idx[0]
+        self.assertEqual(self.eml(e), MSG)
+        self.assertEqual(e["from"], "alice@example.test")
+        self.assertEqual(e["to"], ["bob@example.test", "carol@example.test"])
+        self.assertEqual(e["subject"], "Invoice 42")
+        self.assertEqual(e["message_id"], "<inv42@example.test>")
+        self.assertEqual(e["size"], len(MSG))
+        self.assertTrue(e["tls"])
+        self.assertEqual(e["auth_user"], "anyone")
+        self.assertEqual(e["session"], 1)
+        sc.expect("sink: stored ")
+        self.assertIn("reply: b'250 2.0.0 Ok: queued as 1-1\\r\\n'", sc.text())
+
+    def test_curl_swaks_msmtp(self):
+        sc = self.sink()
+        body = b"Subject: from curl\r\n\r\ncurl body\r\n"
+        r = subprocess.run(["curl", "-sS", f"smtp://127.0.0.1:{sc.port}", "--mail-from", "c@x.test",
+                            "--mail-rcpt", "r@x.test", "--upload-file", "-"], input=body,
+                           capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = subprocess.run(["swaks", "--server", f"127.0.0.1:{sc.port}", "--tls", "--from",
+                            "s@x.test", "--to", "r@x.test", "--header", "Subject: from swaks",
+                            "--body", "swaks body"], capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        if shutil.which("msmtp"):
+            body_m = b"Subject: from msmtp\r\n\r\nmsmtp body\r\n"
+            r = subprocess.run(["msmtp", "--host=127.0.0.1", f"--port={sc.port}", "--tls=on",
+                                "--tls-starttls=on", "--tls-certcheck=off", "--auth=on",
+                                "--user=m", "--passwordeval=echo secret", "--from=m@x.test",
+                                "--", "r@x.test"], input=body_m, capture_output=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        idx = {e["from"]: e for e in self.index()}
+        self.assertEqual(self.eml(idx["c@x.test"]), body)
+        self.assertIn(b"Subject: from swaks\r\n", self.eml(idx["s@x.test"]))
+        self.assertFalse(idx["c@x.test"]["tls"])
+        self.assertTrue(idx["s@x.test"]["tls"])
+        if shutil.which("msmtp"):
+            # msmtp adds the headers a message lacks (From, Date, Message-ID)
+            self.assertTrue(self.eml(idx["m@x.test"]).endswith(
+                b"Subject: from msmtp\r\n\r\nmsmtp body\r\n"))
+            self.assertEqual(idx["m@x.test"]["auth_user"], "m")
+
+    def test_bdat_into_the_sink(self):
+        sc = self.sink()
+        import socket
+        s = socket.create_connection(("127.0.0.1", sc.port), timeout=10)
+        h.read_reply(s)
+        s.sendall(b"EHLO c\r\n")
+        self.assertIn(b"CHUNKING", h.read_reply(s))
+        s.sendall(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\n")
+        h.read_reply(s)
+        h.read_reply(s)
+        part1 = b"Subject: chunks\r\n\r\n.not stuffed\r\n"
+        s.sendall(b"BDAT %d\r\n" % len(part1) + part1 + b"BDAT 4 LAST\r\nend\n")
+        h.read_reply(s)
+        self.assertTrue(h.read_reply(s).startswith(b"250 2.0.0 Ok: queued"))
+        s.close()
+        self.assertEqual(self.eml(self.index()[0]), part1 + b"end\n")
+
+    def test_sink_auth_file(self):
+        auth = os.path.join(self.dir, "users")
+        with open(auth, "w") as f:
+            f.write("alice:right\n")
+        sc = self.sink("--sink-auth", auth)
+        c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)
+        c.starttls()
+        with self.assertRaises(smtplib.SMTPAuthenticationError):
+            c.login("alice", "wrong")
+        c.login("alice", "right")
+        c.quit()
+
+    def test_startup_errors(self):
+        r = subprocess.run([h.BIN, "--listen", "127.0.0.1:0", "--sink", "/nonexistent"],
+                           capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stderr, "smtpscope: --sink /nonexistent: not a writable directory\n")
+        r = subprocess.run([h.BIN, "--listen", "127.0.0.1:0", "--fault", "mail=250 ok"],
+                           capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--fault: expected", r.stderr)
+
+
+class CheckTest(SinkCase):
+    def fill(self):
+        sc = self.sink("--json", os.path.join(self.dir, "t.jsonl"))
+        c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)
+        c.starttls()
+        c.login("u", "p")
+        c.sendmail("alice@example.test", ["bob@example.test"], MSG)
+        c.sendmail("alice@example.test", ["carol@example.test"],
+                   b"Subject: Receipt\r\n\r\nthanks\r\n")
+        c.quit()
+        # a plaintext session with AUTH before TLS and a bare LF
+        c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)
+        c.login("u", "p")
+        c.docmd("MAIL FROM:<mallory@example.test>")
+        c.docmd("RCPT TO:<bob@example.test>")
+        c.docmd("RCPT TO:bad")  # 501 from the sink
+        c.docmd("DATA")
+        c.send(b"Subject: odd\r\n\r\nbare\nlf\r\n.\r\n")
+        c.getreply()
+        c.quit()
+        sc.wait_for(r"\[#2\] smtpscope: disconnect")
+        return sc
+
+    def both(self, args, ok):
+        """Each expectation, against the sink and the JSON transcript."""
+        for src in (["--sink", self.dir], ["--json", os.path.join(self.dir, "t.jsonl")]):
+            if src[0] == "--sink" and any(a in ("--reply", "--no-reply") for a in args):
+                continue
+            r = check(*src, *args)
+            self.assertEqual(r.returncode, 0 if ok else 1, f"{src} {args}: {r.stdout}{r.stderr}")
+            if not ok:
+                self.assertIn("FAILED", r.stdout)
+
+    def test_each_expectation_both_ways(self):
+        self.fill()
+        cases = [
+            (["--count", "3"], True), (["--count", "2"], False),
+            (["--min-count", "3"], True), (["--min-count", "4"], False),
+            (["--max-count", "3"], True), (["--max-count", "2"], False),
+            (["--from", "alice@example.test", "--count", "2"], True),
+            (["--from", "nobody@example.test"], False),
+            (["--to", "carol@example.test", "--count", "1"], True),
+            (["--to", "dave@example.test"], False),
+            (["--subject", "^Invoice [0-9]+$", "--count", "1"], True),
+            (["--subject", "^Refund"], False),
+            (["--header", "X-Kind: ^invoice$", "--count", "1"], True),
+            (["--header", "X-Kind: ^refund$"], False),
+            (["--body-contains", "thanks", "--count", "1"], True),
+            (["--body-contains", "never written"], False),
+            (["--from", "alice@example.test", "--tls"], True),
+            (["--tls"], False),
+            (["--from", "alice@example.test", "--no-plaintext-auth"], True),
+            (["--no-plaintext-auth"], False),
+            (["--from", "alice@example.test", "--no-warnings"], True),
+            (["--no-warnings"], False),
+            (["--reply", "235"], True), (["--reply", "554"], False),
+            (["--no-reply", "554"], True), (["--no-reply", "501"], False),
+        ]
+        for args, ok in cases:
+            with self.subTest(args=args):
+                self.both(args, ok)
+        r = check("--sink", self.dir, "--count", "9")
+        self.assertIn("--count 9: 3 message(s) matched (of 3)", r.stdout)
+        r = check("--sink", self.dir, "--subject", "nothing")
+        self.assertIn("no message matched the filters; seen:", r.stdout)
+        self.assertIn("Subject: Invoice 42", r.stdout)
+
+    def test_usage_errors(self):
+        for args in ([], ["--json", "a", "--sink", "b"], ["--sink", self.dir, "--count", "x"],
+                     ["--sink", self.dir, "--reply", "250"], ["--sink", self.dir, "--bogus"],
+                     ["--sink", self.dir, "--subject", "("]):
+            r = check(*args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+
+    def test_wait(self):
+        sc = self.sink()
+
+        def later():
+            time.sleep(1.0)
+            c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)
+            c.sendmail("late@x.test", ["b@x.test"], b"Subject: late\r\n\r\nx\r\n")
+            c.quit()
+
+        t = threading.Thread(target=later)
+        t.start()
+        t0 = time.time()
+        r = check("--sink", self.dir, "--from", "late@x.test", "--count", "1", "--wait", "20")
+        t.join()
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertGreater(time.time() - t0, 0.9)
+        t0 = time.time()
+        r = check("--sink", self.dir, "--count", "5", "--wait", "0.5")
+        self.assertEqual(r.returncode, 1)
+        self.assertGreater(time.time() - t0, 0.45)
+
+
+class FaultTest(SinkCase):
+    def client(self, sc, tls=True):
+        c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)
+        if tls:
+            c.starttls()
+        return c
+
+    def test_stages_in_sink_mode(self):
+        sc = self.sink("--fault", "mail:<blocked@*>=550 5.7.1 sender blocked",
+                       "--fault", "rcpt:<*@full.test>=452 4.2.2 mailbox full",
+                       "--fault", "data=451 4.3.0 try again later#2",
+                       "--fault", "eod=554 5.6.0 content rejected#2")
+        c = self.client(sc)
+        with self.assertRaises(smtplib.SMTPSenderRefused) as cm:
+            c.sendmail("blocked@x.test", ["b@x.test"], b"Subject: 1\r\n\r\nx\r\n")
+        self.assertEqual(cm.exception.smtp_code, 550)
+        c.rset()
+        refused = c.sendmail("a@x.test", ["b@x.test", "c@full.test"], b"Subject: 2\r\n\r\nx\r\n")
+        self.assertEqual(refused, {"c@full.test": (452, b"4.2.2 mailbox full")})
+        with self.assertRaises(smtplib.SMTPDataError) as cm:  # the second DATA
+            c.sendmail("a@x.test", ["b@x.test"], b"Subject: 3\r\n\r\nx\r\n")
+        self.assertEqual(cm.exception.smtp_code, 451)
+        c.rset()
+        with self.assertRaises(smtplib.SMTPDataError) as cm:  # the second end of data
+            c.sendmail("a@x.test", ["b@x.test"], b"Subject: 4\r\n\r\nx\r\n")
+        self.assertEqual(cm.exception.smtp_code, 554)
+        c.sendmail("a@x.test", ["b@x.test"], b"Subject: 5\r\n\r\nx\r\n")
+        c.quit()
+        subjects = [e["subject"] for e in self.index()]
+        self.assertEqual(subjects, ["2", "5"])  # 4 was refused at end of data: never stored
+        text = sc.text()
+        self.assertIn("smtpscope reply (injected): b'550 5.7.1 sender blocked\\r\\n'", text)
+        self.assertIn("fault injected at rcpt: rcpt:<*@full.test>=452 4.2.2 mailbox full", text)
+        r = check("--json", "/dev/null")
+        self.assertEqual(r.returncode, 0)
+
+    def test_connect_ehlo_auth_drop_delay_tls(self):
+        cases = [
+            ("connect=421 4.3.2 not now", lambda c: None, smtplib.SMTPConnectError),
+            ("ehlo=554 5.7.1 go away", lambda c: c.ehlo_or_helo_if_needed(), smtplib.SMTPHeloError),
+            ("auth=535 5.7.8 bad credentials", lambda c: (c.starttls(), c.login("u", "p")),
+             smtplib.SMTPAuthenticationError),
+            ("mail=drop", lambda c: c.sendmail("a@x", ["b@x"], b"x"),
+             smtplib.SMTPServerDisconnected),
+            ("starttls=tls-fail", lambda c: c.starttls(), (ssl.SSLError, OSError,
+                                                           smtplib.SMTPServerDisconnected)),
+        ]
+        for rule, act, exc in cases:
+            with self.subTest(rule=rule):
+                sc = self.sink("--fault", rule)
+                c = None
+                with self.assertRaises(exc):
+                    c = smtplib.SMTP("127.0.0.1", sc.port, timeout=10)
+                    act(c)
+                sc.expect("fault injected at " + rule.split("=")[0])
+                if c is not None:
+                    c.close()
+                rc, err = sc.stop()
+                self.assertEqual(rc, 0, err)
+                self.scope = None
+
+    def test_delay(self):
+        sc = self.sink("--fault", "rcpt=delay=400ms", "--fault", "connect=delay=300ms",
+                       "--fault", "eod=delay=300ms")
+        t0 = time.time()
+        c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)
+        self.assertGreater(time.time() - t0, 0.28)
+        t0 = time.time()
+        c.sendmail("a@x", ["b@x"], b"Subject: slow\r\n\r\nx\r\n")
+        self.assertGreater(time.time() - t0, 0.65)
+        c.quit()
+        self.assertEqual(len(self.index()), 1)
+
+    def test_probability_is_reproducible(self):
+        outcomes = []
+        for _ in range(2):
+            sc = self.sink("--fault", "rcpt=450 4.2.1 busy@50%", "--seed", "7")
+            c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)
+            c.docmd("MAIL FROM:<a@x>")
+            outcomes.append([c.docmd(f"RCPT TO:<r{i}@x>")[0] for i in range(20)])
+            c.quit()
+            rc, err = sc.stop()
+            self.assertEqual(rc, 0, err)
+            self.scope = None
+        self.assertEqual(outcomes[0], outcomes[1])
+        self.assertIn(450, outcomes[0])
+        self.assertIn(250, outcomes[0])
+
+    def test_relay_mode_rejection_never_reaches_upstream(self):
+        up = h.Upstream()
+        try:
+            self.scope = h.Scope("--fault", "rcpt:<*@blocked.test>=550 5.1.1 no such user",
+                                 "--fault", "eod=451 4.3.0 try later#1", upstream=up)
+            c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
+            c.starttls()
+            c.login(h.USER, h.PASSWORD)
+            with self.assertRaises(smtplib.SMTPDataError) as cm:
+                c.sendmail("a@x.test", ["ok@x.test", "x@blocked.test"], b"Subject: 1\r\n\r\nx\r\n")
+            self.assertEqual(cm.exception.smtp_code, 451)
+            c.close()
+            c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
+            c.starttls()
+            c.login(h.USER, h.PASSWORD)
+            refused = c.sendmail("a@x.test", ["ok@x.test", "x@blocked.test"],
+                                 b"Subject: 2\r\n\r\nx\r\n")
+            self.assertEqual(list(refused), ["x@blocked.test"])
+            c.quit()
+            msgs = up.recorder.wait_messages(1)
+            self.assertEqual(len(msgs), 1)  # the first never committed upstream
+            self.assertEqual(msgs[0][1], ["ok@x.test"])  # the blocked RCPT was never sent
+            self.assertIn(b"Subject: 2", msgs[0][2])
+        finally:
+            rc, err = self.scope.stop()
+            self.scope = None
+            up.stop()
+        self.assertEqual(rc, 0, err)
+
+    @unittest.skipUnless(shutil.which("swaks"), "swaks not installed")
+    def test_swaks_exit_codes(self):
+        sc = self.sink("--fault", "rcpt=550 5.1.1 unknown")
+        r = subprocess.run(["swaks", "--server", f"127.0.0.1:{sc.port}", "--from", "a@x.test",
+                            "--to", "b@x.test"], capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 24, r.stdout)  # swaks: no recipients accepted
+
+
+if __name__ == "__main__":
+    unittest.main()
