@@ -52,6 +52,8 @@ enum {
     OPT_SINK_AUTH,
     OPT_FAULT,
     OPT_SEED,
+    OPT_RECORD,
+    OPT_REPLAY,
 };
 
 static const struct option px_options[] = {
@@ -88,6 +90,8 @@ static const struct option px_options[] = {
     {"sink-auth", required_argument, NULL, OPT_SINK_AUTH},
     {"fault", required_argument, NULL, OPT_FAULT},
     {"seed", required_argument, NULL, OPT_SEED},
+    {"record", required_argument, NULL, OPT_RECORD},
+    {"replay", required_argument, NULL, OPT_REPLAY},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -157,6 +161,10 @@ static const char px_usage[] =
     "                             drop, delay=500ms or tls-fail (starttls); @N% fires\n"
     "                             with that probability, #K on the K-th match only\n"
     "  --seed N                   seed for @N% (default: from the clock)\n"
+    "  --record FILE              write the upstream's side of every session (its\n"
+    "                             replies and their delays, AUTH redacted)\n"
+    "  --replay FILE              no upstream: play a recording offline (client\n"
+    "                             session N plays recorded session N, in turn)\n"
     "  smtpscope check --help     assertions over a JSON transcript or a sink\n"
     "  -h, --help                 this text\n"
     "  -V, --version              the version\n"
@@ -384,6 +392,12 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
             }
             cfg->faults[cfg->nfaults++] = optarg;
             break;
+        case OPT_RECORD:
+            cfg->record = optarg;
+            break;
+        case OPT_REPLAY:
+            cfg->replay = optarg;
+            break;
         case OPT_SEED: {
             errno = 0;
             unsigned long long v = strtoull(optarg, &endp, 10);
@@ -431,6 +445,10 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
     }
     if ((cfg->cert_file == NULL) != (cfg->key_file == NULL)) {
         fprintf(err, "smtpscope: --cert and --key go together (see --help)\n");
+        return PX_PARSE_EXIT_USAGE;
+    }
+    if ((cfg->sink_dir != NULL) + (cfg->replay != NULL) + (cfg->record != NULL) > 1) {
+        fprintf(err, "smtpscope: --sink, --replay and --record exclude each other (see --help)\n");
         return PX_PARSE_EXIT_USAGE;
     }
     if (!tls_given)

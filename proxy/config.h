@@ -56,6 +56,8 @@ struct px_config {
     int nfaults;
     uint64_t seed;
     int seed_given;
+    const char *record; /* --record FILE */
+    const char *replay; /* --replay FILE */
 };
 
 enum px_parse_result { PX_PARSE_RUN, PX_PARSE_EXIT_OK, PX_PARSE_EXIT_USAGE };

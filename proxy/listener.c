@@ -84,7 +84,7 @@ static void px_accept_cb(uv_stream_t *server, int status)
         return;
     }
     srv_arm_timer(s);
-    if (px->cfg->sink_dir != NULL)
+    if (px->cfg->sink_dir != NULL || px->replay != NULL)
         sink_start(s);
     else
         up_start(s);

@@ -146,6 +146,10 @@ static int px_setup_ci(const struct px_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--sink %s: not a writable directory", cfg->sink_dir);
         return -1;
     }
+    if (cfg->record != NULL && record_open(&m.px.recorder, cfg->record, err, errlen) != 0)
+        return -1;
+    if (cfg->replay != NULL && replay_load(&m.px.replay, cfg->replay, err, errlen) != 0)
+        return -1;
     if (cfg->sink_auth != NULL && access(cfg->sink_auth, R_OK) != 0) {
         snprintf(err, errlen, "--sink-auth %s: cannot read it", cfg->sink_auth);
         return -1;
@@ -158,6 +162,8 @@ static void px_cleanup(void)
     tls_config_free(m.px.up_tls);
     tls_config_free(m.px.client_tls);
     tls_keylog_close(m.keylog);
+    record_close(m.px.recorder);
+    replay_free(m.px.replay);
     tlog_close_all();
 }
 
@@ -203,7 +209,10 @@ int main(int argc, char **argv)
     uv_signal_start(&m.sigint, px_signal_cb, SIGINT);
     uv_signal_start(&m.sigterm, px_signal_cb, SIGTERM);
 
-    if (cfg.sink_dir != NULL)
+    if (cfg.replay != NULL)
+        tlog_note(0, TLOG_INFO, "smtpscope %s listening on %s, replaying %s (%zu session(s))",
+                  PX_VERSION, m.listener.addr, cfg.replay, m.px.replay->n);
+    else if (cfg.sink_dir != NULL)
         tlog_note(0, TLOG_INFO,
                   "smtpscope %s listening on %s, sink mode: messages stored in %s (client "
                   "STARTTLS %s; AUTH %s)",

@@ -43,6 +43,8 @@ static void session_free(struct session *s)
     free(s->caps1);
     sink_free(s->sink);
     free(s->held_reply);
+    for (int i = 0; i < s->pend_len; i++)
+        free(s->pending[(s->pend_head + i) % SRV_PIPE_MAX].cmd);
     free(s->stash);
     if (s->ai_list != NULL)
         uv_freeaddrinfo(s->ai_list);

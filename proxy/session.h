@@ -11,6 +11,7 @@
 #include "config.h"
 #include "fault.h"
 #include "leg.h"
+#include "record.h"
 #include "smtp_parse.h"
 
 #include <stdint.h>
@@ -35,6 +36,9 @@ struct proxy {
     unsigned keylog_errors;            /* failed key-log writes already warned about */
     void (*on_idle)(struct proxy *px); /* a session ended (shutdown waits for the last) */
     struct faults faults;              /* --fault rules */
+    struct recorder *recorder;         /* --record, or NULL */
+    struct replay *replay;             /* --replay, or NULL */
+    unsigned replay_next;              /* the recorded session the next client plays */
 };
 
 enum up_state {
@@ -69,6 +73,8 @@ enum srv_expect {
 struct srv_pending {
     int what; /* enum smtp_cmd or enum srv_expect */
     unsigned flags;
+    uint64_t sent_us; /* --record: when it went upstream */
+    char *cmd;        /* --record: the command line (AUTH redacted), owned */
 };
 
 struct sink;
@@ -98,6 +104,7 @@ struct session {
     int up_chunking;    /* the upstream offers CHUNKING (RFC 3030) */
     int up_aborted;     /* smtpscope closed the upstream to discard a message */
     struct smtp_reply reply;
+    uint64_t up_connected_us; /* --record: when the upstream TCP connection came up */
     uint8_t *greeting; /* the upstream's greeting, relayed once ready */
     size_t greeting_len;
 

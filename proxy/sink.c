@@ -32,6 +32,7 @@
 #define SINK_HDR_MAX   16384              /* headers kept for the index */
 #define SINK_ADDR_MAX  512
 #define SINK_INDEX     "index.jsonl"
+#define SINK_SEGS      SRV_PIPE_MAX
 
 enum sink_state { K_CMD, K_DATA, K_BDAT, K_AUTH_PLAIN, K_AUTH_USER, K_AUTH_PASS };
 
@@ -59,13 +60,48 @@ struct sink {
     int bdat_last;
     uint8_t *out; /* replies not yet delivered */
     size_t out_len, out_cap;
+    struct {
+        size_t end;      /* the reply ends at out[end] */
+        uint64_t due_us; /* and is delivered then (--replay keeps the delays) */
+    } seg[SINK_SEGS];
+    int nseg;
+    /* --replay */
+    const struct replay_session *rs;
+    size_t pos;
+    int replay_auth; /* the last reply was a 334: the next line answers it */
+    char bdat_cmd[64];
 };
+
+/* sink_queue - a reply to deliver delay_ms from now (and after those before). */
+static void sink_queue(struct session *s, const uint8_t *p, size_t n, uint64_t delay_ms)
+{
+    struct sink *k = s->sink;
+    uint64_t due = tlog_now_us() + delay_ms * 1000u;
+
+    if (k->nseg == SINK_SEGS)
+        return; /* more replies pending than commands can be: cannot happen */
+    if (k->out_len + n > k->out_cap) {
+        size_t cap = k->out_cap ? k->out_cap * 2 : 1024;
+        while (cap < k->out_len + n)
+            cap *= 2;
+        uint8_t *q = realloc(k->out, cap);
+        if (q == NULL)
+            return;
+        k->out = q;
+        k->out_cap = cap;
+    }
+    memcpy(k->out + k->out_len, p, n);
+    k->out_len += n;
+    if (k->nseg > 0 && k->seg[k->nseg - 1].due_us > due)
+        due = k->seg[k->nseg - 1].due_us;
+    k->seg[k->nseg].end = k->out_len;
+    k->seg[k->nseg++].due_us = due;
+}
 
 static void sink_reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void sink_reply(struct session *s, const char *fmt, ...)
 {
-    struct sink *k = s->sink;
     char line[1024];
     va_list ap;
     int n;
@@ -78,41 +114,103 @@ static void sink_reply(struct session *s, const char *fmt, ...)
     if ((size_t)n > sizeof(line) - 3)
         n = (int)sizeof(line) - 3;
     memcpy(line + n, "\r\n", 2);
-    n += 2;
-    if (k->out_len + (size_t)n > k->out_cap) {
-        size_t cap = k->out_cap ? k->out_cap * 2 : 1024;
-        while (cap < k->out_len + (size_t)n)
-            cap *= 2;
-        uint8_t *p = realloc(k->out, cap);
-        if (p == NULL)
-            return;
-        k->out = p;
-        k->out_cap = cap;
-    }
-    memcpy(k->out + k->out_len, line, (size_t)n);
-    k->out_len += (size_t)n;
+    sink_queue(s, (const uint8_t *)line, (size_t)n + 2, 0);
 }
 
-/* sink_flush_cb - deliver the pending replies as the upstream would. */
+static void sink_schedule(struct session *s);
+
+/* sink_flush_cb - deliver the replies that are due, as the upstream would. */
 static void sink_flush_cb(uv_timer_t *t)
 {
     struct session *s = t->data;
     struct sink *k = s->sink;
-    uint8_t *out = k->out;
-    size_t len = k->out_len;
+    uint64_t now = tlog_now_us();
+    int due = 0;
 
-    if (s->closing || len == 0)
+    if (s->closing)
         return;
-    k->out = NULL;
-    k->out_len = k->out_cap = 0;
+    while (due < k->nseg && k->seg[due].due_us <= now)
+        due++;
+    if (due == 0) {
+        sink_schedule(s);
+        return;
+    }
+    size_t len = k->seg[due - 1].end;
+    uint8_t *out = malloc(len);
+    if (out == NULL)
+        return;
+    memcpy(out, k->out, len);
+    memmove(k->out, k->out + len, k->out_len - len);
+    k->out_len -= len;
+    for (int i = due; i < k->nseg; i++) {
+        k->seg[i - due] = k->seg[i];
+        k->seg[i - due].end -= len;
+    }
+    k->nseg -= due;
     up_data(s, out, len);
     free(out);
+    if (!s->closing)
+        sink_schedule(s);
 }
 
 static void sink_schedule(struct session *s)
 {
-    if (s->sink->out_len > 0)
-        uv_timer_start(&s->up_timer, sink_flush_cb, 0, 0);
+    struct sink *k = s->sink;
+    uint64_t now = tlog_now_us();
+
+    if (k->nseg == 0)
+        return;
+    uint64_t due = k->seg[0].due_us;
+    uv_timer_start(&s->up_timer, sink_flush_cb, due > now ? (due - now + 999) / 1000 : 0, 0);
+}
+
+/* sink_replay - answer with the next recorded reply if it is for this:
+ * key (a verb, "end of data", "AUTH response") and, for MAIL and RCPT, the
+ * same command. A mismatch is said, to the client and in the transcript. */
+static void sink_replay(struct session *s, const char *key, const uint8_t *line, size_t len)
+{
+    struct sink *k = s->sink;
+    const struct replay_entry *e = k->pos < k->rs->n ? &k->rs->e[k->pos] : NULL;
+    char got[300];
+    int n = (int)len;
+
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    snprintf(got, sizeof(got), "%s%s%.*s", key, n > 0 ? ": " : "", n > 200 ? 200 : n,
+             line != NULL ? (const char *)line : "");
+    if (strcmp(key, "AUTH response") == 0)
+        snprintf(got, sizeof(got), "an AUTH response");
+    int same = e != NULL && strcmp(e->key, key) == 0;
+    if (same && (strcmp(key, "MAIL") == 0 || strcmp(key, "RCPT") == 0))
+        same = e->cmd != NULL && (int)strlen(e->cmd) == n &&
+               strncasecmp(e->cmd, (const char *)line, (size_t)n) == 0;
+    if (!same) {
+        char text[700];
+        if (e == NULL)
+            snprintf(text, sizeof(text),
+                     "replay mismatch: the recording of session %llu has no more replies; got "
+                     "%s",
+                     (unsigned long long)k->rs->id, got);
+        else
+            snprintf(text, sizeof(text),
+                     "replay mismatch: the recording (session %llu, reply %zu) expects %s%s%s; "
+                     "got %s",
+                     (unsigned long long)k->rs->id, k->pos + 1, e->key,
+                     e->cmd != NULL && e->cmd[0] ? ": " : "", e->cmd != NULL ? e->cmd : "", got);
+        struct tlog_event ev = {.session = s->id, .kind = TLOG_ERROR, .own = 1, .text = text};
+        tlog_emit(&ev);
+        sink_reply(s, "451 4.3.0 smtpscope replay: this command is not the recorded one");
+        k->replay_auth = 0;
+        return;
+    }
+    k->pos++;
+    sink_queue(s, e->reply, e->len, e->delay_ms);
+    k->replay_auth = e->len >= 3 && memcmp(e->reply, "334", 3) == 0;
+    if (strcmp(key, "DATA") == 0 && e->len >= 3 && memcmp(e->reply, "354", 3) == 0) {
+        k->st = K_DATA;
+        k->out_bol = 1;
+        smtp_data_reset(&k->framer);
+    }
 }
 
 static void sink_discard(struct sink *k)
@@ -441,6 +539,22 @@ static void sink_command(struct session *s, const uint8_t *line, size_t len)
 
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         len--;
+    if (k->rs != NULL) {
+        cmd = smtp_cmd_parse(line, len, &arg, &arglen);
+        if (k->replay_auth) {
+            sink_replay(s, "AUTH response", line, len);
+        } else if (cmd == SMTP_CMD_BDAT) {
+            smtp_bdat_parse(arg, arglen, &size, &last);
+            snprintf(k->bdat_cmd, sizeof(k->bdat_cmd), "%.*s", (int)len, (const char *)line);
+            k->bdat_left = size;
+            k->bdat_last = last;
+            k->nto = 1; /* the recording decides; the chunk is read first */
+            k->st = K_BDAT;
+        } else {
+            sink_replay(s, cmd == SMTP_CMD_UNKNOWN ? "?" : smtp_cmd_name(cmd), line, len);
+        }
+        return;
+    }
     if (k->st == K_AUTH_PLAIN || k->st == K_AUTH_USER || k->st == K_AUTH_PASS) {
         sink_auth_response(s, line, len);
         return;
@@ -550,7 +664,10 @@ void sink_input(struct session *s, const uint8_t *p, size_t n)
             unsigned lf;
             size_t c = smtp_data_next(&k->framer, p + off, n - off, &ev, &lf, sink_unstuff_cb, k);
             off += c;
-            if (ev == SMTP_DATA_END) {
+            if (ev == SMTP_DATA_END && k->rs != NULL) {
+                k->st = K_CMD;
+                sink_replay(s, "end of data", NULL, 0);
+            } else if (ev == SMTP_DATA_END) {
                 /* the end's ".\r\n" came out as "\r\n": take it back */
                 if (k->fd >= 0 && ftruncate(k->fd, (off_t)(k->size - 2)) == 0)
                     k->size -= 2;
@@ -569,6 +686,10 @@ void sink_input(struct session *s, const uint8_t *p, size_t n)
             if (k->bdat_left > 0)
                 break;
             k->st = K_CMD;
+            if (k->rs != NULL) {
+                sink_replay(s, "BDAT", (const uint8_t *)k->bdat_cmd, strlen(k->bdat_cmd));
+                continue;
+            }
             if (k->nto == 0)
                 continue; /* refused: the 503 is already said */
             if (k->bdat_last)
@@ -598,9 +719,17 @@ void sink_abort_message(struct session *s)
     sink_reset(s->sink);
 }
 
+static void sink_greet_cb(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    if (!s->closing)
+        srv_upstream_ready(s);
+}
+
 void sink_start(struct session *s)
 {
-    char greeting[300];
+    char greeting[SMTP_REPLY_MAX];
+    uint64_t greet_delay = 0;
     int n;
 
     s->sink = calloc(1, sizeof(*s->sink));
@@ -609,8 +738,20 @@ void sink_start(struct session *s)
         return;
     }
     s->sink->fd = -1;
-    snprintf(s->up_addr, sizeof(s->up_addr), "sink");
+    snprintf(s->up_addr, sizeof(s->up_addr), s->px->replay != NULL ? "replay" : "sink");
     n = snprintf(greeting, sizeof(greeting), "220 %s ESMTP smtpscope sink ready\r\n", s->px->helo);
+    if (s->px->replay != NULL) {
+        struct sink *k = s->sink;
+        k->rs = &s->px->replay->s[s->px->replay_next++ % s->px->replay->n];
+        tlog_note(s->id, TLOG_INFO, "replaying recorded session %llu (%zu replies)",
+                  (unsigned long long)k->rs->id, k->rs->n);
+        if (k->rs->n > 0 && strcmp(k->rs->e[0].key, "greeting") == 0) {
+            const struct replay_entry *e = &k->rs->e[k->pos++];
+            n = (int)(e->len < sizeof(greeting) ? e->len : sizeof(greeting));
+            memcpy(greeting, e->reply, (size_t)n);
+            greet_delay = e->delay_ms;
+        }
+    }
     s->greeting = malloc((size_t)n);
     if (s->greeting == NULL) {
         session_fail(s, "421 4.3.0", "out of memory", "out of memory");
@@ -620,5 +761,8 @@ void sink_start(struct session *s)
     s->greeting_len = (size_t)n;
     s->up_chunking = 1;
     s->up_state = UP_READY;
-    srv_upstream_ready(s);
+    if (greet_delay > 0)
+        uv_timer_start(&s->up_timer, sink_greet_cb, greet_delay, 0);
+    else
+        srv_upstream_ready(s);
 }

@@ -218,6 +218,7 @@ static void up_connect_cb(uv_connect_t *req, int status)
         leg_close(&s->up); /* up_closed() tries the next address */
         return;
     }
+    s->up_connected_us = tlog_now_us();
     session_note_connect(s, &s->up, s->ai_cur->ai_addr, "connected to upstream %s:%s (%s)",
                          cfg->up_host, cfg->up_port, s->up_addr);
     if (leg_start(&s->up) != 0) {
@@ -360,6 +361,8 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
         }
         memcpy(s->greeting, r->buf, r->len);
         s->greeting_len = r->len;
+        record_reply(s->px->recorder, s->id, "greeting", NULL, r->buf, r->len,
+                     (tlog_now_us() - s->up_connected_us) / 1000u);
         up_send_ehlo(s, cfg->up_tls == PX_UP_IMPLICIT ? UP_EHLO2 : UP_EHLO1);
         return 0;
     case UP_EHLO1:

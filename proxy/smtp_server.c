@@ -226,11 +226,31 @@ void srv_relay_and_close(struct session *s, const struct smtp_reply *r, const ch
     session_close(s, why);
 }
 
-static void srv_push(struct session *s, int what, unsigned flags)
+/* srv_record_cmd - the command as --record keeps it: AUTH data redacted. */
+static char *srv_record_cmd(struct session *s, int what, const uint8_t *line, size_t len)
+{
+    char buf[SMTP_CMD_LINE_MAX + 64];
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        len--;
+    if (what == SRV_EXP_AUTH_RESPONSE)
+        snprintf(buf, sizeof(buf), "[redacted]");
+    else if (what == SMTP_CMD_AUTH)
+        snprintf(buf, sizeof(buf), "AUTH %s%s", s->auth_mech, s->auth_step ? " [redacted]" : "");
+    else
+        snprintf(buf, sizeof(buf), "%.*s", (int)len, (const char *)line);
+    return strdup(buf);
+}
+
+static void srv_push(struct session *s, int what, unsigned flags, const uint8_t *line, size_t len)
 {
     int at = (s->pend_head + s->pend_len) % SRV_PIPE_MAX;
     s->pending[at].what = what;
     s->pending[at].flags = flags;
+    s->pending[at].cmd = NULL;
+    if (s->px->recorder != NULL) {
+        s->pending[at].sent_us = tlog_now_us();
+        s->pending[at].cmd = line != NULL ? srv_record_cmd(s, what, line, len) : NULL;
+    }
     if (s->pend_len++ == 0)
         up_arm_timer(s);
     if (flags & SMTP_CF_SYNC)
@@ -266,7 +286,7 @@ static void srv_abort_upstream(struct session *s, const char *why)
 static void srv_relay(struct session *s, const uint8_t *line, size_t len, int what, unsigned flags)
 {
     session_up_write(s, line, len);
-    srv_push(s, what, flags);
+    srv_push(s, what, flags, line, len);
 }
 
 /* srv_show_line - the transcript side of message content: the first
@@ -457,7 +477,7 @@ static size_t srv_body(struct session *s, const uint8_t *buf, size_t len)
             }
             srv_own_reply_ex(s, s->msg_poison, 0, s->poison_injected);
         } else {
-            srv_push(s, SRV_EXP_EOD, 0);
+            srv_push(s, SRV_EXP_EOD, 0, NULL, 0);
         }
     }
     return off;
@@ -882,6 +902,14 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
     s->pend_head = (s->pend_head + 1) % SRV_PIPE_MAX;
     s->pend_len--;
     up_arm_timer(s);
+    if (s->px->recorder != NULL) {
+        record_reply(s->px->recorder, s->id,
+                     p.what == SRV_EXP_EOD             ? "end of data"
+                     : p.what == SRV_EXP_AUTH_RESPONSE ? "AUTH response"
+                                                       : smtp_cmd_name((enum smtp_cmd)p.what),
+                     p.cmd, r->buf, r->len, (tlog_now_us() - p.sent_us) / 1000u);
+        free(p.cmd);
+    }
     is_auth = p.what == SMTP_CMD_AUTH || p.what == SRV_EXP_AUTH_RESPONSE;
 
     if (p.what == SMTP_CMD_DATA && r->code == 354 && s->in_len > 0) {

@@ -6,6 +6,7 @@ import shutil
 import smtplib
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -364,3 +365,75 @@ class FaultTest(SinkCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RecordReplayTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="smtpscope-rec-")
+        self.rec = os.path.join(self.dir, "rec.jsonl")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def seed_run(self, port, user=h.USER, password=h.PASSWORD):
+        r = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "seed_script.py"),
+                            "127.0.0.1", str(port), user, password], capture_output=True, timeout=60)
+        return r.returncode, [l for l in r.stderr.decode().splitlines() if l.startswith("reply:")]
+
+    def test_recording_replays_the_same_replies(self):
+        up = h.Upstream()
+        sc = h.Scope("--record", self.rec, upstream=up)
+        rc1, replies1 = self.seed_run(sc.port)
+        sc.wait_for("disconnect")
+        self.assertEqual(sc.stop()[0], 0)
+        up.stop()  # no upstream from here on
+        self.assertEqual(rc1, 0)
+        raw = open(self.rec, "rb").read()
+        self.assertNotIn(h.PASSWORD.encode(), raw)
+        import base64
+        self.assertNotIn(base64.b64encode(f"\0{h.USER}\0{h.PASSWORD}".encode()), raw)
+        keys = [json.loads(l)["key"] for l in raw.splitlines()]
+        self.assertEqual(keys, ["greeting", "EHLO", "EHLO", "AUTH", "MAIL", "RCPT", "DATA",
+                                "end of data", "QUIT"])
+        sc = h.Scope("--replay", self.rec, ca=False)
+        rc2, replies2 = self.seed_run(sc.port, "any", "credentials")
+        sc.wait_for("disconnect")
+        self.assertEqual(sc.stop()[0], 0)
+        self.assertEqual(rc2, 0)
+        self.assertEqual(replies1, replies2)
+        self.assertIn("reply: b'250 2.0.0 OK queued as TEST1\\r\\n'", replies2)
+
+    def test_rate_limit_and_delays_replayed_and_mismatch_reported(self):
+        fake = h.FakeUpstream(h.tls_prelude(b"250-fake.test\r\n250 AUTH PLAIN\r\n") + [
+            ("expect", b"MAIL"), ("sleep", 0.4), ("send", b"250 2.1.0 ok\r\n"),
+            ("expect", b"RCPT"), ("send", b"450 4.2.1 rate limited, slow down\r\n"),
+            ("expect", b"QUIT"), ("send", b"221 2.0.0 bye\r\n"), ("read_all",)])
+        sc = h.Scope("--record", self.rec, "--upstream", f"localhost:{fake.port}")
+
+        def run(port, sender="a@x.test"):
+            c = smtplib.SMTP("127.0.0.1", port, timeout=20)
+            c.ehlo()
+            t0 = time.time()
+            code_mail = c.docmd(f"MAIL FROM:<{sender}>")
+            took = time.time() - t0
+            code_rcpt = c.docmd("RCPT TO:<b@x.test>")
+            c.quit()
+            return code_mail, code_rcpt, took
+
+        first = run(sc.port)
+        sc.wait_for("disconnect")
+        sc.stop()
+        fake.stop()
+        self.assertEqual(first[1], (450, b"4.2.1 rate limited, slow down"))
+        delays = {json.loads(l)["key"]: json.loads(l)["delay_ms"] for l in open(self.rec)}
+        self.assertGreaterEqual(delays["MAIL"], 380)
+        sc = h.Scope("--replay", self.rec, ca=False)
+        again = run(sc.port)
+        self.assertEqual(again[:2], first[:2])
+        self.assertGreater(again[2], 0.35)  # the upstream's delay, replayed
+        # the app now sends something else: reported, not guessed
+        other = run(sc.port, sender="other@x.test")
+        self.assertEqual(other[0][0], 451)
+        sc.expect("replay mismatch: the recording (session 1, reply 3) expects MAIL: MAIL "
+                  "FROM:<a@x.test>; got MAIL: MAIL FROM:<other@x.test>")
+        self.assertEqual(sc.stop()[0], 0)
