@@ -301,7 +301,7 @@ class MisbehavingUpstreamTest(FakeCase):
         data = read_until_closed(s)
         self.assertEqual(data, b"421 4.4.2 upstream sent a malformed reply\r\n")
         self.scope.wait_for("disconnect")
-        self.assertIn(reason, self.scope.text())
+        self.scope.expect(reason)
         lines = self.scope.session_lines(1)
         after = lines[lines.index("send: 'NOOP\\r\\n'") + 1:]
         self.assertEqual([l for l in after if l.startswith("reply: ")], [])
@@ -426,7 +426,7 @@ class TimeoutTest(FakeCase):
             self.scope = h.Scope("--upstream", f"localhost:{port}", "--timeout-connect", "300ms")
             s = socket.create_connection(("127.0.0.1", self.scope.port), timeout=15)
             self.assertEqual(read_until_closed(s), b"421 4.4.1 upstream unreachable\r\n")
-            self.assertRegex(self.scope.text(), r"no connection within 300 ms")
+            self.scope.wait_for(r"no connection within 300 ms")
         finally:
             for f in fillers:
                 f.close()

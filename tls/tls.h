@@ -80,6 +80,19 @@ uint32_t tls_conn_verify_flags(const struct tls_conn *c);
 
 void tls_strerror(int err, char *buf, size_t len);
 
+/* Session resumption (RFC 5077 tickets, or session ids). */
+struct tls_session;
+struct tls_session *tls_session_new(void);
+void tls_session_free(struct tls_session *s);
+/* tls_conn_save_session - keep the session of a finished handshake. */
+int tls_conn_save_session(const struct tls_conn *c, struct tls_session *s);
+/* tls_conn_resume - offer a saved session (before the handshake). */
+int tls_conn_resume(struct tls_conn *c, const struct tls_session *s);
+/* tls_conn_resumed - did the handshake resume a session? */
+int tls_conn_resumed(const struct tls_conn *c);
+/* tls_config_server_tickets - issue session tickets (server config). */
+int tls_config_server_tickets(struct tls_config *cfg, char *err, size_t errlen);
+
 /* keylog - NSS key-log file for Wireshark (tls/keylog.c). */
 struct tls_keylog;
 int tls_keylog_open(struct tls_keylog **out, const char *path, char *err, size_t errlen);
