@@ -391,10 +391,10 @@ static int check_run(const struct copts *o, const struct cdata *d, char *out, si
     int fails = 0, filtered = o->from || o->to || o->subject || o->header || o->body;
     unsigned char in_sel[4096] = {0};
 
-#define FAIL(...)                                                                                 \
-    do {                                                                                          \
-        fails++;                                                                                  \
-        w += (size_t)snprintf(out + w, w < cap ? cap - w : 0, __VA_ARGS__);                       \
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        fails++;                                                                                   \
+        w += (size_t)snprintf(out + w, w < cap ? cap - w : 0, __VA_ARGS__);                        \
     } while (0)
 
     for (size_t i = 0; i < d->nmsgs; i++)
@@ -410,11 +410,9 @@ static int check_run(const struct copts *o, const struct cdata *d, char *out, si
     if (o->count >= 0 && (long)nsel != o->count)
         FAIL("  --count %ld: %zu message(s) matched (of %zu)\n", o->count, nsel, d->nmsgs);
     if (o->min_count >= 0 && (long)nsel < o->min_count)
-        FAIL("  --min-count %ld: %zu message(s) matched (of %zu)\n", o->min_count, nsel,
-             d->nmsgs);
+        FAIL("  --min-count %ld: %zu message(s) matched (of %zu)\n", o->min_count, nsel, d->nmsgs);
     if (o->max_count >= 0 && (long)nsel > o->max_count)
-        FAIL("  --max-count %ld: %zu message(s) matched (of %zu)\n", o->max_count, nsel,
-             d->nmsgs);
+        FAIL("  --max-count %ld: %zu message(s) matched (of %zu)\n", o->max_count, nsel, d->nmsgs);
     if (filtered && nsel == 0 && o->count < 0 && o->min_count < 0 && o->max_count < 0) {
         FAIL("  no message matched the filters; seen:\n");
         for (size_t i = 0; i < d->nmsgs && i < 10; i++) {
@@ -499,15 +497,24 @@ static int check_code(const char *s, int *out)
 int tlog_check_main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"json", required_argument, NULL, 'j'},    {"sink", required_argument, NULL, 's'},
-        {"count", required_argument, NULL, 'c'},   {"min-count", required_argument, NULL, 'm'},
-        {"max-count", required_argument, NULL, 'M'}, {"from", required_argument, NULL, 'f'},
-        {"to", required_argument, NULL, 't'},      {"subject", required_argument, NULL, 'S'},
-        {"header", required_argument, NULL, 'H'},  {"body-contains", required_argument, NULL, 'b'},
-        {"tls", no_argument, NULL, 'T'},           {"no-plaintext-auth", no_argument, NULL, 'P'},
-        {"no-warnings", no_argument, NULL, 'W'},   {"reply", required_argument, NULL, 'r'},
-        {"no-reply", required_argument, NULL, 'R'}, {"wait", required_argument, NULL, 'w'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"json", required_argument, NULL, 'j'},
+        {"sink", required_argument, NULL, 's'},
+        {"count", required_argument, NULL, 'c'},
+        {"min-count", required_argument, NULL, 'm'},
+        {"max-count", required_argument, NULL, 'M'},
+        {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 't'},
+        {"subject", required_argument, NULL, 'S'},
+        {"header", required_argument, NULL, 'H'},
+        {"body-contains", required_argument, NULL, 'b'},
+        {"tls", no_argument, NULL, 'T'},
+        {"no-plaintext-auth", no_argument, NULL, 'P'},
+        {"no-warnings", no_argument, NULL, 'W'},
+        {"reply", required_argument, NULL, 'r'},
+        {"no-reply", required_argument, NULL, 'R'},
+        {"wait", required_argument, NULL, 'w'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     struct copts o;
     char err[512], *end;
@@ -550,7 +557,8 @@ int tlog_check_main(int argc, char **argv)
             break;
         case 'H': {
             const char *colon = strchr(optarg, ':');
-            if (colon == NULL || colon == optarg || (size_t)(colon - optarg) >= sizeof(o.header_name)) {
+            if (colon == NULL || colon == optarg ||
+                (size_t)(colon - optarg) >= sizeof(o.header_name)) {
                 fprintf(stderr, "smtpscope check: --header: expected 'NAME: REGEX', got '%s'\n",
                         optarg);
                 return 2;

@@ -63,15 +63,15 @@ struct tlog_event {
     const char *verb;      /* a command's verb, upper case */
     const uint8_t *arg;    /* its argument (not for secrets) */
     size_t arglen;
-    const char *answers;   /* a reply: the command it answers */
-    int msg_result;        /* 1: a message accepted upstream, -1: not */
-    int tls_switch;        /* a STARTTLS command or its 220: TLS follows on this leg */
-    int injected;          /* a reply smtpscope injected (fault rules) */
-    int tls_failure;       /* an error that is a TLS failure */
+    const char *answers; /* a reply: the command it answers */
+    int msg_result;      /* 1: a message accepted upstream, -1: not */
+    int tls_switch;      /* a STARTTLS command or its 220: TLS follows on this leg */
+    int injected;        /* a reply smtpscope injected (fault rules) */
+    int tls_failure;     /* an error that is a TLS failure */
     const struct sockaddr *local, *peer; /* TLOG_CONNECT: the leg's addresses */
     const struct tlog_totals *totals;    /* TLOG_CLOSE */
-    int explain_only;      /* a learner's note: shown only with --explain */
-    const char *decoded;   /* set by the transcript: a 334 prompt decoded, if not secret */
+    int explain_only;                    /* a learner's note: shown only with --explain */
+    const char *decoded; /* set by the transcript: a 334 prompt decoded, if not secret */
 };
 
 #endif

@@ -136,8 +136,8 @@ size_t tlog_explain_reply(int code, const char *enhanced, char *out, size_t outl
             cw = explain_codes[i].words;
     if (enhanced != NULL && enhanced[0] != '\0') {
         const char *sub = strchr(enhanced, '.');
-        for (size_t i = 0; sub != NULL && i < sizeof(explain_enhanced) / sizeof(explain_enhanced[0]);
-             i++)
+        for (size_t i = 0;
+             sub != NULL && i < sizeof(explain_enhanced) / sizeof(explain_enhanced[0]); i++)
             if (strcmp(explain_enhanced[i].sub, sub + 1) == 0)
                 ew = explain_enhanced[i].words;
     }
@@ -145,8 +145,9 @@ size_t tlog_explain_reply(int code, const char *enhanced, char *out, size_t outl
         return 0;
     if (ew != NULL)
         n = snprintf(out, outlen, "%d = %s; %s = %s: %s", code, cw ? cw : "?", enhanced,
-                     enhanced[0] == '2' ? "success" : enhanced[0] == '4' ? "temporary failure"
-                                                                         : "permanent failure",
+                     enhanced[0] == '2'   ? "success"
+                     : enhanced[0] == '4' ? "temporary failure"
+                                          : "permanent failure",
                      ew);
     else
         n = snprintf(out, outlen, "%d = %s", code, cw);

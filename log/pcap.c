@@ -140,8 +140,8 @@ static uint16_t port_of(const struct sockaddr_storage *a)
 }
 
 /* pcap_packet - one Ethernet/IP/TCP frame from src to dst. */
-static void pcap_packet(uint64_t time_us, struct pcap_end *src, struct pcap_end *dst,
-                        uint8_t flags, const uint8_t *payload, size_t n)
+static void pcap_packet(uint64_t time_us, struct pcap_end *src, struct pcap_end *dst, uint8_t flags,
+                        const uint8_t *payload, size_t n)
 {
     static uint8_t frame[14 + 40 + 20 + PCAP_SEGMENT];
     int v6 = src->addr.ss_family == AF_INET6;
@@ -190,15 +190,15 @@ static void pcap_packet(uint64_t time_us, struct pcap_end *src, struct pcap_end 
     put16(tcp + 16, fold(sum));
     o += 20 + n;
 
-    uint32_t rec[4] = {(uint32_t)(time_us / 1000000u), (uint32_t)(time_us % 1000000u),
-                       (uint32_t)o, (uint32_t)o};
+    uint32_t rec[4] = {(uint32_t)(time_us / 1000000u), (uint32_t)(time_us % 1000000u), (uint32_t)o,
+                       (uint32_t)o};
     fwrite(rec, 1, sizeof(rec), pcap_out);
     fwrite(frame, 1, o, pcap_out);
     src->seq += (uint32_t)n + ((flags & 0x03) ? 1 : 0); /* SYN and FIN count one */
 }
 
-static void pcap_data(uint64_t time_us, struct pcap_stream *st, int from_client,
-                      const uint8_t *p, size_t n)
+static void pcap_data(uint64_t time_us, struct pcap_stream *st, int from_client, const uint8_t *p,
+                      size_t n)
 {
     struct pcap_end *src = from_client ? &st->c : &st->s;
     struct pcap_end *dst = from_client ? &st->s : &st->c;

@@ -60,8 +60,8 @@ static size_t redact_user(const char *mech, int step, const uint8_t *b64, size_t
 /* redact_sasl_char - may this byte be part of a SASL mechanism name? */
 static int redact_sasl_char(uint8_t c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 static size_t redact_mask(uint8_t *out, size_t o, size_t cap, const char *user)
@@ -71,8 +71,8 @@ static size_t redact_mask(uint8_t *out, size_t o, size_t cap, const char *user)
     return o + (w > 0 ? (size_t)w : 0);
 }
 
-size_t tlog_redact(enum tlog_secret kind, const char *mech, int step, const uint8_t *in,
-                   size_t len, uint8_t *out, size_t cap)
+size_t tlog_redact(enum tlog_secret kind, const char *mech, int step, const uint8_t *in, size_t len,
+                   uint8_t *out, size_t cap)
 {
     size_t eol = redact_eol(in, len);
     size_t body = len - eol;

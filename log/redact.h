@@ -11,7 +11,7 @@
  * mechanism, a 334's code and the line ending; replaces credentials with
  * "[redacted]", naming the user for PLAIN and LOGIN when it can be decoded.
  * Never copies a password, a base64 of one, or a challenge. */
-size_t tlog_redact(enum tlog_secret kind, const char *mech, int step, const uint8_t *in,
-                   size_t len, uint8_t *out, size_t cap);
+size_t tlog_redact(enum tlog_secret kind, const char *mech, int step, const uint8_t *in, size_t len,
+                   uint8_t *out, size_t cap);
 
 #endif

@@ -10,8 +10,7 @@
 
 /* tlog_format_line - the console form of an event (newline included);
  * explain adds a learner's line after a reply's last line. */
-size_t tlog_format_line(const struct tlog_event *ev, char *buf, size_t cap, int color,
-                        int explain);
+size_t tlog_format_line(const struct tlog_event *ev, char *buf, size_t cap, int color, int explain);
 
 int tlog_json_open(const char *path, char *err, size_t errlen);
 void tlog_json_render(const struct tlog_event *ev);

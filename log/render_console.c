@@ -75,8 +75,7 @@ static size_t console_prefix(const struct tlog_event *ev, char *buf, size_t cap)
     return o;
 }
 
-size_t tlog_format_line(const struct tlog_event *ev, char *buf, size_t cap, int color,
-                        int explain)
+size_t tlog_format_line(const struct tlog_event *ev, char *buf, size_t cap, int color, int explain)
 {
     const char *col = "";
     const char *label = console_label(ev, &col);
@@ -97,8 +96,7 @@ size_t tlog_format_line(const struct tlog_event *ev, char *buf, size_t cap, int 
         enum tlog_repr_mode mode = ev->kind == TLOG_COMMAND ? TLOG_REPR_STR : TLOG_REPR_BYTES;
         o += tlog_repr(buf + o, room, ev->bytes, ev->len, mode);
     } else if (ev->text != NULL) {
-        o += tlog_repr(buf + o, room, (const uint8_t *)ev->text, strlen(ev->text),
-                       TLOG_REPR_PLAIN);
+        o += tlog_repr(buf + o, room, (const uint8_t *)ev->text, strlen(ev->text), TLOG_REPR_PLAIN);
     }
     if (color)
         o += (size_t)snprintf(buf + o, cap - o, "%s", C_RESET);

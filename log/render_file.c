@@ -67,7 +67,8 @@ static struct file_slot *files_find(uint64_t session, int create, uint64_t time_
     strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
     snprintf(path, sizeof(path), "%s/%s.%06uZ-%llu.log", files_dir, stamp,
              (unsigned)(time_us % 1000000u), (unsigned long long)session);
-    freeslot->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    freeslot->fd =
+        open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (freeslot->fd < 0)
         return NULL;
     freeslot->session = session;

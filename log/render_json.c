@@ -23,12 +23,10 @@ static int json_fd = -1;
 static size_t json_str(char *out, size_t cap, const uint8_t *p, size_t n);
 
 static const char *const json_kinds[TLOG_KIND_COUNT] = {
-    [TLOG_CONNECT] = "connect", [TLOG_TLS] = "tls",
-    [TLOG_COMMAND] = "command", [TLOG_REPLY] = "reply",
-    [TLOG_DATA] = "data",       [TLOG_DATA_SUMMARY] = "data-summary",
-    [TLOG_INFO] = "info",       [TLOG_WARNING] = "warning",
-    [TLOG_ERROR] = "error",     [TLOG_CLOSE] = "close",
-    [TLOG_RAW] = "raw",
+    [TLOG_CONNECT] = "connect", [TLOG_TLS] = "tls",         [TLOG_COMMAND] = "command",
+    [TLOG_REPLY] = "reply",     [TLOG_DATA] = "data",       [TLOG_DATA_SUMMARY] = "data-summary",
+    [TLOG_INFO] = "info",       [TLOG_WARNING] = "warning", [TLOG_ERROR] = "error",
+    [TLOG_CLOSE] = "close",     [TLOG_RAW] = "raw",
 };
 
 int tlog_write_all(int fd, const char *buf, size_t len)
@@ -109,7 +107,8 @@ static size_t json_str(char *out, size_t cap, const uint8_t *p, size_t n)
     return o;
 }
 
-#define JSON_ADD(...) (o += (size_t)snprintf(line + o, o < sizeof(line) ? sizeof(line) - o : 0, __VA_ARGS__))
+#define JSON_ADD(...)                                                                              \
+    (o += (size_t)snprintf(line + o, o < sizeof(line) ? sizeof(line) - o : 0, __VA_ARGS__))
 
 void tlog_json_render(const struct tlog_event *ev)
 {

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PX_DEFAULT_LISTEN   "127.0.0.1:2525"
-#define PX_DEFAULT_UPSTREAM "smtp.gmail.com:587"
-#define PX_DEFAULT_BODY     20
+#define PX_DEFAULT_LISTEN       "127.0.0.1:2525"
+#define PX_DEFAULT_UPSTREAM     "smtp.gmail.com:587"
+#define PX_DEFAULT_BODY         20
 #define PX_DEFAULT_MAX_SESSIONS 1000
 
 enum {

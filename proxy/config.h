@@ -49,10 +49,10 @@ struct px_config {
     int explain;                /* -1: on a terminal only */
     int color;                  /* -1: auto (a terminal and no NO_COLOR) */
     int quiet;
-    uint64_t grace_ms;          /* at SIGINT/SIGTERM, sessions may finish this long */
-    const char *sink_dir;       /* --sink DIR: no upstream, smtpscope is the server */
-    const char *sink_auth;      /* --sink-auth FILE: user:password lines */
-    const char *faults[64];     /* --fault rules as given */
+    uint64_t grace_ms;      /* at SIGINT/SIGTERM, sessions may finish this long */
+    const char *sink_dir;   /* --sink DIR: no upstream, smtpscope is the server */
+    const char *sink_auth;  /* --sink-auth FILE: user:password lines */
+    const char *faults[64]; /* --fault rules as given */
     int nfaults;
     uint64_t seed;
     int seed_given;

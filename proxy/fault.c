@@ -59,7 +59,8 @@ int fault_parse(struct faults *f, const char *spec, char *err, size_t errlen)
     /* suffixes from the end: #K, then @N% */
     len = strlen(act);
     end = strrchr(act, '#');
-    if (end != NULL && end[1] >= '1' && end[1] <= '9' && strspn(end + 1, "0123456789") == strlen(end + 1)) {
+    if (end != NULL && end[1] >= '1' && end[1] <= '9' &&
+        strspn(end + 1, "0123456789") == strlen(end + 1)) {
         r->nth = (unsigned)strtoul(end + 1, NULL, 10);
         *end = '\0';
     }

@@ -201,7 +201,6 @@ int leg_write(struct leg *l, const uint8_t *data, size_t len)
     return leg_flush_tls(l);
 }
 
-
 static void leg_end(struct leg *l, enum leg_end why, const char *text)
 {
     if (l->ended)
@@ -352,12 +351,14 @@ int leg_resume(struct leg *l)
     return 0;
 }
 
-int leg_start_tls(struct leg *l, struct tls_config *cfg, const char *hostname, char *err,
-                  size_t errlen)
+int leg_start_tls(struct leg *l, struct tls_config *cfg, const char *hostname,
+                  const struct tls_session *resume, char *err, size_t errlen)
 {
     l->tls = tls_conn_new(cfg, hostname, err, errlen);
     if (l->tls == NULL)
         return -1;
+    if (resume != NULL)
+        tls_conn_resume(l->tls, resume);
     l->tls_ready = 0;
     if (hostname != NULL) /* the client role speaks first */
         return leg_pump(l) < 0 ? -1 : 0;

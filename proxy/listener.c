@@ -77,8 +77,7 @@ static void px_accept_cb(uv_stream_t *server, int status)
     }
     if (uv_tcp_getpeername(&s->client.tcp, (struct sockaddr *)&peer, &len) == 0)
         leg_addr_text((struct sockaddr *)&peer, s->client_addr, sizeof(s->client_addr));
-    session_note_connect(s, &s->client, NULL, "connection from %s to %s", s->client_addr,
-                         ls->addr);
+    session_note_connect(s, &s->client, NULL, "connection from %s to %s", s->client_addr, ls->addr);
     if (leg_start(&s->client) != 0) {
         session_close(s, "cannot read from the client");
         return;

@@ -117,7 +117,8 @@ static int px_setup_tls(struct px_config *cfg, char *err, size_t errlen)
     const char *keylog = cfg->keylog != NULL ? cfg->keylog : getenv("SSLKEYLOGFILE");
 
     if (tls_config_client_new(&m.px.up_tls, cfg->ca_file, cfg->insecure, err, errlen) != 0 ||
-        tls_config_server_new(&m.px.client_tls, cfg->cert_file, cfg->key_file, err, errlen) != 0)
+        tls_config_server_new(&m.px.client_tls, cfg->cert_file, cfg->key_file, err, errlen) != 0 ||
+        tls_config_server_tickets(m.px.client_tls, err, errlen) != 0)
         return -1;
     if (keylog != NULL && keylog[0] != '\0') {
         if (tls_keylog_open(&m.keylog, keylog, err, errlen) != 0)
@@ -141,8 +142,8 @@ static int px_setup_ci(const struct px_config *cfg, char *err, size_t errlen)
     for (int i = 0; i < cfg->nfaults; i++)
         if (fault_parse(&m.px.faults, cfg->faults[i], err, errlen) != 0)
             return -1;
-    if (cfg->sink_dir != NULL &&
-        (stat(cfg->sink_dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(cfg->sink_dir, W_OK) != 0)) {
+    if (cfg->sink_dir != NULL && (stat(cfg->sink_dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
+                                  access(cfg->sink_dir, W_OK) != 0)) {
         snprintf(err, errlen, "--sink %s: not a writable directory", cfg->sink_dir);
         return -1;
     }
@@ -163,6 +164,7 @@ static void px_cleanup(void)
     tls_config_free(m.px.client_tls);
     tls_keylog_close(m.keylog);
     record_close(m.px.recorder);
+    tls_session_free(m.px.up_session);
     replay_free(m.px.replay);
     tlog_close_all();
 }

@@ -19,8 +19,8 @@
 
 #define session_of_leg(l) ((struct session *)(l)->owner)
 
-void session_emit_line(struct session *s, enum tlog_kind kind, enum tlog_leg leg,
-                       enum tlog_dir dir, int own, const uint8_t *bytes, size_t len)
+void session_emit_line(struct session *s, enum tlog_kind kind, enum tlog_leg leg, enum tlog_dir dir,
+                       int own, const uint8_t *bytes, size_t len)
 {
     struct tlog_event ev = {
         .session = s->id,
@@ -283,8 +283,8 @@ void session_note_connect(struct session *s, struct leg *l, const struct sockadd
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    struct tlog_event ev = {.session = s->id, .kind = TLOG_CONNECT, .leg = l->which, .own = 1,
-                            .text = text};
+    struct tlog_event ev = {
+        .session = s->id, .kind = TLOG_CONNECT, .leg = l->which, .own = 1, .text = text};
     if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&local, &llen) == 0)
         ev.local = (struct sockaddr *)&local;
     if (peer == NULL && uv_tcp_getpeername(&l->tcp, (struct sockaddr *)&remote, &rlen) == 0)
@@ -293,14 +293,16 @@ void session_note_connect(struct session *s, struct leg *l, const struct sockadd
     tlog_emit(&ev);
 }
 
-void session_fail(struct session *s, const char *code, const char *shorttext,
-                  const char *reason)
+void session_fail(struct session *s, const char *code, const char *shorttext, const char *reason)
 {
     char line[600];
 
     if (s->closing)
         return;
-    struct tlog_event ev = {.session = s->id, .kind = TLOG_ERROR, .own = 1, .text = reason,
+    struct tlog_event ev = {.session = s->id,
+                            .kind = TLOG_ERROR,
+                            .own = 1,
+                            .text = reason,
                             .tls_failure = strstr(code, "4.7.0") != NULL};
     tlog_emit(&ev);
     if (s->srv_state != SRV_DONE && s->client.open && !s->client.ended) {

@@ -31,12 +31,13 @@ struct proxy {
     uint64_t next_id;
     unsigned nsessions;
     int stopping;
-    char helo[256]; /* the name smtpscope gives in its own EHLO */
+    char helo[256];                    /* the name smtpscope gives in its own EHLO */
     struct tls_keylog *keylog;         /* NULL: none */
     unsigned keylog_errors;            /* failed key-log writes already warned about */
     void (*on_idle)(struct proxy *px); /* a session ended (shutdown waits for the last) */
     struct faults faults;              /* --fault rules */
     struct recorder *recorder;         /* --record, or NULL */
+    struct tls_session *up_session;    /* the last verified upstream session, to resume */
     struct replay *replay;             /* --replay, or NULL */
     unsigned replay_next;              /* the recorded session the next client plays */
 };
@@ -84,7 +85,7 @@ struct session {
     struct session *prev, *next;
     uint64_t id;
     uint64_t start_us;
-    int handles; /* open handles and pending requests; freed at 0 when closing */
+    int handles;             /* open handles and pending requests; freed at 0 when closing */
     uv_timer_t up_timer;     /* waiting for the upstream: connect, replies */
     uv_timer_t client_timer; /* waiting for the client; at close, the linger */
     uv_timer_t fault_timer;  /* --fault delay=... */
@@ -105,7 +106,7 @@ struct session {
     int up_aborted;     /* smtpscope closed the upstream to discard a message */
     struct smtp_reply reply;
     uint64_t up_connected_us; /* --record: when the upstream TCP connection came up */
-    uint8_t *greeting; /* the upstream's greeting, relayed once ready */
+    uint8_t *greeting;        /* the upstream's greeting, relayed once ready */
     size_t greeting_len;
 
     /* client-facing machine: smtp_server.c */
@@ -125,19 +126,19 @@ struct session {
     unsigned msg_warnings;
     uint8_t show[SRV_SHOW_MAX];
     size_t show_len;
-    uint64_t bdat_left;   /* octets of the current chunk still to come */
-    int bdat_discard;     /* the chunk was refused by smtpscope: consume, don't relay */
-    const char *msg_poison; /* the message will not be committed: this is the reply */
-    unsigned messages;    /* messages the upstream accepted */
-    unsigned refused;     /* messages the upstream (or smtpscope) did not */
-    char *caps1;          /* the upstream's EHLO keywords before TLS, for --explain */
-    struct sink *sink;    /* sink mode: the local responder (sink.c), else NULL */
-    int fault_hold;       /* a delayed command waits in s->in */
-    int fault_skip;       /* that command, when it comes again, is not checked again */
-    int poison_injected;  /* msg_poison is an injected reply */
-    uint64_t eod_delay_ms; /* --fault eod=delay: hold the final reply this long */
+    uint64_t bdat_left;            /* octets of the current chunk still to come */
+    int bdat_discard;              /* the chunk was refused by smtpscope: consume, don't relay */
+    const char *msg_poison;        /* the message will not be committed: this is the reply */
+    unsigned messages;             /* messages the upstream accepted */
+    unsigned refused;              /* messages the upstream (or smtpscope) did not */
+    char *caps1;                   /* the upstream's EHLO keywords before TLS, for --explain */
+    struct sink *sink;             /* sink mode: the local responder (sink.c), else NULL */
+    int fault_hold;                /* a delayed command waits in s->in */
+    int fault_skip;                /* that command, when it comes again, is not checked again */
+    int poison_injected;           /* msg_poison is an injected reply */
+    uint64_t eod_delay_ms;         /* --fault eod=delay: hold the final reply this long */
     struct smtp_reply *held_reply; /* the final reply being held */
-    uint8_t *stash;       /* upstream bytes after the held reply */
+    uint8_t *stash;                /* upstream bytes after the held reply */
     size_t stash_len;
 };
 
@@ -147,13 +148,12 @@ struct session *session_new(struct proxy *px);
  * Idempotent. */
 void session_close(struct session *s, const char *why);
 /* session_fail - tell the client "CODE text", record the reason, close. */
-void session_fail(struct session *s, const char *code, const char *shorttext,
-                  const char *reason);
+void session_fail(struct session *s, const char *code, const char *shorttext, const char *reason);
 /* session_flow - pause or resume each leg's reading by the other's queue
  * and by how much client input is held. Returns -1 if s was torn down. */
 int session_flow(struct session *s);
-void session_emit_line(struct session *s, enum tlog_kind kind, enum tlog_leg leg,
-                       enum tlog_dir dir, int own, const uint8_t *bytes, size_t len);
+void session_emit_line(struct session *s, enum tlog_kind kind, enum tlog_leg leg, enum tlog_dir dir,
+                       int own, const uint8_t *bytes, size_t len);
 /* session_unref - a handle or request of s is done (s may be freed). */
 void session_unref(struct session *s);
 /* session_up_leg_init - (re)initialise the upstream leg for a connect. */

@@ -27,12 +27,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SINK_MAX_RCPT  1000
-#define SINK_SIZE      (50 * 1024 * 1024) /* advertised SIZE */
-#define SINK_HDR_MAX   16384              /* headers kept for the index */
-#define SINK_ADDR_MAX  512
-#define SINK_INDEX     "index.jsonl"
-#define SINK_SEGS      SRV_PIPE_MAX
+#define SINK_MAX_RCPT 1000
+#define SINK_SIZE     (50 * 1024 * 1024) /* advertised SIZE */
+#define SINK_HDR_MAX  16384              /* headers kept for the index */
+#define SINK_ADDR_MAX 512
+#define SINK_INDEX    "index.jsonl"
+#define SINK_SEGS     SRV_PIPE_MAX
 
 enum sink_state { K_CMD, K_DATA, K_BDAT, K_AUTH_PLAIN, K_AUTH_USER, K_AUTH_PASS };
 
@@ -48,10 +48,10 @@ struct sink {
     char (*to)[SINK_ADDR_MAX];
     size_t nto;
     unsigned msg_no;
-    int fd;              /* the message being received, or -1 */
+    int fd; /* the message being received, or -1 */
     char tmp_path[4096];
     uint64_t size;
-    int out_bol;         /* unstuffing: at the start of a line */
+    int out_bol; /* unstuffing: at the start of a line */
     struct smtp_data_framer framer;
     char hdr[SINK_HDR_MAX];
     size_t hdr_len;
@@ -98,7 +98,8 @@ static void sink_queue(struct session *s, const uint8_t *p, size_t n, uint64_t d
     k->seg[k->nseg++].due_us = due;
 }
 
-static void sink_reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sink_reply(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void sink_reply(struct session *s, const char *fmt, ...)
 {
@@ -495,19 +496,19 @@ static void sink_commit(struct session *s)
     sink_header(k->hdr, "Subject", subj, sizeof(subj));
     sink_header(k->hdr, "Message-ID", mid, sizeof(mid));
     strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-    o += (size_t)snprintf(line + o, sizeof(line) - o, "{\"file\":\"%s\",\"session\":%llu,"
-                          "\"time\":\"%s.%06uZ\",\"from\":", name, (unsigned long long)s->id,
-                          stamp, (unsigned)(now % 1000000u));
+    o += (size_t)snprintf(line + o, sizeof(line) - o,
+                          "{\"file\":\"%s\",\"session\":%llu,"
+                          "\"time\":\"%s.%06uZ\",\"from\":",
+                          name, (unsigned long long)s->id, stamp, (unsigned)(now % 1000000u));
     tlog_json_string(tmp, sizeof(tmp), (const uint8_t *)k->from, strlen(k->from));
     o += (size_t)snprintf(line + o, sizeof(line) - o, "%s,\"to\":[", tmp);
     for (size_t i = 0; i < k->nto && o + 1100 < sizeof(line); i++) {
         tlog_json_string(tmp, sizeof(tmp), (const uint8_t *)k->to[i], strlen(k->to[i]));
         o += (size_t)snprintf(line + o, sizeof(line) - o, "%s%s", i ? "," : "", tmp);
     }
-    o += (size_t)snprintf(line + o, sizeof(line) - o,
-                          "],\"size\":%llu,\"subject\":%s,\"message_id\":%s,\"tls\":%s,",
-                          (unsigned long long)k->size, subj, mid,
-                          s->client.tls != NULL ? "true" : "false");
+    o += (size_t)snprintf(
+        line + o, sizeof(line) - o, "],\"size\":%llu,\"subject\":%s,\"message_id\":%s,\"tls\":%s,",
+        (unsigned long long)k->size, subj, mid, s->client.tls != NULL ? "true" : "false");
     if (k->user[0] != '\0') {
         tlog_json_string(tmp, sizeof(tmp), (const uint8_t *)k->user, strlen(k->user));
         o += (size_t)snprintf(line + o, sizeof(line) - o, "\"auth_user\":%s,", tmp);
@@ -569,9 +570,10 @@ static void sink_command(struct session *s, const uint8_t *line, size_t len)
         if (cmd == SMTP_CMD_HELO)
             sink_reply(s, "250 %s", s->px->helo);
         else
-            sink_reply(s, "250-%s smtpscope sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
-                          "250-SMTPUTF8\r\n250-SIZE %d\r\n250-ENHANCEDSTATUSCODES\r\n"
-                          "250-CHUNKING\r\n250 AUTH PLAIN LOGIN",
+            sink_reply(s,
+                       "250-%s smtpscope sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+                       "250-SMTPUTF8\r\n250-SIZE %d\r\n250-ENHANCEDSTATUSCODES\r\n"
+                       "250-CHUNKING\r\n250 AUTH PLAIN LOGIN",
                        s->px->helo, SINK_SIZE);
         return;
     case SMTP_CMD_AUTH:

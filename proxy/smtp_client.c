@@ -59,8 +59,8 @@ static void up_timer_cb(uv_timer_t *t)
         return;
     if (s->up_state == UP_CONNECTING) {
         leg_addr_text(s->ai_cur->ai_addr, s->up_addr, sizeof(s->up_addr));
-        snprintf(s->up_error, sizeof(s->up_error), "%s: no connection within %llu ms",
-                 s->up_addr, (unsigned long long)to->connect);
+        snprintf(s->up_error, sizeof(s->up_error), "%s: no connection within %llu ms", s->up_addr,
+                 (unsigned long long)to->connect);
         tlog_note(s->id, TLOG_WARNING, "connect to %s", s->up_error);
         s->ai_cur = s->ai_cur->ai_next;
         leg_close(&s->up); /* cancels the connect; up_closed() tries the next address */
@@ -68,7 +68,7 @@ static void up_timer_cb(uv_timer_t *t)
     }
     if (s->up_state == UP_READY) {
         const struct srv_pending *p = &s->pending[s->pend_head];
-        what = p->what == SRV_EXP_EOD           ? "end of data"
+        what = p->what == SRV_EXP_EOD             ? "end of data"
                : p->what == SRV_EXP_AUTH_RESPONSE ? "an AUTH response"
                                                   : smtp_cmd_name((enum smtp_cmd)p->what);
         ms = up_waiting_final(s) ? to->final : to->command;
@@ -186,8 +186,7 @@ static void up_explain_caps(struct session *s, const struct smtp_reply *r)
         }
     }
     diff[o] = '\0';
-    session_explain(s, "capabilities inside TLS compared with before: %s",
-                    o ? diff : "no change");
+    session_explain(s, "capabilities inside TLS compared with before: %s", o ? diff : "no change");
     free(caps2);
 }
 
@@ -211,8 +210,8 @@ static void up_connect_cb(uv_connect_t *req, int status)
         return; /* the session ended, or up_timer_cb gave up on this address */
     leg_addr_text(s->ai_cur->ai_addr, s->up_addr, sizeof(s->up_addr));
     if (status < 0) {
-        snprintf(s->up_error, sizeof(s->up_error), "%s: %s (%s)", s->up_addr,
-                 uv_strerror(status), uv_err_name(status));
+        snprintf(s->up_error, sizeof(s->up_error), "%s: %s (%s)", s->up_addr, uv_strerror(status),
+                 uv_err_name(status));
         tlog_note(s->id, TLOG_WARNING, "connect to %s failed", s->up_error);
         s->ai_cur = s->ai_cur->ai_next;
         leg_close(&s->up); /* up_closed() tries the next address */
@@ -227,7 +226,8 @@ static void up_connect_cb(uv_connect_t *req, int status)
     }
     if (cfg->up_tls == PX_UP_IMPLICIT) {
         up_set_state(s, UP_HANDSHAKE);
-        if (leg_start_tls(&s->up, s->px->up_tls, cfg->up_host, err, sizeof(err)) != 0 &&
+        if (leg_start_tls(&s->up, s->px->up_tls, cfg->up_host, s->px->up_session, err,
+                          sizeof(err)) != 0 &&
             !s->closing)
             session_fail(s, "421 4.7.0", "TLS with upstream failed", err);
     } else {
@@ -339,7 +339,7 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
             .bytes = l,
             .len = n,
             .code = r->code,
-            .answers = s->up_state == UP_GREETING ? "greeting"
+            .answers = s->up_state == UP_GREETING   ? "greeting"
                        : s->up_state == UP_STARTTLS ? "STARTTLS"
                                                     : "EHLO",
             .tls_switch = s->up_state == UP_STARTTLS && r->code == 220,
@@ -400,7 +400,8 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
             return -1;
         }
         up_set_state(s, UP_HANDSHAKE);
-        if (leg_start_tls(&s->up, s->px->up_tls, cfg->up_host, err, sizeof(err)) != 0) {
+        if (leg_start_tls(&s->up, s->px->up_tls, cfg->up_host, s->px->up_session, err,
+                          sizeof(err)) != 0) {
             if (!s->closing)
                 session_fail(s, "421 4.7.0", "TLS with upstream failed", err);
             return -1;
@@ -494,7 +495,13 @@ void up_handshake(struct session *s, int rc)
         session_fail(s, "421 4.7.0", "TLS handshake with upstream failed", reason);
         return;
     }
-    tlog_note(s->id, TLOG_TLS, "TLS upstream: %s", info);
+    tlog_note(s->id, TLOG_TLS, "TLS upstream: %s%s", info,
+              tls_conn_resumed(leg_tls(&s->up)) ? "; session resumed" : "");
+    /* resume this verified session next time (RFC 5077 tickets or ids) */
+    if (s->px->up_session == NULL)
+        s->px->up_session = tls_session_new();
+    if (s->px->up_session != NULL)
+        tls_conn_save_session(leg_tls(&s->up), s->px->up_session);
     session_explain(s, "the upstream leg is encrypted from here on; smtpscope shows its "
                        "plaintext");
     session_keylog_check(s);

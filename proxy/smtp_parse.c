@@ -62,8 +62,7 @@ unsigned smtp_line_flags(const uint8_t *line, size_t len)
     return flags;
 }
 
-enum smtp_cmd smtp_cmd_parse(const uint8_t *line, size_t len, const uint8_t **arg,
-                             size_t *arglen)
+enum smtp_cmd smtp_cmd_parse(const uint8_t *line, size_t len, const uint8_t **arg, size_t *arglen)
 {
     size_t body = len, verb = 0;
 
@@ -233,27 +232,26 @@ void smtp_data_reset(struct smtp_data_framer *f)
  * unchanged they stay in the run of input bytes (no copy); when they were
  * read in an earlier call, or change, they are written as constants.
  */
-#define DATA_FLUSH(upto)                                                                          \
-    do {                                                                                          \
-        size_t upto_ = (upto);                                                                    \
-        if (upto_ > span) {                                                                       \
-            out(arg, in + span, upto_ - span);                                                    \
-            span = upto_;                                                                         \
-        }                                                                                         \
+#define DATA_FLUSH(upto)                                                                           \
+    do {                                                                                           \
+        size_t upto_ = (upto);                                                                     \
+        if (upto_ > span) {                                                                        \
+            out(arg, in + span, upto_ - span);                                                     \
+            span = upto_;                                                                          \
+        }                                                                                          \
     } while (0)
 
 /* data_replace - the held-back bytes (nheld of them, the last of which is at
  * in[i - 1] when i >= nheld) come out as with[0..n). */
-#define DATA_REPLACE(nheld, with, n)                                                              \
-    do {                                                                                          \
-        DATA_FLUSH(i >= (nheld) ? i - (nheld) : 0);                                               \
-        out(arg, (const uint8_t *)(with), (n));                                                   \
-        span = i;                                                                                 \
+#define DATA_REPLACE(nheld, with, n)                                                               \
+    do {                                                                                           \
+        DATA_FLUSH(i >= (nheld) ? i - (nheld) : 0);                                                \
+        out(arg, (const uint8_t *)(with), (n));                                                    \
+        span = i;                                                                                  \
     } while (0)
 
 size_t smtp_data_next(struct smtp_data_framer *f, const uint8_t *in, size_t len,
-                      enum smtp_data_ev *ev, unsigned *line_flags, smtp_data_out_fn *out,
-                      void *arg)
+                      enum smtp_data_ev *ev, unsigned *line_flags, smtp_data_out_fn *out, void *arg)
 {
     size_t span = 0, i;
 

@@ -56,8 +56,7 @@ size_t smtp_line_end(const uint8_t *buf, size_t len);
 unsigned smtp_line_flags(const uint8_t *line, size_t len);
 /* smtp_cmd_parse - the command of a line, and its argument (after one SP,
  * without the line ending). */
-enum smtp_cmd smtp_cmd_parse(const uint8_t *line, size_t len, const uint8_t **arg,
-                             size_t *arglen);
+enum smtp_cmd smtp_cmd_parse(const uint8_t *line, size_t len, const uint8_t **arg, size_t *arglen);
 unsigned smtp_cmd_flags(enum smtp_cmd cmd);
 const char *smtp_cmd_name(enum smtp_cmd cmd);
 
@@ -98,10 +97,10 @@ int smtp_reply_has_keyword(const struct smtp_reply *r, const char *kw);
 #define SMTP_DATA_LINE_MAX 65536 /* octets of one message line; RFC 5321 4.5.3.1.6 asks 1000 */
 
 struct smtp_data_framer {
-    int bol;     /* the raw bytes are at the start of a line: the last were CRLF */
-    int out_bol; /* the output is at the start of a line */
-    int dot;     /* 1: "." at bol held back; 2: ".\r" held back */
-    int cr;      /* a CR held back */
+    int bol;             /* the raw bytes are at the start of a line: the last were CRLF */
+    int out_bol;         /* the output is at the start of a line */
+    int dot;             /* 1: "." at bol held back; 2: ".\r" held back */
+    int cr;              /* a CR held back */
     unsigned line_flags; /* SMTP_LF_* of the current line */
 };
 

@@ -153,9 +153,9 @@ static void srv_relay_lines(struct session *s, const uint8_t *buf, size_t len, i
             .dir = TLOG_DIR_IN,
             .bytes = buf + off,
             .len = n,
-            .code = n >= 3 ? (buf[off] - '0') * 100 + (buf[off + 1] - '0') * 10 +
-                                 (buf[off + 2] - '0')
-                           : 0,
+            .code = n >= 3
+                        ? (buf[off] - '0') * 100 + (buf[off + 1] - '0') * 10 + (buf[off + 2] - '0')
+                        : 0,
             .secret = secret ? TLOG_SECRET_CHALLENGE : TLOG_SECRET_NONE,
             .auth_mech = s->auth_mech,
             .answers = answers,
@@ -505,8 +505,8 @@ static size_t srv_bdat(struct session *s, const uint8_t *buf, size_t len)
 }
 
 /* srv_bdat_command - RFC 3030 2: "BDAT size [LAST]", then size octets. */
-static int srv_bdat_command(struct session *s, const uint8_t *line, size_t len,
-                            const uint8_t *arg, size_t arglen)
+static int srv_bdat_command(struct session *s, const uint8_t *line, size_t len, const uint8_t *arg,
+                            size_t arglen)
 {
     uint64_t size;
     int last;
@@ -562,7 +562,7 @@ static void srv_starttls(struct session *s, size_t arglen)
     }
     srv_own_reply_ex(s, "220 2.0.0 Ready to start TLS", 1, 0);
     srv_set_state(s, SRV_TLS);
-    if (leg_start_tls(&s->client, s->px->client_tls, NULL, err, sizeof(err)) != 0)
+    if (leg_start_tls(&s->client, s->px->client_tls, NULL, NULL, err, sizeof(err)) != 0)
         session_fail(s, "454 4.7.0", "TLS not available", err);
 }
 
@@ -934,8 +934,8 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
         unsigned how = s->px->cfg->client_tls == PX_CLIENT_TLS_OFFER && s->client.tls == NULL
                            ? SMTP_EHLO_ADD_STARTTLS
                            : SMTP_EHLO_DROP_STARTTLS;
-        size_t n = smtp_ehlo_rewrite(r, how, rewritten, sizeof(rewritten), changes,
-                                     sizeof(changes));
+        size_t n =
+            smtp_ehlo_rewrite(r, how, rewritten, sizeof(rewritten), changes, sizeof(changes));
         s->up_chunking = smtp_reply_has_keyword(r, "CHUNKING");
         if (n > 0) {
             out = rewritten;

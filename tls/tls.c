@@ -19,6 +19,9 @@
 #include <mbedtls/error.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ticket.h>
+#if MBEDTLS_VERSION_NUMBER < 0x03000000
+#include <mbedtls/ssl_internal.h> /* handshake->resume: 2.28 has no getter */
+#endif
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 
@@ -57,9 +60,7 @@ struct tls_conn {
     size_t out_len, out_cap;
     int handshake_done;
     int failed; /* a handshake error, returned again on every later call */
-    int offered_resume;
-    unsigned char offered_id[32];
-    size_t offered_id_len;
+    int resumed;
 };
 
 /* AEAD suites with ECDHE, ChaCha20-Poly1305 first: about 1.6x the speed of
@@ -136,27 +137,12 @@ int tls_conn_resume(struct tls_conn *c, const struct tls_session *s)
 {
     if (s == NULL || !s->valid)
         return 0;
-    c->offered_resume = 1;
-#if MBEDTLS_VERSION_NUMBER < 0x03000000
-    c->offered_id_len = s->s.id_len < sizeof(c->offered_id) ? s->s.id_len : 0;
-    memcpy(c->offered_id, s->s.id, c->offered_id_len);
-#endif
     return mbedtls_ssl_set_session(&c->ssl, &s->s);
 }
 
 int tls_conn_resumed(const struct tls_conn *c)
 {
-#if MBEDTLS_VERSION_NUMBER < 0x03000000
-    /* mbedTLS 2.28 has no getter: a resumed handshake has no Certificate
-     * message, so the session keeps the peer certificate it was given, and
-     * the server echoes the offered session id. */
-    const mbedtls_ssl_session *cur = c->ssl.session;
-    return c->offered_resume && cur != NULL && c->offered_id_len > 0 &&
-           cur->id_len == c->offered_id_len && memcmp(cur->id, c->offered_id, cur->id_len) == 0;
-#else
-    (void)c;
-    return 0;
-#endif
+    return c->resumed;
 }
 
 void tls_strerror(int err, char *buf, size_t len)
@@ -469,7 +455,21 @@ int tls_conn_handshake(struct tls_conn *c)
         return c->failed;
     if (c->handshake_done)
         return 0;
+#if MBEDTLS_VERSION_NUMBER < 0x03000000
+    /* mbedtls_ssl_handshake() is this loop; stepping ourselves lets us see
+     * whether the server took the offered session before the handshake
+     * parameters are freed */
+    rc = 0;
+    while (c->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+        if (c->ssl.handshake != NULL)
+            c->resumed = c->ssl.handshake->resume;
+        rc = mbedtls_ssl_handshake_step(&c->ssl);
+        if (rc != 0)
+            break;
+    }
+#else
     rc = mbedtls_ssl_handshake(&c->ssl);
+#endif
     if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
         return TLS_AGAIN;
     if (rc == 0 && c->cfg->is_client && !c->cfg->insecure &&
