@@ -125,7 +125,8 @@ void tlog_emit(struct tlog_event *ev)
         size_t n = tlog_format_line(&shown, line, sizeof(line), tlog_opts.color,
                                     tlog_opts.explain && !tlog_opts.quiet);
         fwrite(line, 1, n, tlog_opts.console);
-        fflush(tlog_opts.console);
+        if (!tlog_opts.batch)
+            fflush(tlog_opts.console);
     }
     tlog_json_render(&shown);
     tlog_files_render(&shown);
@@ -141,6 +142,12 @@ void tlog_note(uint64_t session, enum tlog_kind kind, const char *fmt, ...)
     va_end(ap);
     struct tlog_event ev = {.session = session, .kind = kind, .own = 1, .text = text};
     tlog_emit(&ev);
+}
+
+void tlog_flush(void)
+{
+    if (tlog_opts.console != NULL)
+        fflush(tlog_opts.console);
 }
 
 void tlog_summary(void)

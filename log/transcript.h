@@ -19,6 +19,7 @@ struct tlog_options {
     int color;     /* ANSI colours on the console */
     int explain;   /* learner annotations on the console */
     int quiet;     /* console: only warnings, errors and session summaries */
+    int batch;     /* console: flushed by tlog_flush() (each loop turn), not per line */
 };
 
 /* What the transcript counted, for the summary at exit. */
@@ -46,6 +47,9 @@ const struct tlog_stats *tlog_stats(void);
 /* tlog_json_string - bytes as a JSON string (quotes included), one character
  * per byte; returns its length. */
 size_t tlog_json_string(char *out, size_t cap, const uint8_t *p, size_t n);
+/* tlog_flush - write out what the console has buffered (with .batch, the
+ * event loop calls this before it waits for I/O, so lines stay live). */
+void tlog_flush(void);
 /* tlog_summary - the exit summary, as smtpscope's own lines. */
 void tlog_summary(void);
 

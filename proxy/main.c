@@ -27,6 +27,7 @@ struct px_main {
     struct px_listener listener;
     uv_signal_t sigint, sigterm;
     uv_timer_t grace;
+    uv_prepare_t flush; /* the console's lines go out before the loop waits */
     struct tls_keylog *keylog;
     int finished;
 };
@@ -43,10 +44,17 @@ static void px_finish(void)
     uv_close((uv_handle_t *)&m.sigint, NULL);
     uv_close((uv_handle_t *)&m.sigterm, NULL);
     uv_close((uv_handle_t *)&m.grace, NULL);
+    uv_close((uv_handle_t *)&m.flush, NULL);
     /* libuv gives the default actions back; a late signal must not kill an
      * exit that is already under way */
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
+}
+
+static void px_flush_cb(uv_prepare_t *h)
+{
+    (void)h;
+    tlog_flush();
 }
 
 static void px_idle_cb(struct proxy *px)
@@ -101,6 +109,7 @@ static int px_setup_transcript(const struct px_config *cfg, char *err, size_t er
         .color = cfg->color >= 0 ? cfg->color : tty && (no_color == NULL || no_color[0] == '\0'),
         .explain = cfg->explain >= 0 ? cfg->explain : tty,
         .quiet = cfg->quiet,
+        .batch = !tty,
     };
     tlog_init(&topts);
     if (cfg->json != NULL && tlog_open_json(cfg->json, err, errlen) != 0)
@@ -210,6 +219,8 @@ int main(int argc, char **argv)
     uv_timer_init(m.px.loop, &m.grace);
     uv_signal_start(&m.sigint, px_signal_cb, SIGINT);
     uv_signal_start(&m.sigterm, px_signal_cb, SIGTERM);
+    uv_prepare_init(m.px.loop, &m.flush);
+    uv_prepare_start(&m.flush, px_flush_cb);
 
     if (cfg.replay != NULL)
         tlog_note(0, TLOG_INFO, "smtpscope %s listening on %s, replaying %s (%zu session(s))",
@@ -233,6 +244,7 @@ int main(int argc, char **argv)
         tlog_note(0, TLOG_INFO, "fault rule %d: %s", i + 1, m.px.faults.rules[i].spec);
 
     uv_run(m.px.loop, UV_RUN_DEFAULT);
+    tlog_flush();
     uv_loop_close(m.px.loop);
     px_cleanup();
     return 0;
