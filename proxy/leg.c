@@ -107,6 +107,10 @@ static void leg_write_cb(uv_write_t *req, int status)
         char text[128];
         snprintf(text, sizeof(text), "write failed: %s (%s)", uv_strerror(status),
                  uv_err_name(status));
+        if (l->close_after_flush) {
+            leg_close(l); /* it was closing anyway: no need to wait for the rest */
+            return;
+        }
         l->ended = 1;
         l->cbs->end(l, LEG_END_ERROR, text);
         return;

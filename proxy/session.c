@@ -62,6 +62,7 @@ void session_unref(struct session *s)
         uv_close((uv_handle_t *)&s->up_timer, session_timer_closed_cb);
         uv_close((uv_handle_t *)&s->client_timer, session_timer_closed_cb);
         uv_close((uv_handle_t *)&s->fault_timer, session_timer_closed_cb);
+        uv_close((uv_handle_t *)&s->hold_timer, session_timer_closed_cb);
     }
     if (s->handles == 0)
         session_free(s);
@@ -163,8 +164,9 @@ struct session *session_new(struct proxy *px)
     uv_timer_init(px->loop, &s->up_timer);
     uv_timer_init(px->loop, &s->client_timer);
     uv_timer_init(px->loop, &s->fault_timer);
-    s->up_timer.data = s->client_timer.data = s->fault_timer.data = s;
-    s->handles += 3;
+    uv_timer_init(px->loop, &s->hold_timer);
+    s->up_timer.data = s->client_timer.data = s->fault_timer.data = s->hold_timer.data = s;
+    s->handles += 4;
     s->next = px->sessions;
     if (px->sessions != NULL)
         px->sessions->prev = s;
@@ -229,6 +231,7 @@ void session_close(struct session *s, const char *why)
     leg_close_after_flush(&s->up);
     uv_timer_stop(&s->up_timer);
     uv_timer_stop(&s->fault_timer);
+    uv_timer_stop(&s->hold_timer);
     uv_timer_start(&s->client_timer, session_linger_cb, SESSION_LINGER_MS, 0);
     s->handles++; /* balanced here, so the last unref can come from anywhere */
     session_unref(s);
@@ -319,7 +322,8 @@ int session_flow(struct session *s)
     if (s->closing)
         return -1;
     client_pause = s->up.above_high || s->in_len >= SRV_IN_MAX || s->srv_state == SRV_DONE;
-    up_pause = s->client.above_high;
+    /* a held final reply (--fault eod=delay) keeps the upstream waiting */
+    up_pause = s->client.above_high || s->held_reply != NULL || s->releasing;
     if (up_pause && !s->up.paused)
         leg_pause(&s->up);
     if (client_pause && !s->client.paused)

@@ -69,13 +69,15 @@ enum srv_state {
 enum srv_expect {
     SRV_EXP_EOD = SMTP_CMD_COUNT, /* the end of message content */
     SRV_EXP_AUTH_RESPONSE,        /* a client line inside an AUTH exchange */
+    SRV_EXP_LOCAL,                /* smtpscope's own reply, said in its turn */
 };
 
 struct srv_pending {
     int what; /* enum smtp_cmd or enum srv_expect */
     unsigned flags;
     uint64_t sent_us; /* --record: when it went upstream */
-    char *cmd;        /* --record: the command line (AUTH redacted), owned */
+    char *cmd;        /* --record: the command line (AUTH redacted), owned;
+                         SRV_EXP_LOCAL: the reply line to say */
 };
 
 struct sink;
@@ -88,7 +90,8 @@ struct session {
     int handles;             /* open handles and pending requests; freed at 0 when closing */
     uv_timer_t up_timer;     /* waiting for the upstream: connect, replies */
     uv_timer_t client_timer; /* waiting for the client; at close, the linger */
-    uv_timer_t fault_timer;  /* --fault delay=... */
+    uv_timer_t fault_timer;  /* --fault delay=... on a command or the greeting */
+    uv_timer_t hold_timer;   /* --fault eod=delay=...: the held final reply */
     int closing;
     char client_addr[64];
     char up_addr[64];
@@ -138,6 +141,7 @@ struct session {
     int poison_injected;           /* msg_poison is an injected reply */
     uint64_t eod_delay_ms;         /* --fault eod=delay: hold the final reply this long */
     struct smtp_reply *held_reply; /* the final reply being held */
+    int releasing;                 /* the held reply is being said: the upstream waits */
     uint8_t *stash;                /* upstream bytes after the held reply */
     size_t stash_len;
 };

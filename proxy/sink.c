@@ -49,6 +49,8 @@ struct sink {
     size_t nto;
     unsigned msg_no;
     int fd; /* the message being received, or -1 */
+    int failed;       /* a write to it failed: the message is refused at its end */
+    int bdat_refused; /* the chunk being read was refused (its reply is said) */
     char tmp_path[4096];
     uint64_t size;
     int out_bol; /* unstuffing: at the start of a line */
@@ -138,8 +140,10 @@ static void sink_flush_cb(uv_timer_t *t)
     }
     size_t len = k->seg[due - 1].end;
     uint8_t *out = malloc(len);
-    if (out == NULL)
+    if (out == NULL) {
+        session_fail(s, "421 4.3.0", "out of memory", "out of memory");
         return;
+    }
     memcpy(out, k->out, len);
     memmove(k->out, k->out + len, k->out_len - len);
     k->out_len -= len;
@@ -216,11 +220,13 @@ static void sink_replay(struct session *s, const char *key, const uint8_t *line,
 
 static void sink_discard(struct sink *k)
 {
-    if (k->fd >= 0) {
+    if (k->fd >= 0)
         close(k->fd);
+    if (k->tmp_path[0] != '\0')
         unlink(k->tmp_path);
-        k->fd = -1;
-    }
+    k->tmp_path[0] = '\0';
+    k->fd = -1;
+    k->failed = 0;
 }
 
 static void sink_reset(struct sink *k)
@@ -410,10 +416,8 @@ static void sink_write(struct sink *k, const uint8_t *p, size_t n)
                 end[2] = '\0';
         }
     }
-    if (write(k->fd, p, n) != (ssize_t)n) {
-        close(k->fd);
-        k->fd = -1;
-    }
+    if (write(k->fd, p, n) != (ssize_t)n)
+        k->failed = 1; /* refused at the end of the message, and the file removed */
     k->size += n;
 }
 
@@ -463,18 +467,40 @@ static void sink_header(const char *hdr, const char *name, char *out, size_t cap
     }
 }
 
+/* sink_cat - append to an index line, never past cap (clamped). */
+static size_t sink_cat(char *buf, size_t cap, size_t o, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static size_t sink_cat(char *buf, size_t cap, size_t o, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (o + 1 >= cap)
+        return o;
+    va_start(ap, fmt);
+    n = vsnprintf(buf + o, cap - o, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return o;
+    return o + (size_t)n < cap ? o + (size_t)n : cap - 1;
+}
+
+#define SINK_JSON_ADDR (6 * SINK_ADDR_MAX + 16) /* an address as a JSON string */
+
 /* sink_commit - the message is complete: name it and index it. */
 static void sink_commit(struct session *s)
 {
     struct sink *k = s->sink;
-    char path[4096], name[256], stamp[32], line[16384], subj[1100], mid[1100], tmp[1100];
+    char path[4096], name[256], stamp[32], subj[6200], mid[6200], tmp[SINK_JSON_ADDR];
     uint64_t now = tlog_now_us();
     time_t secs = (time_t)(now / 1000000u);
     struct tm tm;
-    size_t o = 0;
+    size_t o = 0, cap;
+    char *line;
     int ifd;
 
-    if (k->fd < 0) {
+    if (k->fd < 0 || k->failed) {
         sink_reply(s, "451 4.3.0 Could not store the message");
         sink_reset(k);
         return;
@@ -493,37 +519,43 @@ static void sink_commit(struct session *s)
         sink_reset(k);
         return;
     }
+    k->tmp_path[0] = '\0';
     sink_header(k->hdr, "Subject", subj, sizeof(subj));
     sink_header(k->hdr, "Message-ID", mid, sizeof(mid));
     strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-    o += (size_t)snprintf(line + o, sizeof(line) - o,
-                          "{\"file\":\"%s\",\"session\":%llu,"
-                          "\"time\":\"%s.%06uZ\",\"from\":",
-                          name, (unsigned long long)s->id, stamp, (unsigned)(now % 1000000u));
-    tlog_json_string(tmp, sizeof(tmp), (const uint8_t *)k->from, strlen(k->from));
-    o += (size_t)snprintf(line + o, sizeof(line) - o, "%s,\"to\":[", tmp);
-    for (size_t i = 0; i < k->nto && o + 1100 < sizeof(line); i++) {
-        tlog_json_string(tmp, sizeof(tmp), (const uint8_t *)k->to[i], strlen(k->to[i]));
-        o += (size_t)snprintf(line + o, sizeof(line) - o, "%s%s", i ? "," : "", tmp);
+    cap = 4 * sizeof(subj) + 4096 + (k->nto + 1) * SINK_JSON_ADDR;
+    line = malloc(cap);
+    if (line == NULL) {
+        sink_reply(s, "451 4.3.0 Out of memory");
+        sink_reset(k);
+        return;
     }
-    o += (size_t)snprintf(
-        line + o, sizeof(line) - o, "],\"size\":%llu,\"subject\":%s,\"message_id\":%s,\"tls\":%s,",
-        (unsigned long long)k->size, subj, mid, s->client.tls != NULL ? "true" : "false");
+    o = sink_cat(line, cap, o,
+                 "{\"file\":\"%s\",\"session\":%llu,\"time\":\"%s.%06uZ\",\"from\":", name,
+                 (unsigned long long)s->id, stamp, (unsigned)(now % 1000000u));
+    tlog_json_string(tmp, sizeof(tmp), (const uint8_t *)k->from, strlen(k->from));
+    o = sink_cat(line, cap, o, "%s,\"to\":[", tmp);
+    for (size_t i = 0; i < k->nto; i++) {
+        tlog_json_string(tmp, sizeof(tmp), (const uint8_t *)k->to[i], strlen(k->to[i]));
+        o = sink_cat(line, cap, o, "%s%s", i ? "," : "", tmp);
+    }
+    o = sink_cat(line, cap, o, "],\"size\":%llu,\"subject\":%s,\"message_id\":%s,\"tls\":%s,",
+                 (unsigned long long)k->size, subj, mid, s->client.tls != NULL ? "true" : "false");
     if (k->user[0] != '\0') {
         tlog_json_string(tmp, sizeof(tmp), (const uint8_t *)k->user, strlen(k->user));
-        o += (size_t)snprintf(line + o, sizeof(line) - o, "\"auth_user\":%s,", tmp);
+        o = sink_cat(line, cap, o, "\"auth_user\":%s,", tmp);
     } else {
-        o += (size_t)snprintf(line + o, sizeof(line) - o, "\"auth_user\":null,");
+        o = sink_cat(line, cap, o, "\"auth_user\":null,");
     }
     tlog_json_string(tmp, sizeof(tmp), (const uint8_t *)k->helo, strlen(k->helo));
-    o += (size_t)snprintf(line + o, sizeof(line) - o, "\"helo\":%s,\"warnings\":%u}\n", tmp,
-                          s->msg_warnings);
+    o = sink_cat(line, cap, o, "\"helo\":%s,\"warnings\":%u}\n", tmp, s->msg_warnings);
     snprintf(path, sizeof(path), "%s/%s", s->px->cfg->sink_dir, SINK_INDEX);
     ifd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (ifd < 0 || write(ifd, line, o) != (ssize_t)o)
         tlog_note(s->id, TLOG_WARNING, "sink: could not append to %s: %s", path, strerror(errno));
     if (ifd >= 0)
         close(ifd);
+    free(line);
     tlog_note(s->id, TLOG_INFO, "sink: stored %s (%llu bytes)", name, (unsigned long long)k->size);
     sink_reply(s, "250 2.0.0 Ok: queued as %llu-%u", (unsigned long long)s->id, k->msg_no);
     sink_reset(k);
@@ -608,7 +640,9 @@ static void sink_command(struct session *s, const uint8_t *line, size_t len)
         sink_reply(s, "250 2.1.5 Ok");
         return;
     case SMTP_CMD_DATA:
-        if (k->nto == 0) {
+        if (k->fd >= 0) {
+            sink_reply(s, "503 5.5.1 DATA after BDAT (RFC 3030 2)");
+        } else if (k->nto == 0) {
             sink_reply(s, "503 5.5.1 Need RCPT before DATA");
         } else if (sink_open_message(s) != 0) {
             sink_reply(s, "451 4.3.0 Cannot store messages: %s", strerror(errno));
@@ -619,19 +653,17 @@ static void sink_command(struct session *s, const uint8_t *line, size_t len)
         return;
     case SMTP_CMD_BDAT:
         smtp_bdat_parse(arg, arglen, &size, &last); /* smtp_server.c checked it */
+        k->bdat_left = size;
+        k->bdat_last = last;
+        k->bdat_refused = 0;
+        k->st = K_BDAT; /* the chunk is read in any case; sink_input() ends it */
         if (k->nto == 0) {
             sink_reply(s, "503 5.5.1 Need RCPT before BDAT");
-            k->bdat_left = size;
-            k->fd = -1;
-        } else {
-            if (k->fd < 0 && sink_open_message(s) != 0) {
-                sink_reply(s, "451 4.3.0 Cannot store messages: %s", strerror(errno));
-                return;
-            }
-            k->bdat_left = size;
+            k->bdat_refused = 1;
+        } else if (k->fd < 0 && sink_open_message(s) != 0) {
+            sink_reply(s, "451 4.3.0 Cannot store messages: %s", strerror(errno));
+            k->bdat_refused = 1;
         }
-        k->bdat_last = last;
-        k->st = K_BDAT; /* sink_input() finishes a chunk of 0 octets at once */
         return;
     case SMTP_CMD_RSET:
         sink_reset(k);
@@ -679,10 +711,8 @@ void sink_input(struct session *s, const uint8_t *p, size_t n)
         }
         if (k->st == K_BDAT) {
             size_t c = n - off < k->bdat_left ? n - off : (size_t)k->bdat_left;
-            if (k->fd >= 0 && c > 0) {
-                k->hdr_done = k->hdr_done || k->size > 0;
+            if (k->fd >= 0 && !k->bdat_refused && c > 0)
                 sink_write(k, p + off, c);
-            }
             off += c;
             k->bdat_left -= c;
             if (k->bdat_left > 0)
@@ -692,10 +722,10 @@ void sink_input(struct session *s, const uint8_t *p, size_t n)
                 sink_replay(s, "BDAT", (const uint8_t *)k->bdat_cmd, strlen(k->bdat_cmd));
                 continue;
             }
-            if (k->nto == 0)
-                continue; /* refused: the 503 is already said */
-            if (k->bdat_last)
-                sink_commit(s);
+            if (k->bdat_refused)
+                continue; /* its reply is already said */
+            if (k->bdat_last || k->failed)
+                sink_commit(s); /* a failed write is refused there, with 451 */
             else
                 sink_reply(s, "250 2.0.0 %llu octets received", (unsigned long long)k->size);
             continue;

@@ -426,16 +426,26 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
     }
 }
 
+/* up_stash - keep upstream bytes while a reply is held back (--fault
+ * eod=delay); srv_release_cb feeds them in again, in order. */
+static int up_stash(struct session *s, const uint8_t *buf, size_t len)
+{
+    uint8_t *p = realloc(s->stash, s->stash_len + len);
+    if (p == NULL)
+        return -1;
+    memcpy(p + s->stash_len, buf, len);
+    s->stash = p;
+    s->stash_len += len;
+    return 0;
+}
+
 int up_data(struct session *s, const uint8_t *buf, size_t len)
 {
     if (s->held_reply != NULL && len > 0) {
-        uint8_t *p = realloc(s->stash, s->stash_len + len);
-        if (p == NULL)
-            return -1;
-        memcpy(p + s->stash_len, buf, len);
-        s->stash = p;
-        s->stash_len += len;
-        return 0;
+        if (up_stash(s, buf, len) == 0)
+            return 0;
+        session_fail(s, "421 4.3.0", "out of memory", "out of memory");
+        return -1;
     }
     while (len > 0 && !s->closing) {
         size_t used;
@@ -459,14 +469,10 @@ int up_data(struct session *s, const uint8_t *buf, size_t len)
         if (rc < 0)
             return -1;
         if (rc == SRV_REPLY_HELD && len > 0) {
-            /* a reply is held back (--fault eod=delay): what follows waits */
-            uint8_t *p = realloc(s->stash, s->stash_len + len);
-            if (p == NULL)
-                return -1;
-            memcpy(p + s->stash_len, buf, len);
-            s->stash = p;
-            s->stash_len += len;
-            return 0;
+            if (up_stash(s, buf, len) == 0)
+                return 0; /* what follows the held reply waits */
+            session_fail(s, "421 4.3.0", "out of memory", "out of memory");
+            return -1;
         }
     }
     return s->closing ? -1 : 0;

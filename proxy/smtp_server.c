@@ -7,7 +7,8 @@
  * rewrites the capability list (STARTTLS offered by smtpscope itself,
  * RFC 3207), answers STARTTLS itself and streams message content through the
  * DATA framer. The client hears a 2xx only when the upstream sent it; the
- * replies smtpscope makes itself all go through srv_own_reply().
+ * replies smtpscope makes itself all go through srv_send_own(), in their turn
+ * among the upstream's replies (srv_say).
  *
  * Owns s->in (held command bytes, bounded by SRV_IN_MAX plus one read) and
  * the pending-reply queue. Functions that can end the session return -1 and
@@ -22,9 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SRV_OWN_REPLY_MAX 512 /* RFC 5321 4.5.3.1.5 */
-#define SRV_EHLO_MAX      (SMTP_REPLY_MAX + 64)
-#define SRV_WARN_LINES    5 /* per message, then a count */
+#define SRV_OWN_REPLY_MAX  512 /* RFC 5321 4.5.3.1.5 */
+#define SRV_EHLO_MAX       (SMTP_REPLY_MAX + 64)
+#define SRV_WARN_LINES     5     /* per message, then a count */
+#define SRV_LOCAL_INJECTED 0x100 /* SRV_EXP_LOCAL flag: the reply was injected */
 
 static const char *const srv_state_names[SRV_STATE_COUNT] = {
     [SRV_WAIT_UPSTREAM] = "WAIT-UPSTREAM",
@@ -95,11 +97,14 @@ void srv_arm_timer(struct session *s)
         uv_timer_stop(&s->client_timer);
 }
 
-/* srv_own_reply_ex - every reply smtpscope makes itself: bounded, recorded
- * (tls_switch: it is the 220 to STARTTLS), sent. */
-static void srv_own_reply_ex(struct session *s, const char *line, int tls_switch, int injected)
+static void srv_push(struct session *s, int what, unsigned flags, const uint8_t *line, size_t len);
+
+/* srv_send_own - every reply smtpscope makes itself: bounded, recorded
+ * (tls_switch: it is the 220 to STARTTLS), sent now. */
+static void srv_send_own(struct session *s, const char *line, int tls_switch, int injected)
 {
     char buf[SRV_OWN_REPLY_MAX];
+
     int n = snprintf(buf, sizeof(buf) - 2, "%s", line);
     size_t len = n < 0 ? 0 : (size_t)n < sizeof(buf) - 2 ? (size_t)n : sizeof(buf) - 3;
 
@@ -121,9 +126,21 @@ static void srv_own_reply_ex(struct session *s, const char *line, int tls_switch
     leg_write(&s->client, (const uint8_t *)buf, len);
 }
 
+/* srv_say - a reply of smtpscope's own in the flow of commands: said in its
+ * turn, after the replies still due to earlier pipelined commands. */
+static void srv_say(struct session *s, const char *line, int tls_switch, int injected)
+{
+    if (s->pend_len > 0 && !s->closing && s->srv_state != SRV_DONE) {
+        srv_push(s, SRV_EXP_LOCAL, injected ? SRV_LOCAL_INJECTED : 0, (const uint8_t *)line,
+                 strlen(line));
+        return;
+    }
+    srv_send_own(s, line, tls_switch, injected);
+}
+
 void srv_own_reply(struct session *s, const char *line)
 {
-    srv_own_reply_ex(s, line, 0, 0);
+    srv_send_own(s, line, 0, 0); /* the session is ending: no turn to wait for */
 }
 
 /* srv_fault_note - say which rule fired, for every rendering. */
@@ -206,7 +223,7 @@ void srv_upstream_ready(struct session *s)
     srv_fault_note(s, f);
     switch (f->action) {
     case FAULT_REPLY:
-        srv_own_reply_ex(s, f->reply, 0, 1);
+        srv_say(s, f->reply, 0, 1);
         srv_set_state(s, SRV_DONE);
         session_close(s, "fault injected at connect");
         return;
@@ -247,6 +264,11 @@ static void srv_push(struct session *s, int what, unsigned flags, const uint8_t 
     s->pending[at].what = what;
     s->pending[at].flags = flags;
     s->pending[at].cmd = NULL;
+    if (what == SRV_EXP_LOCAL) {
+        s->pending[at].cmd = strndup((const char *)line, len);
+        s->pend_len++;
+        return;
+    }
     if (s->px->recorder != NULL) {
         s->pending[at].sent_us = tlog_now_us();
         s->pending[at].cmd = line != NULL ? srv_record_cmd(s, what, line, len) : NULL;
@@ -276,6 +298,8 @@ static void srv_abort_upstream(struct session *s, const char *why)
     }
     s->up_aborted = 1;
     s->up_state = UP_FAILED;
+    for (int i = 0; i < s->pend_len; i++)
+        free(s->pending[(s->pend_head + i) % SRV_PIPE_MAX].cmd);
     s->pend_len = 0;
     s->sync_wait = 0;
     uv_timer_stop(&s->up_timer);
@@ -475,7 +499,7 @@ static size_t srv_body(struct session *s, const uint8_t *buf, size_t len)
                 session_close(s, "fault injected at eod: connection dropped");
                 return off;
             }
-            srv_own_reply_ex(s, s->msg_poison, 0, s->poison_injected);
+            srv_say(s, s->msg_poison, 0, s->poison_injected);
         } else {
             srv_push(s, SRV_EXP_EOD, 0, NULL, 0);
         }
@@ -519,7 +543,7 @@ static int srv_bdat_command(struct session *s, const uint8_t *line, size_t len, 
     }
     s->bdat_discard = !s->up_chunking || s->up_aborted;
     if (s->bdat_discard)
-        srv_own_reply(s, "502 5.5.1 BDAT not available: the upstream does not offer CHUNKING");
+        srv_say(s, "502 5.5.1 BDAT not available: the upstream does not offer CHUNKING", 0, 0);
     else
         srv_relay(s, line, len, SMTP_CMD_BDAT, last ? SMTP_CF_SYNC : 0);
     s->bdat_left = size;
@@ -549,18 +573,18 @@ static void srv_starttls(struct session *s, size_t arglen)
     char err[300];
 
     if (s->px->cfg->client_tls == PX_CLIENT_TLS_OFF) {
-        srv_own_reply(s, "502 5.5.1 STARTTLS not offered (smtpscope runs with --client-tls off)");
+        srv_say(s, "502 5.5.1 STARTTLS not offered (smtpscope runs with --client-tls off)", 0, 0);
         return;
     }
     if (s->client.tls != NULL) {
-        srv_own_reply(s, "503 5.5.1 TLS already active");
+        srv_say(s, "503 5.5.1 TLS already active", 0, 0);
         return;
     }
     if (arglen != 0) {
-        srv_own_reply(s, "501 5.5.4 STARTTLS takes no parameters");
+        srv_say(s, "501 5.5.4 STARTTLS takes no parameters", 0, 0);
         return;
     }
-    srv_own_reply_ex(s, "220 2.0.0 Ready to start TLS", 1, 0);
+    srv_say(s, "220 2.0.0 Ready to start TLS", 1, 0);
     srv_set_state(s, SRV_TLS);
     if (leg_start_tls(&s->client, s->px->client_tls, NULL, NULL, err, sizeof(err)) != 0)
         session_fail(s, "454 4.7.0", "TLS not available", err);
@@ -619,7 +643,7 @@ static int srv_fault_act(struct session *s, const struct fault_rule *f, enum smt
     srv_fault_note(s, f);
     switch (f->action) {
     case FAULT_REPLY:
-        srv_own_reply_ex(s, f->reply, 0, 1);
+        srv_say(s, f->reply, 0, 1);
         if (cmd == SMTP_CMD_BDAT && smtp_bdat_parse(arg, arglen, &size, &last) == 0 && size > 0) {
             s->bdat_left = size; /* the refused chunk is still read */
             s->bdat_discard = 1;
@@ -628,7 +652,7 @@ static int srv_fault_act(struct session *s, const struct fault_rule *f, enum smt
         }
         return 0;
     case FAULT_TLS_FAIL:
-        srv_own_reply_ex(s, "220 2.0.0 Ready to start TLS", 0, 1);
+        srv_say(s, "220 2.0.0 Ready to start TLS", 0, 1);
         srv_set_state(s, SRV_DONE);
         session_close(s, "fault injected at starttls: no TLS handshake");
         return -1;
@@ -651,7 +675,7 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
         session_emit_line(s, TLOG_COMMAND, TLOG_LEG_CLIENT, TLOG_DIR_IN, 1, line, len);
         cmd = smtp_cmd_parse(line, len, &arg, &arglen);
         if (cmd == SMTP_CMD_QUIT) {
-            srv_own_reply(s, "221 2.0.0 Bye");
+            srv_say(s, "221 2.0.0 Bye", 0, 0);
             session_close(s, "QUIT after a discarded message");
         } else {
             session_fail(s, "421 4.3.0",
@@ -727,7 +751,7 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
         return srv_fault_act(s, f, cmd, arg, arglen);
     if (lflags != 0) {
         tlog_note(s->id, TLOG_WARNING, "command line holds a bare CR, bare LF or NUL: not relayed");
-        srv_own_reply(s, "500 5.5.2 Syntax error: bare CR, bare LF or NUL in command line");
+        srv_say(s, "500 5.5.2 Syntax error: bare CR, bare LF or NUL in command line", 0, 0);
         return 0;
     }
     switch (cmd) {
@@ -745,6 +769,13 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
         srv_relay(s, line, len, cmd, flags);
         return 0;
     }
+}
+
+static int srv_is_starttls(const uint8_t *line, size_t len)
+{
+    const uint8_t *arg;
+    size_t arglen;
+    return smtp_cmd_parse(line, len, &arg, &arglen) == SMTP_CMD_STARTTLS;
 }
 
 int srv_process(struct session *s)
@@ -770,7 +801,7 @@ int srv_process(struct session *s)
                 off = s->in_len; /* more of a line already refused */
             } else if (avail > SMTP_CMD_LINE_MAX) {
                 /* bounded: the line so far is dropped, and its rest when it comes */
-                srv_own_reply(s, "500 5.5.6 Line too long");
+                srv_say(s, "500 5.5.6 Line too long", 0, 0);
                 tlog_note(s->id, TLOG_WARNING, "command line longer than %d bytes: not relayed",
                           SMTP_CMD_LINE_MAX);
                 s->discarding = 1;
@@ -784,10 +815,12 @@ int srv_process(struct session *s)
             continue;
         }
         if (n > SMTP_CMD_LINE_MAX) {
-            srv_own_reply(s, "500 5.5.6 Line too long");
+            srv_say(s, "500 5.5.6 Line too long", 0, 0);
             off += n;
             continue;
         }
+        if (s->pend_len > 0 && srv_is_starttls(s->in + off, n))
+            break; /* its 220 and the handshake come after every earlier reply */
         int rc = srv_command(s, s->in + off, n);
         if (rc < 0)
             return -1;
@@ -848,6 +881,20 @@ int srv_data(struct session *s, const uint8_t *buf, size_t len)
     return srv_process(s);
 }
 
+/* srv_say_local - smtpscope's own replies whose turn has come. */
+static void srv_say_local(struct session *s)
+{
+    while (s->pend_len > 0 && s->pending[s->pend_head].what == SRV_EXP_LOCAL && !s->closing) {
+        struct srv_pending p = s->pending[s->pend_head];
+        s->pend_head = (s->pend_head + 1) % SRV_PIPE_MAX;
+        s->pend_len--;
+        srv_send_own(s, p.cmd != NULL ? p.cmd : "451 4.3.0 out of memory", 0,
+                     (p.flags & SRV_LOCAL_INJECTED) != 0);
+        free(p.cmd);
+    }
+    up_arm_timer(s);
+}
+
 static void srv_release_cb(uv_timer_t *t)
 {
     struct session *s = t->data;
@@ -860,13 +907,15 @@ static void srv_release_cb(uv_timer_t *t)
     s->stash = NULL;
     s->stash_len = 0;
     s->held_reply = NULL; /* up_data() takes bytes again */
+    s->releasing = 1;     /* but the upstream leg is read only after the stash */
     int rc = srv_reply(s, r);
     free(r);
     if (rc >= 0 && len > 0 && !s->closing)
         rc = up_data(s, stash, len);
     free(stash);
-    if (rc >= 0 && !s->closing && s->sink == NULL)
-        leg_resume(&s->up);
+    s->releasing = 0;
+    if (rc >= 0 && !s->closing)
+        session_flow(s);
 }
 
 int srv_reply(struct session *s, const struct smtp_reply *r)
@@ -892,10 +941,9 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
         s->held_reply = malloc(sizeof(*s->held_reply));
         if (s->held_reply != NULL) {
             memcpy(s->held_reply, r, sizeof(*r));
-            uv_timer_start(&s->fault_timer, srv_release_cb, s->eod_delay_ms, 0);
+            uv_timer_start(&s->hold_timer, srv_release_cb, s->eod_delay_ms, 0);
             s->eod_delay_ms = 0;
-            if (s->sink == NULL)
-                leg_pause(&s->up);
+            session_flow(s); /* pauses the upstream leg while held */
             return SRV_REPLY_HELD;
         }
     }
@@ -977,6 +1025,7 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
         session_close(s, "QUIT");
         return -1;
     }
+    srv_say_local(s);
     return srv_process(s);
 }
 

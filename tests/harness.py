@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 import warnings
+import weakref
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -362,14 +363,14 @@ def lines_after(text, start_pattern):
     return []
 
 
-_leftover = {}
+_leftover = weakref.WeakKeyDictionary()  # bytes read past a reply, per socket
 
 
 def read_reply(sock, timeout=10):
     """Read one whole (multi-line) reply from a socket; bytes after it are
     kept for the next call."""
     sock.settimeout(timeout)
-    buf = _leftover.pop(id(sock), b"")
+    buf = _leftover.pop(sock, b"")
     while True:
         start = 0
         while True:
@@ -379,7 +380,7 @@ def read_reply(sock, timeout=10):
             line = buf[start:end]
             if len(line) == 3 or (len(line) >= 4 and line[3:4] == b" "):
                 if end + 2 < len(buf):
-                    _leftover[id(sock)] = buf[end + 2:]
+                    _leftover[sock] = buf[end + 2:]
                 return buf[:end + 2]
             start = end + 2
         chunk = sock.recv(65536)

@@ -437,3 +437,74 @@ class RecordReplayTest(unittest.TestCase):
         sc.expect("replay mismatch: the recording (session 1, reply 3) expects MAIL: MAIL "
                   "FROM:<a@x.test>; got MAIL: MAIL FROM:<other@x.test>")
         self.assertEqual(sc.stop()[0], 0)
+
+
+class OrderingTest(SinkCase):
+    """smtpscope's own replies take their turn among the upstream's."""
+
+    def test_injected_reply_in_a_pipelined_group(self):
+        import socket
+        sc = self.sink("--fault", "rcpt:bad@*=550 5.1.1 no such user")
+        s = socket.create_connection(("127.0.0.1", sc.port), timeout=10)
+        h.read_reply(s)
+        s.sendall(b"EHLO c\r\n")
+        h.read_reply(s)
+        s.sendall(b"MAIL FROM:<a@x>\r\nRCPT TO:<good@x>\r\nRCPT TO:<bad@x>\r\n"
+                  b"RCPT TO:<good2@x>\r\nDATA\r\n")
+        codes = [h.read_reply(s)[:3] for _ in range(5)]
+        self.assertEqual(codes, [b"250", b"250", b"550", b"250", b"354"])
+        s.sendall(b"Subject: t\r\n\r\nx\r\n.\r\nQUIT\r\n")
+        self.assertTrue(h.read_reply(s).startswith(b"250"))
+        s.close()
+        self.assertEqual(self.index()[0]["to"], ["good@x", "good2@x"])
+
+    def test_starttls_after_pipelined_rset(self):
+        import socket
+        sc = self.sink()
+        s = socket.create_connection(("127.0.0.1", sc.port), timeout=10)
+        h.read_reply(s)
+        s.sendall(b"EHLO c\r\n")
+        h.read_reply(s)
+        s.sendall(b"RSET\r\nSTARTTLS\r\n")
+        self.assertEqual(h.read_reply(s), b"250 2.0.0 Ok\r\n")
+        self.assertEqual(h.read_reply(s), b"220 2.0.0 Ready to start TLS\r\n")
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        t = ctx.wrap_socket(s, server_hostname="localhost")
+        t.sendall(b"NOOP\r\n")
+        self.assertEqual(h.read_reply(t), b"250 2.0.0 Ok\r\n")
+        t.close()
+
+    def test_big_envelope_index_stays_valid(self):
+        sc = self.sink()
+        c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)
+        rcpts = [("r%03d" % i) + "x" * 480 + "@example.test" for i in range(40)]
+        subject = "S" * 990
+        c.sendmail("a@x", rcpts, f"Subject: {subject}\r\n\r\nbody\r\n".encode())
+        c.quit()
+        e = self.index()[0]
+        self.assertEqual(e["to"], rcpts)
+        self.assertEqual(e["subject"], subject)
+
+    def test_data_after_bdat_refused(self):
+        import socket
+        sc = self.sink()
+        s = socket.create_connection(("127.0.0.1", sc.port), timeout=10)
+        h.read_reply(s)
+        s.sendall(b"EHLO c\r\n")
+        h.read_reply(s)
+        s.sendall(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nBDAT 3\r\nabc")
+        for _ in range(3):
+            self.assertTrue(h.read_reply(s).startswith(b"250"))
+        s.sendall(b"DATA\r\n")
+        self.assertTrue(h.read_reply(s).startswith(b"503 5.5.1 DATA after BDAT"))
+        s.close()
+
+    def test_eod_delay_and_command_delay_together(self):
+        sc = self.sink("--fault", "eod=delay=400ms", "--fault", "mail=delay=200ms")
+        c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)
+        for i in range(2):
+            c.sendmail("a@x", ["b@x"], f"Subject: {i}\r\n\r\nx\r\n".encode())
+        c.quit()
+        self.assertEqual([e["subject"] for e in self.index()], ["0", "1"])

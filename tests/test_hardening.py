@@ -29,7 +29,7 @@ def talk(s, data):
 
 def read_until_closed(s, timeout=15):
     s.settimeout(timeout)
-    data = h._leftover.pop(id(s), b"")
+    data = h._leftover.pop(s, b"")
     try:
         while True:
             chunk = s.recv(65536)
