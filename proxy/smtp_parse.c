@@ -256,6 +256,21 @@ size_t smtp_data_next(struct smtp_data_framer *f, const uint8_t *in, size_t len,
     size_t span = 0, i;
 
     for (i = 0; i < len; i++) {
+        if (!f->dot && !f->cr && !f->bol && !f->out_bol) {
+            /* inside a line nothing is held: skip to the next CR, LF or NUL
+             * with memchr (ordinary bytes stay in the run as they are) */
+            size_t lim = len - i;
+            const uint8_t *p = memchr(in + i, '\r', lim);
+            if (p != NULL)
+                lim = (size_t)(p - (in + i));
+            if ((p = memchr(in + i, '\n', lim)) != NULL)
+                lim = (size_t)(p - (in + i));
+            if ((p = memchr(in + i, '\0', lim)) != NULL)
+                lim = (size_t)(p - (in + i));
+            i += lim;
+            if (i == len)
+                break;
+        }
         uint8_t ch = in[i];
 
         if (f->dot == 2) { /* ".\r" held */
