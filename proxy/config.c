@@ -169,7 +169,7 @@ static const char px_usage[] =
     "  -h, --help                 this text\n"
     "  -V, --version              the version\n"
     "\n"
-    "Transcript lines (stdout, one per event, flushed at once):\n"
+    "Transcript lines (stdout, one per event, written as they happen):\n"
     "  TIME [#N] send: '...'            a client command, relayed\n"
     "  TIME [#N] reply: b'...'          an upstream reply line, relayed\n"
     "  TIME [#N] smtpscope reply: b'...'  a reply smtpscope gave itself\n"
