@@ -484,6 +484,16 @@ static const char check_usage[] =
     "  --no-reply CODE         no reply with this code was given (repeatable; --json)\n"
     "  --wait SECONDS          poll until the expectations hold or time runs out\n";
 
+/* check_done - free what the options hold; returns rc. */
+static int check_done(struct copts *o, int rc)
+{
+    if (o->subject != NULL)
+        regfree(&o->subject_re);
+    if (o->header != NULL)
+        regfree(&o->header_re);
+    return rc;
+}
+
 static int check_code(const char *s, int *out)
 {
     char *end;
@@ -539,7 +549,7 @@ int tlog_check_main(int argc, char **argv)
             *slot = strtol(optarg, &end, 10);
             if (optarg[0] == '\0' || *end != '\0' || *slot < 0) {
                 fprintf(stderr, "smtpscope check: expected a count, got '%s'\n", optarg);
-                return 2;
+                return check_done(&o, 2);
             }
             break;
         case 'f':
@@ -549,10 +559,13 @@ int tlog_check_main(int argc, char **argv)
             o.to = optarg;
             break;
         case 'S':
+            if (o.subject != NULL)
+                regfree(&o.subject_re);
             o.subject = optarg;
             if (regcomp(&o.subject_re, optarg, REG_EXTENDED | REG_NOSUB) != 0) {
                 fprintf(stderr, "smtpscope check: --subject: bad regex '%s'\n", optarg);
-                return 2;
+                o.subject = NULL;
+                return check_done(&o, 2);
             }
             break;
         case 'H': {
@@ -561,17 +574,20 @@ int tlog_check_main(int argc, char **argv)
                 (size_t)(colon - optarg) >= sizeof(o.header_name)) {
                 fprintf(stderr, "smtpscope check: --header: expected 'NAME: REGEX', got '%s'\n",
                         optarg);
-                return 2;
+                return check_done(&o, 2);
             }
             snprintf(o.header_name, sizeof(o.header_name), "%.*s", (int)(colon - optarg), optarg);
             colon++;
             while (*colon == ' ')
                 colon++;
-            o.header = optarg;
+            if (o.header != NULL)
+                regfree(&o.header_re);
+            o.header = NULL;
             if (regcomp(&o.header_re, colon, REG_EXTENDED | REG_NOSUB) != 0) {
                 fprintf(stderr, "smtpscope check: --header: bad regex '%s'\n", colon);
-                return 2;
+                return check_done(&o, 2);
             }
+            o.header = optarg;
             break;
         }
         case 'b':
@@ -593,7 +609,7 @@ int tlog_check_main(int argc, char **argv)
             if (*n == CHECK_MAX_CODES || check_code(optarg, &arr[*n]) != 0) {
                 fprintf(stderr, "smtpscope check: expected a reply code 200-599, got '%s'\n",
                         optarg);
-                return 2;
+                return check_done(&o, 2);
             }
             (*n)++;
             break;
@@ -602,30 +618,30 @@ int tlog_check_main(int argc, char **argv)
             o.wait = strtod(optarg, &end);
             if (*end != '\0' || o.wait < 0) {
                 fprintf(stderr, "smtpscope check: --wait: expected seconds, got '%s'\n", optarg);
-                return 2;
+                return check_done(&o, 2);
             }
             break;
         case 'h':
             fputs(check_usage, stdout);
-            return 0;
+            return check_done(&o, 0);
         case ':':
             fprintf(stderr, "smtpscope check: option '%s' needs a value\n", argv[optind - 1]);
-            return 2;
+            return check_done(&o, 2);
         default:
             fprintf(stderr, "smtpscope check: unknown option '%s' (see check --help)\n",
                     argv[optind - 1]);
-            return 2;
+            return check_done(&o, 2);
         }
     }
     if ((o.json == NULL) == (o.sink == NULL) || optind < argc) {
         fprintf(stderr, "smtpscope check: give exactly one of --json FILE or --sink DIR (see "
                         "check --help)\n");
-        return 2;
+        return check_done(&o, 2);
     }
     if (o.sink != NULL && (o.nreply > 0 || o.nno_reply > 0)) {
         fprintf(stderr, "smtpscope check: --reply and --no-reply need --json (a sink keeps "
                         "messages, not replies)\n");
-        return 2;
+        return check_done(&o, 2);
     }
 
     struct timespec start, now;
@@ -646,7 +662,7 @@ int tlog_check_main(int argc, char **argv)
             printf("check: OK: %zu message(s) selected of %zu; every expectation holds\n", nsel,
                    d.nmsgs);
             check_free(&d);
-            return 0;
+            return check_done(&o, 0);
         }
         if (elapsed >= o.wait) {
             if (rc != 0)
@@ -656,7 +672,7 @@ int tlog_check_main(int argc, char **argv)
                        "of %zu%s):\n%s",
                        fails, nsel, d.nmsgs, o.wait > 0 ? ", after waiting" : "", report);
             check_free(&d);
-            return 1;
+            return check_done(&o, 1);
         }
         check_free(&d);
         usleep(100 * 1000);
