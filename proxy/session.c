@@ -45,6 +45,7 @@ static void session_free(struct session *s)
     free(s->held_reply);
     for (int i = 0; i < s->pend_len; i++)
         free(s->pending[(s->pend_head + i) % SRV_PIPE_MAX].cmd);
+    free(s->pending);
     free(s->stash);
     if (s->ai_list != NULL)
         uv_freeaddrinfo(s->ai_list);

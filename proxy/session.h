@@ -116,8 +116,8 @@ struct session {
     enum srv_state srv_state;
     uint8_t *in; /* held command bytes */
     size_t in_len, in_cap;
-    int discarding; /* the rest of an overlong line is dropped */
-    struct srv_pending pending[SRV_PIPE_MAX];
+    int discarding;              /* the rest of an overlong line is dropped */
+    struct srv_pending *pending; /* a ring of SRV_PIPE_MAX, allocated while replies are due */
     int pend_head, pend_len;
     int sync_wait;
     int auth_cont; /* the next client line answers a 334 */

@@ -48,7 +48,7 @@ struct sink {
     char (*to)[SINK_ADDR_MAX];
     size_t nto;
     unsigned msg_no;
-    int fd; /* the message being received, or -1 */
+    int fd;           /* the message being received, or -1 */
     int failed;       /* a write to it failed: the message is refused at its end */
     int bdat_refused; /* the chunk being read was refused (its reply is said) */
     char tmp_path[4096];

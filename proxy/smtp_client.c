@@ -42,9 +42,10 @@ static void up_set_state(struct session *s, enum up_state st)
 /* up_waiting_final - is the reply awaited the one to the end of a message? */
 static int up_waiting_final(const struct session *s)
 {
+    if (s->pend_len == 0)
+        return 0;
     const struct srv_pending *p = &s->pending[s->pend_head];
-    return s->pend_len > 0 &&
-           (p->what == SRV_EXP_EOD || (p->what == SMTP_CMD_BDAT && (p->flags & SMTP_CF_SYNC)));
+    return p->what == SRV_EXP_EOD || (p->what == SMTP_CMD_BDAT && (p->flags & SMTP_CF_SYNC));
 }
 
 static void up_timer_cb(uv_timer_t *t)
@@ -66,7 +67,7 @@ static void up_timer_cb(uv_timer_t *t)
         leg_close(&s->up); /* cancels the connect; up_closed() tries the next address */
         return;
     }
-    if (s->up_state == UP_READY) {
+    if (s->up_state == UP_READY && s->pend_len > 0) {
         const struct srv_pending *p = &s->pending[s->pend_head];
         what = p->what == SRV_EXP_EOD             ? "end of data"
                : p->what == SRV_EXP_AUTH_RESPONSE ? "an AUTH response"

@@ -12,7 +12,7 @@
 
 #define SMTP_CMD_LINE_MAX   2048 /* RFC 5321 4.5.3.1.4 asks for 512 at least */
 #define SMTP_REPLY_LINE_MAX 2048 /* RFC 5321 4.5.3.1.5 asks for 512 at least */
-#define SMTP_REPLY_MAX      8192 /* one whole (multi-line) reply */
+#define SMTP_REPLY_MAX      4096 /* one whole (multi-line) reply */
 #define SMTP_REPLY_LINES    64
 
 /* ---- commands ---------------------------------------------------------- */

@@ -258,8 +258,30 @@ static char *srv_record_cmd(struct session *s, int what, const uint8_t *line, si
     return strdup(buf);
 }
 
+/* srv_pop - the oldest awaited reply off the ring; the ring goes when empty
+ * (an idle session holds none). */
+static struct srv_pending srv_pop(struct session *s)
+{
+    struct srv_pending p = s->pending[s->pend_head];
+    s->pend_head = (s->pend_head + 1) % SRV_PIPE_MAX;
+    if (--s->pend_len == 0) {
+        free(s->pending);
+        s->pending = NULL;
+        s->pend_head = 0;
+    }
+    return p;
+}
+
 static void srv_push(struct session *s, int what, unsigned flags, const uint8_t *line, size_t len)
 {
+    if (s->pending == NULL) {
+        s->pending = malloc(SRV_PIPE_MAX * sizeof(*s->pending));
+        if (s->pending == NULL) {
+            session_fail(s, "421 4.3.0", "out of memory", "out of memory");
+            return;
+        }
+        s->pend_head = 0;
+    }
     int at = (s->pend_head + s->pend_len) % SRV_PIPE_MAX;
     s->pending[at].what = what;
     s->pending[at].flags = flags;
@@ -298,9 +320,8 @@ static void srv_abort_upstream(struct session *s, const char *why)
     }
     s->up_aborted = 1;
     s->up_state = UP_FAILED;
-    for (int i = 0; i < s->pend_len; i++)
-        free(s->pending[(s->pend_head + i) % SRV_PIPE_MAX].cmd);
-    s->pend_len = 0;
+    while (s->pend_len > 0)
+        free(srv_pop(s).cmd);
     s->sync_wait = 0;
     uv_timer_stop(&s->up_timer);
     leg_close_after_flush(&s->up);
@@ -885,9 +906,7 @@ int srv_data(struct session *s, const uint8_t *buf, size_t len)
 static void srv_say_local(struct session *s)
 {
     while (s->pend_len > 0 && s->pending[s->pend_head].what == SRV_EXP_LOCAL && !s->closing) {
-        struct srv_pending p = s->pending[s->pend_head];
-        s->pend_head = (s->pend_head + 1) % SRV_PIPE_MAX;
-        s->pend_len--;
+        struct srv_pending p = srv_pop(s);
         srv_send_own(s, p.cmd != NULL ? p.cmd : "451 4.3.0 out of memory", 0,
                      (p.flags & SRV_LOCAL_INJECTED) != 0);
         free(p.cmd);
@@ -947,8 +966,7 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
             return SRV_REPLY_HELD;
         }
     }
-    s->pend_head = (s->pend_head + 1) % SRV_PIPE_MAX;
-    s->pend_len--;
+    srv_pop(s);
     up_arm_timer(s);
     if (s->px->recorder != NULL) {
         record_reply(s->px->recorder, s->id,

@@ -375,8 +375,12 @@ static int tls_bio_recv_cb(void *arg, unsigned char *buf, size_t len)
         len = avail;
     memcpy(buf, c->in + c->in_off, len);
     c->in_off += len;
-    if (c->in_off == c->in_len)
-        c->in_off = c->in_len = 0;
+    if (c->in_off == c->in_len) {
+        /* drained: an idle connection keeps no input buffer (16 KiB each) */
+        free(c->in);
+        c->in = NULL;
+        c->in_off = c->in_len = c->in_cap = 0;
+    }
     return (int)len;
 }
 
