@@ -9,6 +9,7 @@
  * 2 on a usage error. --wait polls until they hold or time runs out.
  */
 #include "check.h"
+#include "transcript.h"
 
 #include <jansson.h>
 
@@ -130,29 +131,13 @@ static char *check_addr(const char *arg)
     return lt != NULL && gt != NULL ? strndup(lt + 1, (size_t)(gt - lt - 1)) : check_strdup(arg);
 }
 
-/* check_line - a JSON "line" back to bytes (one character per byte). */
+/* check_line - a JSON "line" back to its bytes. */
 static char *check_line(json_t *ev)
 {
-    const char *l = json_string_value(json_object_get(ev, "line"));
-    size_t n = json_string_length(json_object_get(ev, "line"));
-    char *out = malloc(n + 1);
-    size_t o = 0;
-    if (out == NULL || l == NULL) {
-        free(out);
-        return strdup("");
-    }
-    /* UTF-8 of code points <= 0xff back to single bytes */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)l[i];
-        if (c >= 0xc0 && i + 1 < n) {
-            out[o++] = (char)(((c & 0x03) << 6) | ((unsigned char)l[i + 1] & 0x3f));
-            i++;
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    out[o] = '\0';
-    return out;
+    json_t *l = json_object_get(ev, "line");
+    size_t n;
+    char *out = (char *)tlog_json_bytes(json_string_value(l), json_string_length(l), &n);
+    return out != NULL ? out : strdup("");
 }
 
 static int check_load_json(const char *path, struct cdata *d, char *err, size_t errlen)

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,6 +70,28 @@ size_t tlog_json_string(char *out, size_t cap, const uint8_t *p, size_t n)
     size_t o = json_str(out, cap, p, n);
     out[o < cap ? o : cap - 1] = '\0';
     return o;
+}
+
+uint8_t *tlog_json_bytes(const char *s, size_t n, size_t *len)
+{
+    uint8_t *out = s != NULL ? malloc(n + 1) : NULL;
+    size_t o = 0;
+
+    *len = 0;
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0xc0 && i + 1 < n) { /* U+0080..U+00FF: two UTF-8 bytes */
+            out[o++] = (uint8_t)(((c & 0x03) << 6) | ((unsigned char)s[i + 1] & 0x3f));
+            i++;
+        } else {
+            out[o++] = c;
+        }
+    }
+    out[o] = '\0';
+    *len = o;
+    return out;
 }
 
 /* json_str - a JSON string of bytes, one character per byte. */

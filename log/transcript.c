@@ -57,11 +57,6 @@ uint64_t tlog_now_us(void)
     return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 }
 
-const struct tlog_stats *tlog_stats(void)
-{
-    return &tlog_counts;
-}
-
 static void tlog_count(const struct tlog_event *ev)
 {
     if (ev->kind == TLOG_WARNING)

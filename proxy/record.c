@@ -64,29 +64,10 @@ void record_close(struct recorder *r)
     free(r);
 }
 
-/* replay_bytes - a JSON string back to bytes (one character per byte). */
+/* replay_bytes - a recorded JSON string back to its bytes. */
 static uint8_t *replay_bytes(json_t *v, size_t *len)
 {
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v), o = 0;
-    uint8_t *out = malloc(n + 1);
-    if (out == NULL || s == NULL) {
-        free(out);
-        *len = 0;
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch >= 0xc0 && i + 1 < n) {
-            out[o++] = (uint8_t)(((ch & 0x03) << 6) | ((unsigned char)s[i + 1] & 0x3f));
-            i++;
-        } else {
-            out[o++] = ch;
-        }
-    }
-    out[o] = '\0';
-    *len = o;
-    return out;
+    return tlog_json_bytes(json_string_value(v), json_string_length(v), len);
 }
 
 int replay_load(struct replay **out, const char *path, char *err, size_t errlen)

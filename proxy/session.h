@@ -179,7 +179,6 @@ void up_handshake(struct session *s, int rc);
 void up_closed(struct session *s);
 /* up_arm_timer - (re)start the upstream timer for what is awaited now. */
 void up_arm_timer(struct session *s);
-const char *up_state_name(enum up_state st);
 
 /* session_up_write - bytes for the upstream: its leg, or the sink. */
 void session_up_write(struct session *s, const uint8_t *p, size_t n);

@@ -24,11 +24,6 @@ static const char *const up_state_names[UP_STATE_COUNT] = {
     [UP_EHLO2] = "EHLO-TLS",      [UP_READY] = "READY",           [UP_FAILED] = "FAILED",
 };
 
-const char *up_state_name(enum up_state st)
-{
-    return up_state_names[st];
-}
-
 /* up_set_state - the one place the upstream machine changes state. */
 static void up_set_state(struct session *s, enum up_state st)
 {

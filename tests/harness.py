@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import unittest
 import time
 import warnings
 import weakref
@@ -81,6 +82,27 @@ def certs():
     if _certs is None:
         _certs = Certs()
     return _certs
+
+
+class ScopeCase(unittest.TestCase):
+    """A test with one smtpscope (self.scope) and its upstream (self.up or
+    self.fake): afterwards smtpscope must exit 0 with no sanitizer report,
+    and the upstream is stopped."""
+
+    def setUp(self):
+        self.scope = None
+        self.up = None
+        self.fake = None
+
+    def tearDown(self):
+        if self.scope is not None:
+            rc, err = self.scope.stop()
+            self.assertEqual(rc, 0, err)
+            self.assertNotIn("Sanitizer", err)
+            self.assertNotIn("runtime error", err)
+        for peer in (self.up, self.fake):
+            if peer is not None:
+                peer.stop()
 
 
 class Recorder:

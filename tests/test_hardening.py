@@ -41,21 +41,8 @@ def read_until_closed(s, timeout=15):
     return data
 
 
-class FakeCase(unittest.TestCase):
+class FakeCase(h.ScopeCase):
     """smtpscope in front of a scripted fake upstream."""
-
-    def setUp(self):
-        self.scope = None
-        self.fake = None
-
-    def tearDown(self):
-        if self.scope is not None:
-            rc, err = self.scope.stop()
-            self.assertEqual(rc, 0, err)
-            self.assertNotIn("Sanitizer", err)
-            self.assertNotIn("runtime error", err)
-        if self.fake is not None:
-            self.fake.stop()
 
     def start(self, script, *args):
         self.fake = h.FakeUpstream(script)

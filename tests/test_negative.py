@@ -9,20 +9,7 @@ import harness as h
 from aiosmtpd.controller import Controller
 
 
-class NegativeTest(unittest.TestCase):
-    def setUp(self):
-        self.scope = None
-        self.up = None
-
-    def tearDown(self):
-        if self.scope is not None:
-            rc, err = self.scope.stop()
-            self.assertEqual(rc, 0, err)
-            self.assertNotIn("Sanitizer", err)
-            self.assertNotIn("runtime error", err)
-        if self.up is not None:
-            self.up.stop()
-
+class NegativeTest(h.ScopeCase):
     def greeting(self, port):
         """Connect as a client and return what it is told first."""
         s = socket.create_connection(("127.0.0.1", port), timeout=15)

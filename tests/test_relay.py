@@ -191,8 +191,11 @@ class RelayTest(unittest.TestCase):
         c.quit()
         self.assertEqual(len(self.up.recorder.wait_messages(1)), 1)
         sc.wait_for("disconnect")
-        self.assertIn("smtpscope reply: b'502 5.5.1 ", sc.text())
-        self.assertNotIn("upstream send: 'STARTTLS", "\n".join(sc.session_lines(1))[0:0])
+        lines = sc.session_lines(1)
+        at = lines.index("send: 'STARTTLS\\r\\n'")
+        self.assertTrue(lines[at + 1].startswith("smtpscope reply: b'502 5.5.1 "), lines[at + 1])
+        # the only STARTTLS upstream is smtpscope's own, before the client was greeted
+        self.assertEqual(sum(l.startswith("upstream send: 'STARTTLS") for l in lines), 1)
 
     def test_body_lines_limit(self):
         sc = self.start("--body-lines", "5")
