@@ -5,7 +5,7 @@
  * messages and bytes; prints them at SIGINT/SIGTERM (and every --report
  * seconds). One libuv loop, proxy/leg.c for the transport.
  *
- *   smtpsink --listen 127.0.0.1:2600 [--cert C --key K] [--report 1]
+ *   smtpsink --listen 127.0.0.1:2600 [--cert C --key K] [--report 1] [--no-tickets]
  */
 #include "../proxy/config.h"
 #include "../proxy/leg.h"
@@ -213,10 +213,12 @@ int main(int argc, char **argv)
                                          {"cert", required_argument, NULL, 'c'},
                                          {"key", required_argument, NULL, 'k'},
                                          {"report", required_argument, NULL, 'r'},
+                                         {"no-tickets", no_argument, NULL, 'T'},
                                          {NULL, 0, NULL, 0}};
     char host[256] = "127.0.0.1", port[16] = "2600", err[300];
     const char *cert = NULL, *key = NULL;
     double report = 0;
+    int tickets = 1; /* --no-tickets: every handshake is a full one */
     struct sockaddr_storage addr;
     int c;
 
@@ -231,13 +233,15 @@ int main(int argc, char **argv)
             key = optarg;
         if (c == 'r')
             report = atof(optarg);
+        if (c == 'T')
+            tickets = 0;
         if (c == '?')
             return 2;
     }
     signal(SIGPIPE, SIG_IGN);
     g.loop = uv_default_loop();
     if (tls_config_server_new(&g.tls, cert, key, err, sizeof(err)) != 0 ||
-        tls_config_server_tickets(g.tls, err, sizeof(err)) != 0) {
+        (tickets && tls_config_server_tickets(g.tls, err, sizeof(err)) != 0)) {
         fprintf(stderr, "smtpsink: %s\n", err);
         return 2;
     }

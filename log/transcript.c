@@ -3,7 +3,9 @@
  *
  * Owns the process-wide rendering options and counters. Stamps events,
  * decodes what a learner may see of a 334, applies the redactor unless
- * --show-secrets, and calls each rendering in turn.
+ * --show-secrets, and calls each rendering in turn. Events may come from
+ * several event loops (--loops): the counters and every rendering, whose
+ * state is process-wide, are used under one mutex, so each line is whole.
  */
 #include "transcript.h"
 #include "redact.h"
@@ -11,6 +13,7 @@
 
 #include <mbedtls/base64.h>
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +25,7 @@
 
 static struct tlog_options tlog_opts;
 static struct tlog_stats tlog_counts;
+static pthread_mutex_t tlog_mu = PTHREAD_MUTEX_INITIALIZER; /* counts, renderings */
 
 void tlog_init(const struct tlog_options *opts)
 {
@@ -103,6 +107,7 @@ void tlog_emit(struct tlog_event *ev)
     uint8_t masked[TLOG_REDACT_MAX];
     char decoded[64], line[TLOG_LINE_MAX];
     struct tlog_event shown = *ev;
+    size_t n = 0;
 
     if (shown.time_us == 0)
         shown.time_us = tlog_now_us();
@@ -112,13 +117,15 @@ void tlog_emit(struct tlog_event *ev)
                                 shown.len, masked, sizeof(masked));
         shown.bytes = masked;
     }
-    tlog_count(&shown);
     if (tlog_opts.console != NULL && shown.kind != TLOG_RAW &&
         (tlog_opts.explain || !shown.explain_only) &&
         (!tlog_opts.quiet || shown.session == 0 || shown.kind == TLOG_WARNING ||
-         shown.kind == TLOG_ERROR || shown.kind == TLOG_CLOSE)) {
-        size_t n = tlog_format_line(&shown, line, sizeof(line), tlog_opts.color,
-                                    tlog_opts.explain && !tlog_opts.quiet);
+         shown.kind == TLOG_ERROR || shown.kind == TLOG_CLOSE))
+        n = tlog_format_line(&shown, line, sizeof(line), tlog_opts.color,
+                             tlog_opts.explain && !tlog_opts.quiet);
+    pthread_mutex_lock(&tlog_mu);
+    tlog_count(&shown);
+    if (n > 0) {
         fwrite(line, 1, n, tlog_opts.console);
         if (!tlog_opts.batch)
             fflush(tlog_opts.console);
@@ -126,6 +133,7 @@ void tlog_emit(struct tlog_event *ev)
     tlog_json_render(&shown);
     tlog_files_render(&shown);
     tlog_pcap_render(&shown);
+    pthread_mutex_unlock(&tlog_mu);
 }
 
 void tlog_note(uint64_t session, enum tlog_kind kind, const char *fmt, ...)
@@ -141,13 +149,21 @@ void tlog_note(uint64_t session, enum tlog_kind kind, const char *fmt, ...)
 
 void tlog_flush(void)
 {
-    if (tlog_opts.console != NULL)
-        fflush(tlog_opts.console);
+    if (tlog_opts.console == NULL)
+        return;
+    pthread_mutex_lock(&tlog_mu);
+    fflush(tlog_opts.console);
+    pthread_mutex_unlock(&tlog_mu);
 }
 
 void tlog_summary(void)
 {
-    const struct tlog_stats *c = &tlog_counts;
+    struct tlog_stats counts;
+    const struct tlog_stats *c = &counts;
+
+    pthread_mutex_lock(&tlog_mu);
+    counts = tlog_counts;
+    pthread_mutex_unlock(&tlog_mu);
     tlog_note(0, TLOG_INFO,
               "summary: %u session(s); %u message(s) relayed, %u refused; client bytes in %llu, "
               "out %llu; upstream bytes in %llu, out %llu; %u TLS failure(s), %u warning(s), "

@@ -33,6 +33,7 @@ enum {
     OPT_TRACE,
     OPT_BARE_LF,
     OPT_MAX_SESSIONS,
+    OPT_LOOPS,
     OPT_T_CONNECT,
     OPT_T_GREETING,
     OPT_T_COMMAND,
@@ -71,6 +72,7 @@ static const struct option px_options[] = {
     {"trace", no_argument, NULL, OPT_TRACE},
     {"bare-lf", required_argument, NULL, OPT_BARE_LF},
     {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
+    {"loops", required_argument, NULL, OPT_LOOPS},
     {"timeout-connect", required_argument, NULL, OPT_T_CONNECT},
     {"timeout-greeting", required_argument, NULL, OPT_T_GREETING},
     {"timeout-command", required_argument, NULL, OPT_T_COMMAND},
@@ -129,6 +131,9 @@ static const char px_usage[] =
     "                             normalize re-frames them with CRLF (default);\n"
     "                             reject answers 550 5.6.0 and never commits\n"
     "  --max-sessions N           concurrent sessions; over it 421 4.3.2 (default 1000)\n"
+    "  --loops N                  N event loops on N threads, each accepting on the\n"
+    "                             listening port (SO_REUSEPORT): more than one core\n"
+    "                             for TLS under load; relay mode only (default 1)\n"
     "  --timeout-connect T        each upstream address (default 30s)\n"
     "  --timeout-greeting T       the upstream's greeting (default 5m)\n"
     "  --timeout-command T        any other upstream reply (default 5m)\n"
@@ -256,6 +261,7 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
                       sizeof(cfg->up_port));
     cfg->body_lines = PX_DEFAULT_BODY;
     cfg->max_sessions = PX_DEFAULT_MAX_SESSIONS;
+    cfg->loops = 1;
     cfg->explain = -1;
     cfg->color = -1;
     cfg->grace_ms = 5000;
@@ -344,6 +350,14 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
             if (optarg[0] == '\0' || *endp != '\0' || errno != 0 || v < 1 || v > 1000000)
                 return px_bad(err, "--max-sessions", "a number from 1 to 1000000", optarg);
             cfg->max_sessions = (unsigned)v;
+            break;
+        }
+        case OPT_LOOPS: {
+            errno = 0;
+            long v = strtol(optarg, &endp, 10);
+            if (optarg[0] == '\0' || *endp != '\0' || errno != 0 || v < 1 || v > 64)
+                return px_bad(err, "--loops", "a number from 1 to 64", optarg);
+            cfg->loops = (unsigned)v;
             break;
         }
         case OPT_JSON:
@@ -449,6 +463,12 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
     }
     if ((cfg->sink_dir != NULL) + (cfg->replay != NULL) + (cfg->record != NULL) > 1) {
         fprintf(err, "smtpscope: --sink, --replay and --record exclude each other (see --help)\n");
+        return PX_PARSE_EXIT_USAGE;
+    }
+    if (cfg->loops > 1 && (cfg->sink_dir != NULL || cfg->replay != NULL ||
+                           cfg->record != NULL || cfg->nfaults > 0)) {
+        fprintf(err, "smtpscope: --loops above 1 is for relay mode: --sink, --replay, --record "
+                     "and --fault need one loop (see --help)\n");
         return PX_PARSE_EXIT_USAGE;
     }
     if (!tls_given)

@@ -41,6 +41,7 @@ struct px_config {
     int trace;        /* state changes in the transcript */
     enum px_bare_lf bare_lf;
     unsigned max_sessions;
+    unsigned loops; /* --loops: event loops (threads), each with a listener */
     struct px_timeouts timeouts;
     const char *json;           /* --json PATH, "-" for stdout */
     const char *transcript_dir; /* --transcript-dir DIR */

@@ -27,10 +27,23 @@ struct leg_wreq {
     uint8_t inline_data[]; /* plain TCP: the copy of the caller's bytes */
 };
 
-/* One buffer for all reads: the loop is single-threaded and every consumer
- * copies what it keeps before the read callback returns. */
-static uint8_t leg_read_buf[LEG_READ_SIZE];
-static uint8_t leg_plain_buf[LEG_PLAIN_MAX];
+/* One buffer for all reads of a loop (of its thread: --loops runs one loop
+ * per thread): every consumer copies what it keeps before the read callback
+ * returns. The plaintext buffer follows it. Freed by leg_thread_done. */
+static _Thread_local uint8_t *leg_read_buf;
+
+static uint8_t *leg_bufs(void)
+{
+    if (leg_read_buf == NULL)
+        leg_read_buf = malloc(LEG_READ_SIZE + LEG_PLAIN_MAX);
+    return leg_read_buf;
+}
+
+void leg_thread_done(void)
+{
+    free(leg_read_buf);
+    leg_read_buf = NULL;
+}
 
 static int leg_pump(struct leg *l);
 
@@ -55,8 +68,8 @@ void leg_addr_text(const struct sockaddr *sa, char *buf, size_t len)
 static void leg_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     (void)h, (void)hint;
-    buf->base = (char *)leg_read_buf;
-    buf->len = sizeof(leg_read_buf);
+    buf->base = (char *)leg_bufs();
+    buf->len = buf->base != NULL ? LEG_READ_SIZE : 0; /* 0: libuv reports UV_ENOBUFS */
 }
 
 static void leg_closed_cb(uv_handle_t *h)
@@ -251,10 +264,12 @@ static int leg_pump(struct leg *l)
         }
     }
     while (!l->paused && !l->closing && !l->ended) {
-        ssize_t n = tls_conn_read(l->tls, leg_plain_buf, sizeof(leg_plain_buf));
+        uint8_t *plain = leg_bufs();
+        ssize_t n = plain != NULL ? tls_conn_read(l->tls, plain + LEG_READ_SIZE, LEG_PLAIN_MAX)
+                                  : TLS_ERR_ALLOC;
         leg_flush_tls(l);
         if (n > 0) {
-            if (l->cbs->data(l, leg_plain_buf, (size_t)n) < 0) {
+            if (l->cbs->data(l, plain + LEG_READ_SIZE, (size_t)n) < 0) {
                 rc = -1;
                 goto out;
             }

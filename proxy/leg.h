@@ -58,6 +58,9 @@ struct leg {
     uint64_t rx, tx; /* bytes on the wire */
 };
 
+/* leg_thread_done - free this thread's read buffers (a loop thread ends). */
+void leg_thread_done(void);
+
 int leg_init(struct leg *l, uv_loop_t *loop, void *owner, const struct leg_cbs *cbs,
              enum tlog_leg which);
 /* leg_start - TCP_NODELAY and start reading. */

@@ -8,6 +8,7 @@
 #include "listener.h"
 #include "../log/transcript.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,7 @@ static void px_reject(struct px_listener *ls, uv_stream_t *server)
     }
     tlog_note(0, TLOG_WARNING,
               "connection refused with 421 4.3.2: %u sessions open (--max-sessions %u)",
-              ls->px->nsessions, ls->px->cfg->max_sessions);
+              atomic_load(&ls->px->shared->nsessions), ls->px->cfg->max_sessions);
 }
 
 static void px_accept_cb(uv_stream_t *server, int status)
@@ -66,7 +67,7 @@ static void px_accept_cb(uv_stream_t *server, int status)
     }
     if (px->stopping)
         return;
-    s = px->nsessions < px->cfg->max_sessions ? session_new(px) : NULL;
+    s = atomic_load(&px->shared->nsessions) < px->cfg->max_sessions ? session_new(px) : NULL;
     if (s == NULL) {
         px_reject(ls, server);
         return;
@@ -77,7 +78,12 @@ static void px_accept_cb(uv_stream_t *server, int status)
     }
     if (uv_tcp_getpeername(&s->client.tcp, (struct sockaddr *)&peer, &len) == 0)
         leg_addr_text((struct sockaddr *)&peer, s->client_addr, sizeof(s->client_addr));
-    session_note_connect(s, &s->client, NULL, "connection from %s to %s", s->client_addr, ls->addr);
+    if (px->cfg->loops > 1)
+        session_note_connect(s, &s->client, NULL, "connection from %s to %s (loop %u)",
+                             s->client_addr, ls->addr, px->loop_no);
+    else
+        session_note_connect(s, &s->client, NULL, "connection from %s to %s", s->client_addr,
+                             ls->addr);
     if (leg_start(&s->client) != 0) {
         session_close(s, "cannot read from the client");
         return;
@@ -89,17 +95,49 @@ static void px_accept_cb(uv_stream_t *server, int status)
         up_start(s);
 }
 
-int px_listen(struct px_listener *ls, struct proxy *px, const char *host, const char *port,
-              char *err, size_t errlen)
+int px_listen_at(struct px_listener *ls, struct proxy *px, const struct sockaddr *sa,
+                 int reuseport, char *err, size_t errlen)
 {
-    uv_getaddrinfo_t req;
-    struct addrinfo hints;
-    struct sockaddr_storage bound;
-    int len = sizeof(bound);
+    int len = sizeof(ls->bound);
+    int one = 1;
     int rc;
+    uv_os_fd_t fd;
 
     memset(ls, 0, sizeof(*ls));
     ls->px = px;
+    /* the socket is made now (not at bind) so that SO_REUSEPORT can be set
+     * first: every loop's listener must carry it */
+    rc = uv_tcp_init_ex(px->loop, &ls->tcp, sa->sa_family);
+    if (rc == 0) {
+        ls->tcp.data = ls;
+        if (reuseport && uv_fileno((uv_handle_t *)&ls->tcp, &fd) == 0 &&
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+            rc = uv_translate_sys_error(errno);
+        if (rc == 0)
+            rc = uv_tcp_bind(&ls->tcp, sa, 0);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)&ls->tcp, 511, px_accept_cb);
+        if (rc != 0)
+            uv_close((uv_handle_t *)&ls->tcp, NULL);
+    }
+    if (rc != 0) {
+        char addr[80];
+        leg_addr_text(sa, addr, sizeof(addr));
+        snprintf(err, errlen, "cannot listen on %s: %s", addr, uv_strerror(rc));
+        return rc;
+    }
+    if (uv_tcp_getsockname(&ls->tcp, (struct sockaddr *)&ls->bound, &len) == 0)
+        leg_addr_text((struct sockaddr *)&ls->bound, ls->addr, sizeof(ls->addr));
+    return 0;
+}
+
+int px_listen(struct px_listener *ls, struct proxy *px, const char *host, const char *port,
+              int reuseport, char *err, size_t errlen)
+{
+    uv_getaddrinfo_t req;
+    struct addrinfo hints;
+    int rc;
+
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -109,23 +147,9 @@ int px_listen(struct px_listener *ls, struct proxy *px, const char *host, const 
         snprintf(err, errlen, "cannot resolve listen address %s: %s", host, uv_strerror(rc));
         return rc;
     }
-    rc = uv_tcp_init(px->loop, &ls->tcp);
-    if (rc == 0) {
-        ls->tcp.data = ls;
-        rc = uv_tcp_bind(&ls->tcp, req.addrinfo->ai_addr, 0);
-        if (rc == 0)
-            rc = uv_listen((uv_stream_t *)&ls->tcp, 511, px_accept_cb);
-        if (rc != 0)
-            uv_close((uv_handle_t *)&ls->tcp, NULL);
-    }
+    rc = px_listen_at(ls, px, req.addrinfo->ai_addr, reuseport, err, errlen);
     uv_freeaddrinfo(req.addrinfo);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot listen on %s:%s: %s", host, port, uv_strerror(rc));
-        return rc;
-    }
-    if (uv_tcp_getsockname(&ls->tcp, (struct sockaddr *)&bound, &len) == 0)
-        leg_addr_text((struct sockaddr *)&bound, ls->addr, sizeof(ls->addr));
-    return 0;
+    return rc;
 }
 
 void px_listener_close(struct px_listener *ls)

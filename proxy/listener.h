@@ -7,12 +7,17 @@
 struct px_listener {
     uv_tcp_t tcp;
     struct proxy *px;
-    char addr[80]; /* what it is bound to, port included */
+    struct sockaddr_storage bound; /* what it is bound to (port 0 made real) */
+    char addr[80];                 /* the same as text */
 };
 
-/* px_listen - bind and listen on host:port (port 0: any free port). */
+/* px_listen - resolve host and port, and listen (reuseport: with
+ * SO_REUSEPORT, so that other loops can listen on the same address). */
 int px_listen(struct px_listener *ls, struct proxy *px, const char *host, const char *port,
-              char *err, size_t errlen);
+              int reuseport, char *err, size_t errlen);
+/* px_listen_at - listen on an address, e.g. another loop's bound one. */
+int px_listen_at(struct px_listener *ls, struct proxy *px, const struct sockaddr *sa,
+                 int reuseport, char *err, size_t errlen);
 void px_listener_close(struct px_listener *ls);
 
 #endif

@@ -11,6 +11,7 @@
 #include "../log/transcript.h"
 #include "config.h"
 #include "listener.h"
+#include "loops.h"
 #include "session.h"
 
 #include <signal.h>
@@ -23,8 +24,11 @@
 #include <unistd.h>
 
 struct px_main {
-    struct proxy px;
+    struct proxy px; /* the first loop's */
+    struct px_shared shared;
     struct px_listener listener;
+    struct px_loops loops;  /* --loops: the others */
+    uv_async_t loop_ended; /* one of them has ended (loops > 1 only) */
     uv_signal_t sigint, sigterm;
     uv_timer_t grace;
     uv_prepare_t flush; /* the console's lines go out before the loop waits */
@@ -41,6 +45,8 @@ static void px_finish(void)
         return;
     m.finished = 1;
     tlog_summary();
+    if (m.px.cfg->loops > 1)
+        uv_close((uv_handle_t *)&m.loop_ended, NULL);
     uv_close((uv_handle_t *)&m.sigint, NULL);
     uv_close((uv_handle_t *)&m.sigterm, NULL);
     uv_close((uv_handle_t *)&m.grace, NULL);
@@ -57,16 +63,25 @@ static void px_flush_cb(uv_prepare_t *h)
     tlog_flush();
 }
 
+/* px_idle_cb - a session of the first loop ended. The summary waits for
+ * the other loops too. */
 static void px_idle_cb(struct proxy *px)
 {
-    if (px->stopping && px->nsessions == 0)
+    if (px->stopping && px->nsessions == 0 && px_loops_all_ended(&m.loops))
         px_finish();
+}
+
+static void px_loop_ended_cb(uv_async_t *h)
+{
+    (void)h;
+    px_idle_cb(&m.px);
 }
 
 static void px_grace_cb(uv_timer_t *t)
 {
     (void)t;
     session_stop_all(&m.px);
+    px_loops_stop(&m.loops, 1);
 }
 
 static void px_signal_cb(uv_signal_t *h, int signum)
@@ -76,17 +91,17 @@ static void px_signal_cb(uv_signal_t *h, int signum)
         tlog_note(0, TLOG_INFO, "%s again: closing open sessions now",
                   signum == SIGINT ? "SIGINT" : "SIGTERM");
         session_stop_all(&m.px);
+        px_loops_stop(&m.loops, 1);
         return;
     }
     m.px.stopping = 1;
     tlog_note(0, TLOG_INFO, "%s: shutting down; %u open session(s) may finish for %llu ms",
-              signum == SIGINT ? "SIGINT" : "SIGTERM", m.px.nsessions,
+              signum == SIGINT ? "SIGINT" : "SIGTERM", atomic_load(&m.shared.nsessions),
               (unsigned long long)m.px.cfg->grace_ms);
     px_listener_close(&m.listener);
-    if (m.px.nsessions == 0)
-        px_finish();
-    else
-        uv_timer_start(&m.grace, px_grace_cb, m.px.cfg->grace_ms, 0);
+    px_loops_stop(&m.loops, 0);
+    uv_timer_start(&m.grace, px_grace_cb, m.px.cfg->grace_ms, 0);
+    px_idle_cb(&m.px);
 }
 
 /* px_more_files - room for two sockets and a transcript file per session. */
@@ -167,6 +182,26 @@ static int px_setup_ci(const struct px_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* px_start_loops - the other event loops of --loops N. */
+static int px_start_loops(const struct px_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->loops <= 1)
+        return 0;
+    if (!tls_threads_safe()) {
+        snprintf(err, errlen, "--loops: this mbedTLS build cannot share a TLS configuration "
+                              "between threads (it needs 2.28 with MBEDTLS_THREADING_C)");
+        return -1;
+    }
+    uv_async_init(m.px.loop, &m.loop_ended, px_loop_ended_cb);
+    if (px_loops_start(&m.loops, cfg->loops - 1, &m.px, (struct sockaddr *)&m.listener.bound,
+                       &m.loop_ended, err, errlen) != 0) {
+        uv_close((uv_handle_t *)&m.loop_ended, NULL);
+        px_listener_close(&m.listener);
+        return -1;
+    }
+    return 0;
+}
+
 static void px_cleanup(void)
 {
     tls_config_free(m.px.up_tls);
@@ -181,7 +216,7 @@ static void px_cleanup(void)
 int main(int argc, char **argv)
 {
     struct px_config cfg;
-    char err[600];
+    char err[600], loops_text[32] = "";
     size_t hostlen = sizeof(m.px.helo);
 
     if (argc > 1 && strcmp(argv[1], "check") == 0)
@@ -198,6 +233,8 @@ int main(int argc, char **argv)
     px_more_files();
     m.px.cfg = &cfg;
     m.px.loop = uv_default_loop();
+    m.px.shared = &m.shared;
+    m.px.loop_no = 1;
     m.px.on_idle = px_idle_cb;
     if (cfg.helo != NULL)
         snprintf(m.px.helo, sizeof(m.px.helo), "%s", cfg.helo);
@@ -207,7 +244,8 @@ int main(int argc, char **argv)
     if (px_setup_ci(&cfg, err, sizeof(err)) != 0 ||
         px_setup_transcript(&cfg, err, sizeof(err)) != 0 ||
         px_setup_tls(&cfg, err, sizeof(err)) != 0 ||
-        px_listen(&m.listener, &m.px, cfg.listen_host, cfg.listen_port, err, sizeof(err)) != 0) {
+        px_listen(&m.listener, &m.px, cfg.listen_host, cfg.listen_port, cfg.loops > 1, err,
+                  sizeof(err)) != 0) {
         fprintf(stderr, "smtpscope: %s\n", err);
         uv_run(m.px.loop, UV_RUN_DEFAULT);
         uv_loop_close(m.px.loop);
@@ -221,6 +259,8 @@ int main(int argc, char **argv)
     uv_signal_start(&m.sigterm, px_signal_cb, SIGTERM);
     uv_prepare_init(m.px.loop, &m.flush);
     uv_prepare_start(&m.flush, px_flush_cb);
+    if (cfg.loops > 1)
+        snprintf(loops_text, sizeof(loops_text), "; %u event loops", cfg.loops);
 
     if (cfg.replay != NULL)
         tlog_note(0, TLOG_INFO, "smtpscope %s listening on %s, replaying %s (%zu session(s))",
@@ -235,15 +275,27 @@ int main(int argc, char **argv)
     else
         tlog_note(0, TLOG_INFO,
                   "smtpscope %s listening on %s, relaying to %s:%s (%s, certificate %s; client "
-                  "STARTTLS %s)",
+                  "STARTTLS %s)%s",
                   PX_VERSION, m.listener.addr, cfg.up_host, cfg.up_port,
                   cfg.up_tls == PX_UP_IMPLICIT ? "implicit TLS" : "STARTTLS",
                   cfg.insecure ? "NOT verified (--insecure)" : "verified",
-                  cfg.client_tls == PX_CLIENT_TLS_OFFER ? "offered" : "off");
+                  cfg.client_tls == PX_CLIENT_TLS_OFFER ? "offered" : "off", loops_text);
     for (int i = 0; i < m.px.faults.n; i++)
         tlog_note(0, TLOG_INFO, "fault rule %d: %s", i + 1, m.px.faults.rules[i].spec);
+    if (px_start_loops(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "smtpscope: %s\n", err);
+        uv_close((uv_handle_t *)&m.sigint, NULL);
+        uv_close((uv_handle_t *)&m.sigterm, NULL);
+        uv_close((uv_handle_t *)&m.grace, NULL);
+        uv_close((uv_handle_t *)&m.flush, NULL);
+        uv_run(m.px.loop, UV_RUN_DEFAULT);
+        uv_loop_close(m.px.loop);
+        px_cleanup();
+        return 2;
+    }
 
     uv_run(m.px.loop, UV_RUN_DEFAULT);
+    px_loops_join(&m.loops);
     tlog_flush();
     uv_loop_close(m.px.loop);
     px_cleanup();

@@ -155,7 +155,7 @@ struct session *session_new(struct proxy *px)
     if (s == NULL)
         return NULL;
     s->px = px;
-    s->id = ++px->next_id;
+    s->id = atomic_fetch_add(&px->shared->next_id, 1) + 1;
     s->start_us = tlog_now_us();
     if (leg_init(&s->client, px->loop, s, &session_client_cbs, TLOG_LEG_CLIENT) != 0) {
         free(s);
@@ -173,6 +173,7 @@ struct session *session_new(struct proxy *px)
         px->sessions->prev = s;
     px->sessions = s;
     px->nsessions++;
+    atomic_fetch_add(&px->shared->nsessions, 1);
     smtp_reply_reset(&s->reply);
     return s;
 }
@@ -225,6 +226,7 @@ void session_close(struct session *s, const char *why)
         s->next->prev = s->prev;
     s->prev = s->next = NULL;
     px->nsessions--;
+    atomic_fetch_sub(&px->shared->nsessions, 1);
 
     if (s->up_state == UP_RESOLVING)
         uv_cancel((uv_req_t *)&s->gai); /* its callback still runs, and unrefs */

@@ -14,6 +14,7 @@
 #include "record.h"
 #include "smtp_parse.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -21,15 +22,25 @@
 #define SRV_PIPE_MAX 256         /* commands awaiting replies (>= 100 RCPTs, RFC 5321 4.5.3.1.8) */
 #define SRV_SHOW_MAX 1000        /* bytes of one message line shown */
 
-/* proxy - what all sessions share. */
+/* px_shared - what the loops of one process share (--loops): atomics only. */
+struct px_shared {
+    atomic_uint nsessions;         /* open sessions of every loop (--max-sessions) */
+    atomic_uint_least64_t next_id; /* session ids are unique across loops */
+};
+
+/* proxy - what the sessions of one event loop share. With --loops N there
+ * is one per loop, each with its own listener on the same port
+ * (SO_REUSEPORT); configs, TLS configs and the key log are shared, and
+ * read-only or locked. */
 struct proxy {
     uv_loop_t *loop;
     const struct px_config *cfg;
+    struct px_shared *shared;
+    unsigned loop_no;              /* 1, 2, ... (named in the transcript when N > 1) */
     struct tls_config *up_tls;     /* verifying client config for upstreams */
     struct tls_config *client_tls; /* server config for the client leg */
     struct session *sessions;      /* doubly linked list of live sessions */
-    uint64_t next_id;
-    unsigned nsessions;
+    unsigned nsessions;            /* of this loop */
     int stopping;
     char helo[256];                    /* the name smtpscope gives in its own EHLO */
     struct tls_keylog *keylog;         /* NULL: none */

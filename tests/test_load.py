@@ -1,6 +1,12 @@
-"""Big messages arrive byte-exact; many concurrent sessions all arrive intact."""
+"""Big messages arrive byte-exact; many concurrent sessions all arrive intact,
+also when they are spread over several event loops (--loops)."""
+import base64
 import random
+import re
+import signal
 import smtplib
+import socket
+import subprocess
 import threading
 import unittest
 
@@ -82,8 +88,113 @@ class LoadTest(unittest.TestCase):
         self.scope.wait_for(r"\[#50\] smtpscope: disconnect")
 
 
-if __name__ == "__main__":
-    unittest.main()
+
+class LoopsTest(h.ScopeCase):
+    """--loops 2: two event loops on two threads, one listening port."""
+
+    def start(self, *args):
+        self.up = h.Upstream()
+        self.scope = h.Scope("--loops", "2", *args, upstream=self.up)
+        self.scope.wait_for(r"; 2 event loops$")
+
+    def loops_used(self):
+        return set(re.findall(r"connection from \S+ to \S+ \(loop (\d)\)", self.scope.text()))
+
+    def test_sessions_spread_over_both_loops_arrive_intact(self):
+        self.start()
+        n = 40
+        bodies = {f"s{i}@example.test": big_message(3000 + i * 101, 500 + i) for i in range(n)}
+        errors = []
+
+        def run(sender, body):
+            try:
+                c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=60)
+                c.starttls()
+                c.login(h.USER, h.PASSWORD)
+                c.sendmail(sender, ["b@example.test"], body)
+                c.quit()
+            except Exception as e:  # reported below
+                errors.append((sender, e))
+
+        threads = [threading.Thread(target=run, args=kv) for kv in bodies.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(errors, [])
+        msgs = self.up.recorder.wait_messages(n)
+        self.assertEqual(len(msgs), n)
+        for sender, rcpts, content in msgs:
+            self.assertEqual(content, bodies[sender], sender)
+        for i in range(1, n + 1):
+            self.scope.wait_for(rf"\[#{i}\] smtpscope: disconnect")
+        text = self.scope.text()
+        # both loops took sessions (the kernel spreads them by address hash:
+        # all 40 on one loop would happen once in 2^39 runs)
+        self.assertEqual(self.loops_used(), {"1", "2"})
+        # session ids are unique across loops: each connects exactly once
+        ids = re.findall(r"\[#(\d+)\] smtpscope: connection from", text)
+        self.assertEqual(sorted(map(int, ids)), list(range(1, n + 1)))
+        # lines from two threads never mix: each one is whole
+        for line in text.splitlines():
+            self.assertRegex(line, r"^\d\d:\d\d:\d\d\.\d{6} \[#\d+\] ", line)
+        self.assertEqual(text.count("smtpscope: message accepted by the upstream"), n)
+        self.assertNotIn(h.PASSWORD, text)
+        scope, self.scope = self.scope, None
+        rc, err = scope.stop()
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("Sanitizer", err)
+        self.assertRegex(scope.text(), rf"summary: {n} session\(s\); {n} message\(s\) "
+                                       r"relayed, 0 refused")
+
+    def test_max_sessions_counts_the_sessions_of_every_loop(self):
+        self.start("--max-sessions", "4")
+        socks, greetings = [], []
+        for _ in range(12):
+            s = socket.create_connection(("127.0.0.1", self.scope.port), timeout=10)
+            socks.append(s)
+            greetings.append(h.read_reply(s)[:9])
+        self.assertEqual(sum(g.startswith(b"220") for g in greetings), 4, greetings)
+        self.assertEqual(sum(g == b"421 4.3.2" for g in greetings), 8, greetings)
+        for s in socks:
+            s.close()
+
+    def test_shutdown_lets_sessions_of_every_loop_finish(self):
+        self.start("--grace", "20s")
+        socks = []
+        for _ in range(12):
+            s = socket.create_connection(("127.0.0.1", self.scope.port), timeout=10)
+            self.assertTrue(h.read_reply(s).startswith(b"220"))
+            s.sendall(b"EHLO client.example.test\r\n")
+            self.assertTrue(h.read_reply(s).startswith(b"250"))
+            plain = base64.b64encode(f"\0{h.USER}\0{h.PASSWORD}".encode())
+            s.sendall(b"AUTH PLAIN " + plain + b"\r\n")
+            self.assertTrue(h.read_reply(s).startswith(b"235"))
+            socks.append(s)
+        self.assertEqual(self.loops_used(), {"1", "2"})
+        self.scope.proc.send_signal(signal.SIGTERM)
+        self.scope.wait_for(r"SIGTERM: shutting down; 12 open session\(s\) may finish")
+        for i, s in enumerate(socks):
+            for cmd, code in ((f"MAIL FROM:<g{i}@example.test>", b"250"),
+                              ("RCPT TO:<b@example.test>", b"250"), ("DATA", b"354"),
+                              (f"Subject: {i}\r\n\r\nbody {i}\r\n.", b"250"),
+                              ("QUIT", b"221")):
+                s.sendall(cmd.encode() + b"\r\n")
+                self.assertTrue(h.read_reply(s).startswith(code), (i, cmd))
+            s.close()
+        self.assertEqual(self.scope.proc.wait(20), 0)
+        self.scope.wait_for(r"summary: 12 session\(s\); 12 message\(s\) relayed")
+        self.assertEqual(len(self.up.recorder.wait_messages(12)), 12)
+
+    def test_loops_need_relay_mode(self):
+        r = subprocess.run([h.BIN, "--loops", "2", "--record", "/dev/null"], capture_output=True,
+                           text=True, timeout=10)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--loops above 1 is for relay mode", r.stderr)
+        r = subprocess.run([h.BIN, "--loops", "0"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--loops", r.stderr)
+
 
 
 class SlowUpstreamMemoryTest(unittest.TestCase):
@@ -145,3 +256,7 @@ class SlowUpstreamMemoryTest(unittest.TestCase):
             rc, err = sc.stop()
             fake.stop()
         self.assertEqual(rc, 0, err)
+
+
+if __name__ == "__main__":
+    unittest.main()

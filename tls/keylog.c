@@ -4,18 +4,21 @@
  *
  * The file is opened once, O_APPEND | O_NOFOLLOW (never through a symlink),
  * created 0600; each line is one write(2). A failed write is counted for the
- * caller to warn about, never fatal.
+ * caller to warn about, never fatal. Lines may come from pool threads (see
+ * leg_offload_handshakes): the counters are under a mutex.
  */
 #include "tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 struct tls_keylog {
+    pthread_mutex_t mu; /* errors, last_errno */
     int fd;
     unsigned errors;
     int last_errno;
@@ -35,6 +38,7 @@ int tls_keylog_open(struct tls_keylog **out, const char *path, char *err, size_t
         free(kl);
         return -1;
     }
+    pthread_mutex_init(&kl->mu, NULL);
     *out = kl;
     return 0;
 }
@@ -60,15 +64,22 @@ void tls_keylog_write(void *arg, const unsigned char client_random[32],
     }
     line[o++] = '\n';
     if (write(kl->fd, line, o) != (ssize_t)o) {
+        int e = errno;
+        pthread_mutex_lock(&kl->mu);
         kl->errors++;
-        kl->last_errno = errno;
+        kl->last_errno = e;
+        pthread_mutex_unlock(&kl->mu);
     }
 }
 
-unsigned tls_keylog_errors(const struct tls_keylog *kl, int *last_errno)
+unsigned tls_keylog_errors(struct tls_keylog *kl, int *last_errno)
 {
+    unsigned n;
+    pthread_mutex_lock(&kl->mu);
     *last_errno = kl->last_errno;
-    return kl->errors;
+    n = kl->errors;
+    pthread_mutex_unlock(&kl->mu);
+    return n;
 }
 
 void tls_keylog_close(struct tls_keylog *kl)
@@ -76,5 +87,6 @@ void tls_keylog_close(struct tls_keylog *kl)
     if (kl == NULL)
         return;
     close(kl->fd);
+    pthread_mutex_destroy(&kl->mu);
     free(kl);
 }

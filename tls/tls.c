@@ -152,6 +152,15 @@ void tls_strerror(int err, char *buf, size_t len)
     snprintf(buf, len, "-0x%04x %s", (unsigned)-err, text);
 }
 
+int tls_threads_safe(void)
+{
+#if MBEDTLS_VERSION_NUMBER < 0x03000000 && defined(MBEDTLS_THREADING_C)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 static void tls_seterr(char *err, size_t errlen, const char *what, int rc)
 {
     char text[200];

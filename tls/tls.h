@@ -53,6 +53,7 @@ size_t tls_conn_buffered_in(const struct tls_conn *c);
  * TLS_ERR_VERIFY; tls_conn_verify_text() says why. */
 int tls_conn_handshake(struct tls_conn *c);
 #define TLS_ERR_VERIFY (-0x2700) /* MBEDTLS_ERR_X509_CERT_VERIFY_FAILED */
+#define TLS_ERR_ALLOC  (-0x7F00) /* MBEDTLS_ERR_SSL_ALLOC_FAILED */
 /* tls_conn_read - >0 plaintext bytes; TLS_READ_CLOSED when the peer sent
  * close_notify; TLS_READ_AGAIN when no complete record is buffered; any
  * other negative value is an mbedTLS error. */
@@ -80,6 +81,13 @@ uint32_t tls_conn_verify_flags(const struct tls_conn *c);
 
 void tls_strerror(int err, char *buf, size_t len);
 
+/* tls_threads_safe - may handshakes of connections sharing one config run on
+ * several threads at once? mbedTLS 2.28 (built with MBEDTLS_THREADING_C, as
+ * Debian's is) locks its DRBG and ticket keys and copies EC keys before each
+ * signature or verification; 3.x verifies on the shared key's group, whose
+ * comb table is filled in lazily, so there the answer is no. */
+int tls_threads_safe(void);
+
 /* Session resumption (RFC 5077 tickets, or session ids). */
 struct tls_session;
 struct tls_session *tls_session_new(void);
@@ -100,7 +108,7 @@ int tls_keylog_open(struct tls_keylog **out, const char *path, char *err, size_t
 void tls_keylog_write(void *arg, const unsigned char client_random[32],
                       const unsigned char master_secret[48]);
 /* tls_keylog_errors - failed writes so far, and the last errno. */
-unsigned tls_keylog_errors(const struct tls_keylog *kl, int *last_errno);
+unsigned tls_keylog_errors(struct tls_keylog *kl, int *last_errno);
 void tls_keylog_close(struct tls_keylog *kl);
 
 #endif
