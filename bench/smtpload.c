@@ -51,6 +51,7 @@ struct conn {
     enum step step;
     int expect; /* replies still to come for the pipelined group */
     int sent_msgs;
+    int claimed; /* its first message was counted when it started */
     uint64_t t_step, t_session;
     struct sockaddr_storage addr;
     uv_connect_t creq;
@@ -102,7 +103,12 @@ static void conn_fail(struct conn *c)
 
 static void next_message(struct conn *c)
 {
-    g.started_msgs++;
+    /* a session counts its first message when it starts, so that sessions
+     * still connecting are not started beyond --messages */
+    if (c->claimed)
+        c->claimed = 0;
+    else
+        g.started_msgs++;
     c->t_step = now_us();
     if (g.pipelining) {
         conn_send(c, "MAIL FROM:<load@bench.test>\r\nRCPT TO:<sink@bench.test>\r\nDATA\r\n");
@@ -298,6 +304,8 @@ static void start_session(void)
         return;
     }
     g.active++;
+    g.started_msgs++;
+    c->claimed = 1;
     g.sessions++;
     smtp_reply_reset(&c->reply);
     c->t_step = c->t_session = now_us();

@@ -43,6 +43,7 @@ static void session_free(struct session *s)
     free(s->caps1);
     sink_free(s->sink);
     free(s->held_reply);
+    free(s->reply);
     for (int i = 0; i < s->pend_len; i++)
         free(s->pending[(s->pend_head + i) % SRV_PIPE_MAX].cmd);
     free(s->pending);
@@ -174,7 +175,6 @@ struct session *session_new(struct proxy *px)
     px->sessions = s;
     px->nsessions++;
     atomic_fetch_add(&px->shared->nsessions, 1);
-    smtp_reply_reset(&s->reply);
     return s;
 }
 

@@ -445,7 +445,18 @@ int up_data(struct session *s, const uint8_t *buf, size_t len)
     }
     while (len > 0 && !s->closing) {
         size_t used;
-        int rc = smtp_reply_feed(&s->reply, buf, len, &used);
+        int rc;
+        if (s->reply == NULL) {
+            /* 4.6 KB that an idle session does not keep: made when a reply
+             * starts, freed when none is left half-read */
+            s->reply = malloc(sizeof(*s->reply));
+            if (s->reply == NULL) {
+                session_fail(s, "421 4.3.0", "out of memory", "out of memory");
+                return -1;
+            }
+            smtp_reply_reset(s->reply);
+        }
+        rc = smtp_reply_feed(s->reply, buf, len, &used);
         buf += used;
         len -= used;
         if (rc < 0) {
@@ -458,10 +469,10 @@ int up_data(struct session *s, const uint8_t *buf, size_t len)
         if (rc == 0)
             break;
         if (s->up_state == UP_READY)
-            rc = srv_reply(s, &s->reply);
+            rc = srv_reply(s, s->reply);
         else
-            rc = up_own_reply(s, &s->reply, len);
-        smtp_reply_reset(&s->reply);
+            rc = up_own_reply(s, s->reply, len);
+        smtp_reply_reset(s->reply);
         if (rc < 0)
             return -1;
         if (rc == SRV_REPLY_HELD && len > 0) {
@@ -470,6 +481,10 @@ int up_data(struct session *s, const uint8_t *buf, size_t len)
             session_fail(s, "421 4.3.0", "out of memory", "out of memory");
             return -1;
         }
+    }
+    if (s->reply != NULL && s->reply->len == 0) {
+        free(s->reply);
+        s->reply = NULL;
     }
     return s->closing ? -1 : 0;
 }

@@ -28,6 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #define TLS_DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
@@ -393,6 +396,29 @@ static int tls_bio_recv_cb(void *arg, unsigned char *buf, size_t len)
     return (int)len;
 }
 
+/* mbedtls_ssl_setup allocates the two record buffers, 16.7 KB each in
+ * Debian's build (fixed sizes, no MBEDTLS_SSL_VARIABLE_BUFFER_LENGTH). From
+ * the heap they are resident whole; mapped pages of their own are resident
+ * only where records were written: a page or two for an idle connection.
+ * So they alone are made with mmap, by lowering glibc's threshold around the
+ * call. It is then set to 1 MiB rather than given back to glibc's sliding
+ * default, which setting it once has switched off: our own buffers (up to
+ * 128 KiB of ciphertext per write) stay on the heap. Measured with
+ * bench/scale: 46.6 kB per idle session before, ~36 after. */
+static void tls_setup_buffers_begin(void)
+{
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, 16 * 1024);
+#endif
+}
+
+static void tls_setup_buffers_end(void)
+{
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+#endif
+}
+
 struct tls_conn *tls_conn_new(struct tls_config *cfg, const char *hostname, char *err,
                               size_t errlen)
 {
@@ -405,7 +431,9 @@ struct tls_conn *tls_conn_new(struct tls_config *cfg, const char *hostname, char
     }
     c->cfg = cfg;
     mbedtls_ssl_init(&c->ssl);
+    tls_setup_buffers_begin();
     rc = mbedtls_ssl_setup(&c->ssl, &cfg->conf);
+    tls_setup_buffers_end();
     if (rc == 0 && cfg->is_client) {
         /* Sets SNI and the name to verify: without this call mbedTLS 2.28
          * accepts a valid certificate for any name. */
