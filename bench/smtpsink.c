@@ -209,12 +209,10 @@ static void signal_cb(uv_signal_t *h, int signum)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
-                                         {"cert", required_argument, NULL, 'c'},
-                                         {"key", required_argument, NULL, 'k'},
-                                         {"report", required_argument, NULL, 'r'},
-                                         {"no-tickets", no_argument, NULL, 'T'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, 'l'}, {"cert", required_argument, NULL, 'c'},
+        {"key", required_argument, NULL, 'k'},    {"report", required_argument, NULL, 'r'},
+        {"no-tickets", no_argument, NULL, 'T'},   {NULL, 0, NULL, 0}};
     char host[256] = "127.0.0.1", port[16] = "2600", err[300];
     const char *cert = NULL, *key = NULL;
     double report = 0;

@@ -465,8 +465,8 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
         fprintf(err, "smtpscope: --sink, --replay and --record exclude each other (see --help)\n");
         return PX_PARSE_EXIT_USAGE;
     }
-    if (cfg->loops > 1 && (cfg->sink_dir != NULL || cfg->replay != NULL ||
-                           cfg->record != NULL || cfg->nfaults > 0)) {
+    if (cfg->loops > 1 &&
+        (cfg->sink_dir != NULL || cfg->replay != NULL || cfg->record != NULL || cfg->nfaults > 0)) {
         fprintf(err, "smtpscope: --loops above 1 is for relay mode: --sink, --replay, --record "
                      "and --fault need one loop (see --help)\n");
         return PX_PARSE_EXIT_USAGE;

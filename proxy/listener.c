@@ -95,8 +95,8 @@ static void px_accept_cb(uv_stream_t *server, int status)
         up_start(s);
 }
 
-int px_listen_at(struct px_listener *ls, struct proxy *px, const struct sockaddr *sa,
-                 int reuseport, char *err, size_t errlen)
+int px_listen_at(struct px_listener *ls, struct proxy *px, const struct sockaddr *sa, int reuseport,
+                 char *err, size_t errlen)
 {
     int len = sizeof(ls->bound);
     int one = 1;

@@ -16,8 +16,8 @@ struct px_listener {
 int px_listen(struct px_listener *ls, struct proxy *px, const char *host, const char *port,
               int reuseport, char *err, size_t errlen);
 /* px_listen_at - listen on an address, e.g. another loop's bound one. */
-int px_listen_at(struct px_listener *ls, struct proxy *px, const struct sockaddr *sa,
-                 int reuseport, char *err, size_t errlen);
+int px_listen_at(struct px_listener *ls, struct proxy *px, const struct sockaddr *sa, int reuseport,
+                 char *err, size_t errlen);
 void px_listener_close(struct px_listener *ls);
 
 #endif

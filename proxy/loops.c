@@ -30,7 +30,10 @@ struct px_loop {
     struct px_loops *set;
 };
 
-#define loop_of_px(p) ((struct px_loop *)((char *)(p) - offsetof(struct px_loop, px)))
+static struct px_loop *loop_of_px(struct proxy *px)
+{
+    return (struct px_loop *)(void *)((char *)px - offsetof(struct px_loop, px));
+}
 
 /* px_loop_idle - a session ended: once stopping and empty, close the
  * loop's own handles so that uv_run returns. */
@@ -141,8 +144,7 @@ int px_loops_start(struct px_loops *set, unsigned n, const struct proxy *first,
     for (i = 0; made == n && i < n; i++) {
         int rc = uv_thread_create(&set->v[i].thread, px_loop_thread, &set->v[i]);
         if (rc != 0) {
-            snprintf(err, errlen, "cannot start the thread of loop %u: %s", i + 2,
-                     uv_strerror(rc));
+            snprintf(err, errlen, "cannot start the thread of loop %u: %s", i + 2, uv_strerror(rc));
             break;
         }
     }

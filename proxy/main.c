@@ -27,7 +27,7 @@ struct px_main {
     struct proxy px; /* the first loop's */
     struct px_shared shared;
     struct px_listener listener;
-    struct px_loops loops;  /* --loops: the others */
+    struct px_loops loops; /* --loops: the others */
     uv_async_t loop_ended; /* one of them has ended (loops > 1 only) */
     uv_signal_t sigint, sigterm;
     uv_timer_t grace;
@@ -188,8 +188,9 @@ static int px_start_loops(const struct px_config *cfg, char *err, size_t errlen)
     if (cfg->loops <= 1)
         return 0;
     if (!tls_threads_safe()) {
-        snprintf(err, errlen, "--loops: this mbedTLS build cannot share a TLS configuration "
-                              "between threads (it needs 2.28 with MBEDTLS_THREADING_C)");
+        snprintf(err, errlen,
+                 "--loops: this mbedTLS build cannot share a TLS configuration "
+                 "between threads (it needs 2.28 with MBEDTLS_THREADING_C)");
         return -1;
     }
     uv_async_init(m.px.loop, &m.loop_ended, px_loop_ended_cb);

@@ -115,9 +115,9 @@ struct session {
     uv_getaddrinfo_t gai;
     uv_connect_t connect_req;
     struct addrinfo *ai_list, *ai_cur;
-    char up_error[256]; /* the last connect error, for the final message */
-    int up_chunking;    /* the upstream offers CHUNKING (RFC 3030) */
-    int up_aborted;     /* smtpscope closed the upstream to discard a message */
+    char up_error[256];       /* the last connect error, for the final message */
+    int up_chunking;          /* the upstream offers CHUNKING (RFC 3030) */
+    int up_aborted;           /* smtpscope closed the upstream to discard a message */
     struct smtp_reply *reply; /* the upstream reply being read; NULL between replies */
     uint64_t up_connected_us; /* --record: when the upstream TCP connection came up */
     uint8_t *greeting;        /* the upstream's greeting, relayed once ready */
