@@ -22,6 +22,24 @@ class CliTest(unittest.TestCase):
         self.assertIn("127.0.0.1:2525", r.stdout)
         self.assertIn("smtp.gmail.com:587", r.stdout)
 
+    def test_every_option_is_documented(self):
+        """Each option --help names is in the README's table and the man page."""
+        import os
+        import re
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+        helptext = run("--help").stdout
+        opts = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*[a-z]", helptext)) - {"--help", "--version"}
+        self.assertIn("--loops", opts)
+        with open(os.path.join(root, "README.md")) as f:
+            readme = f.read()
+        with open(os.path.join(root, "docs", "smtpscope.1")) as f:
+            man = f.read().replace("\\-", "-")
+        whats = "connect|greeting|command|data|final|idle"
+        man = man.replace(f"--timeout-{whats}", " ".join(f"--timeout-{w}" for w in whats.split("|")))
+        for opt in sorted(opts):
+            self.assertTrue(f"`{opt}" in readme, f"{opt} is not in README.md's options")
+            self.assertTrue(opt in man, f"{opt} is not in docs/smtpscope.1")
+
     def test_version(self):
         r = run("--version")
         self.assertEqual(r.returncode, 0)
