@@ -29,14 +29,26 @@ struct leg_wreq {
 
 /* One buffer for all reads of a loop (of its thread: --loops runs one loop
  * per thread): every consumer copies what it keeps before the read callback
- * returns. The plaintext buffer follows it. Freed by leg_thread_done. */
+ * returns. Then a plaintext buffer per kind of leg: while the upstream
+ * leg's plaintext is being parsed, a reply can resume the client leg, whose
+ * TLS then delivers at once; it must not write over what is being parsed
+ * (a leg never pumps inside its own pump). Freed by leg_thread_done. */
 static _Thread_local uint8_t *leg_read_buf;
 
 static uint8_t *leg_bufs(void)
 {
     if (leg_read_buf == NULL)
-        leg_read_buf = malloc(LEG_READ_SIZE + LEG_PLAIN_MAX);
+        leg_read_buf = malloc(LEG_READ_SIZE + 2 * LEG_PLAIN_MAX);
     return leg_read_buf;
+}
+
+/* leg_plain_buf - this leg kind's plaintext buffer, or NULL. */
+static uint8_t *leg_plain_buf(const struct leg *l)
+{
+    uint8_t *b = leg_bufs();
+    if (b == NULL)
+        return NULL;
+    return b + LEG_READ_SIZE + (l->which == TLOG_LEG_CLIENT ? 0 : LEG_PLAIN_MAX);
 }
 
 void leg_thread_done(void)
@@ -264,12 +276,11 @@ static int leg_pump(struct leg *l)
         }
     }
     while (!l->paused && !l->closing && !l->ended) {
-        uint8_t *plain = leg_bufs();
-        ssize_t n = plain != NULL ? tls_conn_read(l->tls, plain + LEG_READ_SIZE, LEG_PLAIN_MAX)
-                                  : TLS_ERR_ALLOC;
+        uint8_t *plain = leg_plain_buf(l);
+        ssize_t n = plain != NULL ? tls_conn_read(l->tls, plain, LEG_PLAIN_MAX) : TLS_ERR_ALLOC;
         leg_flush_tls(l);
         if (n > 0) {
-            if (l->cbs->data(l, plain + LEG_READ_SIZE, (size_t)n) < 0) {
+            if (l->cbs->data(l, plain, (size_t)n) < 0) {
                 rc = -1;
                 goto out;
             }

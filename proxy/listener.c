@@ -9,9 +9,11 @@
 #include "../log/transcript.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A client turned away because of --max-sessions: told so, then closed. */
 struct px_reject {
@@ -50,7 +52,7 @@ static void px_reject(struct px_listener *ls, uv_stream_t *server)
     }
     tlog_note(0, TLOG_WARNING,
               "connection refused with 421 4.3.2: %u sessions open (--max-sessions %u)",
-              atomic_load(&ls->px->shared->nsessions), ls->px->cfg->max_sessions);
+              atomic_load(&ls->px->shared->nsessions) - 1, ls->px->cfg->max_sessions);
 }
 
 static void px_accept_cb(uv_stream_t *server, int status)
@@ -67,8 +69,11 @@ static void px_accept_cb(uv_stream_t *server, int status)
     }
     if (px->stopping)
         return;
-    s = atomic_load(&px->shared->nsessions) < px->cfg->max_sessions ? session_new(px) : NULL;
-    if (s == NULL) {
+    /* reserve the place first: with several loops, a check and a later
+     * increment could let them all pass the limit at once */
+    if (atomic_fetch_add(&px->shared->nsessions, 1) >= px->cfg->max_sessions ||
+        (s = session_new(px)) == NULL) {
+        atomic_fetch_sub(&px->shared->nsessions, 1);
         px_reject(ls, server);
         return;
     }
@@ -95,49 +100,56 @@ static void px_accept_cb(uv_stream_t *server, int status)
         up_start(s);
 }
 
-int px_listen_at(struct px_listener *ls, struct proxy *px, const struct sockaddr *sa, int reuseport,
-                 char *err, size_t errlen)
+/* px_listen_done - the bound address, as text too. */
+static void px_listen_done(struct px_listener *ls)
 {
     int len = sizeof(ls->bound);
-    int one = 1;
-    int rc;
+    if (uv_tcp_getsockname(&ls->tcp, (struct sockaddr *)&ls->bound, &len) == 0)
+        leg_addr_text((struct sockaddr *)&ls->bound, ls->addr, sizeof(ls->addr));
+}
+
+int px_listen_shared(struct px_listener *ls, struct proxy *px, const struct px_listener *first,
+                     char *err, size_t errlen)
+{
     uv_os_fd_t fd;
+    int dupfd, rc;
 
     memset(ls, 0, sizeof(*ls));
     ls->px = px;
-    /* the socket is made now (not at bind) so that SO_REUSEPORT can be set
-     * first: every loop's listener must carry it */
-    rc = uv_tcp_init_ex(px->loop, &ls->tcp, sa->sa_family);
-    if (rc == 0) {
-        ls->tcp.data = ls;
-        if (reuseport && uv_fileno((uv_handle_t *)&ls->tcp, &fd) == 0 &&
-            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
-            rc = uv_translate_sys_error(errno);
-        if (rc == 0)
-            rc = uv_tcp_bind(&ls->tcp, sa, 0);
-        if (rc == 0)
-            rc = uv_listen((uv_stream_t *)&ls->tcp, 511, px_accept_cb);
-        if (rc != 0)
-            uv_close((uv_handle_t *)&ls->tcp, NULL);
-    }
+    rc = uv_tcp_init(px->loop, &ls->tcp);
     if (rc != 0) {
-        char addr[80];
-        leg_addr_text(sa, addr, sizeof(addr));
-        snprintf(err, errlen, "cannot listen on %s: %s", addr, uv_strerror(rc));
+        snprintf(err, errlen, "cannot listen on %s: %s", first->addr, uv_strerror(rc));
         return rc;
     }
-    if (uv_tcp_getsockname(&ls->tcp, (struct sockaddr *)&ls->bound, &len) == 0)
-        leg_addr_text((struct sockaddr *)&ls->bound, ls->addr, sizeof(ls->addr));
+    ls->tcp.data = ls;
+    /* the same socket, so the same accept queue: no SO_REUSEPORT, which
+     * would also let another process join the port unnoticed */
+    rc = uv_fileno((const uv_handle_t *)&first->tcp, &fd);
+    dupfd = rc == 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (dupfd < 0)
+        rc = rc != 0 ? rc : uv_translate_sys_error(errno);
+    else if ((rc = uv_tcp_open(&ls->tcp, dupfd)) != 0)
+        close(dupfd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&ls->tcp, 511, px_accept_cb);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&ls->tcp, NULL);
+        snprintf(err, errlen, "cannot listen on %s: %s", first->addr, uv_strerror(rc));
+        return rc;
+    }
+    px_listen_done(ls);
     return 0;
 }
 
 int px_listen(struct px_listener *ls, struct proxy *px, const char *host, const char *port,
-              int reuseport, char *err, size_t errlen)
+              char *err, size_t errlen)
 {
     uv_getaddrinfo_t req;
     struct addrinfo hints;
     int rc;
 
+    memset(ls, 0, sizeof(*ls));
+    ls->px = px;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -147,9 +159,22 @@ int px_listen(struct px_listener *ls, struct proxy *px, const char *host, const 
         snprintf(err, errlen, "cannot resolve listen address %s: %s", host, uv_strerror(rc));
         return rc;
     }
-    rc = px_listen_at(ls, px, req.addrinfo->ai_addr, reuseport, err, errlen);
+    rc = uv_tcp_init(px->loop, &ls->tcp);
+    if (rc == 0) {
+        ls->tcp.data = ls;
+        rc = uv_tcp_bind(&ls->tcp, req.addrinfo->ai_addr, 0);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)&ls->tcp, 511, px_accept_cb);
+        if (rc != 0)
+            uv_close((uv_handle_t *)&ls->tcp, NULL);
+    }
     uv_freeaddrinfo(req.addrinfo);
-    return rc;
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%s: %s", host, port, uv_strerror(rc));
+        return rc;
+    }
+    px_listen_done(ls);
+    return 0;
 }
 
 void px_listener_close(struct px_listener *ls)

@@ -6,7 +6,9 @@
  * thread before the thread starts; from then on only that thread touches
  * its loop, until px_loops_join. The first loop talks to the others with
  * an atomic order and uv_async_send, the only libuv call that is
- * thread-safe; they answer the same way through set->ended_cb.
+ * thread-safe; they answer the same way through set->ended_cb. The order
+ * handle is only unreferenced when its loop ends, and closed after the
+ * join, so that a late order never goes to a closed handle.
  */
 #include "loops.h"
 #include "../log/transcript.h"
@@ -44,7 +46,7 @@ static void px_loop_idle(struct proxy *px)
     if (!px->stopping || px->nsessions > 0 || w->finished)
         return;
     w->finished = 1;
-    uv_close((uv_handle_t *)&w->order_async, NULL);
+    uv_unref((uv_handle_t *)&w->order_async); /* closed after the join */
     uv_close((uv_handle_t *)&w->flush, NULL);
 }
 
@@ -80,7 +82,7 @@ static void px_loop_thread(void *arg)
 
 /* px_loop_init - the loop, its listener and handles; not yet running. */
 static int px_loop_init(struct px_loop *w, unsigned no, const struct proxy *first,
-                        const struct sockaddr *addr, char *err, size_t errlen)
+                        const struct px_listener *first_listener, char *err, size_t errlen)
 {
     int rc = uv_loop_init(&w->loop);
 
@@ -94,10 +96,9 @@ static int px_loop_init(struct px_loop *w, unsigned no, const struct proxy *firs
     w->px.sessions = NULL;
     w->px.nsessions = 0;
     w->px.stopping = 0;
-    w->px.keylog_errors = 0;
     w->px.up_session = NULL;
     w->px.on_idle = px_loop_idle;
-    if (px_listen_at(&w->listener, &w->px, addr, 1, err, errlen) != 0) {
+    if (px_listen_shared(&w->listener, &w->px, first_listener, err, errlen) != 0) {
         uv_run(&w->loop, UV_RUN_DEFAULT);
         uv_loop_close(&w->loop);
         return -1;
@@ -120,8 +121,19 @@ static void px_loop_discard(struct px_loop *w)
     uv_loop_close(&w->loop);
 }
 
+/* px_loop_reap - join an ended loop's thread, then close what is left. */
+static void px_loop_reap(struct px_loop *w)
+{
+    uv_thread_join(&w->thread);
+    uv_close((uv_handle_t *)&w->order_async, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w->loop);
+    tls_session_free(w->px.up_session);
+}
+
 int px_loops_start(struct px_loops *set, unsigned n, const struct proxy *first,
-                   const struct sockaddr *addr, uv_async_t *ended, char *err, size_t errlen)
+                   const struct px_listener *first_listener, uv_async_t *ended, char *err,
+                   size_t errlen)
 {
     unsigned i, made = 0;
 
@@ -137,7 +149,7 @@ int px_loops_start(struct px_loops *set, unsigned n, const struct proxy *first,
     }
     for (i = 0; i < n; i++) {
         set->v[i].set = set;
-        if (px_loop_init(&set->v[i], i + 2, first, addr, err, errlen) != 0)
+        if (px_loop_init(&set->v[i], i + 2, first, first_listener, err, errlen) != 0)
             break;
     }
     made = i;
@@ -156,11 +168,7 @@ int px_loops_start(struct px_loops *set, unsigned n, const struct proxy *first,
     set->n = i;
     px_loops_stop(set, 1);
     for (unsigned k = 0; k < i; k++)
-        uv_thread_join(&set->v[k].thread);
-    for (unsigned k = 0; k < i; k++) {
-        uv_loop_close(&set->v[k].loop);
-        tls_session_free(set->v[k].px.up_session);
-    }
+        px_loop_reap(&set->v[k]);
     for (unsigned k = i; k < made; k++)
         px_loop_discard(&set->v[k]);
     free(set->v);
@@ -184,11 +192,8 @@ int px_loops_all_ended(struct px_loops *set)
 
 void px_loops_join(struct px_loops *set)
 {
-    for (unsigned i = 0; i < set->n; i++) {
-        uv_thread_join(&set->v[i].thread);
-        uv_loop_close(&set->v[i].loop);
-        tls_session_free(set->v[i].px.up_session);
-    }
+    for (unsigned i = 0; i < set->n; i++)
+        px_loop_reap(&set->v[i]);
     free(set->v);
     set->v = NULL;
     set->n = 0;

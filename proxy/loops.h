@@ -2,10 +2,10 @@
  * loops - the event loops after the first (--loops N), one thread each.
  *
  * Each has its own struct proxy (sessions, upstream session to resume) and
- * its own listener on the first loop's address, with SO_REUSEPORT: the
- * kernel spreads new connections over the listeners, and a session lives
- * on the loop that accepted it. The first loop (main.c) keeps signals and
- * the grace timer; it orders the others to stop and hears when each ended.
+ * its own listening handle on a duplicate of the first loop's socket: all
+ * accept from the one queue (an idle loop is the first to take a new
+ * connection), and a session lives on the loop that accepted it. The first loop (main.c) keeps
+ * signals and the grace timer; it orders the others to stop and hears when each ended.
  */
 #ifndef SMTPSCOPE_LOOPS_H
 #define SMTPSCOPE_LOOPS_H
@@ -26,17 +26,19 @@ struct px_loops {
 };
 
 /* px_loops_start - n more loops, each a copy of first (config, TLS configs,
- * key log, shared counters) listening on addr; ended is an initialised
- * async handle of the first loop. 0, or -1 with err set and nothing left
- * running. */
+ * key log, shared counters) accepting on first_listener's socket; ended is
+ * an initialised async handle of the first loop. 0, or -1 with err set and
+ * nothing left running. */
 int px_loops_start(struct px_loops *set, unsigned n, const struct proxy *first,
-                   const struct sockaddr *addr, uv_async_t *ended, char *err, size_t errlen);
+                   const struct px_listener *first_listener, uv_async_t *ended, char *err,
+                   size_t errlen);
 /* px_loops_stop - close their listeners; sessions may finish (now: they
  * are closed with 421 at once). Safe to repeat. */
 void px_loops_stop(struct px_loops *set, int now);
 /* px_loops_all_ended - every loop has stopped (trivially, with none). */
 int px_loops_all_ended(struct px_loops *set);
-/* px_loops_join - after all ended: join the threads and free the loops. */
+/* px_loops_join - after all ended: join the threads, close and free the
+ * loops. */
 void px_loops_join(struct px_loops *set);
 
 #endif

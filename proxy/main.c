@@ -46,7 +46,7 @@ static void px_finish(void)
     m.finished = 1;
     tlog_summary();
     if (m.px.cfg->loops > 1)
-        uv_close((uv_handle_t *)&m.loop_ended, NULL);
+        uv_unref((uv_handle_t *)&m.loop_ended); /* closed after the join */
     uv_close((uv_handle_t *)&m.sigint, NULL);
     uv_close((uv_handle_t *)&m.sigterm, NULL);
     uv_close((uv_handle_t *)&m.grace, NULL);
@@ -191,11 +191,12 @@ static int px_start_loops(const struct px_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen,
                  "--loops: this mbedTLS build cannot share a TLS configuration "
                  "between threads (it needs 2.28 with MBEDTLS_THREADING_C)");
+        px_listener_close(&m.listener);
         return -1;
     }
     uv_async_init(m.px.loop, &m.loop_ended, px_loop_ended_cb);
-    if (px_loops_start(&m.loops, cfg->loops - 1, &m.px, (struct sockaddr *)&m.listener.bound,
-                       &m.loop_ended, err, errlen) != 0) {
+    if (px_loops_start(&m.loops, cfg->loops - 1, &m.px, &m.listener, &m.loop_ended, err, errlen) !=
+        0) {
         uv_close((uv_handle_t *)&m.loop_ended, NULL);
         px_listener_close(&m.listener);
         return -1;
@@ -245,8 +246,8 @@ int main(int argc, char **argv)
     if (px_setup_ci(&cfg, err, sizeof(err)) != 0 ||
         px_setup_transcript(&cfg, err, sizeof(err)) != 0 ||
         px_setup_tls(&cfg, err, sizeof(err)) != 0 ||
-        px_listen(&m.listener, &m.px, cfg.listen_host, cfg.listen_port, cfg.loops > 1, err,
-                  sizeof(err)) != 0) {
+        px_listen(&m.listener, &m.px, cfg.listen_host, cfg.listen_port, err, sizeof(err)) != 0 ||
+        px_start_loops(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "smtpscope: %s\n", err);
         uv_run(m.px.loop, UV_RUN_DEFAULT);
         uv_loop_close(m.px.loop);
@@ -283,20 +284,13 @@ int main(int argc, char **argv)
                   cfg.client_tls == PX_CLIENT_TLS_OFFER ? "offered" : "off", loops_text);
     for (int i = 0; i < m.px.faults.n; i++)
         tlog_note(0, TLOG_INFO, "fault rule %d: %s", i + 1, m.px.faults.rules[i].spec);
-    if (px_start_loops(&cfg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "smtpscope: %s\n", err);
-        uv_close((uv_handle_t *)&m.sigint, NULL);
-        uv_close((uv_handle_t *)&m.sigterm, NULL);
-        uv_close((uv_handle_t *)&m.grace, NULL);
-        uv_close((uv_handle_t *)&m.flush, NULL);
-        uv_run(m.px.loop, UV_RUN_DEFAULT);
-        uv_loop_close(m.px.loop);
-        px_cleanup();
-        return 2;
-    }
 
     uv_run(m.px.loop, UV_RUN_DEFAULT);
     px_loops_join(&m.loops);
+    if (cfg.loops > 1) {
+        uv_close((uv_handle_t *)&m.loop_ended, NULL);
+        uv_run(m.px.loop, UV_RUN_DEFAULT);
+    }
     tlog_flush();
     uv_loop_close(m.px.loop);
     px_cleanup();

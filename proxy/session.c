@@ -173,8 +173,7 @@ struct session *session_new(struct proxy *px)
     if (px->sessions != NULL)
         px->sessions->prev = s;
     px->sessions = s;
-    px->nsessions++;
-    atomic_fetch_add(&px->shared->nsessions, 1);
+    px->nsessions++; /* px->shared->nsessions: reserved by the listener */
     return s;
 }
 
@@ -258,8 +257,11 @@ void session_keylog_check(struct session *s)
     if (s->px->keylog == NULL)
         return;
     n = tls_keylog_errors(s->px->keylog, &e);
-    if (n > s->px->keylog_errors) {
-        s->px->keylog_errors = n;
+    unsigned warned = atomic_load(&s->px->shared->keylog_warned);
+    /* one warning per new failure, whichever loop sees it first */
+    while (n > warned && !atomic_compare_exchange_weak(&s->px->shared->keylog_warned, &warned, n))
+        ;
+    if (n > warned) {
         tlog_note(s->id, TLOG_WARNING, "writing the TLS key log failed: %s (%u failure(s) so far)",
                   strerror(e), n);
     }

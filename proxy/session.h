@@ -24,14 +24,16 @@
 
 /* px_shared - what the loops of one process share (--loops): atomics only. */
 struct px_shared {
-    atomic_uint nsessions;         /* open sessions of every loop (--max-sessions) */
+    atomic_uint nsessions;         /* open sessions of every loop (--max-sessions): taken
+                                      by the listener before session_new, given back by
+                                      session_close */
+    atomic_uint keylog_warned;     /* key-log write failures already warned about */
     atomic_uint_least64_t next_id; /* session ids are unique across loops */
 };
 
 /* proxy - what the sessions of one event loop share. With --loops N there
- * is one per loop, each with its own listener on the same port
- * (SO_REUSEPORT); configs, TLS configs and the key log are shared, and
- * read-only or locked. */
+ * is one per loop, each accepting from the same listening socket; configs, TLS configs and the key
+ * log are shared, and read-only or locked. */
 struct proxy {
     uv_loop_t *loop;
     const struct px_config *cfg;
@@ -44,7 +46,6 @@ struct proxy {
     int stopping;
     char helo[256];                    /* the name smtpscope gives in its own EHLO */
     struct tls_keylog *keylog;         /* NULL: none */
-    unsigned keylog_errors;            /* failed key-log writes already warned about */
     void (*on_idle)(struct proxy *px); /* a session ended (shutdown waits for the last) */
     struct faults faults;              /* --fault rules */
     struct recorder *recorder;         /* --record, or NULL */

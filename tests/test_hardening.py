@@ -115,6 +115,47 @@ class PipeliningTest(FakeCase):
         self.scope.expect("upstream reply: b'354 go\\r\\n'")
 
 
+class PipelinedFloodOverTlsTest(FakeCase):
+    def test_replies_are_not_overwritten_by_held_client_bytes(self):
+        # The client (over TLS) pipelines 6000 RCPTs: 256 wait for replies,
+        # the rest are held, past 64 KB, so its leg pauses with TLS records
+        # still undecrypted. The upstream answers each 256 in one TLS record.
+        # While smtpscope parses that record, the first reply frees room and
+        # resumes the client leg, whose TLS delivers at once: that plaintext
+        # must not land on the upstream's replies still being parsed.
+        n, batch = 6000, 256
+        rcpts = [f"RCPT TO:<recipient-{i:05d}@example.test>\r\n".encode() for i in range(n)]
+        script = h.tls_prelude(CAPS) + [("expect", b"EHLO"), ("send", CAPS), ("expect", b"MAIL"),
+                                        ("send", b"250 2.1.0 ok\r\n")]
+        for k in range(0, n, batch):
+            last = min(k + batch, n)
+            script += [("read_until", rcpts[last - 1]),
+                       ("send", b"".join(b"250 2.1.5 ok %d\r\n" % i for i in range(k, last)))]
+        script += [("expect", b"QUIT"), ("send", b"221 bye\r\n"), ("read_all",)]
+        self.start(script)
+        s = client(self.scope.port)
+        talk(s, b"EHLO c\r\n")
+        self.assertTrue(talk(s, b"STARTTLS\r\n").startswith(b"220"))
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        t = ctx.wrap_socket(s, server_hostname="localhost")
+        talk(t, b"EHLO c\r\n")
+        self.assertTrue(talk(t, b"MAIL FROM:<a@x>\r\n").startswith(b"250"))
+        self.assertGreater(len(b"".join(rcpts)), 64 * 1024)
+        t.sendall(b"".join(rcpts))
+        got = b""
+        t.settimeout(30)
+        while got.count(b"\r\n") < n:
+            chunk = t.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        self.assertEqual(got, b"".join(b"250 2.1.5 ok %d\r\n" % i for i in range(n)))
+        self.assertTrue(talk(t, b"QUIT\r\n").startswith(b"221"))
+        self.assertNotIn("malformed reply", self.scope.text())
+
+
 class FramingTest(FakeCase):
     def run_data(self, body, *args, final=b"250 2.0.0 queued\r\n"):
         """Send body (raw bytes, ending the DATA) and return (reply, upstream bytes)."""

@@ -97,8 +97,12 @@ class LoopsTest(h.ScopeCase):
         self.scope = h.Scope("--loops", "2", *args, upstream=self.up)
         self.scope.wait_for(r"; 2 event loops$")
 
-    def loops_used(self):
-        return set(re.findall(r"connection from \S+ to \S+ \(loop (\d)\)", self.scope.text()))
+    def loop_counts(self):
+        """{loop number: sessions it accepted} from the transcript."""
+        counts = {}
+        for n in re.findall(r"connection from \S+ to \S+ \(loop (\d)\)", self.scope.text()):
+            counts[n] = counts.get(n, 0) + 1
+        return counts
 
     def test_sessions_spread_over_both_loops_arrive_intact(self):
         self.start()
@@ -129,9 +133,8 @@ class LoopsTest(h.ScopeCase):
         for i in range(1, n + 1):
             self.scope.wait_for(rf"\[#{i}\] smtpscope: disconnect")
         text = self.scope.text()
-        # both loops took sessions (the kernel spreads them by address hash:
-        # all 40 on one loop would happen once in 2^39 runs)
-        self.assertEqual(self.loops_used(), {"1", "2"})
+        # both loops took sessions (40 at once: an idle loop takes the next)
+        self.assertEqual(set(self.loop_counts()), {"1", "2"})
         # session ids are unique across loops: each connects exactly once
         ids = re.findall(r"\[#(\d+)\] smtpscope: connection from", text)
         self.assertEqual(sorted(map(int, ids)), list(range(1, n + 1)))
@@ -162,7 +165,10 @@ class LoopsTest(h.ScopeCase):
     def test_shutdown_lets_sessions_of_every_loop_finish(self):
         self.start("--grace", "20s")
         socks = []
-        for _ in range(12):
+        # an idle loop takes the next connection: open sessions (each past
+        # AUTH) until both loops hold some
+        while len(socks) < 200 and (len(socks) < 12 or
+                                    min(self.loop_counts().values(), default=0) < 2):
             s = socket.create_connection(("127.0.0.1", self.scope.port), timeout=10)
             self.assertTrue(h.read_reply(s).startswith(b"220"))
             s.sendall(b"EHLO client.example.test\r\n")
@@ -171,9 +177,10 @@ class LoopsTest(h.ScopeCase):
             s.sendall(b"AUTH PLAIN " + plain + b"\r\n")
             self.assertTrue(h.read_reply(s).startswith(b"235"))
             socks.append(s)
-        self.assertEqual(self.loops_used(), {"1", "2"})
+        self.assertEqual(set(self.loop_counts()), {"1", "2"})
+        n = len(socks)
         self.scope.proc.send_signal(signal.SIGTERM)
-        self.scope.wait_for(r"SIGTERM: shutting down; 12 open session\(s\) may finish")
+        self.scope.wait_for(rf"SIGTERM: shutting down; {n} open session\(s\) may finish")
         for i, s in enumerate(socks):
             for cmd, code in ((f"MAIL FROM:<g{i}@example.test>", b"250"),
                               ("RCPT TO:<b@example.test>", b"250"), ("DATA", b"354"),
@@ -183,8 +190,8 @@ class LoopsTest(h.ScopeCase):
                 self.assertTrue(h.read_reply(s).startswith(code), (i, cmd))
             s.close()
         self.assertEqual(self.scope.proc.wait(20), 0)
-        self.scope.wait_for(r"summary: 12 session\(s\); 12 message\(s\) relayed")
-        self.assertEqual(len(self.up.recorder.wait_messages(12)), 12)
+        self.scope.wait_for(rf"summary: {n} session\(s\); {n} message\(s\) relayed")
+        self.assertEqual(len(self.up.recorder.wait_messages(n)), n)
 
     def test_loops_need_relay_mode(self):
         r = subprocess.run([h.BIN, "--loops", "2", "--record", "/dev/null"], capture_output=True,
@@ -288,9 +295,9 @@ class IdleMemoryTest(h.ScopeCase):
                 self.assertTrue(h.read_reply(s, 30).startswith(b"250"))
             per_session = (self.scope.status("VmRSS") - base) / n
             # here 46.5 kB with the record buffers on the heap and the reply
-            # buffer kept, 34-35 kB without (bench/scale, 1000 sessions:
-            # 28 kB; stunnel 66 kB)
-            self.assertLess(per_session, 40, per_session)
+            # buffer kept, about 42 with only the reply buffer freed, 32-34
+            # with both (bench/scale, 1000 sessions: 28 kB; stunnel 66 kB)
+            self.assertLess(per_session, 38, per_session)
         finally:
             for s in socks:
                 s.close()

@@ -4,8 +4,8 @@
  *
  * The file is opened once, O_APPEND | O_NOFOLLOW (never through a symlink),
  * created 0600; each line is one write(2). A failed write is counted for the
- * caller to warn about, never fatal. Lines may come from pool threads (see
- * leg_offload_handshakes): the counters are under a mutex.
+ * caller to warn about, never fatal. Lines may come from several event
+ * loops (--loops): the counters are under a mutex.
  */
 #include "tls.h"
 
