@@ -9,7 +9,6 @@
 #include "../log/transcript.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,56 +99,68 @@ static void px_accept_cb(uv_stream_t *server, int status)
         up_start(s);
 }
 
-/* px_listen_done - the bound address, as text too. */
-static void px_listen_done(struct px_listener *ls)
+/* px_port_free - is nothing listening on sa? A plain bind (no
+ * SO_REUSEPORT) fails next to any listener, even one that set it: so the
+ * loops never join a group another process made on the port. */
+static int px_port_free(const struct sockaddr *sa)
 {
-    int len = sizeof(ls->bound);
-    if (uv_tcp_getsockname(&ls->tcp, (struct sockaddr *)&ls->bound, &len) == 0)
-        leg_addr_text((struct sockaddr *)&ls->bound, ls->addr, sizeof(ls->addr));
+    int one = 1, rc = 0;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* as libuv binds */
+    if (bind(fd, sa,
+             sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                       : sizeof(struct sockaddr_in)) != 0)
+        rc = uv_translate_sys_error(errno);
+    close(fd);
+    return rc;
 }
 
-int px_listen_shared(struct px_listener *ls, struct proxy *px, const struct px_listener *first,
-                     char *err, size_t errlen)
+int px_listen_at(struct px_listener *ls, struct proxy *px, const struct sockaddr *sa, int reuseport,
+                 char *err, size_t errlen)
 {
+    int len = sizeof(ls->bound);
+    int one = 1;
+    int rc;
     uv_os_fd_t fd;
-    int dupfd, rc;
 
     memset(ls, 0, sizeof(*ls));
     ls->px = px;
-    rc = uv_tcp_init(px->loop, &ls->tcp);
+    /* the socket is made now (not at bind) so that SO_REUSEPORT can be set
+     * first: every loop's listener must carry it */
+    rc = uv_tcp_init_ex(px->loop, &ls->tcp, sa->sa_family);
+    if (rc == 0) {
+        ls->tcp.data = ls;
+        if (reuseport && uv_fileno((uv_handle_t *)&ls->tcp, &fd) == 0 &&
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+            rc = uv_translate_sys_error(errno);
+        if (rc == 0)
+            rc = uv_tcp_bind(&ls->tcp, sa, 0);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)&ls->tcp, 511, px_accept_cb);
+        if (rc != 0)
+            uv_close((uv_handle_t *)&ls->tcp, NULL);
+    }
     if (rc != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", first->addr, uv_strerror(rc));
+        char addr[80];
+        leg_addr_text(sa, addr, sizeof(addr));
+        snprintf(err, errlen, "cannot listen on %s: %s", addr, uv_strerror(rc));
         return rc;
     }
-    ls->tcp.data = ls;
-    /* the same socket, so the same accept queue: no SO_REUSEPORT, which
-     * would also let another process join the port unnoticed */
-    rc = uv_fileno((const uv_handle_t *)&first->tcp, &fd);
-    dupfd = rc == 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
-    if (dupfd < 0)
-        rc = rc != 0 ? rc : uv_translate_sys_error(errno);
-    else if ((rc = uv_tcp_open(&ls->tcp, dupfd)) != 0)
-        close(dupfd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&ls->tcp, 511, px_accept_cb);
-    if (rc != 0) {
-        uv_close((uv_handle_t *)&ls->tcp, NULL);
-        snprintf(err, errlen, "cannot listen on %s: %s", first->addr, uv_strerror(rc));
-        return rc;
-    }
-    px_listen_done(ls);
+    if (uv_tcp_getsockname(&ls->tcp, (struct sockaddr *)&ls->bound, &len) == 0)
+        leg_addr_text((struct sockaddr *)&ls->bound, ls->addr, sizeof(ls->addr));
     return 0;
 }
 
 int px_listen(struct px_listener *ls, struct proxy *px, const char *host, const char *port,
-              char *err, size_t errlen)
+              int reuseport, char *err, size_t errlen)
 {
     uv_getaddrinfo_t req;
     struct addrinfo hints;
     int rc;
 
-    memset(ls, 0, sizeof(*ls));
-    ls->px = px;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -159,22 +170,12 @@ int px_listen(struct px_listener *ls, struct proxy *px, const char *host, const 
         snprintf(err, errlen, "cannot resolve listen address %s: %s", host, uv_strerror(rc));
         return rc;
     }
-    rc = uv_tcp_init(px->loop, &ls->tcp);
-    if (rc == 0) {
-        ls->tcp.data = ls;
-        rc = uv_tcp_bind(&ls->tcp, req.addrinfo->ai_addr, 0);
-        if (rc == 0)
-            rc = uv_listen((uv_stream_t *)&ls->tcp, 511, px_accept_cb);
-        if (rc != 0)
-            uv_close((uv_handle_t *)&ls->tcp, NULL);
-    }
-    uv_freeaddrinfo(req.addrinfo);
-    if (rc != 0) {
+    if (reuseport && strcmp(port, "0") != 0 && (rc = px_port_free(req.addrinfo->ai_addr)) != 0)
         snprintf(err, errlen, "cannot listen on %s:%s: %s", host, port, uv_strerror(rc));
-        return rc;
-    }
-    px_listen_done(ls);
-    return 0;
+    else
+        rc = px_listen_at(ls, px, req.addrinfo->ai_addr, reuseport, err, errlen);
+    uv_freeaddrinfo(req.addrinfo);
+    return rc;
 }
 
 void px_listener_close(struct px_listener *ls)

@@ -11,13 +11,14 @@ struct px_listener {
     char addr[80];                 /* the same as text */
 };
 
-/* px_listen - resolve host and port, and listen. */
+/* px_listen - resolve host and port, and listen. reuseport (--loops): with
+ * SO_REUSEPORT, so that the other loops can listen on the same address and
+ * the kernel spreads connections over them; the port must be free first. */
 int px_listen(struct px_listener *ls, struct proxy *px, const char *host, const char *port,
-              char *err, size_t errlen);
-/* px_listen_shared - listen on first's socket (a duplicate of it) from
- * another loop: both accept from the one queue. */
-int px_listen_shared(struct px_listener *ls, struct proxy *px, const struct px_listener *first,
-                     char *err, size_t errlen);
+              int reuseport, char *err, size_t errlen);
+/* px_listen_at - listen on an address, e.g. the first loop's bound one. */
+int px_listen_at(struct px_listener *ls, struct proxy *px, const struct sockaddr *sa, int reuseport,
+                 char *err, size_t errlen);
 void px_listener_close(struct px_listener *ls);
 
 #endif

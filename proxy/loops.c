@@ -98,7 +98,8 @@ static int px_loop_init(struct px_loop *w, unsigned no, const struct proxy *firs
     w->px.stopping = 0;
     w->px.up_session = NULL;
     w->px.on_idle = px_loop_idle;
-    if (px_listen_shared(&w->listener, &w->px, first_listener, err, errlen) != 0) {
+    if (px_listen_at(&w->listener, &w->px, (const struct sockaddr *)&first_listener->bound, 1, err,
+                     errlen) != 0) {
         uv_run(&w->loop, UV_RUN_DEFAULT);
         uv_loop_close(&w->loop);
         return -1;

@@ -246,7 +246,8 @@ int main(int argc, char **argv)
     if (px_setup_ci(&cfg, err, sizeof(err)) != 0 ||
         px_setup_transcript(&cfg, err, sizeof(err)) != 0 ||
         px_setup_tls(&cfg, err, sizeof(err)) != 0 ||
-        px_listen(&m.listener, &m.px, cfg.listen_host, cfg.listen_port, err, sizeof(err)) != 0 ||
+        px_listen(&m.listener, &m.px, cfg.listen_host, cfg.listen_port, cfg.loops > 1, err,
+                  sizeof(err)) != 0 ||
         px_start_loops(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "smtpscope: %s\n", err);
         uv_run(m.px.loop, UV_RUN_DEFAULT);

@@ -32,8 +32,8 @@ struct px_shared {
 };
 
 /* proxy - what the sessions of one event loop share. With --loops N there
- * is one per loop, each accepting from the same listening socket; configs, TLS configs and the key
- * log are shared, and read-only or locked. */
+ * is one per loop, each with a listener on the same port (SO_REUSEPORT); configs, TLS configs and
+ * the key log are shared, and read-only or locked. */
 struct proxy {
     uv_loop_t *loop;
     const struct px_config *cfg;

@@ -193,6 +193,17 @@ class LoopsTest(h.ScopeCase):
         self.scope.wait_for(rf"summary: {n} session\(s\); {n} message\(s\) relayed")
         self.assertEqual(len(self.up.recorder.wait_messages(n)), n)
 
+    def test_a_second_instance_cannot_join_the_port(self):
+        # every loop's listener has SO_REUSEPORT, which would let a second
+        # smtpscope --loops 2 on the same port take half of the connections
+        self.start()
+        r = subprocess.run([h.BIN, "--loops", "2", "--listen", f"127.0.0.1:{self.scope.port}",
+                            "--upstream", f"localhost:{self.up.port}", "--ca-file", h.certs().ca],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 2, r.stdout)
+        self.assertIn(f"cannot listen on 127.0.0.1:{self.scope.port}: address already in use",
+                      r.stderr)
+
     def test_loops_need_relay_mode(self):
         r = subprocess.run([h.BIN, "--loops", "2", "--record", "/dev/null"], capture_output=True,
                            text=True, timeout=10)
