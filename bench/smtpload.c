@@ -51,7 +51,8 @@ struct conn {
     enum step step;
     int expect; /* replies still to come for the pipelined group */
     int sent_msgs;
-    int claimed; /* its first message was counted when it started */
+    int claimed;     /* its first message was counted when it started */
+    size_t body_off; /* how much of the message is written (S_EOD) */
     uint64_t t_step, t_session;
     struct sockaddr_storage addr;
     uv_connect_t creq;
@@ -121,6 +122,23 @@ static void next_message(struct conn *c)
     }
 }
 
+/* conn_push_body - the message in 64 KiB pieces, each encrypted and handed
+ * to the socket at once, so the server decrypts one while the next is
+ * encrypted; stops above the leg's high-water mark until it drains. */
+static void conn_push_body(struct conn *c)
+{
+    while (c->step == S_EOD && c->body_off < g.body_len && !c->leg.above_high && !c->leg.closing) {
+        size_t n = g.body_len - c->body_off;
+        if (n > 64 * 1024)
+            n = 64 * 1024;
+        if (leg_write(&c->leg, g.body + c->body_off, n) != 0) {
+            conn_fail(c);
+            return;
+        }
+        c->body_off += n;
+    }
+}
+
 static int want_more(void)
 {
     return g.messages <= 0 || g.started_msgs < g.messages;
@@ -175,8 +193,9 @@ static void on_reply(struct conn *c, int code)
         if (c->step == S_DATA) {
             if (code != 354)
                 return conn_fail(c);
-            leg_write(&c->leg, g.body, g.body_len);
             c->step = S_EOD;
+            c->body_off = 0;
+            conn_push_body(c);
             return;
         }
         if (!g.pipelining)
@@ -266,7 +285,7 @@ static void conn_handshake_cb(struct leg *l, int rc)
 
 static void conn_drained_cb(struct leg *l)
 {
-    (void)l;
+    conn_push_body(l->owner);
 }
 
 static void conn_closed_cb(struct leg *l)

@@ -30,6 +30,9 @@ static pthread_mutex_t tlog_mu = PTHREAD_MUTEX_INITIALIZER; /* counts, rendering
 void tlog_init(const struct tlog_options *opts)
 {
     tlog_opts = *opts;
+    /* batched: whole loop turns go out in one write, not 4 KiB at a time */
+    if (tlog_opts.console != NULL && tlog_opts.batch)
+        setvbuf(tlog_opts.console, NULL, _IOFBF, 64 * 1024);
 }
 
 int tlog_open_json(const char *path, char *err, size_t errlen)

@@ -382,7 +382,7 @@ int leg_resume(struct leg *l)
 }
 
 int leg_start_tls(struct leg *l, struct tls_config *cfg, const char *hostname,
-                  const struct tls_session *resume, char *err, size_t errlen)
+                  struct tls_session *resume, char *err, size_t errlen)
 {
     l->tls = tls_conn_new(cfg, hostname, err, errlen);
     if (l->tls == NULL)

@@ -74,7 +74,7 @@ int leg_resume(struct leg *l);
 /* leg_start_tls - switch to TLS (client role sends its hello at once,
  * offering resume, a saved session, when not NULL). */
 int leg_start_tls(struct leg *l, struct tls_config *cfg, const char *hostname,
-                  const struct tls_session *resume, char *err, size_t errlen);
+                  struct tls_session *resume, char *err, size_t errlen);
 /* leg_tls_info - "TLSv1.2 SUITE" after a handshake, with_peer adding the
  * peer certificate and the verification result. */
 void leg_tls_info(const struct leg *l, int with_peer, char *buf, size_t len);

@@ -96,7 +96,6 @@ static int px_loop_init(struct px_loop *w, unsigned no, const struct proxy *firs
     w->px.sessions = NULL;
     w->px.nsessions = 0;
     w->px.stopping = 0;
-    w->px.up_session = NULL;
     w->px.on_idle = px_loop_idle;
     if (px_listen_at(&w->listener, &w->px, (const struct sockaddr *)&first_listener->bound, 1, err,
                      errlen) != 0) {
@@ -129,7 +128,6 @@ static void px_loop_reap(struct px_loop *w)
     uv_close((uv_handle_t *)&w->order_async, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
-    tls_session_free(w->px.up_session);
 }
 
 int px_loops_start(struct px_loops *set, unsigned n, const struct proxy *first,

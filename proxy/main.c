@@ -47,14 +47,13 @@ static void px_finish(void)
     tlog_summary();
     if (m.px.cfg->loops > 1)
         uv_unref((uv_handle_t *)&m.loop_ended); /* closed after the join */
-    uv_close((uv_handle_t *)&m.sigint, NULL);
-    uv_close((uv_handle_t *)&m.sigterm, NULL);
+    /* the signal handles stay (unreferenced) to the end: closing one gives
+     * the default action back, and a late signal in the moment before it
+     * could be ignored again would kill an exit already under way */
+    uv_unref((uv_handle_t *)&m.sigint);
+    uv_unref((uv_handle_t *)&m.sigterm);
     uv_close((uv_handle_t *)&m.grace, NULL);
     uv_close((uv_handle_t *)&m.flush, NULL);
-    /* libuv gives the default actions back; a late signal must not kill an
-     * exit that is already under way */
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
 }
 
 static void px_flush_cb(uv_prepare_t *h)
@@ -87,6 +86,8 @@ static void px_grace_cb(uv_timer_t *t)
 static void px_signal_cb(uv_signal_t *h, int signum)
 {
     (void)h;
+    if (m.finished)
+        return; /* too late to matter: the summary is out */
     if (m.px.stopping) {
         tlog_note(0, TLOG_INFO, "%s again: closing open sessions now",
                   signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -144,6 +145,11 @@ static int px_setup_tls(struct px_config *cfg, char *err, size_t errlen)
         tls_config_server_new(&m.px.client_tls, cfg->cert_file, cfg->key_file, err, errlen) != 0 ||
         tls_config_server_tickets(m.px.client_tls, err, errlen) != 0)
         return -1;
+    m.shared.up_session = tls_session_new();
+    if (m.shared.up_session == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     if (keylog != NULL && keylog[0] != '\0') {
         if (tls_keylog_open(&m.keylog, keylog, err, errlen) != 0)
             return -1;
@@ -210,7 +216,7 @@ static void px_cleanup(void)
     tls_config_free(m.px.client_tls);
     tls_keylog_close(m.keylog);
     record_close(m.px.recorder);
-    tls_session_free(m.px.up_session);
+    tls_session_free(m.shared.up_session);
     replay_free(m.px.replay);
     tlog_close_all();
 }
@@ -293,7 +299,8 @@ int main(int argc, char **argv)
         uv_run(m.px.loop, UV_RUN_DEFAULT);
     }
     tlog_flush();
-    uv_loop_close(m.px.loop);
+    /* no uv_loop_close: the signal handles are still open (px_finish), and
+     * the loop is the default one, which the process ends with */
     px_cleanup();
     return 0;
 }

@@ -24,11 +24,13 @@
 
 /* px_shared - what the loops of one process share (--loops): atomics only. */
 struct px_shared {
-    atomic_uint nsessions;         /* open sessions of every loop (--max-sessions): taken
-                                      by the listener before session_new, given back by
-                                      session_close */
-    atomic_uint keylog_warned;     /* key-log write failures already warned about */
-    atomic_uint_least64_t next_id; /* session ids are unique across loops */
+    atomic_uint nsessions;          /* open sessions of every loop (--max-sessions): taken
+                                       by the listener before session_new, given back by
+                                       session_close */
+    atomic_uint keylog_warned;      /* key-log write failures already warned about */
+    struct tls_session *up_session; /* the last verified upstream session, to resume
+                                       (every loop's; locked inside) */
+    atomic_uint_least64_t next_id;  /* session ids are unique across loops */
 };
 
 /* proxy - what the sessions of one event loop share. With --loops N there
@@ -49,7 +51,6 @@ struct proxy {
     void (*on_idle)(struct proxy *px); /* a session ended (shutdown waits for the last) */
     struct faults faults;              /* --fault rules */
     struct recorder *recorder;         /* --record, or NULL */
-    struct tls_session *up_session;    /* the last verified upstream session, to resume */
     struct replay *replay;             /* --replay, or NULL */
     unsigned replay_next;              /* the recorded session the next client plays */
 };

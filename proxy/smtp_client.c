@@ -222,7 +222,7 @@ static void up_connect_cb(uv_connect_t *req, int status)
     }
     if (cfg->up_tls == PX_UP_IMPLICIT) {
         up_set_state(s, UP_HANDSHAKE);
-        if (leg_start_tls(&s->up, s->px->up_tls, cfg->up_host, s->px->up_session, err,
+        if (leg_start_tls(&s->up, s->px->up_tls, cfg->up_host, s->px->shared->up_session, err,
                           sizeof(err)) != 0 &&
             !s->closing)
             session_fail(s, "421 4.7.0", "TLS with upstream failed", err);
@@ -396,7 +396,7 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
             return -1;
         }
         up_set_state(s, UP_HANDSHAKE);
-        if (leg_start_tls(&s->up, s->px->up_tls, cfg->up_host, s->px->up_session, err,
+        if (leg_start_tls(&s->up, s->px->up_tls, cfg->up_host, s->px->shared->up_session, err,
                           sizeof(err)) != 0) {
             if (!s->closing)
                 session_fail(s, "421 4.7.0", "TLS with upstream failed", err);
@@ -514,11 +514,11 @@ void up_handshake(struct session *s, int rc)
     }
     tlog_note(s->id, TLOG_TLS, "TLS upstream: %s%s", info,
               tls_conn_resumed(leg_tls(&s->up)) ? "; session resumed" : "");
-    /* resume this verified session next time (RFC 5077 tickets or ids) */
-    if (s->px->up_session == NULL)
-        s->px->up_session = tls_session_new();
-    if (s->px->up_session != NULL)
-        tls_conn_save_session(leg_tls(&s->up), s->px->up_session);
+    /* resume this verified session next time (RFC 5077 tickets or ids), on
+     * any loop; a resumed one is saved already, and copying it again costs
+     * a parse of the peer certificate */
+    if (!tls_conn_resumed(leg_tls(&s->up)))
+        tls_conn_save_session(leg_tls(&s->up), s->px->shared->up_session);
     session_explain(s, "the upstream leg is encrypted from here on; smtpscope shows its "
                        "plaintext");
     session_keylog_check(s);

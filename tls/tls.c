@@ -30,8 +30,8 @@
 #include <string.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
-#include <pthread.h>
 #endif
+#include <pthread.h>
 
 #define TLS_DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
@@ -51,6 +51,7 @@ struct tls_config {
 };
 
 struct tls_session {
+    pthread_mutex_t mu; /* s and valid: one saved session, shared by loops */
     mbedtls_ssl_session s;
     int valid;
 };
@@ -114,8 +115,10 @@ int tls_config_server_tickets(struct tls_config *cfg, char *err, size_t errlen)
 struct tls_session *tls_session_new(void)
 {
     struct tls_session *s = calloc(1, sizeof(*s));
-    if (s != NULL)
+    if (s != NULL) {
+        pthread_mutex_init(&s->mu, NULL);
         mbedtls_ssl_session_init(&s->s);
+    }
     return s;
 }
 
@@ -124,24 +127,42 @@ void tls_session_free(struct tls_session *s)
     if (s == NULL)
         return;
     mbedtls_ssl_session_free(&s->s);
+    pthread_mutex_destroy(&s->mu);
     free(s);
 }
 
 int tls_conn_save_session(const struct tls_conn *c, struct tls_session *s)
 {
+    mbedtls_ssl_session fresh, old;
     int rc;
-    mbedtls_ssl_session_free(&s->s);
-    mbedtls_ssl_session_init(&s->s);
-    rc = mbedtls_ssl_get_session(&c->ssl, &s->s);
-    s->valid = rc == 0;
-    return rc;
+
+    /* copied out of the connection first (a certificate parse), then
+     * swapped in: the lock is held for a swap only */
+    mbedtls_ssl_session_init(&fresh);
+    rc = mbedtls_ssl_get_session(&c->ssl, &fresh);
+    if (rc != 0) {
+        mbedtls_ssl_session_free(&fresh);
+        return rc;
+    }
+    pthread_mutex_lock(&s->mu);
+    old = s->s;
+    s->s = fresh;
+    s->valid = 1;
+    pthread_mutex_unlock(&s->mu);
+    mbedtls_ssl_session_free(&old);
+    return 0;
 }
 
-int tls_conn_resume(struct tls_conn *c, const struct tls_session *s)
+int tls_conn_resume(struct tls_conn *c, struct tls_session *s)
 {
-    if (s == NULL || !s->valid)
+    int rc = 0;
+    if (s == NULL)
         return 0;
-    return mbedtls_ssl_set_session(&c->ssl, &s->s);
+    pthread_mutex_lock(&s->mu);
+    if (s->valid)
+        rc = mbedtls_ssl_set_session(&c->ssl, &s->s);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
 }
 
 int tls_conn_resumed(const struct tls_conn *c)

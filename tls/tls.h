@@ -92,10 +92,11 @@ int tls_threads_safe(void);
 struct tls_session;
 struct tls_session *tls_session_new(void);
 void tls_session_free(struct tls_session *s);
-/* tls_conn_save_session - keep the session of a finished handshake. */
+/* tls_conn_save_session - keep the session of a finished handshake. A
+ * tls_session may be saved to and resumed from by several threads. */
 int tls_conn_save_session(const struct tls_conn *c, struct tls_session *s);
 /* tls_conn_resume - offer a saved session (before the handshake). */
-int tls_conn_resume(struct tls_conn *c, const struct tls_session *s);
+int tls_conn_resume(struct tls_conn *c, struct tls_session *s);
 /* tls_conn_resumed - did the handshake resume a session? */
 int tls_conn_resumed(const struct tls_conn *c);
 /* tls_config_server_tickets - issue session tickets (server config). */

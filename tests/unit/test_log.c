@@ -5,11 +5,14 @@
 #include "check.h"
 
 #include "log/redact.h"
+#include "log/render.h"
 #include "log/repr.h"
 
 #include <mbedtls/base64.h>
 
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -429,6 +432,40 @@ static void test_redact_random(void)
     CHECKF(users == 200, "the user was named %d times of 200", users);
 }
 
+/* ---- the console line's prefix ----------------------------------------- */
+
+/* The time of day is worked out once per second: a line in the next second,
+ * or back in an earlier one, must still say its own time. */
+static void test_console_prefix(void)
+{
+    static const struct {
+        uint64_t time_us;
+        uint64_t session;
+        const char *want;
+    } cases[] = {
+        {3600ull * 1000000u + 7, 0, "01:00:00.000007 [#0] smtpscope: x\n"},
+        {3600ull * 1000000u + 999999, 42, "01:00:00.999999 [#42] smtpscope: x\n"},
+        {3601ull * 1000000u, 18446744073709551615ull,
+         "01:00:01.000000 [#18446744073709551615] smtpscope: x\n"},
+        {86399ull * 1000000u + 123456, 7, "23:59:59.123456 [#7] smtpscope: x\n"},
+        {3600ull * 1000000u + 1, 1, "01:00:00.000001 [#1] smtpscope: x\n"},
+    };
+    char line[TLOG_LINE_MAX];
+
+    setenv("TZ", "UTC", 1);
+    tzset();
+    for (size_t i = 0; i < NELEM(cases); i++) {
+        struct tlog_event ev = {.time_us = cases[i].time_us,
+                                .session = cases[i].session,
+                                .kind = TLOG_INFO,
+                                .own = 1,
+                                .text = "x"};
+        size_t n = tlog_format_line(&ev, line, sizeof(line), 0, 0);
+        CHECKF(n == strlen(cases[i].want) && memcmp(line, cases[i].want, n) == 0,
+               "case %zu: got %s", i, check_show(line, n));
+    }
+}
+
 int main(void)
 {
     alarm(120); /* a hang in the code under test is a failure, not a stall */
@@ -441,5 +478,6 @@ int main(void)
     test_redact_login();
     test_redact_opaque();
     test_redact_random();
+    test_console_prefix();
     return check_done("unit_log");
 }
