@@ -6,6 +6,11 @@
  * --show-secrets, and calls each rendering in turn. Events may come from
  * several event loops (--loops): the counters and every rendering, whose
  * state is process-wide, are used under one mutex, so each line is whole.
+ *
+ * A console that is not a terminal (a file, a pipe) is written by a thread
+ * of its own: the loops append lines to a buffer and wake it once per loop
+ * turn, and write(2) to a slow pipe or disk never holds up a relay. Lines
+ * are never dropped: past TLOG_CONSOLE_MAX unwritten bytes the loops wait.
  */
 #include "transcript.h"
 #include "redact.h"
@@ -16,6 +21,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
@@ -25,14 +31,103 @@
 
 static struct tlog_options tlog_opts;
 static struct tlog_stats tlog_counts;
-static pthread_mutex_t tlog_mu = PTHREAD_MUTEX_INITIALIZER; /* counts, renderings */
+static pthread_mutex_t tlog_mu = PTHREAD_MUTEX_INITIALIZER; /* counts, renderings, tlog_w */
+
+#define TLOG_CONSOLE_MAX (4 * 1024 * 1024) /* unwritten console bytes before loops wait */
+
+/* The console writer (batch mode). Its buffer belongs to tlog_mu; the
+ * writer takes it whole (swapping in an empty one) and writes outside it. */
+static struct {
+    pthread_t thread;
+    int running, stop, failed;
+    int fd;
+    pthread_cond_t more; /* lines to write, or stop */
+    pthread_cond_t room; /* the buffer was taken */
+    char *buf;
+    size_t len, cap;
+} tlog_w = {.more = PTHREAD_COND_INITIALIZER, .room = PTHREAD_COND_INITIALIZER};
+
+static void *tlog_writer(void *arg)
+{
+    char *spare = NULL;
+    size_t spare_cap = 0;
+    (void)arg;
+
+    pthread_mutex_lock(&tlog_mu);
+    for (;;) {
+        while (tlog_w.len == 0 && !tlog_w.stop)
+            pthread_cond_wait(&tlog_w.more, &tlog_mu);
+        if (tlog_w.len == 0)
+            break; /* stopped, and all is written */
+        char *out = tlog_w.buf;
+        size_t n = tlog_w.len, out_cap = tlog_w.cap;
+        tlog_w.buf = spare;
+        tlog_w.cap = spare_cap;
+        tlog_w.len = 0;
+        pthread_cond_broadcast(&tlog_w.room);
+        pthread_mutex_unlock(&tlog_mu);
+        /* a console that is gone (EPIPE) takes no more lines, as with stdio */
+        if (!tlog_w.failed && tlog_write_all(tlog_w.fd, out, n) != 0)
+            tlog_w.failed = 1;
+        spare = out;
+        spare_cap = out_cap;
+        pthread_mutex_lock(&tlog_mu);
+    }
+    pthread_mutex_unlock(&tlog_mu);
+    free(spare);
+    return NULL;
+}
+
+/* tlog_console_append - a line into the writer's buffer (tlog_mu held). */
+static void tlog_console_append(const char *line, size_t n)
+{
+    while (tlog_w.len > 0 && tlog_w.len + n > TLOG_CONSOLE_MAX) {
+        /* the console is behind: wait for the writer, drop nothing */
+        pthread_cond_signal(&tlog_w.more);
+        pthread_cond_wait(&tlog_w.room, &tlog_mu);
+    }
+    if (tlog_w.len + n > tlog_w.cap) {
+        size_t cap = tlog_w.cap ? tlog_w.cap : 64 * 1024;
+        while (cap < tlog_w.len + n)
+            cap *= 2;
+        char *p = realloc(tlog_w.buf, cap);
+        if (p == NULL) {
+            fwrite(line, 1, n, tlog_opts.console); /* rather late than lost */
+            return;
+        }
+        tlog_w.buf = p;
+        tlog_w.cap = cap;
+    }
+    memcpy(tlog_w.buf + tlog_w.len, line, n);
+    tlog_w.len += n;
+    if (tlog_w.len >= 256 * 1024)
+        pthread_cond_signal(&tlog_w.more); /* a long loop turn: start writing */
+}
 
 void tlog_init(const struct tlog_options *opts)
 {
     tlog_opts = *opts;
-    /* batched: whole loop turns go out in one write, not 4 KiB at a time */
-    if (tlog_opts.console != NULL && tlog_opts.batch)
-        setvbuf(tlog_opts.console, NULL, _IOFBF, 64 * 1024);
+    if (tlog_opts.console != NULL && tlog_opts.batch) {
+        fflush(tlog_opts.console);
+        tlog_w.fd = fileno(tlog_opts.console);
+        tlog_w.running = pthread_create(&tlog_w.thread, NULL, tlog_writer, NULL) == 0;
+    }
+}
+
+/* tlog_console_stop - write what is left and end the writer. */
+static void tlog_console_stop(void)
+{
+    if (!tlog_w.running)
+        return;
+    pthread_mutex_lock(&tlog_mu);
+    tlog_w.stop = 1;
+    pthread_cond_signal(&tlog_w.more);
+    pthread_mutex_unlock(&tlog_mu);
+    pthread_join(tlog_w.thread, NULL);
+    tlog_w.running = 0;
+    free(tlog_w.buf);
+    tlog_w.buf = NULL;
+    tlog_w.len = tlog_w.cap = 0;
 }
 
 int tlog_open_json(const char *path, char *err, size_t errlen)
@@ -52,6 +147,7 @@ int tlog_open_pcap(const char *path, char *err, size_t errlen)
 
 void tlog_close_all(void)
 {
+    tlog_console_stop();
     tlog_json_close();
     tlog_files_close();
     tlog_pcap_close();
@@ -128,10 +224,11 @@ void tlog_emit(struct tlog_event *ev)
                              tlog_opts.explain && !tlog_opts.quiet);
     pthread_mutex_lock(&tlog_mu);
     tlog_count(&shown);
-    if (n > 0) {
+    if (n > 0 && tlog_w.running) {
+        tlog_console_append(line, n);
+    } else if (n > 0) {
         fwrite(line, 1, n, tlog_opts.console);
-        if (!tlog_opts.batch)
-            fflush(tlog_opts.console);
+        fflush(tlog_opts.console);
     }
     tlog_json_render(&shown);
     tlog_files_render(&shown);
@@ -152,10 +249,11 @@ void tlog_note(uint64_t session, enum tlog_kind kind, const char *fmt, ...)
 
 void tlog_flush(void)
 {
-    if (tlog_opts.console == NULL)
+    if (!tlog_w.running)
         return;
     pthread_mutex_lock(&tlog_mu);
-    fflush(tlog_opts.console);
+    if (tlog_w.len > 0)
+        pthread_cond_signal(&tlog_w.more);
     pthread_mutex_unlock(&tlog_mu);
 }
 

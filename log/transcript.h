@@ -19,7 +19,8 @@ struct tlog_options {
     int color;     /* ANSI colours on the console */
     int explain;   /* learner annotations on the console */
     int quiet;     /* console: only warnings, errors and session summaries */
-    int batch;     /* console: flushed by tlog_flush() (each loop turn), not per line */
+    int batch;     /* console: written by a thread, woken by tlog_flush() (each loop
+                      turn), not per line */
 };
 
 /* What the transcript counted, for the summary at exit. */
@@ -46,8 +47,9 @@ uint64_t tlog_now_us(void);
 /* tlog_json_string - bytes as a JSON string (quotes included), one character
  * per byte; returns its length. */
 size_t tlog_json_string(char *out, size_t cap, const uint8_t *p, size_t n);
-/* tlog_flush - write out what the console has buffered (with .batch, the
- * event loop calls this before it waits for I/O, so lines stay live). */
+/* tlog_flush - have the console's lines written (with .batch the event
+ * loop calls this before it waits for I/O, so lines stay live); tlog_close_all
+ * writes what is left. */
 void tlog_flush(void);
 /* tlog_json_bytes - the inverse of tlog_json_string: a decoded JSON string
  * (UTF-8 of code points up to 0xff) back to its bytes, malloc'd and

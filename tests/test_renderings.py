@@ -360,6 +360,42 @@ class ConsoleTest(Base):
             self.assertEqual("\n".join(got) + "\n", f.read())
 
 
+class SlowConsoleTest(Base):
+    def test_a_console_nobody_reads_does_not_stop_the_relay(self):
+        # stdout is a pipe the test does not read: it fills after 64 KiB.
+        # The console has a writer thread of its own, so the sessions go on
+        # (the lines wait in memory); none is lost when the pipe is read.
+        port = h.free_port()
+        proc = subprocess.Popen([h.BIN, "--listen", f"127.0.0.1:{port}", "--upstream",
+                                 f"localhost:{self.up.port}", "--ca-file", h.certs().ca,
+                                 "--body-lines", "1000"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            end = time.time() + 15
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    self.assertLess(time.time(), end, "smtpscope did not listen")
+                    time.sleep(0.05)
+            body = b"Subject: x\r\n\r\n" + b"".join(
+                b"line %04d of a message whose transcript nobody reads yet\r\n" % i
+                for i in range(400))
+            n = 12  # about 30 KB of transcript each: 5 times what the pipe holds
+            for _ in range(n):
+                send_one(port, body)
+            self.assertEqual(len(self.up.recorder.wait_messages(n)), n)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertGreater(len(out), 5 * 65536)
+        self.assertEqual(out.count(b"smtpscope: message accepted by the upstream"), n)
+        self.assertEqual(out.count(b"line 0399 of a message"), n)
+        self.assertIn(b"summary: %d session(s); %d message(s) relayed" % (n + 1, n), out)
+
+
 class ShutdownTest(Base):
     def test_grace_then_summary(self):
         self.scope = h.Scope("--grace", "5s", upstream=self.up)
