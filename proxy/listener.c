@@ -20,6 +20,11 @@ struct px_reject {
     uv_write_t req;
 };
 
+/* The accept queue: a burst of clients (a test suite starting 1000 at once)
+ * must not overflow it, or their SYNs are dropped and retried a second
+ * later. The kernel caps it at net.core.somaxconn (4096 here). */
+#define PX_BACKLOG 4096
+
 static const char px_busy_reply[] = "421 4.3.2 Too many sessions, try again later\r\n";
 
 static void px_reject_closed_cb(uv_handle_t *h)
@@ -139,7 +144,7 @@ int px_listen_at(struct px_listener *ls, struct proxy *px, const struct sockaddr
         if (rc == 0)
             rc = uv_tcp_bind(&ls->tcp, sa, 0);
         if (rc == 0)
-            rc = uv_listen((uv_stream_t *)&ls->tcp, 511, px_accept_cb);
+            rc = uv_listen((uv_stream_t *)&ls->tcp, PX_BACKLOG, px_accept_cb);
         if (rc != 0)
             uv_close((uv_handle_t *)&ls->tcp, NULL);
     }
