@@ -19,8 +19,8 @@ struct tlog_options {
     int color;     /* ANSI colours on the console */
     int explain;   /* learner annotations on the console */
     int quiet;     /* console: only warnings, errors and session summaries */
-    int batch;     /* console: written by a thread, woken by tlog_flush() (each loop
-                      turn), not per line */
+    int batch;     /* console: written once per loop turn (tlog_flush), not per line;
+                      a pipe or socket by a thread of its own */
 };
 
 /* What the transcript counted, for the summary at exit. */
