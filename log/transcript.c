@@ -96,7 +96,8 @@ static void tlog_console_append(const char *line, size_t n)
             cap *= 2;
         char *p = realloc(tlog_w.buf, cap);
         if (p == NULL) {
-            fwrite(line, 1, n, tlog_opts.console); /* rather late than lost */
+            /* no room for it: rather out of order than lost */
+            tlog_write_all(tlog_w.fd, line, n);
             return;
         }
         tlog_w.buf = p;

@@ -56,7 +56,7 @@ static void px_reject(struct px_listener *ls, uv_stream_t *server)
     }
     tlog_note(0, TLOG_WARNING,
               "connection refused with 421 4.3.2: %u sessions open (--max-sessions %u)",
-              atomic_load(&ls->px->shared->nsessions) - 1, ls->px->cfg->max_sessions);
+              atomic_load(&ls->px->shared->nsessions), ls->px->cfg->max_sessions);
 }
 
 static void px_accept_cb(uv_stream_t *server, int status)
@@ -66,6 +66,7 @@ static void px_accept_cb(uv_stream_t *server, int status)
     struct sockaddr_storage peer;
     int len = sizeof(peer);
     struct session *s;
+    char loop[24] = ""; /* which loop took it, when there are several */
 
     if (status < 0) {
         tlog_note(0, TLOG_WARNING, "accept failed: %s", uv_strerror(status));
@@ -88,11 +89,9 @@ static void px_accept_cb(uv_stream_t *server, int status)
     if (uv_tcp_getpeername(&s->client.tcp, (struct sockaddr *)&peer, &len) == 0)
         leg_addr_text((struct sockaddr *)&peer, s->client_addr, sizeof(s->client_addr));
     if (px->cfg->loops > 1)
-        session_note_connect(s, &s->client, NULL, "connection from %s to %s (loop %u)",
-                             s->client_addr, ls->addr, px->loop_no);
-    else
-        session_note_connect(s, &s->client, NULL, "connection from %s to %s", s->client_addr,
-                             ls->addr);
+        snprintf(loop, sizeof(loop), " (loop %u)", px->loop_no);
+    session_note_connect(s, &s->client, NULL, "connection from %s to %s%s", s->client_addr,
+                         ls->addr, loop);
     if (leg_start(&s->client) != 0) {
         session_close(s, "cannot read from the client");
         return;

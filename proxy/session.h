@@ -22,7 +22,8 @@
 #define SRV_PIPE_MAX 256         /* commands awaiting replies (>= 100 RCPTs, RFC 5321 4.5.3.1.8) */
 #define SRV_SHOW_MAX 1000        /* bytes of one message line shown */
 
-/* px_shared - what the loops of one process share (--loops): atomics only. */
+/* px_shared - what the loops of one process share (--loops): atomics, and
+ * a saved TLS session that locks itself. Owned by main.c. */
 struct px_shared {
     atomic_uint nsessions;          /* open sessions of every loop (--max-sessions): taken
                                        by the listener before session_new, given back by

@@ -367,6 +367,16 @@ class FakeUpstream:
         self.sock.close()
 
 
+def client_tls(sock):
+    """A raw client socket after smtpscope's 220 to STARTTLS, wrapped in TLS.
+    smtpscope's client-leg certificate is its own self-signed one: not
+    verified here."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx.wrap_socket(sock, server_hostname="localhost")
+
+
 def tls_prelude(caps=b"250 fake\r\n"):
     """The steps of an upstream that speaks STARTTLS with smtpscope and then
     answers the client's EHLO with caps."""

@@ -468,10 +468,7 @@ class OrderingTest(SinkCase):
         s.sendall(b"RSET\r\nSTARTTLS\r\n")
         self.assertEqual(h.read_reply(s), b"250 2.0.0 Ok\r\n")
         self.assertEqual(h.read_reply(s), b"220 2.0.0 Ready to start TLS\r\n")
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        t = ctx.wrap_socket(s, server_hostname="localhost")
+        t = h.client_tls(s)
         t.sendall(b"NOOP\r\n")
         self.assertEqual(h.read_reply(t), b"250 2.0.0 Ok\r\n")
         t.close()

@@ -1,4 +1,5 @@
 """Command line: --help, --version, usage errors, start-up errors."""
+import os
 import re
 import socket
 import subprocess
@@ -24,8 +25,6 @@ class CliTest(unittest.TestCase):
 
     def test_every_option_is_documented(self):
         """Each option --help names is in the README's table and the man page."""
-        import os
-        import re
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
         helptext = run("--help").stdout
         opts = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*[a-z]", helptext)) - {"--help", "--version"}

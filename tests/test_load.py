@@ -29,6 +29,34 @@ def big_message(size, seed):
     return bytes(out)
 
 
+def send(port, body, sender="a@example.test"):
+    """The founding script's session: STARTTLS, AUTH, one message."""
+    c = smtplib.SMTP("127.0.0.1", port, timeout=120)
+    c.starttls()
+    c.login(h.USER, h.PASSWORD)
+    c.sendmail(sender, ["b@example.test"], body)
+    c.quit()
+
+
+def send_concurrently(port, bodies):
+    """One session per {sender: body}, all at once; the (sender, error)
+    pairs of those that failed."""
+    errors = []
+
+    def run(sender, body):
+        try:
+            send(port, body, sender)
+        except Exception as e:  # reported by the caller
+            errors.append((sender, e))
+
+    threads = [threading.Thread(target=run, args=kv) for kv in bodies.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return errors
+
+
 class LoadTest(unittest.TestCase):
     def setUp(self):
         self.up = h.Upstream()
@@ -41,17 +69,10 @@ class LoadTest(unittest.TestCase):
         self.assertNotIn("runtime error", err)
         self.up.stop()
 
-    def send(self, body, sender="a@example.test"):
-        c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=120)
-        c.starttls()
-        c.login(h.USER, h.PASSWORD)
-        c.sendmail(sender, ["b@example.test"], body)
-        c.quit()
-
     def test_multi_megabyte_byte_exact(self):
         body = big_message(4 * 1024 * 1024, 1)
         self.assertIn(b"\r\n.\r\n", body)  # a lone dot line, which the client stuffs
-        self.send(body)
+        send(self.scope.port, body)
         msgs = self.up.recorder.wait_messages(1, timeout=60)
         self.assertEqual(len(msgs), 1)
         self.assertEqual(len(msgs[0][2]), len(body))
@@ -65,20 +86,7 @@ class LoadTest(unittest.TestCase):
     def test_fifty_concurrent_sessions(self):
         n = 50
         bodies = {f"s{i}@example.test": big_message(20000 + i * 97, 100 + i) for i in range(n)}
-        errors = []
-
-        def run(sender, body):
-            try:
-                self.send(body, sender)
-            except Exception as e:  # reported below
-                errors.append((sender, e))
-
-        threads = [threading.Thread(target=run, args=kv) for kv in bodies.items()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        self.assertEqual(errors, [])
+        self.assertEqual(send_concurrently(self.scope.port, bodies), [])
         msgs = self.up.recorder.wait_messages(n, timeout=60)
         self.assertEqual(len(msgs), n)
         for sender, rcpts, content in msgs:
@@ -108,24 +116,7 @@ class LoopsTest(h.ScopeCase):
         self.start()
         n = 40
         bodies = {f"s{i}@example.test": big_message(3000 + i * 101, 500 + i) for i in range(n)}
-        errors = []
-
-        def run(sender, body):
-            try:
-                c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=60)
-                c.starttls()
-                c.login(h.USER, h.PASSWORD)
-                c.sendmail(sender, ["b@example.test"], body)
-                c.quit()
-            except Exception as e:  # reported below
-                errors.append((sender, e))
-
-        threads = [threading.Thread(target=run, args=kv) for kv in bodies.items()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        self.assertEqual(errors, [])
+        self.assertEqual(send_concurrently(self.scope.port, bodies), [])
         msgs = self.up.recorder.wait_messages(n)
         self.assertEqual(len(msgs), n)
         for sender, rcpts, content in msgs:
@@ -133,12 +124,14 @@ class LoopsTest(h.ScopeCase):
         for i in range(1, n + 1):
             self.scope.wait_for(rf"\[#{i}\] smtpscope: disconnect")
         text = self.scope.text()
-        # both loops took sessions (40 at once: an idle loop takes the next)
+        # both loops took sessions (the kernel spreads connections over the
+        # SO_REUSEPORT listeners by address hash)
         self.assertEqual(set(self.loop_counts()), {"1", "2"})
         # session ids are unique across loops: each connects exactly once
         ids = re.findall(r"\[#(\d+)\] smtpscope: connection from", text)
         self.assertEqual(sorted(map(int, ids)), list(range(1, n + 1)))
-        # lines from two threads never mix: each one is whole
+        # lines from two threads never mix: each one is whole (and the
+        # summary below counts every session: one lock for both)
         for line in text.splitlines():
             self.assertRegex(line, r"^\d\d:\d\d:\d\d\.\d{6} \[#\d+\] ", line)
         self.assertEqual(text.count("smtpscope: message accepted by the upstream"), n)
@@ -222,7 +215,6 @@ class SlowUpstreamMemoryTest(unittest.TestCase):
 
     def test_rss_flat(self):
         import socket
-        import ssl
         import os
         size = 100 * 1024 * 1024
         fake = h.FakeUpstream(h.tls_prelude(b"250 fake\r\n") + [
@@ -241,10 +233,7 @@ class SlowUpstreamMemoryTest(unittest.TestCase):
             h.read_reply(s)
             s.sendall(b"STARTTLS\r\n")
             self.assertTrue(h.read_reply(s).startswith(b"220"))
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            t = ctx.wrap_socket(s, server_hostname="localhost")
+            t = h.client_tls(s)
             t.sendall(b"EHLO c\r\n")
             h.read_reply(t)
             t.sendall(b"MAIL FROM:<a@x>\r\n")

@@ -2,7 +2,6 @@
 421 with a reason in the transcript, and nothing of the client's upstream."""
 import smtplib
 import socket
-import ssl
 import unittest
 
 import harness as h

@@ -6,7 +6,6 @@ import smtplib
 import socket
 import subprocess
 import sys
-import time
 import unittest
 
 import harness as h
@@ -222,11 +221,7 @@ class RelayTest(unittest.TestCase):
         self.assertIn(b"250-STARTTLS\r\n", h.read_reply(s))
         s.sendall(b"STARTTLS\r\nEHLO injected\r\n")
         self.assertEqual(h.read_reply(s), b"220 2.0.0 Ready to start TLS\r\n")
-        import ssl
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        t = ctx.wrap_socket(s, server_hostname="localhost")
+        t = h.client_tls(s)
         t.sendall(b"EHLO inside\r\n")
         self.assertNotIn(b"STARTTLS", h.read_reply(t))
         t.sendall(b"QUIT\r\n")

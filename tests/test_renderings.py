@@ -14,7 +14,6 @@ import smtplib
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
