@@ -84,6 +84,8 @@ enum srv_expect {
     SRV_EXP_EOD = SMTP_CMD_COUNT, /* the end of message content */
     SRV_EXP_AUTH_RESPONSE,        /* a client line inside an AUTH exchange */
     SRV_EXP_LOCAL,                /* smtpscope's own reply, said in its turn */
+    SRV_EXP_AUTH_CANCEL,          /* smtpscope's "*" for a malformed AUTH line: its reply
+                                     is replaced by cmd, the 500 the client hears */
 };
 
 struct srv_pending {
@@ -131,6 +133,7 @@ struct session {
     uint8_t *in; /* held command bytes */
     size_t in_len, in_cap;
     int discarding;              /* the rest of an overlong line is dropped */
+    int lf_hinted;               /* the bare-LF line ending hint was given */
     struct srv_pending *pending; /* a ring of SRV_PIPE_MAX, allocated while replies are due */
     int pend_head, pend_len;
     int sync_wait;

@@ -66,6 +66,7 @@ static void up_timer_cb(uv_timer_t *t)
         const struct srv_pending *p = &s->pending[s->pend_head];
         what = p->what == SRV_EXP_EOD             ? "end of data"
                : p->what == SRV_EXP_AUTH_RESPONSE ? "an AUTH response"
+               : p->what == SRV_EXP_AUTH_CANCEL   ? "the AUTH cancellation"
                                                   : smtp_cmd_name((enum smtp_cmd)p->what);
         ms = up_waiting_final(s) ? to->final : to->command;
     } else {

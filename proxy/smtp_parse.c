@@ -39,6 +39,21 @@ size_t smtp_line_end(const uint8_t *buf, size_t len)
     return lf != NULL ? (size_t)(lf - buf) + 1 : 0;
 }
 
+size_t smtp_cmd_line_end(const uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+
+    while (off < len) {
+        const uint8_t *lf = memchr(buf + off, '\n', len - off);
+        if (lf == NULL)
+            return 0;
+        off = (size_t)(lf - buf) + 1;
+        if (off >= 2 && buf[off - 2] == '\r')
+            return off;
+    }
+    return 0;
+}
+
 unsigned smtp_line_flags(const uint8_t *line, size_t len)
 {
     unsigned flags = 0;

@@ -52,6 +52,11 @@ enum smtp_cmd {
 /* smtp_line_end - length of the first line in buf (through its LF), or 0
  * when buf holds no LF. */
 size_t smtp_line_end(const uint8_t *buf, size_t len);
+/* smtp_cmd_line_end - length of the first command line in buf, through its
+ * CRLF, or 0 when buf holds no CRLF. RFC 5321 2.3.8: a command line ends at
+ * CRLF only; a bare LF or CR before it belongs to the line (and makes it
+ * invalid, see smtp_line_flags), so one client line is never taken as two. */
+size_t smtp_cmd_line_end(const uint8_t *buf, size_t len);
 /* smtp_line_flags - SMTP_LF_* for a line that ends in LF. */
 unsigned smtp_line_flags(const uint8_t *line, size_t len);
 /* smtp_cmd_parse - the command of a line, and its argument (after one SP,

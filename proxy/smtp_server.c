@@ -27,6 +27,7 @@
 #define SRV_EHLO_MAX       (SMTP_REPLY_MAX + 64)
 #define SRV_WARN_LINES     5     /* per message, then a count */
 #define SRV_LOCAL_INJECTED 0x100 /* SRV_EXP_LOCAL flag: the reply was injected */
+#define SRV_BARE_REPLY     "500 5.5.2 Syntax error: bare CR, bare LF or NUL in command line"
 
 static const char *const srv_state_names[SRV_STATE_COUNT] = {
     [SRV_WAIT_UPSTREAM] = "WAIT-UPSTREAM",
@@ -291,7 +292,9 @@ static void srv_push(struct session *s, int what, unsigned flags, const uint8_t 
         s->pend_len++;
         return;
     }
-    if (s->px->recorder != NULL) {
+    if (what == SRV_EXP_AUTH_CANCEL)
+        s->pending[at].cmd = strndup((const char *)line, len); /* the reply to say */
+    else if (s->px->recorder != NULL) {
         s->pending[at].sent_us = tlog_now_us();
         s->pending[at].cmd = line != NULL ? srv_record_cmd(s, what, line, len) : NULL;
     }
@@ -325,6 +328,22 @@ static void srv_abort_upstream(struct session *s, const char *why)
     s->sync_wait = 0;
     uv_timer_stop(&s->up_timer);
     leg_close_after_flush(&s->up);
+}
+
+/* srv_up_own - a line of smtpscope's own to the upstream (or the sink). */
+static void srv_up_own(struct session *s, const char *line)
+{
+    struct tlog_event ev = {
+        .session = s->id,
+        .kind = TLOG_COMMAND,
+        .leg = TLOG_LEG_UPSTREAM,
+        .dir = TLOG_DIR_OUT,
+        .own = 1,
+        .bytes = (const uint8_t *)line,
+        .len = strlen(line),
+    };
+    tlog_emit(&ev);
+    session_up_write(s, (const uint8_t *)line, strlen(line));
 }
 
 /* srv_relay - send one client line upstream, expecting one reply. */
@@ -705,6 +724,35 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
         }
         return -1;
     }
+    if (s->auth_cont && lflags != 0) {
+        /* a malformed AUTH response: none of it is relayed; the upstream's
+         * exchange is cancelled (RFC 4954 4: "*") and its answer to that is
+         * replaced by the one 500 the client hears for its line */
+        struct tlog_event ev = {
+            .session = s->id,
+            .kind = TLOG_COMMAND,
+            .leg = TLOG_LEG_CLIENT,
+            .dir = TLOG_DIR_IN,
+            .own = 1,
+            .bytes = line,
+            .len = len,
+            .secret = TLOG_SECRET_AUTH_RESPONSE,
+            .auth_mech = s->auth_mech,
+            .auth_step = s->auth_step,
+        };
+        tlog_emit(&ev);
+        s->auth_cont = 0;
+        tlog_note(s->id, TLOG_WARNING,
+                  "AUTH response line holds%s%s%s before its CRLF: not relayed; the upstream's "
+                  "AUTH exchange is cancelled with \"*\"",
+                  (lflags & SMTP_LF_BARE_LF) ? " a bare LF" : "",
+                  (lflags & SMTP_LF_BARE_CR) ? " a bare CR" : "",
+                  (lflags & SMTP_LF_NUL) ? " a NUL" : "");
+        srv_up_own(s, "*\r\n");
+        srv_push(s, SRV_EXP_AUTH_CANCEL, SMTP_CF_SYNC, (const uint8_t *)SRV_BARE_REPLY,
+                 strlen(SRV_BARE_REPLY));
+        return s->closing ? -1 : 0;
+    }
     if (s->auth_cont) {
         /* a response inside an AUTH exchange: a secret, never a command */
         struct tlog_event ev = {
@@ -771,8 +819,11 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
     if (f != NULL)
         return srv_fault_act(s, f, cmd, arg, arglen);
     if (lflags != 0) {
-        tlog_note(s->id, TLOG_WARNING, "command line holds a bare CR, bare LF or NUL: not relayed");
-        srv_say(s, "500 5.5.2 Syntax error: bare CR, bare LF or NUL in command line", 0, 0);
+        tlog_note(s->id, TLOG_WARNING, "command line holds%s%s%s before its CRLF: not relayed",
+                  (lflags & SMTP_LF_BARE_LF) ? " a bare LF" : "",
+                  (lflags & SMTP_LF_BARE_CR) ? " a bare CR" : "",
+                  (lflags & SMTP_LF_NUL) ? " a NUL" : "");
+        srv_say(s, SRV_BARE_REPLY, 0, 0);
         return 0;
     }
     switch (cmd) {
@@ -816,17 +867,25 @@ int srv_process(struct session *s)
         if (s->srv_state != SRV_COMMAND || s->sync_wait || s->pend_len == SRV_PIPE_MAX ||
             avail == 0 || s->fault_hold)
             break;
-        size_t n = smtp_line_end(s->in + off, avail);
+        size_t n = smtp_cmd_line_end(s->in + off, avail);
         if (n == 0) {
+            /* a CR last may be the first half of the CRLF: keep it */
+            size_t keep = s->in[s->in_len - 1] == '\r' ? 1 : 0;
             if (s->discarding) {
-                off = s->in_len; /* more of a line already refused */
+                off = s->in_len - keep; /* more of a line already refused */
             } else if (avail > SMTP_CMD_LINE_MAX) {
                 /* bounded: the line so far is dropped, and its rest when it comes */
                 srv_say(s, "500 5.5.6 Line too long", 0, 0);
                 tlog_note(s->id, TLOG_WARNING, "command line longer than %d bytes: not relayed",
                           SMTP_CMD_LINE_MAX);
                 s->discarding = 1;
-                off = s->in_len;
+                off = s->in_len - keep;
+            } else if (!s->lf_hinted && memchr(s->in + off, '\n', avail) != NULL) {
+                s->lf_hinted = 1;
+                tlog_note(s->id, TLOG_INFO,
+                          "the client's line holds a bare LF: an SMTP command line ends only at "
+                          "CRLF (RFC 5321 2.3.8), so smtpscope waits for the CRLF and then answers "
+                          "the whole line with 500 (with nc, use nc -C)");
             }
             break;
         }
@@ -968,6 +1027,19 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
     }
     srv_pop(s);
     up_arm_timer(s);
+    if (p.what == SRV_EXP_AUTH_CANCEL) {
+        /* the upstream's answer to smtpscope's "*": shown, not relayed */
+        for (int i = 0; i < r->nlines; i++) {
+            size_t n;
+            const uint8_t *l = smtp_reply_line(r, i, &n);
+            session_emit_line(s, TLOG_REPLY, TLOG_LEG_UPSTREAM, TLOG_DIR_IN, 1, l, n);
+        }
+        srv_send_own(s, p.cmd != NULL ? p.cmd : SRV_BARE_REPLY, 0, 0);
+        free(p.cmd);
+        s->sync_wait = 0;
+        srv_say_local(s);
+        return srv_process(s);
+    }
     if (s->px->recorder != NULL) {
         record_reply(s->px->recorder, s->id,
                      p.what == SRV_EXP_EOD             ? "end of data"

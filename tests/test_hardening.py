@@ -238,7 +238,7 @@ class CommandLimitsTest(FakeCase):
         self.assertEqual(talk(s, b"NOOP " + b"y" * 2044 + b"\r\n"), b"500 5.5.6 Line too long\r\n")
         self.assertEqual(talk(s, b"NOOP " + b"z" * 200000 + b"\r\n"),
                          b"500 5.5.6 Line too long\r\n")
-        for bad in (b"NOOP a\rb\r\n", b"NOOP\n", b"NOOP a\x00b\r\n"):
+        for bad in (b"NOOP a\rb\r\n", b"NOOP\nNOOP b\r\n", b"NOOP a\x00b\r\n"):
             self.assertEqual(talk(s, bad), b"500 5.5.2 Syntax error: bare CR, bare LF or NUL in "
                                            b"command line\r\n")
         self.assertEqual(talk(s, b"NOOP last\r\n"), b"250 ok\r\n")
@@ -248,6 +248,91 @@ class CommandLimitsTest(FakeCase):
         self.assertNotIn(b"zzzz", up)
         self.assertNotIn(b"a\rb", up)
         self.assertNotIn(b"a\x00b", up)
+        self.assertNotIn(b"NOOP b", up)
+
+
+BARE = b"500 5.5.2 Syntax error: bare CR, bare LF or NUL in command line\r\n"
+
+
+class BareLineEndTest(FakeCase):
+    """A command line ends at CRLF only: a bare LF, bare CR or NUL before it
+    makes the whole line one bad line, answered once and never relayed."""
+
+    def test_relay_one_line_one_reply(self):
+        self.start(h.tls_prelude(CAPS) + [
+            ("expect", b"MAIL FROM:<c@example.org>"), ("send", b"250 2.1.0 ok\r\n"),
+            ("expect", b"AUTH LOGIN"), ("send", b"334 VXNlcm5hbWU6\r\n"),
+            ("expect", b"*"), ("send", b"501 5.7.0 cancelled\r\n"),
+            ("expect", b"NOOP"), ("send", b"250 2.0.0 noop\r\n"), ("read_all",)])
+        s = client(self.scope.port)
+        talk(s, b"EHLO c\r\n")
+        s.sendall(b"MAIL FROM:<a@example.org>\nRCPT TO:<b@example.net>\r\n"
+                  b"MAIL FROM:<c@example.org>\r\n")
+        self.assertEqual(h.read_reply(s), BARE)
+        self.assertEqual(h.read_reply(s), b"250 2.1.0 ok\r\n")
+        self.assertEqual(talk(s, b"AUTH LOGIN\r\n"), b"334 VXNlcm5hbWU6\r\n")
+        # an AUTH response with a bare LF: not relayed; the exchange is
+        # cancelled upstream and the client hears one 500
+        s.sendall(b"dXNlcg==\nc2VjcmV0\r\nNOOP\r\n")
+        self.assertEqual(h.read_reply(s), BARE)
+        self.assertEqual(h.read_reply(s), b"250 2.0.0 noop\r\n")
+        s.close()
+        up = self.fake.data()
+        self.assertEqual(self.fake.errors, [])
+        self.assertNotIn(b"a@example.org", up)
+        self.assertNotIn(b"b@example.net", up)
+        self.assertNotIn(b"dXNlcg", up)
+        self.assertNotIn(b"c2VjcmV0", up)
+        text = self.scope.text()
+        self.assertIn("warning: command line holds a bare LF before its CRLF: not relayed", text)
+        self.assertNotIn("c2VjcmV0", text)
+
+    def test_lf_only_line_waits_for_crlf(self):
+        self.start(h.tls_prelude(CAPS) + [("expect", b"NOOP b"), ("send", b"250 ok\r\n"),
+                                          ("read_all",)])
+        s = client(self.scope.port)
+        talk(s, b"EHLO c\r\n")
+        s.sendall(b"NOOP a\n")
+        self.scope.expect("an SMTP command line ends only at CRLF")
+        s.settimeout(0.5)
+        with self.assertRaises(socket.timeout):
+            s.recv(100)  # no reply until the line ends
+        self.assertEqual(talk(s, b"\r\n"), BARE)
+        self.assertEqual(talk(s, b"NOOP b\r\n"), b"250 ok\r\n")
+        s.close()
+        self.assertNotIn(b"NOOP a", self.fake.data())
+
+    def test_sink_split_at_every_offset(self):
+        import shutil
+        import tempfile
+        d = tempfile.mkdtemp(prefix="smtpscope-bare-")
+        self.addCleanup(shutil.rmtree, d, True)
+        self.scope = h.Scope("--sink", d, "--quiet", ca=False)
+        cases = [
+            # (what the client sends after EHLO, the replies it must get)
+            (b"MAIL FROM:<a@example.org>\nRCPT TO:<b@example.net>\r\n"
+             b"MAIL FROM:<c@example.org>\r\nRCPT TO:<d@example.net>\r\nNOOP\r\n",
+             [BARE, b"250 2.1.0 Ok\r\n", b"250 2.1.5 Ok\r\n", b"250 2.0.0 Ok\r\n"]),
+            (b"MAIL FROM:<a@example.org>\rRCPT TO:<b@example.net>\r\nNOOP\r\n",
+             [BARE, b"250 2.0.0 Ok\r\n"]),
+            (b"RSET\x00\r\nMAIL FROM:<c@example.org>\r\n", [BARE, b"250 2.1.0 Ok\r\n"]),
+            (b"BDAT 3\nLAST\r\nNOOP\r\n", [BARE, b"250 2.0.0 Ok\r\n"]),
+            (b"AUTH LOGIN\r\ndXNlcg==\nc2VjcmV0\r\nNOOP\r\n",
+             [b"334 VXNlcm5hbWU6\r\n", BARE, b"250 2.0.0 Ok\r\n"]),
+        ]
+        for blob, want in cases:
+            for cut in range(1, len(blob)):
+                s = client(self.scope.port)
+                talk(s, b"EHLO c\r\n")
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                s.sendall(blob[:cut])
+                time.sleep(0.002)
+                s.sendall(blob[cut:])
+                got = [h.read_reply(s) for _ in want]
+                self.assertEqual(got, want, f"{blob!r} cut at {cut}")
+                self.assertEqual(talk(s, b"QUIT\r\n"), b"221 2.0.0 Bye\r\n")
+                s.close()
+        self.assertNotIn("c2VjcmV0", self.scope.text())
 
 
 class BdatTest(FakeCase):

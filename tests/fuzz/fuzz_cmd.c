@@ -10,9 +10,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t off = 0;
     while (off < size) {
-        size_t n = smtp_line_end(data + off, size - off);
+        size_t n = smtp_cmd_line_end(data + off, size - off);
         if (n == 0)
             n = size - off;
+        else if (n < 2 || data[off + n - 2] != '\r' || data[off + n - 1] != '\n')
+            abort(); /* a command line ends at CRLF, and only there */
         const uint8_t *line = data + off, *arg;
         size_t arglen;
         unsigned flags = smtp_line_flags(line, n);

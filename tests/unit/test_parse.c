@@ -48,6 +48,53 @@ static void test_line_end(void)
     }
 }
 
+/* Command lines end at CRLF only: a bare LF or CR stays inside the line. */
+static void test_cmd_line_end(void)
+{
+    static const struct {
+        struct bytes in;
+        size_t want;
+    } t[] = {
+        {BY(""), 0},
+        {BY("abc\n"), 0},
+        {BY("abc\r"), 0},
+        {BY("abc\r\n"), 5},
+        {BY("\r\n"), 2},
+        {BY("\n\r\n"), 3},
+        {BY("MAIL FROM:<a@x>\nRCPT TO:<b@x>\r\n"), 31},
+        {BY("a\rb\r\nc\r\n"), 5},
+        {BY("a\n\rb\r\n"), 6},
+        {BY("a\0b\r\nc"), 5},
+    };
+    for (size_t i = 0; i < NELEM(t); i++) {
+        size_t got = smtp_cmd_line_end((const uint8_t *)t[i].in.s, t[i].in.len);
+        CHECKF(got == t[i].want, "row %zu \"%s\": got %zu want %zu", i,
+               check_show(t[i].in.s, t[i].in.len), got, t[i].want);
+    }
+    /* split anywhere, a reader that keeps the partial line finds the same
+     * lines: "x\ny\r\n" is one line, never two */
+    static const char in[] = "MAIL FROM:<a@x>\nRCPT TO:<b@x>\r\nNOOP\r\r\nQUIT\r\n";
+    const size_t want[] = {31, 7, 6};
+    for (size_t cut = 0; cut <= sizeof(in) - 1; cut++) {
+        uint8_t buf[sizeof(in)];
+        size_t have = 0, nlines = 0;
+        int ok = 1;
+        const size_t piece[2][2] = {{0, cut}, {cut, sizeof(in) - 1 - cut}};
+        for (int k = 0; k < 2; k++) {
+            memcpy(buf + have, in + piece[k][0], piece[k][1]);
+            have += piece[k][1];
+            size_t n;
+            while ((n = smtp_cmd_line_end(buf, have)) > 0) {
+                ok = ok && nlines < NELEM(want) && n == want[nlines];
+                nlines++;
+                memmove(buf, buf + n, have - n);
+                have -= n;
+            }
+        }
+        CHECKF(ok && nlines == NELEM(want) && have == 0, "cut %zu: %zu lines", cut, nlines);
+    }
+}
+
 static void test_line_flags(void)
 {
     static const struct {
@@ -977,6 +1024,7 @@ int main(void)
 {
     alarm(120); /* a hang in the code under test is a failure, not a stall */
     test_line_end();
+    test_cmd_line_end();
     test_line_flags();
     test_cmd_parse();
     test_cmd_flags();
