@@ -23,7 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHECK_MAX_CODES 16
+#define CHECK_MAX_CODES 16  /* --reply and --no-reply each, said when passed */
+#define CHECK_CODE_MIN  200 /* reply codes are 2yz to 5yz (RFC 5321 4.2.1) */
+#define CHECK_CODE_MAX  599
+#define CHECK_BAD_INPUT (-2) /* a loader's input is malformed: exit 2 */
 
 struct cmsg {
     char *from;
@@ -37,7 +40,7 @@ struct cmsg {
 struct csess {
     json_int_t id;
     int tls, plaintext_auth, warnings;
-    unsigned char codes[600];
+    unsigned char codes[CHECK_CODE_MAX - CHECK_CODE_MIN + 1];
 };
 
 struct cdata {
@@ -140,33 +143,94 @@ static char *check_line(json_t *ev)
     return out != NULL ? out : strdup("");
 }
 
+/* One open transaction of a session while a JSON transcript is read. */
+struct txn {
+    json_int_t session;
+    char *from;
+    char **rcpt; /* NULL where the recipient was refused */
+    size_t nrcpt, rcap, pending_rcpt;
+    char *text;
+    size_t len, cap;
+    int in_data;
+};
+
+static void *check_grow(void *p, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return p;
+    size_t n = *cap ? *cap : 16;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(p, n * size);
+    if (q == NULL)
+        abort();
+    *cap = n;
+    return q;
+}
+
+/* check_txn - the transaction of session sid (made on first sight). */
+static struct txn *check_txn(struct txn **t, size_t *nt, size_t *cap, size_t *last, json_int_t sid)
+{
+    if (*last < *nt && (*t)[*last].session == sid)
+        return &(*t)[*last]; /* a session's events mostly come together */
+    for (size_t i = 0; i < *nt; i++)
+        if ((*t)[i].session == sid) {
+            *last = i;
+            return &(*t)[i];
+        }
+    *t = check_grow(*t, cap, *nt + 1, sizeof(**t));
+    memset(&(*t)[*nt], 0, sizeof(**t));
+    (*t)[*nt].session = sid;
+    *last = *nt;
+    return &(*t)[(*nt)++];
+}
+
+/* check_parse_line - one JSON Lines line as an object. A line that does
+ * not parse is an error of the input (never skipped: a skipped line could
+ * be the very event an expectation is about), except a last line still
+ * without its newline, which is being written right now. Returns NULL with
+ * *bad set on error, NULL with *bad clear for the unfinished last line. */
+static json_t *check_parse_line(const char *line, ssize_t n, const char *path, long lineno,
+                                int *bad, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *v;
+
+    *bad = 0;
+    if (n > 0 && line[n - 1] != '\n')
+        return NULL;
+    v = json_loadb(line, (size_t)n, JSON_ALLOW_NUL, &jerr);
+    if (v == NULL || !json_is_object(v)) {
+        snprintf(err, errlen, "%.300s: line %ld is not a JSON object (%.100s)", path, lineno,
+                 v == NULL ? jerr.text : "another JSON value");
+        json_decref(v);
+        *bad = 1;
+        return NULL;
+    }
+    return v;
+}
+
 static int check_load_json(const char *path, struct cdata *d, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
     char *line = NULL;
-    size_t cap = 0;
+    size_t cap = 0, nt = 0, tcap = 0, last = 0;
     ssize_t n;
-    struct txn {
-        json_int_t session;
-        char *from;
-        char *rcpt[1024];
-        int nrcpt, pending_rcpt;
-        char *text;
-        size_t len, cap;
-        int in_data;
-    } t[64];
-    int nt = 0;
+    struct txn *t = NULL;
+    long lineno = 0;
+    int rc = 0;
 
     if (f == NULL) {
         snprintf(err, errlen, "cannot read %.400s: %s", path, strerror(errno));
         return -1;
     }
-    memset(t, 0, sizeof(t));
     while ((n = getline(&line, &cap, f)) > 0) {
-        json_error_t jerr;
-        json_t *ev = json_loads(line, 0, &jerr);
-        if (ev == NULL)
-            continue; /* a line being written right now */
+        int bad;
+        json_t *ev = check_parse_line(line, n, path, ++lineno, &bad, err, errlen);
+        if (ev == NULL) {
+            rc = bad ? CHECK_BAD_INPUT : 0;
+            break;
+        }
         json_int_t sid = json_integer_value(json_object_get(ev, "session"));
         const char *kind = json_string_value(json_object_get(ev, "kind"));
         const char *leg = json_string_value(json_object_get(ev, "leg"));
@@ -179,14 +243,7 @@ static int check_load_json(const char *path, struct cdata *d, char *err, size_t 
             continue;
         }
         struct csess *cs = check_session(d, sid);
-        struct txn *x = NULL;
-        for (int i = 0; i < nt; i++)
-            if (t[i].session == sid)
-                x = &t[i];
-        if (x == NULL && nt < 64) {
-            x = &t[nt++];
-            x->session = sid;
-        }
+        struct txn *x = check_txn(&t, &nt, &tcap, &last, sid);
         if (strcmp(kind, "tls") == 0 && strcmp(leg, "client") == 0)
             cs->tls = 1;
         if (strcmp(kind, "warning") == 0)
@@ -195,19 +252,20 @@ static int check_load_json(const char *path, struct cdata *d, char *err, size_t 
             cs->plaintext_auth = 1;
         if (strcmp(kind, "reply") == 0 && (strcmp(leg, "upstream") == 0 ? !own : own)) {
             json_int_t code = json_integer_value(json_object_get(ev, "code"));
-            if (code >= 200 && code < 600)
-                cs->codes[code] = 1;
+            if (code >= CHECK_CODE_MIN && code <= CHECK_CODE_MAX)
+                cs->codes[code - CHECK_CODE_MIN] = 1;
         }
-        if (x != NULL && strcmp(kind, "command") == 0 && verb != NULL && !own) {
+        if (strcmp(kind, "command") == 0 && verb != NULL && !own) {
             const char *arg = json_string_value(json_object_get(ev, "arg"));
             if (strcmp(verb, "MAIL") == 0) {
                 free(x->from);
                 x->from = check_addr(arg);
-                for (int i = 0; i < x->nrcpt; i++)
+                for (size_t i = 0; i < x->nrcpt; i++)
                     free(x->rcpt[i]);
-                x->nrcpt = 0;
+                x->nrcpt = x->pending_rcpt = 0;
                 x->len = 0;
-            } else if (strcmp(verb, "RCPT") == 0 && x->nrcpt < 1024) {
+            } else if (strcmp(verb, "RCPT") == 0) {
+                x->rcpt = check_grow(x->rcpt, &x->rcap, x->nrcpt + 1, sizeof(*x->rcpt));
                 x->rcpt[x->nrcpt++] = check_addr(arg);
                 x->pending_rcpt++;
             } else if (strcmp(verb, "DATA") == 0) {
@@ -215,36 +273,33 @@ static int check_load_json(const char *path, struct cdata *d, char *err, size_t 
                 x->len = 0;
             }
         }
-        if (x != NULL && strcmp(kind, "reply") == 0 && answers != NULL &&
-            strcmp(answers, "RCPT") == 0 && json_is_true(json_object_get(ev, "last"))) {
+        if (strcmp(kind, "reply") == 0 && answers != NULL && strcmp(answers, "RCPT") == 0 &&
+            json_is_true(json_object_get(ev, "last")) && x->pending_rcpt > 0) {
             /* a refused recipient is not in the envelope */
             json_int_t code = json_integer_value(json_object_get(ev, "code"));
-            int idx = x->nrcpt - x->pending_rcpt;
-            if (code / 100 != 2 && idx >= 0 && idx < x->nrcpt) {
+            size_t idx = x->nrcpt - x->pending_rcpt;
+            if (code / 100 != 2) {
                 free(x->rcpt[idx]);
                 x->rcpt[idx] = NULL;
             }
             x->pending_rcpt--;
         }
-        if (x != NULL && strcmp(kind, "data") == 0 && x->in_data) {
+        if (strcmp(kind, "data") == 0 && x->in_data) {
             char *l = check_line(ev);
             const char *p = l[0] == '.' ? l + 1 : l; /* dot-stuffing */
             size_t pl = strlen(p);
             if (strcmp(l, ".\r\n") != 0) {
-                if (x->len + pl + 1 > x->cap) {
-                    x->cap = (x->len + pl + 1) * 2;
-                    x->text = realloc(x->text, x->cap);
-                }
+                x->text = check_grow(x->text, &x->cap, x->len + pl + 1, 1);
                 memcpy(x->text + x->len, p, pl);
                 x->len += pl;
             }
             free(l);
         }
-        if (x != NULL && message != NULL && strcmp(message, "accepted") == 0) {
+        if (message != NULL && strcmp(message, "accepted") == 0) {
             struct cmsg *m = check_new_msg(d);
             m->session = sid;
             m->from = check_strdup(x->from);
-            for (int i = 0; i < x->nrcpt; i++)
+            for (size_t i = 0; i < x->nrcpt; i++)
                 if (x->rcpt[i] != NULL)
                     check_add_to(m, x->rcpt[i]);
             check_split(m, x->text != NULL ? x->text : "", x->len);
@@ -253,15 +308,17 @@ static int check_load_json(const char *path, struct cdata *d, char *err, size_t 
         }
         json_decref(ev);
     }
-    for (int i = 0; i < nt; i++) {
+    for (size_t i = 0; i < nt; i++) {
         free(t[i].from);
         free(t[i].text);
-        for (int j = 0; j < t[i].nrcpt; j++)
+        for (size_t j = 0; j < t[i].nrcpt; j++)
             free(t[i].rcpt[j]);
+        free(t[i].rcpt);
     }
+    free(t);
     free(line);
     fclose(f);
-    return 0;
+    return rc;
 }
 
 static int check_load_sink(const char *dir, struct cdata *d, char *err, size_t errlen)
@@ -279,11 +336,16 @@ static int check_load_sink(const char *dir, struct cdata *d, char *err, size_t e
         snprintf(err, errlen, "cannot read %.400s: %s", path, strerror(errno));
         return -1;
     }
-    while (getline(&line, &cap, f) > 0) {
-        json_error_t jerr;
-        json_t *ix = json_loads(line, 0, &jerr);
-        if (ix == NULL)
-            continue;
+    ssize_t len0;
+    long lineno = 0;
+    int rc = 0;
+    while ((len0 = getline(&line, &cap, f)) > 0) {
+        int bad;
+        json_t *ix = check_parse_line(line, len0, path, ++lineno, &bad, err, errlen);
+        if (ix == NULL) {
+            rc = bad ? CHECK_BAD_INPUT : 0;
+            break;
+        }
         struct cmsg *m = check_new_msg(d);
         json_t *to = json_object_get(ix, "to"), *v;
         size_t i;
@@ -294,9 +356,10 @@ static int check_load_sink(const char *dir, struct cdata *d, char *err, size_t e
         cs->tls = json_is_true(json_object_get(ix, "tls"));
         cs->plaintext_auth |= !cs->tls && json_is_string(json_object_get(ix, "auth_user"));
         cs->warnings += (int)json_integer_value(json_object_get(ix, "warnings"));
-        snprintf(path, sizeof(path), "%s/%s", dir,
+        char eml[4096];
+        snprintf(eml, sizeof(eml), "%s/%s", dir,
                  json_string_value(json_object_get(ix, "file")) ?: "");
-        FILE *e = fopen(path, "rb");
+        FILE *e = fopen(eml, "rb");
         char *text = NULL;
         size_t len = 0;
         if (e != NULL) {
@@ -315,7 +378,7 @@ static int check_load_sink(const char *dir, struct cdata *d, char *err, size_t e
     }
     free(line);
     fclose(f);
-    return 0;
+    return rc;
 }
 
 /* check_header - does a header NAME (unfolded) match the regex? */
@@ -324,12 +387,14 @@ static int check_header(const char *head, const char *name, const regex_t *re)
     size_t nl = strlen(name);
     for (const char *p = head; p != NULL && *p != '\0';) {
         if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-            char val[4096];
-            size_t o = 0;
             const char *v = p + nl + 1;
             while (*v == ' ' || *v == '\t')
                 v++;
-            for (; *v != '\0' && o + 1 < sizeof(val); v++) {
+            char *val = malloc(strlen(v) + 1); /* unfolded, never longer */
+            size_t o = 0;
+            if (val == NULL)
+                abort();
+            for (; *v != '\0'; v++) {
                 if (v[0] == '\r' && v[1] == '\n' && (v[2] == ' ' || v[2] == '\t')) {
                     v++;
                     continue;
@@ -339,7 +404,9 @@ static int check_header(const char *head, const char *name, const regex_t *re)
                 val[o++] = *v;
             }
             val[o] = '\0';
-            if (regexec(re, val, 0, NULL, 0) == 0)
+            int hit = regexec(re, val, 0, NULL, 0) == 0;
+            free(val);
+            if (hit)
                 return 1;
         }
         p = strstr(p, "\r\n");
@@ -369,28 +436,29 @@ static int check_selected(const struct copts *o, const struct cmsg *m)
 }
 
 /* check_run - judge once; failures listed into out. Returns the count. */
-static int check_run(const struct copts *o, const struct cdata *d, char *out, size_t cap,
-                     size_t *nsel_out)
+static int check_run(const struct copts *o, const struct cdata *d, FILE *out, size_t *nsel_out)
 {
-    size_t nsel = 0, w = 0;
+    size_t nsel = 0;
     int fails = 0, filtered = o->from || o->to || o->subject || o->header || o->body;
-    unsigned char in_sel[4096] = {0};
+    unsigned char *in_sel = calloc(d->nsess + 1, 1); /* per session: selected */
 
+    if (in_sel == NULL)
+        abort();
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
         fails++;                                                                                   \
-        w += (size_t)snprintf(out + w, w < cap ? cap - w : 0, __VA_ARGS__);                        \
+        fprintf(out, __VA_ARGS__);                                                                 \
     } while (0)
 
     for (size_t i = 0; i < d->nmsgs; i++)
         if (check_selected(o, &d->msgs[i])) {
             nsel++;
             for (size_t j = 0; j < d->nsess; j++)
-                if (d->sess[j].id == d->msgs[i].session && j < sizeof(in_sel))
+                if (d->sess[j].id == d->msgs[i].session)
                     in_sel[j] = 1;
         }
     if (!filtered)
-        memset(in_sel, 1, sizeof(in_sel));
+        memset(in_sel, 1, d->nsess);
     *nsel_out = nsel;
     if (o->count >= 0 && (long)nsel != o->count)
         FAIL("  --count %ld: %zu message(s) matched (of %zu)\n", o->count, nsel, d->nmsgs);
@@ -405,14 +473,16 @@ static int check_run(const struct copts *o, const struct cdata *d, char *out, si
             if (subj == NULL && strncasecmp(d->msgs[i].head, "Subject:", 8) == 0)
                 subj = d->msgs[i].head - 1;
             int sl = subj != NULL ? (int)strcspn(subj + 1, "\r\n") : 0;
-            w += (size_t)snprintf(out + w, w < cap ? cap - w : 0, "    from <%s> to <%s> %.*s\n",
-                                  d->msgs[i].from, d->msgs[i].nto ? d->msgs[i].to[0] : "", sl,
-                                  subj != NULL ? subj + 1 : "(no subject)");
+            fprintf(out, "    from <%s> to <%s> %.*s\n", d->msgs[i].from,
+                    d->msgs[i].nto ? d->msgs[i].to[0] : "", sl,
+                    subj != NULL ? subj + 1 : "(no subject)");
         }
+        if (d->nmsgs > 10)
+            fprintf(out, "    ... and %zu more\n", d->nmsgs - 10);
     }
     for (size_t j = 0; j < d->nsess; j++) {
         const struct csess *cs = &d->sess[j];
-        if (j < sizeof(in_sel) && !in_sel[j])
+        if (!in_sel[j])
             continue;
         if (o->tls && !cs->tls)
             FAIL("  --tls: session %lld did not use TLS on the client leg\n", (long long)cs->id);
@@ -422,28 +492,29 @@ static int check_run(const struct copts *o, const struct cdata *d, char *out, si
             FAIL("  --no-warnings: session %lld had %d warning(s)\n", (long long)cs->id,
                  cs->warnings);
         for (int k = 0; k < o->nno_reply; k++)
-            if (cs->codes[o->no_reply[k]])
+            if (cs->codes[o->no_reply[k] - CHECK_CODE_MIN])
                 FAIL("  --no-reply %d: session %lld was told %d\n", o->no_reply[k],
                      (long long)cs->id, o->no_reply[k]);
     }
     for (int k = 0; k < o->nreply; k++) {
         int seen = 0;
         for (size_t j = 0; j < d->nsess; j++)
-            if ((j >= sizeof(in_sel) || in_sel[j]) && d->sess[j].codes[o->reply[k]])
+            if (in_sel[j] && d->sess[j].codes[o->reply[k] - CHECK_CODE_MIN])
                 seen = 1;
         if (!seen) {
             FAIL("  --reply %d: no selected session was told %d; codes seen:", o->reply[k],
                  o->reply[k]);
-            for (int c = 200; c < 600; c++) {
+            for (int c = CHECK_CODE_MIN; c <= CHECK_CODE_MAX; c++) {
                 int any = 0;
                 for (size_t j = 0; j < d->nsess; j++)
-                    any |= d->sess[j].codes[c];
+                    any |= d->sess[j].codes[c - CHECK_CODE_MIN];
                 if (any)
-                    w += (size_t)snprintf(out + w, w < cap ? cap - w : 0, " %d", c);
+                    fprintf(out, " %d", c);
             }
-            w += (size_t)snprintf(out + w, w < cap ? cap - w : 0, "\n");
+            fprintf(out, "\n");
         }
     }
+    free(in_sel);
     return fails;
 #undef FAIL
 }
@@ -591,7 +662,12 @@ int tlog_check_main(int argc, char **argv)
         case 'R': {
             int *arr = c == 'r' ? o.reply : o.no_reply;
             int *n = c == 'r' ? &o.nreply : &o.nno_reply;
-            if (*n == CHECK_MAX_CODES || check_code(optarg, &arr[*n]) != 0) {
+            if (*n == CHECK_MAX_CODES) {
+                fprintf(stderr, "smtpscope check: at most %d --%s codes\n", CHECK_MAX_CODES,
+                        c == 'r' ? "reply" : "no-reply");
+                return check_done(&o, 2);
+            }
+            if (check_code(optarg, &arr[*n]) != 0) {
                 fprintf(stderr, "smtpscope check: expected a reply code 200-599, got '%s'\n",
                         optarg);
                 return check_done(&o, 2);
@@ -633,19 +709,30 @@ int tlog_check_main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
         struct cdata d;
-        char report[16384] = "";
-        size_t nsel = 0;
-        int fails, rc;
+        char *report = NULL;
+        size_t report_len = 0, nsel = 0;
+        int fails = -1, rc;
 
         memset(&d, 0, sizeof(d));
         rc = o.json != NULL ? check_load_json(o.json, &d, err, sizeof(err))
                             : check_load_sink(o.sink, &d, err, sizeof(err));
-        fails = rc == 0 ? check_run(&o, &d, report, sizeof(report), &nsel) : -1;
+        if (rc == CHECK_BAD_INPUT) {
+            fprintf(stderr, "smtpscope check: %s\n", err);
+            check_free(&d);
+            return check_done(&o, 2);
+        }
+        FILE *out = open_memstream(&report, &report_len);
+        if (out == NULL)
+            abort();
+        if (rc == 0)
+            fails = check_run(&o, &d, out, &nsel);
+        fclose(out);
         clock_gettime(CLOCK_MONOTONIC, &now);
         double elapsed = (double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9;
         if (fails == 0) {
             printf("check: OK: %zu message(s) selected of %zu; every expectation holds\n", nsel,
                    d.nmsgs);
+            free(report);
             check_free(&d);
             return check_done(&o, 0);
         }
@@ -656,9 +743,11 @@ int tlog_check_main(int argc, char **argv)
                 printf("check: FAILED: %d expectation(s) did not hold (%zu message(s) selected "
                        "of %zu%s):\n%s",
                        fails, nsel, d.nmsgs, o.wait > 0 ? ", after waiting" : "", report);
+            free(report);
             check_free(&d);
             return check_done(&o, 1);
         }
+        free(report);
         check_free(&d);
         usleep(100 * 1000);
     }

@@ -164,8 +164,11 @@ void tlog_json_render(const struct tlog_event *ev)
         o += json_str(line + o, sizeof(line) - o - 1024, (const uint8_t *)ev->text,
                       strlen(ev->text));
     }
-    if (ev->verb != NULL)
-        JSON_ADD(",\"verb\":\"%s\"", ev->verb);
+    if (ev->verb != NULL) {
+        JSON_ADD(",\"verb\":");
+        o +=
+            json_str(line + o, sizeof(line) - o - 512, (const uint8_t *)ev->verb, strlen(ev->verb));
+    }
     if (ev->arg != NULL && ev->secret == TLOG_SECRET_NONE) {
         JSON_ADD(",\"arg\":");
         o += json_str(line + o, sizeof(line) - o - 512, ev->arg, ev->arglen);
@@ -177,12 +180,18 @@ void tlog_json_render(const struct tlog_event *ev)
             JSON_ADD(",\"enhanced\":\"%s\"", enh);
         JSON_ADD(",\"last\":%s", ev->len >= 4 && ev->bytes[3] == '-' ? "false" : "true");
     }
-    if (ev->answers != NULL)
-        JSON_ADD(",\"answers\":\"%s\"", ev->answers);
+    if (ev->answers != NULL) {
+        JSON_ADD(",\"answers\":");
+        o += json_str(line + o, sizeof(line) - o - 512, (const uint8_t *)ev->answers,
+                      strlen(ev->answers));
+    }
     if (ev->secret != TLOG_SECRET_NONE)
         JSON_ADD(",\"redacted\":true");
-    if (ev->auth_mech != NULL && ev->secret != TLOG_SECRET_NONE)
-        JSON_ADD(",\"mechanism\":\"%s\"", ev->auth_mech);
+    if (ev->auth_mech != NULL && ev->auth_mech[0] != '\0' && ev->secret != TLOG_SECRET_NONE) {
+        JSON_ADD(",\"mechanism\":");
+        o += json_str(line + o, sizeof(line) - o - 512, (const uint8_t *)ev->auth_mech,
+                      strlen(ev->auth_mech));
+    }
     if (ev->msg_result != 0)
         JSON_ADD(",\"message\":\"%s\"", ev->msg_result > 0 ? "accepted" : "refused");
     if (ev->injected)

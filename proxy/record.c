@@ -85,7 +85,7 @@ int replay_load(struct replay **out, const char *path, char *err, size_t errlen)
     rp = calloc(1, sizeof(*rp));
     while (rp != NULL && getline(&line, &cap, f) > 0) {
         json_error_t jerr;
-        json_t *o = json_loads(line, 0, &jerr);
+        json_t *o = json_loads(line, JSON_ALLOW_NUL, &jerr);
         lineno++;
         const char *key = json_string_value(json_object_get(o, "key"));
         if (o == NULL || key == NULL || !json_is_string(json_object_get(o, "reply"))) {

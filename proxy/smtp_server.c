@@ -15,6 +15,7 @@
  * their callers return at once: the session is closing (its memory stays
  * valid until the last close callback).
  */
+#include "../log/repr.h"
 #include "../log/transcript.h"
 #include "session.h"
 
@@ -27,6 +28,7 @@
 #define SRV_EHLO_MAX       (SMTP_REPLY_MAX + 64)
 #define SRV_WARN_LINES     5     /* per message, then a count */
 #define SRV_LOCAL_INJECTED 0x100 /* SRV_EXP_LOCAL flag: the reply was injected */
+#define SRV_SASL_NAME_MAX  20    /* RFC 4422 3.1 */
 #define SRV_BARE_REPLY     "500 5.5.2 Syntax error: bare CR, bare LF or NUL in command line"
 
 static const char *const srv_state_names[SRV_STATE_COUNT] = {
@@ -595,16 +597,35 @@ static int srv_bdat_command(struct session *s, const uint8_t *line, size_t len, 
     return 0;
 }
 
-/* srv_auth_mech - note the mechanism of an AUTH command. Returns 1 when it
+/* srv_auth_mech - note the mechanism of an AUTH command; only a SASL
+ * mechanism name (RFC 4422 3.1: 1 to 20 of A-Z 0-9 - _) is kept, anything
+ * else is said in the transcript and kept as "". Returns 1 when the command
  * carries an initial response (RFC 4954 4). */
 static int srv_auth_mech(struct session *s, const uint8_t *arg, size_t arglen)
 {
-    size_t i = 0;
-    while (i < arglen && arg[i] != ' ' && arg[i] != '\t' && i + 1 < sizeof(s->auth_mech)) {
-        s->auth_mech[i] = (char)toupper(arg[i]);
-        i++;
+    size_t n = 0;
+    int valid = 1;
+
+    while (n < arglen && arg[n] != ' ' && arg[n] != '\t')
+        n++;
+    valid = n >= 1 && n <= SRV_SASL_NAME_MAX;
+    for (size_t i = 0; i < n && valid; i++) {
+        int c = toupper(arg[i]);
+        valid = (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
     }
-    s->auth_mech[i] = '\0';
+    if (valid) {
+        for (size_t i = 0; i < n; i++)
+            s->auth_mech[i] = (char)toupper(arg[i]);
+        s->auth_mech[n] = '\0';
+    } else {
+        char shown[100];
+        tlog_repr(shown, sizeof(shown), arg, n < 40 ? n : 40, TLOG_REPR_STR);
+        s->auth_mech[0] = '\0';
+        tlog_note(s->id, TLOG_WARNING,
+                  "AUTH names %s, which is not a SASL mechanism name (RFC 4422 3.1: 1 to 20 of "
+                  "A-Z 0-9 - _): relayed as sent, shown without a mechanism",
+                  shown);
+    }
     return memchr(arg, ' ', arglen) != NULL || memchr(arg, '\t', arglen) != NULL;
 }
 

@@ -238,6 +238,143 @@ class CheckTest(SinkCase):
         self.assertGreater(time.time() - t0, 0.45)
 
 
+class CheckInputTest(SinkCase):
+    """check reads every line it is given, and has no fixed caps."""
+
+    def test_hostile_mechanism_keeps_the_json_valid(self):
+        jpath = os.path.join(self.dir, "t.jsonl")
+        sc = self.sink("--json", jpath)
+        import socket
+        s = socket.create_connection(("127.0.0.1", sc.port), timeout=10)
+        h.read_reply(s)
+        s.sendall(b"EHLO c\r\n")
+        h.read_reply(s)
+        s.sendall(b'AUTH PL"AIN\x1b[2J dXNlcgB1c2VyAHNlY3JldA==\r\n')
+        self.assertTrue(h.read_reply(s).startswith(b"504 "))
+        s.sendall(b"MAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n")
+        for _ in range(3):
+            h.read_reply(s)
+        s.sendall(b"Subject: x\r\n\r\nx\r\n.\r\nQUIT\r\n")
+        h.read_reply(s)
+        s.close()
+        sc.wait_for(r"\[#1\] smtpscope: disconnect")
+        sc.expect("which is not a SASL mechanism name")
+        with open(jpath, "rb") as f:
+            lines = f.read().splitlines()
+        for i, l in enumerate(lines):
+            json.loads(l)  # every line parses
+        auth = [json.loads(l) for l in lines if b'"verb":"AUTH"' in l]
+        self.assertEqual(len(auth), 1)
+        self.assertNotIn("mechanism", auth[0])
+        self.assertNotIn("c2VjcmV0", open(jpath).read())
+        # the AUTH event is there, so the plaintext AUTH is seen
+        r = check("--json", jpath, "--no-plaintext-auth")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("session 1 sent AUTH before TLS", r.stdout)
+
+    def test_unparsable_line_is_an_input_error(self):
+        jpath = os.path.join(self.dir, "t.jsonl")
+        good = json.dumps({"v": 1, "session": 1, "kind": "info", "leg": "client", "dir": "in",
+                           "own": True, "text": "x"})
+        with open(jpath, "w") as f:
+            f.write(good + "\n" + '{"v":1,"session":1,"kind":"command","mechanism":"PL"AIN"}\n'
+                    + good + "\n")
+        r = check("--json", jpath, "--no-plaintext-auth")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("line 2 is not a JSON object", r.stderr)
+        # a last line still being written (no newline yet) is not an error
+        with open(jpath, "w") as f:
+            f.write(good + "\n" + good[:20])
+        r = check("--json", jpath, "--count", "0")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        # the same for a sink's index
+        with open(os.path.join(self.dir, "index.jsonl"), "w") as f:
+            f.write("{}\nnot json\n")
+        r = check("--sink", self.dir, "--count", "0")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("line 2 is not a JSON object", r.stderr)
+
+    def test_thousand_sessions_both_ways(self):
+        import socket
+        jpath = os.path.join(self.dir, "t.jsonl")
+        sc = self.sink("--json", jpath, "--quiet", "--body-lines", "100")
+        n = 1000
+        long_value = "\r\n\t".join(["v" * 90] * 70) + " END"  # 6 KB unfolded
+
+        def one(i):
+            s = socket.create_connection(("127.0.0.1", sc.port), timeout=30)
+            h.read_reply(s)
+            s.sendall(b"EHLO c\r\n")
+            h.read_reply(s)
+            s.sendall(f"MAIL FROM:<s{i}@example.test>\r\nRCPT TO:<r{i}@example.test>\r\n"
+                      "DATA\r\n".encode())
+            for _ in range(3):
+                h.read_reply(s)
+            extra = f"X-Long: {long_value}\r\n" if i == n else ""
+            s.sendall(f"Subject: number {i}\r\n{extra}\r\nbody {i}\r\n.\r\nQUIT\r\n".encode())
+            self.assertTrue(h.read_reply(s).startswith(b"250 "))
+            h.read_reply(s)
+            s.close()
+
+        errors = []
+
+        def worker(k):
+            try:
+                for i in range(k + 1, n + 1, 8):
+                    one(i)
+            except Exception as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with open(jpath) as f:
+                if f.read().count('"kind":"close"') >= n:
+                    break
+            time.sleep(0.1)
+        for src in (["--json", jpath], ["--sink", self.dir]):
+            with self.subTest(src=src[0]):
+                r = check(*src, "--count", str(n))
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                r = check(*src, "--to", f"r{n}@example.test", "--subject", f"^number {n}$",
+                          "--count", "1")
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                r = check(*src, "--header", "X-Long: END$", "--count", "1")
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                r = check(*src, "--from", f"s{n}@example.test", "--tls")
+                self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+                self.assertRegex(r.stdout, r"--tls: session \d+ did not use TLS")
+                self.assertEqual(r.stdout.count("did not use TLS"), 1, r.stdout)
+
+    def test_many_recipients_in_a_json_transcript(self):
+        # a transcript as smtpscope writes it, of one message to 1500
+        # recipients accepted upstream (no fixed cap on an envelope)
+        jpath = os.path.join(self.dir, "t.jsonl")
+        ev = {"v": 1, "session": 5, "leg": "client", "dir": "in", "own": False}
+        out = [dict(ev, kind="command", verb="MAIL", arg="FROM:<a@example.test>")]
+        for i in range(1500):
+            out.append(dict(ev, kind="command", verb="RCPT", arg=f"TO:<r{i}@example.test>"))
+        for i in range(1500):
+            out.append(dict(ev, kind="reply", leg="upstream", code=250 if i != 3 else 550,
+                            answers="RCPT", last=True, line="250 ok\r\n"))
+        out.append(dict(ev, kind="command", verb="DATA", arg=None))
+        out.append(dict(ev, kind="data", line="Subject: many\r\n"))
+        out.append(dict(ev, kind="data", line=".\r\n"))
+        out.append(dict(ev, kind="info", own=True, text="accepted", message="accepted"))
+        with open(jpath, "w") as f:
+            for o in out:
+                f.write(json.dumps({k: v for k, v in o.items() if v is not None}) + "\n")
+        self.assertEqual(check("--json", jpath, "--to", "r1499@example.test", "--count", "1")
+                         .returncode, 0)
+        self.assertEqual(check("--json", jpath, "--to", "r3@example.test", "--count", "0")
+                         .returncode, 0)
+
+
 class FaultTest(SinkCase):
     def client(self, sc, tls=True):
         c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)

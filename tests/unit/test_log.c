@@ -8,7 +8,13 @@
 #include "log/render.h"
 #include "log/repr.h"
 
+#include "log/transcript.h"
+
+#include <jansson.h>
 #include <mbedtls/base64.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/stat.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -466,6 +472,238 @@ static void test_console_prefix(void)
     }
 }
 
+/* ---- every renderer against hostile peer text ----------------------- */
+
+struct hbytes {
+    const char *s;
+    size_t len;
+};
+/* clang-format off */
+#define HB(lit) {(lit), sizeof(lit) - 1}
+/* clang-format on */
+
+static const struct hbytes hostile[] = {
+    HB("PL\"AIN"),
+    HB("back\\slash\\\"q"),
+    HB("nul\0and\x01\x02\x7f controls\r\n\t"),
+    HB("\x1b[31mred\x1b[0m \x1b]0;title\x07 \x1b[2J"),
+    HB("bidi \xe2\x80\xae reversed \xe2\x80\xac \xe2\x81\xa6"),
+    HB("invalid \xff\xfe \xc3 \xed\xa0\x80 utf-8 \xf8\x88\x80\x80\x80"),
+};
+
+/* check_console_safe - every line ends in LF and holds printable ASCII only. */
+static int check_console_safe(const char *buf, size_t n)
+{
+    if (n == 0 || buf[n - 1] != '\n')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if (c != '\n' && (c < 0x20 || c > 0x7e))
+            return 0;
+    }
+    return 1;
+}
+
+/* hostile_events - events of every kind carrying h wherever peer text can go. */
+static size_t hostile_events(const uint8_t *h, size_t n, const char *htext, struct tlog_event *ev,
+                             size_t cap)
+{
+    static const enum tlog_kind kinds[] = {TLOG_COMMAND, TLOG_REPLY,   TLOG_DATA,
+                                           TLOG_INFO,    TLOG_WARNING, TLOG_ERROR};
+    size_t k = 0;
+    for (size_t i = 0; i < NELEM(kinds) && k + 2 <= cap; i++) {
+        struct tlog_event e = {.time_us = 1000000,
+                               .session = 7,
+                               .kind = kinds[i],
+                               .bytes = h,
+                               .len = n,
+                               .code = 250,
+                               .answers = htext,
+                               .verb = htext,
+                               .arg = h,
+                               .arglen = n};
+        ev[k++] = e;
+        struct tlog_event t = {.time_us = 1000000,
+                               .session = 7,
+                               .kind = kinds[i],
+                               .own = 1,
+                               .text = htext,
+                               .auth_mech = htext,
+                               .secret = TLOG_SECRET_AUTH_COMMAND,
+                               .bytes = h,
+                               .len = n};
+        ev[k++] = t;
+    }
+    return k;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t cap = 0;
+    *len = 0;
+    if (f == NULL)
+        return NULL;
+    for (;;) {
+        if (*len + 4096 > cap) {
+            cap = (cap + 4096) * 2;
+            buf = realloc(buf, cap);
+        }
+        size_t r = fread(buf + *len, 1, cap - *len - 1, f);
+        *len += r;
+        if (r == 0)
+            break;
+    }
+    fclose(f);
+    buf[*len] = '\0';
+    return buf;
+}
+
+static void test_render_hostile(void)
+{
+    char dir[] = "/tmp/unit_log.XXXXXX";
+    char jpath[300], line[TLOG_LINE_MAX], err[300];
+    uint8_t big[4096];
+    char bigtext[4097];
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(jpath, sizeof(jpath), "%s/t.jsonl", dir);
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (uint8_t)(i % 7 == 0    ? '"'
+                           : i % 11 == 0 ? '\x1b'
+                           : i % 13 == 0 ? 0xff
+                                         : 'a' + i % 26);
+    memcpy(bigtext, big, sizeof(big));
+    bigtext[sizeof(big)] = '\0';
+    for (size_t i = 0; i < sizeof(big); i++)
+        if (bigtext[i] == '\0')
+            bigtext[i] = 'z';
+
+    CHECK(tlog_json_open(jpath, err, sizeof(err)) == 0);
+    CHECK(tlog_files_open(dir, err, sizeof(err)) == 0);
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(25), .sin_addr.s_addr = htonl(0x7f000001)};
+    struct tlog_event conn = {.time_us = 1000000,
+                              .session = 7,
+                              .kind = TLOG_CONNECT,
+                              .own = 1,
+                              .text = "connect",
+                              .local = (struct sockaddr *)&a,
+                              .peer = (struct sockaddr *)&a};
+    tlog_files_render(&conn);
+
+    size_t nev_total = 0;
+    for (size_t hi = 0; hi <= NELEM(hostile); hi++) {
+        const uint8_t *h = hi < NELEM(hostile) ? (const uint8_t *)hostile[hi].s : big;
+        size_t hn = hi < NELEM(hostile) ? hostile[hi].len : sizeof(big);
+        char htext[4097];
+        /* text fields are C strings: the part before any NUL */
+        snprintf(htext, sizeof(htext), "%s", hi < NELEM(hostile) ? hostile[hi].s : bigtext);
+        struct tlog_event ev[16];
+        size_t nev = hostile_events(h, hn, htext, ev, NELEM(ev));
+        for (size_t e = 0; e < nev; e++) {
+            for (int color = 0; color <= 1; color++) {
+                size_t n = tlog_format_line(&ev[e], line, sizeof(line), color, 1);
+                if (color == 0) {
+                    CHECKF(check_console_safe(line, n), "console, hostile %zu event %zu: %s", hi, e,
+                           check_show(line, n));
+                } else {
+                    /* the only ESC bytes are the renderer's own colour codes */
+                    for (size_t i = 0; i < n; i++) {
+                        if (line[i] != '\x1b')
+                            continue;
+                        size_t k = i + 1;
+                        int sgr = k < n && line[k++] == '[';
+                        while (sgr && k < n &&
+                               ((line[k] >= '0' && line[k] <= '9') || line[k] == ';'))
+                            k++;
+                        sgr = sgr && k < n && line[k] == 'm';
+                        CHECKF(sgr, "hostile %zu event %zu: ESC at %zu is no colour: %s", hi, e, i,
+                               check_show(line + i, n - i < 12 ? n - i : 12));
+                    }
+                }
+            }
+            tlog_json_render(&ev[e]);
+            tlog_files_render(&ev[e]);
+            nev_total++;
+        }
+    }
+    struct tlog_event close_ev = {
+        .time_us = 1000000, .session = 7, .kind = TLOG_CLOSE, .own = 1, .text = "disconnect"};
+    tlog_files_render(&close_ev);
+    tlog_json_close();
+    tlog_files_close();
+
+    /* JSON: every line parses, and peer bytes come back exactly (or as a
+     * prefix, where a 4 KB string was bounded) */
+    size_t jlen;
+    char *j = slurp(jpath, &jlen);
+    CHECK(j != NULL);
+    size_t lines = 0;
+    for (char *p = j, *nl; p != NULL && *p != '\0'; p = nl + 1) {
+        nl = strchr(p, '\n');
+        CHECK(nl != NULL);
+        if (nl == NULL)
+            break;
+        json_error_t jerr;
+        json_t *o = json_loadb(p, (size_t)(nl - p), JSON_ALLOW_NUL, &jerr);
+        CHECKF(o != NULL && json_is_object(o), "JSON line %zu: %s", lines + 1,
+               o == NULL ? jerr.text : "not an object");
+        const char *keys[] = {"line", "arg", "text", "mechanism", "verb", "answers"};
+        for (size_t k = 0; o != NULL && k < NELEM(keys); k++) {
+            json_t *v = json_object_get(o, keys[k]);
+            if (v == NULL)
+                continue;
+            CHECKF(json_is_string(v), "JSON line %zu: %s not a string", lines + 1, keys[k]);
+        }
+        json_t *lv = o != NULL ? json_object_get(o, "line") : NULL;
+        if (lv != NULL && json_object_get(o, "redacted") == NULL) {
+            size_t bn;
+            uint8_t *b = tlog_json_bytes(json_string_value(lv), json_string_length(lv), &bn);
+            int found = 0;
+            for (size_t hi = 0; hi <= NELEM(hostile) && b != NULL; hi++) {
+                const uint8_t *h = hi < NELEM(hostile) ? (const uint8_t *)hostile[hi].s : big;
+                size_t hn = hi < NELEM(hostile) ? hostile[hi].len : sizeof(big);
+                found |= bn > 0 && bn <= hn && memcmp(b, h, bn) == 0 && (bn == hn || bn > 1000);
+            }
+            CHECKF(found, "JSON line %zu: line bytes not the peer's", lines + 1);
+            free(b);
+        }
+        json_decref(o);
+        lines++;
+    }
+    CHECKF(lines == nev_total, "%zu JSON lines for %zu events", lines, nev_total);
+    free(j);
+
+    /* per-session file: the console form, one safe line per event */
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "ls %s | grep -v t.jsonl", dir);
+    FILE *ls = popen(cmd, "r");
+    char name[300] = "";
+    CHECK(ls != NULL && fgets(name, sizeof(name), ls) != NULL);
+    if (ls != NULL)
+        pclose(ls);
+    name[strcspn(name, "\n")] = '\0';
+    char fpath[700];
+    snprintf(fpath, sizeof(fpath), "%s/%s", dir, name);
+    size_t flen;
+    char *fb = slurp(fpath, &flen);
+    CHECK(fb != NULL && flen > 0);
+    if (fb != NULL) {
+        CHECKF(check_console_safe(fb, flen), "session file: %s",
+               check_show(fb, flen > 200 ? 200 : flen));
+        size_t nl = 0;
+        for (size_t i = 0; i < flen; i++)
+            nl += fb[i] == '\n';
+        CHECKF(nl >= nev_total + 2, "session file: %zu lines for %zu events", nl, nev_total + 2);
+    }
+    free(fb);
+    unlink(fpath);
+    unlink(jpath);
+    rmdir(dir);
+}
+
 int main(void)
 {
     alarm(120); /* a hang in the code under test is a failure, not a stall */
@@ -479,5 +717,6 @@ int main(void)
     test_redact_opaque();
     test_redact_random();
     test_console_prefix();
+    test_render_hostile();
     return check_done("unit_log");
 }
