@@ -93,7 +93,8 @@ static void start_session(void);
 
 static void conn_send(struct conn *c, const char *s)
 {
-    leg_write(&c->leg, (const uint8_t *)s, strlen(s));
+    if (leg_write(&c->leg, (const uint8_t *)s, strlen(s)) != 0)
+        return; /* reported through conn_end_cb already */
 }
 
 static void conn_fail(struct conn *c)

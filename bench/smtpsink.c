@@ -37,7 +37,8 @@ static struct {
 
 static void sink_write(struct sink_conn *c, const char *s)
 {
-    leg_write(&c->leg, (const uint8_t *)s, strlen(s));
+    if (leg_write(&c->leg, (const uint8_t *)s, strlen(s)) != 0)
+        return; /* reported through sink_end_cb already */
 }
 
 static void data_out_cb(void *arg, const uint8_t *p, size_t n)

@@ -137,7 +137,7 @@ static void leg_write_cb(uv_write_t *req, int status)
             return;
         }
         l->ended = 1;
-        l->cbs->end(l, LEG_END_ERROR, text);
+        l->cbs->end(l, LEG_END_WRITE, text);
         return;
     }
     if (l->close_after_flush && l->wq == 0) {
@@ -216,18 +216,43 @@ static int leg_flush_tls(struct leg *l)
     return leg_send(l, out, len, out);
 }
 
+static void leg_end(struct leg *l, enum leg_end why, const char *text);
+
+/* leg_write_failed - bytes could not go out: the leg ends at once (its
+ * owner hears LEG_END_WRITE), never a silent loss. tls: rc is mbedTLS's. */
+static int leg_write_failed(struct leg *l, const char *what, int rc, int tls)
+{
+    char err[200], text[300];
+
+    if (l->closing)
+        return -1;
+    if (tls)
+        tls_strerror(rc, err, sizeof(err));
+    else
+        snprintf(err, sizeof(err), "%s (%s)", uv_strerror(rc), uv_err_name(rc));
+    snprintf(text, sizeof(text), "%s failed: %s", what, err);
+    if (l->ended)
+        leg_close(l); /* its end was reported already */
+    else
+        leg_end(l, LEG_END_WRITE, text);
+    return -1;
+}
+
 int leg_write(struct leg *l, const uint8_t *data, size_t len)
 {
     int rc;
 
     if (l->closing)
-        return UV_ECANCELED;
-    if (l->tls == NULL)
-        return leg_send(l, data, len, NULL);
+        return -1;
+    if (l->tls == NULL) {
+        rc = leg_send(l, data, len, NULL);
+        return rc != 0 ? leg_write_failed(l, "write", rc, 0) : 0;
+    }
     rc = tls_conn_write(l->tls, data, len);
     if (rc != 0)
-        return rc;
-    return leg_flush_tls(l);
+        return leg_write_failed(l, "TLS write", rc, 1);
+    rc = leg_flush_tls(l);
+    return rc != 0 ? leg_write_failed(l, "write", rc, 0) : 0;
 }
 
 static void leg_end(struct leg *l, enum leg_end why, const char *text)
@@ -262,7 +287,12 @@ static int leg_pump(struct leg *l)
     l->pumping = 1;
     if (!l->tls_ready) {
         rc = tls_conn_handshake(l->tls);
-        leg_flush_tls(l);
+        int wrc = leg_flush_tls(l);
+        if (wrc != 0) {
+            leg_write_failed(l, "write", wrc, 0);
+            rc = -1;
+            goto out;
+        }
         if (rc == TLS_AGAIN) {
             rc = 0;
             goto out;
@@ -278,7 +308,12 @@ static int leg_pump(struct leg *l)
     while (!l->paused && !l->closing && !l->ended) {
         uint8_t *plain = leg_plain_buf(l);
         ssize_t n = plain != NULL ? tls_conn_read(l->tls, plain, LEG_PLAIN_MAX) : TLS_ERR_ALLOC;
-        leg_flush_tls(l);
+        int wrc = leg_flush_tls(l); /* alerts, renegotiation refusals, tickets */
+        if (wrc != 0) {
+            leg_write_failed(l, "write", wrc, 0);
+            rc = -1;
+            goto out;
+        }
         if (n > 0) {
             if (l->cbs->data(l, plain, (size_t)n) < 0) {
                 rc = -1;
@@ -428,7 +463,10 @@ void leg_close_after_flush(struct leg *l)
     l->paused = 1;
     if (l->tls != NULL && l->tls_ready) {
         tls_conn_close_notify(l->tls);
-        leg_flush_tls(l);
+        if (leg_flush_tls(l) != 0) {
+            leg_close(l); /* closing anyway: the close_notify is lost */
+            return;
+        }
     }
     if (l->wq == 0)
         leg_close(l);

@@ -22,7 +22,8 @@ enum leg_end {
     LEG_END_EOF,       /* plain TCP: the peer closed */
     LEG_END_TLS_CLOSE, /* TLS: close_notify, then or later the TCP close */
     LEG_END_TRUNCATED, /* TLS: TCP closed without close_notify */
-    LEG_END_ERROR,     /* a socket or TLS error; see the text */
+    LEG_END_ERROR,     /* a socket or TLS error on reading; see the text */
+    LEG_END_WRITE,     /* a write failed: bytes did not go out; see the text */
 };
 
 struct leg_cbs {
@@ -65,8 +66,11 @@ int leg_init(struct leg *l, uv_loop_t *loop, void *owner, const struct leg_cbs *
              enum tlog_leg which);
 /* leg_start - TCP_NODELAY and start reading. */
 int leg_start(struct leg *l);
-/* leg_write - queue plaintext (copied or encrypted at once). */
-int leg_write(struct leg *l, const uint8_t *data, size_t len);
+/* leg_write - queue plaintext (copied or encrypted at once). Returns 0, or
+ * -1 when the bytes will not go out: a failure (TLS, socket, memory) is
+ * reported through cbs->end (LEG_END_WRITE) before it returns, so the owner
+ * may be tearing down; a leg already closing reports nothing. */
+int leg_write(struct leg *l, const uint8_t *data, size_t len) __attribute__((warn_unused_result));
 void leg_pause(struct leg *l);
 /* leg_resume - read again, delivering first what TLS already holds.
  * Returns -1 when a callback tore the session down. */

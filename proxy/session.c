@@ -89,8 +89,7 @@ static int client_data_cb(struct leg *l, const uint8_t *buf, size_t len)
 
 static void client_end_cb(struct leg *l, enum leg_end why, const char *text)
 {
-    (void)why;
-    srv_client_gone(session_of_leg(l), text);
+    srv_client_gone(session_of_leg(l), why, text);
 }
 
 static void client_handshake_cb(struct leg *l, int rc)
@@ -241,12 +240,22 @@ void session_close(struct session *s, const char *why)
         px->on_idle(px);
 }
 
-void session_up_write(struct session *s, const uint8_t *p, size_t n)
+int session_up_write(struct session *s, const uint8_t *p, size_t n)
 {
     if (s->sink != NULL)
-        sink_input(s, p, n);
-    else
-        leg_write(&s->up, p, n);
+        return sink_input(s, p, n);
+    if (leg_write(&s->up, p, n) != 0 && !s->closing && !s->up.closing) {
+        /* leg_write reports its failures through the leg's end: cannot be */
+        session_fail(s, "421 4.4.2", "upstream write failed", "upstream write failed");
+    }
+    return s->closing ? -1 : 0;
+}
+
+int session_client_write(struct session *s, const uint8_t *p, size_t n)
+{
+    if (leg_write(&s->client, p, n) != 0 && !s->closing && !s->client.closing)
+        session_close(s, "client write failed");
+    return s->closing ? -1 : 0;
 }
 
 void session_keylog_check(struct session *s)

@@ -197,12 +197,19 @@ void up_closed(struct session *s);
 /* up_arm_timer - (re)start the upstream timer for what is awaited now. */
 void up_arm_timer(struct session *s);
 
-/* session_up_write - bytes for the upstream: its leg, or the sink. */
-void session_up_write(struct session *s, const uint8_t *p, size_t n);
+/* session_up_write - bytes for the upstream: its leg, or the sink.
+ * session_client_write - bytes for the client.
+ * Both return -1 when the session is ending (a failed write ends its leg at
+ * once, and with it the session): the caller returns at once. */
+int session_up_write(struct session *s, const uint8_t *p, size_t n)
+    __attribute__((warn_unused_result));
+int session_client_write(struct session *s, const uint8_t *p, size_t n)
+    __attribute__((warn_unused_result));
 
 /* sink.c */
 void sink_start(struct session *s);
-void sink_input(struct session *s, const uint8_t *p, size_t n);
+/* sink_input - bytes for the sink; -1 when the session is ending. */
+int sink_input(struct session *s, const uint8_t *p, size_t n) __attribute__((warn_unused_result));
 void sink_abort_message(struct session *s);
 void sink_free(struct sink *k);
 
@@ -217,7 +224,8 @@ int srv_process(struct session *s);
 void srv_handshake(struct session *s, int rc);
 /* srv_upstream_gone - the upstream ended: tell the client, unless done. */
 void srv_upstream_gone(struct session *s, const char *why);
-void srv_client_gone(struct session *s, const char *why);
+/* srv_client_gone - the client ended (why: enum leg_end): close. */
+void srv_client_gone(struct session *s, int why, const char *text);
 /* srv_arm_timer - (re)start the client timer for the current state. */
 void srv_arm_timer(struct session *s);
 /* srv_relay_and_close - pass the upstream's reply on, then end. */

@@ -74,21 +74,34 @@ struct sink {
     char bdat_cmd[64];
 };
 
-/* sink_queue - a reply to deliver delay_ms from now (and after those before). */
+/* sink_queue - a reply to deliver delay_ms from now (and after those
+ * before). A reply that cannot be queued ends the session with 421: it is
+ * never dropped, or the client would wait for it forever (no upstream timer
+ * runs in sink mode). */
 static void sink_queue(struct session *s, const uint8_t *p, size_t n, uint64_t delay_ms)
 {
     struct sink *k = s->sink;
     uint64_t due = tlog_now_us() + delay_ms * 1000u;
 
-    if (k->nseg == SINK_SEGS)
-        return; /* more replies pending than commands can be: cannot happen */
+    if (s->closing)
+        return;
+    if (k->nseg == SINK_SEGS) {
+        /* one reply per relayed line, and the client machine holds at most
+         * SRV_PIPE_MAX lines awaiting replies: a broken invariant */
+        session_fail(s, "421 4.3.0", "smtpscope sink: reply queue full",
+                     "sink: more replies pending than commands awaiting them: session ended");
+        return;
+    }
     if (k->out_len + n > k->out_cap) {
         size_t cap = k->out_cap ? k->out_cap * 2 : 1024;
         while (cap < k->out_len + n)
             cap *= 2;
         uint8_t *q = realloc(k->out, cap);
-        if (q == NULL)
+        if (q == NULL) {
+            session_fail(s, "421 4.3.0", "smtpscope sink: out of memory",
+                         "sink: out of memory queueing a reply: session ended");
             return;
+        }
         k->out = q;
         k->out_cap = cap;
     }
@@ -152,8 +165,10 @@ static void sink_flush_cb(uv_timer_t *t)
         k->seg[i - due].end -= len;
     }
     k->nseg -= due;
-    up_data(s, out, len);
+    int rc = up_data(s, out, len);
     free(out);
+    if (rc < 0)
+        return;
     if (!s->closing)
         sink_schedule(s);
 }
@@ -687,12 +702,12 @@ static void sink_command(struct session *s, const uint8_t *line, size_t len)
     }
 }
 
-void sink_input(struct session *s, const uint8_t *p, size_t n)
+int sink_input(struct session *s, const uint8_t *p, size_t n)
 {
     struct sink *k = s->sink;
     size_t off = 0;
 
-    while (off < n || (k->st == K_BDAT && k->bdat_left == 0)) {
+    while (!s->closing && (off < n || (k->st == K_BDAT && k->bdat_left == 0))) {
         if (k->st == K_DATA) {
             enum smtp_data_ev ev;
             unsigned lf;
@@ -742,7 +757,10 @@ void sink_input(struct session *s, const uint8_t *p, size_t n)
             k->line_len = 0;
         }
     }
+    if (s->closing)
+        return -1;
     sink_schedule(s);
+    return 0;
 }
 
 /* sink_abort_message - a message that must not be committed. */

@@ -114,8 +114,9 @@ void up_arm_timer(struct session *s)
         uv_timer_stop(&s->up_timer);
 }
 
-/* up_send - a command of smtpscope's own on the upstream leg. */
-static void up_send(struct session *s, const char *line, const char *verb)
+/* up_send - a command of smtpscope's own on the upstream leg; -1 when the
+ * session is ending (the write failed). */
+static int up_send(struct session *s, const char *line, const char *verb)
 {
     size_t len = strlen(line);
     struct tlog_event ev = {
@@ -130,7 +131,7 @@ static void up_send(struct session *s, const char *line, const char *verb)
         .tls_switch = strcmp(verb, "STARTTLS") == 0,
     };
     tlog_emit(&ev);
-    leg_write(&s->up, (const uint8_t *)line, len);
+    return session_up_write(s, (const uint8_t *)line, len);
 }
 
 /* up_keywords - the EHLO keywords of a reply, one per line after the first. */
@@ -187,12 +188,14 @@ static void up_explain_caps(struct session *s, const struct smtp_reply *r)
     free(caps2);
 }
 
-static void up_send_ehlo(struct session *s, enum up_state next)
+static int up_send_ehlo(struct session *s, enum up_state next)
 {
     char line[300];
     snprintf(line, sizeof(line), "EHLO %s\r\n", s->px->helo);
-    up_send(s, line, "EHLO");
+    if (up_send(s, line, "EHLO") < 0)
+        return -1;
     up_set_state(s, next);
+    return 0;
 }
 
 static void up_try_connect(struct session *s);
@@ -360,8 +363,7 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
         s->greeting_len = r->len;
         record_reply(s->px->recorder, s->id, "greeting", NULL, r->buf, r->len,
                      (tlog_now_us() - s->up_connected_us) / 1000u);
-        up_send_ehlo(s, cfg->up_tls == PX_UP_IMPLICIT ? UP_EHLO2 : UP_EHLO1);
-        return 0;
+        return up_send_ehlo(s, cfg->up_tls == PX_UP_IMPLICIT ? UP_EHLO2 : UP_EHLO1);
     case UP_EHLO1:
         if (r->code != 250) {
             snprintf(reason, sizeof(reason), "upstream refused EHLO: %s", text);
@@ -377,7 +379,8 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
         }
         free(s->caps1);
         s->caps1 = up_keywords(r);
-        up_send(s, "STARTTLS\r\n", "STARTTLS");
+        if (up_send(s, "STARTTLS\r\n", "STARTTLS") < 0)
+            return -1;
         up_set_state(s, UP_STARTTLS);
         return 0;
     case UP_STARTTLS:
@@ -530,5 +533,5 @@ void up_handshake(struct session *s, int rc)
     if (cfg->up_tls == PX_UP_IMPLICIT)
         up_set_state(s, UP_GREETING);
     else
-        up_send_ehlo(s, UP_EHLO2);
+        (void)!up_send_ehlo(s, UP_EHLO2); /* a failure has ended the session */
 }

@@ -104,7 +104,7 @@ static void srv_push(struct session *s, int what, unsigned flags, const uint8_t 
 
 /* srv_send_own - every reply smtpscope makes itself: bounded, recorded
  * (tls_switch: it is the 220 to STARTTLS), sent now. */
-static void srv_send_own(struct session *s, const char *line, int tls_switch, int injected)
+static int srv_send_own(struct session *s, const char *line, int tls_switch, int injected)
 {
     char buf[SRV_OWN_REPLY_MAX];
 
@@ -126,24 +126,25 @@ static void srv_send_own(struct session *s, const char *line, int tls_switch, in
         .injected = injected,
     };
     tlog_emit(&ev);
-    leg_write(&s->client, (const uint8_t *)buf, len);
+    return session_client_write(s, (const uint8_t *)buf, len);
 }
 
 /* srv_say - a reply of smtpscope's own in the flow of commands: said in its
- * turn, after the replies still due to earlier pipelined commands. */
-static void srv_say(struct session *s, const char *line, int tls_switch, int injected)
+ * turn, after the replies still due to earlier pipelined commands. Returns
+ * -1 when the session is ending. */
+static int srv_say(struct session *s, const char *line, int tls_switch, int injected)
 {
     if (s->pend_len > 0 && !s->closing && s->srv_state != SRV_DONE) {
         srv_push(s, SRV_EXP_LOCAL, injected ? SRV_LOCAL_INJECTED : 0, (const uint8_t *)line,
                  strlen(line));
-        return;
+        return s->closing ? -1 : 0;
     }
-    srv_send_own(s, line, tls_switch, injected);
+    return srv_send_own(s, line, tls_switch, injected);
 }
 
 void srv_own_reply(struct session *s, const char *line)
 {
-    srv_send_own(s, line, 0, 0); /* the session is ending: no turn to wait for */
+    (void)!srv_send_own(s, line, 0, 0); /* the session is ending: no turn to wait for */
 }
 
 /* srv_fault_note - say which rule fired, for every rendering. */
@@ -156,9 +157,31 @@ static void srv_fault_note(struct session *s, const struct fault_rule *f)
     tlog_emit(&ev);
 }
 
-/* srv_relay_lines - record each line of a relayed reply, then send it. */
-static void srv_relay_lines(struct session *s, const uint8_t *buf, size_t len, int secret,
-                            const char *answers)
+/* srv_verdict - the upstream's final reply to a message, for every rendering
+ * and the totals. */
+static void srv_verdict(struct session *s, int code)
+{
+    struct tlog_event ev = {.session = s->id, .kind = TLOG_INFO, .own = 1};
+    char text[80];
+
+    if (code / 100 == 2) {
+        s->messages++;
+        ev.text = "message accepted by the upstream";
+        ev.msg_result = 1;
+    } else {
+        s->refused++;
+        snprintf(text, sizeof(text), "message NOT accepted by the upstream (%d)", code);
+        ev.text = text;
+        ev.msg_result = -1;
+    }
+    tlog_emit(&ev);
+}
+
+/* srv_relay_lines - record each line of a relayed reply (and, final_code
+ * set, the verdict on the message it answers), then send it. Returns -1
+ * when the session is ending. */
+static int srv_relay_lines(struct session *s, const uint8_t *buf, size_t len, int secret,
+                           const char *answers, int final_code)
 {
     size_t off = 0;
 
@@ -183,7 +206,9 @@ static void srv_relay_lines(struct session *s, const uint8_t *buf, size_t len, i
         tlog_emit(&ev);
         off += n;
     }
-    leg_write(&s->client, buf, len);
+    if (final_code != 0)
+        srv_verdict(s, final_code); /* the upstream has decided, whatever happens next */
+    return session_client_write(s, buf, len);
 }
 
 /* srv_raw - message content as it moved on a leg, for the pcap. */
@@ -201,7 +226,8 @@ static void srv_raw(struct session *s, enum tlog_leg leg, const uint8_t *p, size
 
 static void srv_greet(struct session *s)
 {
-    srv_relay_lines(s, s->greeting, s->greeting_len, 0, "greeting");
+    if (srv_relay_lines(s, s->greeting, s->greeting_len, 0, "greeting", 0) < 0)
+        return;
     srv_set_state(s, SRV_COMMAND);
     srv_process(s);
 }
@@ -226,7 +252,8 @@ void srv_upstream_ready(struct session *s)
     srv_fault_note(s, f);
     switch (f->action) {
     case FAULT_REPLY:
-        srv_say(s, f->reply, 0, 1);
+        if (srv_say(s, f->reply, 0, 1) < 0)
+            return;
         srv_set_state(s, SRV_DONE);
         session_close(s, "fault injected at connect");
         return;
@@ -241,7 +268,8 @@ void srv_upstream_ready(struct session *s)
 
 void srv_relay_and_close(struct session *s, const struct smtp_reply *r, const char *why)
 {
-    srv_relay_lines(s, r->buf, r->len, 0, "greeting");
+    if (srv_relay_lines(s, r->buf, r->len, 0, "greeting", 0) < 0)
+        return;
     srv_set_state(s, SRV_DONE);
     session_close(s, why);
 }
@@ -333,7 +361,7 @@ static void srv_abort_upstream(struct session *s, const char *why)
 }
 
 /* srv_up_own - a line of smtpscope's own to the upstream (or the sink). */
-static void srv_up_own(struct session *s, const char *line)
+static int srv_up_own(struct session *s, const char *line)
 {
     struct tlog_event ev = {
         .session = s->id,
@@ -345,14 +373,16 @@ static void srv_up_own(struct session *s, const char *line)
         .len = strlen(line),
     };
     tlog_emit(&ev);
-    session_up_write(s, (const uint8_t *)line, strlen(line));
+    return session_up_write(s, (const uint8_t *)line, strlen(line));
 }
 
 /* srv_relay - send one client line upstream, expecting one reply. */
-static void srv_relay(struct session *s, const uint8_t *line, size_t len, int what, unsigned flags)
+static int srv_relay(struct session *s, const uint8_t *line, size_t len, int what, unsigned flags)
 {
-    session_up_write(s, line, len);
+    if (session_up_write(s, line, len) < 0)
+        return -1;
     srv_push(s, what, flags, line, len);
+    return s->closing ? -1 : 0;
 }
 
 /* srv_show_line - the transcript side of message content: the first
@@ -429,9 +459,10 @@ struct srv_out {
 
 static void srv_forward(struct session *s, const uint8_t *p, size_t n)
 {
-    if (s->msg_poison == NULL && n > 0) {
+    if (s->msg_poison == NULL && n > 0 && !s->closing) {
         srv_raw(s, TLOG_LEG_UPSTREAM, p, n);
-        session_up_write(s, p, n);
+        if (session_up_write(s, p, n) < 0)
+            return; /* the session is ending; srv_body's callers see it */
     }
 }
 
@@ -541,7 +572,8 @@ static size_t srv_body(struct session *s, const uint8_t *buf, size_t len)
                 session_close(s, "fault injected at eod: connection dropped");
                 return off;
             }
-            srv_say(s, s->msg_poison, 0, s->poison_injected);
+            if (srv_say(s, s->msg_poison, 0, s->poison_injected) < 0)
+                return off;
         } else {
             srv_push(s, SRV_EXP_EOD, 0, NULL, 0);
         }
@@ -557,7 +589,8 @@ static size_t srv_bdat(struct session *s, const uint8_t *buf, size_t len)
     srv_raw(s, TLOG_LEG_CLIENT, buf, n);
     if (!s->bdat_discard) {
         srv_raw(s, TLOG_LEG_UPSTREAM, buf, n);
-        session_up_write(s, buf, n);
+        if (session_up_write(s, buf, n) < 0)
+            return n; /* the session is ending: callers check s->closing */
     }
     s->bdat_left -= n;
     s->msg_bytes += n;
@@ -584,10 +617,13 @@ static int srv_bdat_command(struct session *s, const uint8_t *line, size_t len, 
         return -1;
     }
     s->bdat_discard = !s->up_chunking || s->up_aborted;
+    int rc;
     if (s->bdat_discard)
-        srv_say(s, "502 5.5.1 BDAT not available: the upstream does not offer CHUNKING", 0, 0);
+        rc = srv_say(s, "502 5.5.1 BDAT not available: the upstream does not offer CHUNKING", 0, 0);
     else
-        srv_relay(s, line, len, SMTP_CMD_BDAT, last ? SMTP_CF_SYNC : 0);
+        rc = srv_relay(s, line, len, SMTP_CMD_BDAT, last ? SMTP_CF_SYNC : 0);
+    if (rc < 0)
+        return -1;
     s->bdat_left = size;
     s->msg_bytes = 0;
     if (size > 0)
@@ -629,26 +665,24 @@ static int srv_auth_mech(struct session *s, const uint8_t *arg, size_t arglen)
     return memchr(arg, ' ', arglen) != NULL || memchr(arg, '\t', arglen) != NULL;
 }
 
-static void srv_starttls(struct session *s, size_t arglen)
+/* srv_starttls - answer STARTTLS here (RFC 3207); -1 when the session ends. */
+static int srv_starttls(struct session *s, size_t arglen)
 {
     char err[300];
 
-    if (s->px->cfg->client_tls == PX_CLIENT_TLS_OFF) {
-        srv_say(s, "502 5.5.1 STARTTLS not offered (smtpscope runs with --client-tls off)", 0, 0);
-        return;
-    }
-    if (s->client.tls != NULL) {
-        srv_say(s, "503 5.5.1 TLS already active", 0, 0);
-        return;
-    }
-    if (arglen != 0) {
-        srv_say(s, "501 5.5.4 STARTTLS takes no parameters", 0, 0);
-        return;
-    }
-    srv_say(s, "220 2.0.0 Ready to start TLS", 1, 0);
+    if (s->px->cfg->client_tls == PX_CLIENT_TLS_OFF)
+        return srv_say(s, "502 5.5.1 STARTTLS not offered (smtpscope runs with --client-tls off)",
+                       0, 0);
+    if (s->client.tls != NULL)
+        return srv_say(s, "503 5.5.1 TLS already active", 0, 0);
+    if (arglen != 0)
+        return srv_say(s, "501 5.5.4 STARTTLS takes no parameters", 0, 0);
+    if (srv_say(s, "220 2.0.0 Ready to start TLS", 1, 0) < 0)
+        return -1;
     srv_set_state(s, SRV_TLS);
     if (leg_start_tls(&s->client, s->px->client_tls, NULL, NULL, err, sizeof(err)) != 0)
         session_fail(s, "454 4.7.0", "TLS not available", err);
+    return s->closing ? -1 : 0;
 }
 
 #define SRV_CMD_HELD 1 /* srv_command: the line stays in s->in for later */
@@ -704,7 +738,8 @@ static int srv_fault_act(struct session *s, const struct fault_rule *f, enum smt
     srv_fault_note(s, f);
     switch (f->action) {
     case FAULT_REPLY:
-        srv_say(s, f->reply, 0, 1);
+        if (srv_say(s, f->reply, 0, 1) < 0)
+            return -1;
         if (cmd == SMTP_CMD_BDAT && smtp_bdat_parse(arg, arglen, &size, &last) == 0 && size > 0) {
             s->bdat_left = size; /* the refused chunk is still read */
             s->bdat_discard = 1;
@@ -713,7 +748,8 @@ static int srv_fault_act(struct session *s, const struct fault_rule *f, enum smt
         }
         return 0;
     case FAULT_TLS_FAIL:
-        srv_say(s, "220 2.0.0 Ready to start TLS", 0, 1);
+        if (srv_say(s, "220 2.0.0 Ready to start TLS", 0, 1) < 0)
+            return -1;
         srv_set_state(s, SRV_DONE);
         session_close(s, "fault injected at starttls: no TLS handshake");
         return -1;
@@ -736,7 +772,8 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
         session_emit_line(s, TLOG_COMMAND, TLOG_LEG_CLIENT, TLOG_DIR_IN, 1, line, len);
         cmd = smtp_cmd_parse(line, len, &arg, &arglen);
         if (cmd == SMTP_CMD_QUIT) {
-            srv_say(s, "221 2.0.0 Bye", 0, 0);
+            if (srv_say(s, "221 2.0.0 Bye", 0, 0) < 0)
+                return -1;
             session_close(s, "QUIT after a discarded message");
         } else {
             session_fail(s, "421 4.3.0",
@@ -769,7 +806,8 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
                   (lflags & SMTP_LF_BARE_LF) ? " a bare LF" : "",
                   (lflags & SMTP_LF_BARE_CR) ? " a bare CR" : "",
                   (lflags & SMTP_LF_NUL) ? " a NUL" : "");
-        srv_up_own(s, "*\r\n");
+        if (srv_up_own(s, "*\r\n") < 0)
+            return -1;
         srv_push(s, SRV_EXP_AUTH_CANCEL, SMTP_CF_SYNC, (const uint8_t *)SRV_BARE_REPLY,
                  strlen(SRV_BARE_REPLY));
         return s->closing ? -1 : 0;
@@ -789,8 +827,7 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
         };
         tlog_emit(&ev);
         s->auth_cont = 0;
-        srv_relay(s, line, len, SRV_EXP_AUTH_RESPONSE, SMTP_CF_SYNC | SMTP_CF_SECRET);
-        return 0;
+        return srv_relay(s, line, len, SRV_EXP_AUTH_RESPONSE, SMTP_CF_SYNC | SMTP_CF_SECRET);
     }
     cmd = smtp_cmd_parse(line, len, &arg, &arglen);
     flags = smtp_cmd_flags(cmd);
@@ -844,23 +881,19 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
                   (lflags & SMTP_LF_BARE_LF) ? " a bare LF" : "",
                   (lflags & SMTP_LF_BARE_CR) ? " a bare CR" : "",
                   (lflags & SMTP_LF_NUL) ? " a NUL" : "");
-        srv_say(s, SRV_BARE_REPLY, 0, 0);
-        return 0;
+        return srv_say(s, SRV_BARE_REPLY, 0, 0);
     }
     switch (cmd) {
     case SMTP_CMD_STARTTLS:
-        srv_starttls(s, arglen);
-        return s->closing ? -1 : 0;
+        return srv_starttls(s, arglen);
     case SMTP_CMD_BDAT:
         return srv_bdat_command(s, line, len, arg, arglen);
     case SMTP_CMD_DATA:
         srv_message_start(s);
         smtp_data_reset(&s->framer);
-        srv_relay(s, line, len, cmd, flags);
-        return 0;
+        return srv_relay(s, line, len, cmd, flags);
     default:
-        srv_relay(s, line, len, cmd, flags);
-        return 0;
+        return srv_relay(s, line, len, cmd, flags);
     }
 }
 
@@ -896,7 +929,8 @@ int srv_process(struct session *s)
                 off = s->in_len - keep; /* more of a line already refused */
             } else if (avail > SMTP_CMD_LINE_MAX) {
                 /* bounded: the line so far is dropped, and its rest when it comes */
-                srv_say(s, "500 5.5.6 Line too long", 0, 0);
+                if (srv_say(s, "500 5.5.6 Line too long", 0, 0) < 0)
+                    return -1;
                 tlog_note(s->id, TLOG_WARNING, "command line longer than %d bytes: not relayed",
                           SMTP_CMD_LINE_MAX);
                 s->discarding = 1;
@@ -916,7 +950,8 @@ int srv_process(struct session *s)
             continue;
         }
         if (n > SMTP_CMD_LINE_MAX) {
-            srv_say(s, "500 5.5.6 Line too long", 0, 0);
+            if (srv_say(s, "500 5.5.6 Line too long", 0, 0) < 0)
+                return -1;
             off += n;
             continue;
         }
@@ -987,9 +1022,11 @@ static void srv_say_local(struct session *s)
 {
     while (s->pend_len > 0 && s->pending[s->pend_head].what == SRV_EXP_LOCAL && !s->closing) {
         struct srv_pending p = srv_pop(s);
-        srv_send_own(s, p.cmd != NULL ? p.cmd : "451 4.3.0 out of memory", 0,
-                     (p.flags & SRV_LOCAL_INJECTED) != 0);
+        int rc = srv_send_own(s, p.cmd != NULL ? p.cmd : "451 4.3.0 out of memory", 0,
+                              (p.flags & SRV_LOCAL_INJECTED) != 0);
         free(p.cmd);
+        if (rc < 0)
+            return;
     }
     up_arm_timer(s);
 }
@@ -1055,8 +1092,10 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
             const uint8_t *l = smtp_reply_line(r, i, &n);
             session_emit_line(s, TLOG_REPLY, TLOG_LEG_UPSTREAM, TLOG_DIR_IN, 1, l, n);
         }
-        srv_send_own(s, p.cmd != NULL ? p.cmd : SRV_BARE_REPLY, 0, 0);
+        int rc = srv_send_own(s, p.cmd != NULL ? p.cmd : SRV_BARE_REPLY, 0, 0);
         free(p.cmd);
+        if (rc < 0)
+            return -1;
         s->sync_wait = 0;
         srv_say_local(s);
         return srv_process(s);
@@ -1102,33 +1141,20 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
             tlog_note(s->id, TLOG_INFO, "capabilities shown to the client: %s", changes);
         }
     }
-    srv_relay_lines(s, out, outlen, is_auth && r->code == 334,
-                    p.what == SRV_EXP_EOD             ? "end of data"
-                    : p.what == SRV_EXP_AUTH_RESPONSE ? "AUTH response"
-                                                      : smtp_cmd_name((enum smtp_cmd)p.what));
-
+    int final = p.what == SRV_EXP_EOD || (p.what == SMTP_CMD_BDAT && (p.flags & SMTP_CF_SYNC));
+    if (srv_relay_lines(s, out, outlen, is_auth && r->code == 334,
+                        p.what == SRV_EXP_EOD             ? "end of data"
+                        : p.what == SRV_EXP_AUTH_RESPONSE ? "AUTH response"
+                                                          : smtp_cmd_name((enum smtp_cmd)p.what),
+                        final ? r->code : 0) < 0)
+        return -1;
     if (is_auth) {
         s->auth_cont = r->code == 334;
         if (s->auth_cont)
             s->auth_step++;
     }
-    if (p.what == SMTP_CMD_DATA && r->code == 354) {
+    if (p.what == SMTP_CMD_DATA && r->code == 354)
         srv_set_state(s, SRV_DATA);
-    } else if (p.what == SRV_EXP_EOD || (p.what == SMTP_CMD_BDAT && (p.flags & SMTP_CF_SYNC))) {
-        struct tlog_event ev = {.session = s->id, .kind = TLOG_INFO, .own = 1};
-        char text[80];
-        if (r->code / 100 == 2) {
-            s->messages++;
-            ev.text = "message accepted by the upstream";
-            ev.msg_result = 1;
-        } else {
-            s->refused++;
-            snprintf(text, sizeof(text), "message NOT accepted by the upstream (%d)", r->code);
-            ev.text = text;
-            ev.msg_result = -1;
-        }
-        tlog_emit(&ev);
-    }
     if (p.flags & SMTP_CF_SYNC)
         s->sync_wait = 0;
     if (p.flags & SMTP_CF_QUIT) {
@@ -1163,10 +1189,13 @@ void srv_handshake(struct session *s, int rc)
     srv_set_state(s, SRV_COMMAND);
 }
 
-void srv_client_gone(struct session *s, const char *why)
+void srv_client_gone(struct session *s, int why, const char *text)
 {
     if (s->closing)
         return;
+    if (why == LEG_END_WRITE)
+        tlog_note(s->id, TLOG_ERROR, "writing to the client failed (%s): closing the session",
+                  text);
     if (s->srv_state == SRV_DATA)
         tlog_note(s->id, TLOG_ERROR,
                   "client went away during DATA: the message was NOT submitted (end of data "
@@ -1176,7 +1205,7 @@ void srv_client_gone(struct session *s, const char *why)
                   "client went away inside a BDAT chunk (%llu octets missing): the message was "
                   "NOT submitted",
                   (unsigned long long)s->bdat_left);
-    session_close(s, why);
+    session_close(s, text);
 }
 
 /* srv_message_pending - is a message's final reply among those awaited? */

@@ -1,6 +1,7 @@
 """Protocol fidelity and hardening: pipelining, framing, limits, BDAT,
 misbehaving peers, timeouts. The upstream sees exactly the transactions the
 transcript shows, and the client hears success only when the upstream gave it."""
+import os
 import smtplib
 import socket
 import time
@@ -333,6 +334,94 @@ class BareLineEndTest(FakeCase):
                 self.assertEqual(talk(s, b"QUIT\r\n"), b"221 2.0.0 Bye\r\n")
                 s.close()
         self.assertNotIn("c2VjcmV0", self.scope.text())
+
+
+def shim_env(prefix):
+    """smtpscope with tests/shim/failwrite.c preloaded: its TLS write of
+    plaintext starting with prefix fails."""
+    shim = os.environ.get("SMTPSCOPE_SHIM")
+    if not shim:
+        raise unittest.SkipTest("SMTPSCOPE_SHIM not set (run through ctest)")
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    return {"LD_PRELOAD": shim, "SMTPSCOPE_FAIL_WRITE": prefix,
+            "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
+
+
+class WriteFailureTest(FakeCase):
+    """A write that fails ends its leg at once, says so, and gives the other
+    side the right reply: never a stall until a timeout."""
+
+    def start_shim(self, script, prefix):
+        self.fake = h.FakeUpstream(script)
+        self.scope = h.Scope("--upstream", f"localhost:{self.fake.port}",
+                             "--timeout-command", "60s", env=shim_env(prefix))
+
+    def test_upstream_write_fails_before_data_is_421(self):
+        self.start_shim(h.tls_prelude(CAPS) + [("read_all",)], "MAIL FROM:<a@example.test>")
+        s = client(self.scope.port)
+        talk(s, b"EHLO c\r\n")
+        t0 = time.time()
+        self.assertEqual(talk(s, b"MAIL FROM:<a@example.test>\r\n"),
+                         b"421 4.4.2 upstream connection lost\r\n")
+        self.assertLess(time.time() - t0, 5)
+        self.assertEqual(read_until_closed(s, 10), b"")
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
+        self.assertRegex(self.scope.text(), r"error: upstream connection ended \(TLS write failed: ")
+        self.assertNotIn(b"MAIL FROM", self.fake.data())
+
+    def test_upstream_write_fails_in_data_is_451(self):
+        self.start_shim(h.tls_prelude(CAPS) + [
+            ("expect", b"MAIL"), ("send", b"250 ok\r\n"), ("expect", b"RCPT"),
+            ("send", b"250 ok\r\n"), ("expect", b"DATA"), ("send", b"354 go\r\n"),
+            ("read_all",)], "Subject: fail-here")
+        s = client(self.scope.port)
+        talk(s, b"EHLO c\r\n")
+        s.sendall(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n")
+        self.assertEqual([h.read_reply(s) for _ in range(3)],
+                         [b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n"])
+        t0 = time.time()
+        s.sendall(b"Subject: fail-here\r\n\r\nbody\r\n.\r\n")
+        self.assertEqual(h.read_reply(s),
+                         b"451 4.4.2 upstream connection lost: message not accepted\r\n")
+        self.assertLess(time.time() - t0, 5)
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
+        self.assertNotIn(b"fail-here", self.fake.data())
+        self.assertNotIn("message accepted", self.scope.text())
+
+    def test_client_write_fails(self):
+        self.start_shim(h.tls_prelude(CAPS) + [
+            ("expect", b"EHLO"), ("send", CAPS),
+            ("expect", b"MAIL"), ("send", b"250 2.1.0 sender fails\r\n"), ("read_all",)],
+            "250 2.1.0 sender fails")
+        s = client(self.scope.port)
+        talk(s, b"EHLO c\r\n")
+        self.assertEqual(talk(s, b"STARTTLS\r\n"), b"220 2.0.0 Ready to start TLS\r\n")
+        s = h.client_tls(s)
+        talk(s, b"EHLO c\r\n")
+        t0 = time.time()
+        s.sendall(b"MAIL FROM:<a@x>\r\n")
+        self.assertEqual(read_until_closed(s, 10), b"")  # closed, not left waiting
+        self.assertLess(time.time() - t0, 5)
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
+        self.assertRegex(self.scope.text(),
+                         r"error: writing to the client failed \(TLS write failed: ")
+
+
+class SinkFloodTest(h.ScopeCase):
+    def test_pipelined_far_past_the_queue(self):
+        import shutil
+        import tempfile
+        d = tempfile.mkdtemp(prefix="smtpscope-flood-")
+        self.addCleanup(shutil.rmtree, d, True)
+        self.scope = h.Scope("--sink", d, "--quiet", ca=False)
+        s = client(self.scope.port)
+        talk(s, b"EHLO c\r\n")
+        n = 5000
+        s.sendall(b"MAIL FROM:<a@x>\r\n" + b"".join(b"NOOP %d\r\n" % i for i in range(n)) +
+                  b"QUIT\r\n")
+        got = read_until_closed(s, 30)
+        self.assertEqual(got, b"250 2.1.0 Ok\r\n" + b"250 2.0.0 Ok\r\n" * n +
+                         b"221 2.0.0 Bye\r\n")
 
 
 class BdatTest(FakeCase):
