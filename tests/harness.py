@@ -84,10 +84,19 @@ def certs():
     return _certs
 
 
+def assert_clean_exit(tc, rc, err, want_rc=0):
+    """The one check of how an smtpscope ended, for every test: its exit
+    status, and no AddressSanitizer, LeakSanitizer or UBSan report."""
+    tc.assertEqual(rc, want_rc, err)
+    for marker in ("Sanitizer", "runtime error"):
+        tc.assertNotIn(marker, err)
+
+
 class ScopeCase(unittest.TestCase):
     """A test with one smtpscope (self.scope) and its upstream (self.up or
     self.fake): afterwards smtpscope must exit 0 with no sanitizer report,
-    and the upstream is stopped."""
+    even if it ended before (a test that ends it on purpose checks it and
+    sets self.scope to None), and the upstream is stopped."""
 
     def setUp(self):
         self.scope = None
@@ -97,9 +106,7 @@ class ScopeCase(unittest.TestCase):
     def tearDown(self):
         if self.scope is not None:
             rc, err = self.scope.stop()
-            self.assertEqual(rc, 0, err)
-            self.assertNotIn("Sanitizer", err)
-            self.assertNotIn("runtime error", err)
+            assert_clean_exit(self, rc, err)
         for peer in (self.up, self.fake):
             if peer is not None:
                 peer.stop()
@@ -232,7 +239,9 @@ class Scope:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     def stop(self):
-        """SIGTERM; returns (exit status, stderr)."""
+        """SIGTERM; returns (exit status, stderr). Idempotent."""
+        if getattr(self, "_ended", None) is not None:
+            return self._ended
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -244,6 +253,7 @@ class Scope:
         err = self.proc.stderr.read().decode("utf-8", "replace")
         self.proc.stderr.close()
         self.proc.stdout.close()
+        self._ended = (rc, err)
         return rc, err
 
 

@@ -43,7 +43,7 @@ class BenchToolsTest(unittest.TestCase):
                 self.assertEqual(d["errors"], 0)
             finally:
                 rc, err = sc.stop()
-            self.assertEqual(rc, 0, err)
+            h.assert_clean_exit(self, rc, err)
             self.assertIn("10 message(s) relayed", sc.text())
         finally:
             sink.send_signal(signal.SIGTERM)

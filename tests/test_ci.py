@@ -23,17 +23,16 @@ def check(*args):
     return subprocess.run([h.BIN, "check", *args], capture_output=True, text=True, timeout=60)
 
 
-class SinkCase(unittest.TestCase):
+class SinkCase(h.ScopeCase):
     def setUp(self):
+        super().setUp()
         self.dir = tempfile.mkdtemp(prefix="smtpscope-sink-")
-        self.scope = None
 
     def tearDown(self):
-        if self.scope is not None:
-            rc, err = self.scope.stop()
-            self.assertEqual(rc, 0, err)
-            self.assertNotIn("Sanitizer", err)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            super().tearDown()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def sink(self, *args):
         self.scope = h.Scope("--sink", self.dir, *args, ca=False)
@@ -128,7 +127,16 @@ class SinkTest(SinkCase):
         with self.assertRaises(smtplib.SMTPAuthenticationError):
             c.login("alice", "wrong")
         c.login("alice", "right")
+        c.sendmail("alice@example.test", ["bob@example.test"], b"Subject: authed\r\n\r\nx\r\n")
         c.quit()
+        # an unauthenticated session's message has no auth_user
+        c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)
+        c.sendmail("anon@example.test", ["bob@example.test"], b"Subject: anon\r\n\r\nx\r\n")
+        c.quit()
+        idx = self.index()
+        self.assertEqual([(e["subject"], e.get("auth_user")) for e in idx],
+                         [("authed", "alice"), ("anon", None)])
+        self.assertNotIn("right", open(os.path.join(self.dir, "index.jsonl")).read())
 
     def test_startup_errors(self):
         r = subprocess.run([h.BIN, "--listen", "127.0.0.1:0", "--sink", "/nonexistent"],
@@ -433,7 +441,7 @@ class FaultTest(SinkCase):
                 if c is not None:
                     c.close()
                 rc, err = sc.stop()
-                self.assertEqual(rc, 0, err)
+                h.assert_clean_exit(self, rc, err)
                 self.scope = None
 
     def test_delay(self):
@@ -457,7 +465,7 @@ class FaultTest(SinkCase):
             outcomes.append([c.docmd(f"RCPT TO:<r{i}@x>")[0] for i in range(20)])
             c.quit()
             rc, err = sc.stop()
-            self.assertEqual(rc, 0, err)
+            h.assert_clean_exit(self, rc, err)
             self.scope = None
         self.assertEqual(outcomes[0], outcomes[1])
         self.assertIn(450, outcomes[0])
@@ -490,7 +498,7 @@ class FaultTest(SinkCase):
             rc, err = self.scope.stop()
             self.scope = None
             up.stop()
-        self.assertEqual(rc, 0, err)
+        h.assert_clean_exit(self, rc, err)
 
     @unittest.skipUnless(shutil.which("swaks"), "swaks not installed")
     def test_swaks_exit_codes(self):
@@ -638,7 +646,19 @@ class OrderingTest(SinkCase):
     def test_eod_delay_and_command_delay_together(self):
         sc = self.sink("--fault", "eod=delay=400ms", "--fault", "mail=delay=200ms")
         c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)
+        c.ehlo()
         for i in range(2):
-            c.sendmail("a@x", ["b@x"], f"Subject: {i}\r\n\r\nx\r\n".encode())
+            t0 = time.monotonic()
+            c.mail("a@x")
+            t_mail = time.monotonic() - t0
+            c.rcpt("b@x")
+            t1 = time.monotonic()
+            code, _ = c.data(f"Subject: {i}\r\n\r\nx\r\n".encode())
+            t_eod = time.monotonic() - t1
+            self.assertEqual(code, 250)
+            # each delay is there, and neither is spent twice
+            self.assertGreaterEqual(t_mail, 0.19, f"MAIL answered after {t_mail:.3f} s")
+            self.assertGreaterEqual(t_eod, 0.39, f"end of data answered after {t_eod:.3f} s")
+            self.assertLess(t_mail + t_eod, 2.0)
         c.quit()
         self.assertEqual([e["subject"] for e in self.index()], ["0", "1"])

@@ -104,14 +104,14 @@ class CliTest(unittest.TestCase):
         finally:
             rc, err = sc.stop()
             up.stop()
-        self.assertEqual(rc, 0, err)
+        h.assert_clean_exit(self, rc, err)
 
     def test_sigint_exits_0(self):
         sc = h.Scope(upstream=None)
         import signal
         sc.proc.send_signal(signal.SIGINT)
         rc, err = sc.stop()
-        self.assertEqual(rc, 0, err)
+        h.assert_clean_exit(self, rc, err)
         self.assertIn("SIGINT: shutting down", sc.text())
 
 

@@ -446,6 +446,7 @@ class BdatTest(FakeCase):
         s.close()
         up = self.fake.data()
         self.assertIn(b"BDAT %d\r\n" % len(chunk1) + chunk1 + b"BDAT 5 LAST\r\nabcde", up)
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")  # the transcript is complete
         text = self.scope.text()
         self.assertIn(f"BDAT chunk of {len(chunk1)} octets relayed as is", text)
         self.assertIn("message accepted by the upstream", text)

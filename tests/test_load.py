@@ -57,17 +57,11 @@ def send_concurrently(port, bodies):
     return errors
 
 
-class LoadTest(unittest.TestCase):
+class LoadTest(h.ScopeCase):
     def setUp(self):
+        super().setUp()
         self.up = h.Upstream()
         self.scope = h.Scope(upstream=self.up)
-
-    def tearDown(self):
-        rc, err = self.scope.stop()
-        self.assertEqual(rc, 0, err)
-        self.assertNotIn("Sanitizer", err)
-        self.assertNotIn("runtime error", err)
-        self.up.stop()
 
     def test_multi_megabyte_byte_exact(self):
         body = big_message(4 * 1024 * 1024, 1)
@@ -138,8 +132,7 @@ class LoopsTest(h.ScopeCase):
         self.assertNotIn(h.PASSWORD, text)
         scope, self.scope = self.scope, None
         rc, err = scope.stop()
-        self.assertEqual(rc, 0, err)
-        self.assertNotIn("Sanitizer", err)
+        h.assert_clean_exit(self, rc, err)
         self.assertRegex(scope.text(), rf"summary: {n} session\(s\); {n} message\(s\) "
                                        r"relayed, 0 refused")
 
@@ -262,7 +255,7 @@ class SlowUpstreamMemoryTest(unittest.TestCase):
         finally:
             rc, err = sc.stop()
             fake.stop()
-        self.assertEqual(rc, 0, err)
+        h.assert_clean_exit(self, rc, err)
 
 
 class IdleMemoryTest(h.ScopeCase):

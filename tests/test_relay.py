@@ -13,19 +13,10 @@ import harness as h
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-class RelayTest(unittest.TestCase):
+class RelayTest(h.ScopeCase):
     def setUp(self):
+        super().setUp()
         self.up = h.Upstream()
-        self.scope = None
-
-    def tearDown(self):
-        if self.scope is not None:
-            rc, err = self.scope.stop()
-            self.assertEqual(rc, 0, err)
-            self.assertNotIn("ERROR: AddressSanitizer", err)
-            self.assertNotIn("LeakSanitizer", err)
-            self.assertNotIn("runtime error", err)
-        self.up.stop()
 
     def start(self, *args):
         self.scope = h.Scope(*args, "--helo", "scope.test", upstream=self.up)
@@ -140,7 +131,7 @@ class RelayTest(unittest.TestCase):
                     self.assertIn("send: '[redacted]\\r\\n'", text)
                     self.assertNotIn("UGFzc3dvcmQA", text)  # the 334 challenge itself
                 rc, err = sc.stop()
-                self.assertEqual(rc, 0, err)
+                h.assert_clean_exit(self, rc, err)
                 self.scope = None
         self.assertEqual(self.up.recorder.auth, [("LOGIN", True), ("LOGIN", True)])
 

@@ -33,18 +33,17 @@ def send_one(port, body=b"Subject: hi\r\n\r\nhello\r\n", login=True):
     c.quit()
 
 
-class Base(unittest.TestCase):
+class Base(h.ScopeCase):
     def setUp(self):
+        super().setUp()
         self.dir = tempfile.mkdtemp(prefix="smtpscope-render-")
         self.up = h.Upstream()
-        self.scope = None
 
     def tearDown(self):
-        if self.scope is not None and self.scope.proc.poll() is None:
-            rc, err = self.scope.stop()
-            self.assertEqual(rc, 0, err)
-        self.up.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            super().tearDown()  # an smtpscope that already ended is checked too
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def path(self, name):
         return os.path.join(self.dir, name)
@@ -60,7 +59,7 @@ class JsonTest(Base):
         send_one(self.scope.port)
         self.scope.wait_for("disconnect")
         rc, err = self.scope.stop()
-        self.assertEqual(rc, 0, err)
+        h.assert_clean_exit(self, rc, err)
         self.assertEqual(stat.S_IMODE(os.stat(out).st_mode), 0o600)
         with open(out, "rb") as f:
             raw = f.read()
@@ -211,7 +210,7 @@ class WiresharkTest(Base):
         self.scope.wait_for("disconnect")
         port = self.scope.port
         rc, err = self.scope.stop()
-        self.assertEqual(rc, 0, err)
+        h.assert_clean_exit(self, rc, err)
         self.scope = None
         decode = ["-d", f"tcp.port=={port},smtp", "-d", f"tcp.port=={self.up.port},smtp"]
         r = subprocess.run(["tshark", "-r", cap, *decode, "-Y", "smtp", "-T", "fields", "-e",
@@ -410,7 +409,7 @@ class ShutdownTest(Base):
         c.quit()
         rc, err = sc.stop()
         self.scope = None
-        self.assertEqual(rc, 0, err)
+        h.assert_clean_exit(self, rc, err)
         self.assertEqual(len(self.up.recorder.wait_messages(2)), 2)
         self.assertRegex(sc.text(), r"summary: 2 session\(s\); 2 message\(s\) relayed")
         self.assertNotIn("421 4.3.2", sc.text())  # nobody was cut off
@@ -421,7 +420,7 @@ class ShutdownTest(Base):
         send_one(self.scope.port)
         self.scope.wait_for(r"\[#2\] smtpscope: disconnect")
         rc, err = self.scope.stop()
-        self.assertEqual(rc, 0, err)
+        h.assert_clean_exit(self, rc, err)
         self.assertRegex(self.scope.text(), r"\[#0\] smtpscope: summary: 2 session\(s\); 2 "
                                             r"message\(s\) relayed, 0 refused; client bytes in "
                                             r"\d+, out \d+; upstream bytes in \d+, out \d+; 0 TLS "

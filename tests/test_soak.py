@@ -135,8 +135,7 @@ class SoakTest(unittest.TestCase):
         finally:
             rc, err = sc.stop()
             ctrl.stop()
-        self.assertEqual(rc, 0, err)
-        self.assertNotIn("Sanitizer", err)
+        h.assert_clean_exit(self, rc, err)
 
 
 if __name__ == "__main__":
