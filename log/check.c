@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -321,6 +322,26 @@ static int check_load_json(const char *path, struct cdata *d, char *err, size_t 
     return rc;
 }
 
+/* check_read_file - a regular file's bytes, NUL-terminated; NULL if it
+ * cannot be read or is not a regular file. */
+static char *check_read_file(const char *path, size_t *len)
+{
+    struct stat st;
+    char *text = NULL;
+    FILE *e = fopen(path, "rb");
+
+    *len = 0;
+    if (e == NULL)
+        return NULL;
+    if (fstat(fileno(e), &st) == 0 && S_ISREG(st.st_mode) &&
+        (text = malloc((size_t)st.st_size + 1)) != NULL) {
+        *len = fread(text, 1, (size_t)st.st_size, e);
+        text[*len] = '\0';
+    }
+    fclose(e);
+    return text;
+}
+
 static int check_load_sink(const char *dir, struct cdata *d, char *err, size_t errlen)
 {
     char path[4096];
@@ -356,25 +377,24 @@ static int check_load_sink(const char *dir, struct cdata *d, char *err, size_t e
         cs->tls = json_is_true(json_object_get(ix, "tls"));
         cs->plaintext_auth |= !cs->tls && json_is_string(json_object_get(ix, "auth_user"));
         cs->warnings += (int)json_integer_value(json_object_get(ix, "warnings"));
+        const char *file = json_string_value(json_object_get(ix, "file"));
         char eml[4096];
-        snprintf(eml, sizeof(eml), "%s/%s", dir,
-                 json_string_value(json_object_get(ix, "file")) ?: "");
-        FILE *e = fopen(eml, "rb");
-        char *text = NULL;
         size_t len = 0;
-        if (e != NULL) {
-            fseek(e, 0, SEEK_END);
-            long sz = ftell(e);
-            fseek(e, 0, SEEK_SET);
-            text = malloc(sz > 0 ? (size_t)sz + 1 : 1);
-            len = text != NULL ? fread(text, 1, sz > 0 ? (size_t)sz : 0, e) : 0;
-            fclose(e);
+        snprintf(eml, sizeof(eml), "%s/%s", dir, file != NULL ? file : "");
+        char *text = file != NULL && file[0] != '\0' && strchr(file, '/') == NULL
+                         ? check_read_file(eml, &len)
+                         : NULL;
+        if (text == NULL) {
+            snprintf(err, errlen, "%.300s: line %ld names message file '%.200s', which %s", path,
+                     lineno, file != NULL ? file : "",
+                     file == NULL ? "is missing" : "cannot be read");
+            json_decref(ix);
+            rc = CHECK_BAD_INPUT;
+            break;
         }
-        if (text != NULL)
-            text[len] = '\0';
-        check_split(m, text != NULL ? text : "", len);
-        free(text);
         json_decref(ix);
+        check_split(m, text, len);
+        free(text);
     }
     free(line);
     fclose(f);

@@ -296,11 +296,21 @@ class CheckInputTest(SinkCase):
         r = check("--json", jpath, "--count", "0")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         # the same for a sink's index
+        with open(os.path.join(self.dir, "a.eml"), "wb") as f:
+            f.write(b"Subject: a\r\n\r\nx\r\n")
+        entry = json.dumps({"file": "a.eml", "session": 1, "from": "a@x", "to": ["b@x"]})
         with open(os.path.join(self.dir, "index.jsonl"), "w") as f:
-            f.write("{}\nnot json\n")
-        r = check("--sink", self.dir, "--count", "0")
+            f.write(entry + "\nnot json\n")
+        r = check("--sink", self.dir, "--count", "1")
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("line 2 is not a JSON object", r.stderr)
+        # an entry whose message file is gone, or is no file, is named too
+        for name in ("gone.eml", "", "."):
+            with open(os.path.join(self.dir, "index.jsonl"), "w") as f:
+                f.write(entry + "\n" + json.dumps({"file": name, "session": 2}) + "\n")
+            r = check("--sink", self.dir, "--count", "1")
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            self.assertIn(f"line 2 names message file '{name}'", r.stderr)
 
     def test_thousand_sessions_both_ways(self):
         import socket
