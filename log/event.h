@@ -68,6 +68,7 @@ struct tlog_event {
     int tls_switch;      /* a STARTTLS command or its 220: TLS follows on this leg */
     int injected;        /* a reply smtpscope injected (fault rules) */
     int tls_failure;     /* an error that is a TLS failure */
+    int plaintext_auth;  /* credentials crossed the client leg without TLS */
     const struct sockaddr *local, *peer; /* TLOG_CONNECT: the leg's addresses */
     const struct tlog_totals *totals;    /* TLOG_CLOSE */
     int explain_only;                    /* a learner's note: shown only with --explain */

@@ -200,6 +200,8 @@ void tlog_json_render(const struct tlog_event *ev)
         JSON_ADD(",\"explain\":true");
     if (ev->tls_failure)
         JSON_ADD(",\"tls_failure\":true");
+    if (ev->plaintext_auth)
+        JSON_ADD(",\"plaintext_auth\":true");
     if (ev->totals != NULL) {
         const struct tlog_totals *t = ev->totals;
         JSON_ADD(",\"totals\":{\"client_rx\":%llu,\"client_tx\":%llu,\"upstream_rx\":%llu,"

@@ -179,6 +179,8 @@ static void tlog_count(const struct tlog_event *ev)
         tlog_counts.errors++;
     if (ev->tls_failure)
         tlog_counts.tls_failures++;
+    if (ev->plaintext_auth)
+        tlog_counts.plaintext_auth++;
     if (ev->msg_result > 0)
         tlog_counts.messages++;
     if (ev->msg_result < 0)
@@ -282,8 +284,9 @@ void tlog_summary(void)
     tlog_note(0, TLOG_INFO,
               "summary: %u session(s); %u message(s) relayed, %u refused; client bytes in %llu, "
               "out %llu; upstream bytes in %llu, out %llu; %u TLS failure(s), %u warning(s), "
-              "%u error(s)",
+              "%u error(s); %u plaintext login(s) on the client leg",
               c->sessions, c->messages, c->refused, (unsigned long long)c->client_rx,
               (unsigned long long)c->client_tx, (unsigned long long)c->up_rx,
-              (unsigned long long)c->up_tx, c->tls_failures, c->warnings, c->errors);
+              (unsigned long long)c->up_tx, c->tls_failures, c->warnings, c->errors,
+              c->plaintext_auth);
 }

@@ -25,7 +25,7 @@ struct tlog_options {
 
 /* What the transcript counted, for the summary at exit. */
 struct tlog_stats {
-    unsigned sessions, messages, refused, tls_failures, warnings, errors;
+    unsigned sessions, messages, refused, tls_failures, warnings, errors, plaintext_auth;
     uint64_t client_rx, client_tx, up_rx, up_tx;
 };
 

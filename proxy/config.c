@@ -117,8 +117,10 @@ static const char px_usage[] =
     "                             (default /etc/ssl/certs/ca-certificates.crt)\n"
     "  --insecure                 do not verify the upstream certificate (every\n"
     "                             session's transcript says so)\n"
-    "  --client-tls offer|off     offer STARTTLS to clients with smtpscope's own\n"
-    "                             certificate (default offer)\n"
+    "  --client-tls offer|require|off\n"
+    "                             offer STARTTLS to clients with smtpscope's own\n"
+    "                             certificate (default offer); require: AUTH and\n"
+    "                             MAIL before STARTTLS get 530 5.7.0, as Gmail does\n"
     "  --cert PATH --key PATH     that certificate and key, PEM (default: a fresh\n"
     "                             self-signed one made at start-up)\n"
     "  --show-secrets             show AUTH credentials (default: redacted)\n"
@@ -309,8 +311,10 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
                 cfg->client_tls = PX_CLIENT_TLS_OFFER;
             else if (strcmp(optarg, "off") == 0)
                 cfg->client_tls = PX_CLIENT_TLS_OFF;
+            else if (strcmp(optarg, "require") == 0)
+                cfg->client_tls = PX_CLIENT_TLS_REQUIRE;
             else
-                return px_bad(err, "--client-tls", "offer or off", optarg);
+                return px_bad(err, "--client-tls", "offer, require or off", optarg);
             break;
         case OPT_CERT:
             cfg->cert_file = optarg;

@@ -11,7 +11,7 @@
 #define PX_VERSION "0.1.0"
 
 enum px_upstream_tls { PX_UP_STARTTLS, PX_UP_IMPLICIT };
-enum px_client_tls { PX_CLIENT_TLS_OFFER, PX_CLIENT_TLS_OFF };
+enum px_client_tls { PX_CLIENT_TLS_OFFER, PX_CLIENT_TLS_OFF, PX_CLIENT_TLS_REQUIRE };
 enum px_bare_lf { PX_BARE_LF_NORMALIZE, PX_BARE_LF_REJECT };
 
 /* Timeouts in milliseconds; defaults are RFC 5321 4.5.3.2's minimums. */

@@ -279,7 +279,9 @@ int main(int argc, char **argv)
                   "smtpscope %s listening on %s, sink mode: messages stored in %s (client "
                   "STARTTLS %s; AUTH %s)",
                   PX_VERSION, m.listener.addr, cfg.sink_dir,
-                  cfg.client_tls == PX_CLIENT_TLS_OFFER ? "offered" : "off",
+                  cfg.client_tls == PX_CLIENT_TLS_OFFER     ? "offered"
+                  : cfg.client_tls == PX_CLIENT_TLS_REQUIRE ? "required before AUTH and MAIL"
+                                                            : "off",
                   cfg.sink_auth != NULL ? "checked" : "any credentials accepted");
     else
         tlog_note(0, TLOG_INFO,
@@ -288,7 +290,10 @@ int main(int argc, char **argv)
                   PX_VERSION, m.listener.addr, cfg.up_host, cfg.up_port,
                   cfg.up_tls == PX_UP_IMPLICIT ? "implicit TLS" : "STARTTLS",
                   cfg.insecure ? "NOT verified (--insecure)" : "verified",
-                  cfg.client_tls == PX_CLIENT_TLS_OFFER ? "offered" : "off", loops_text);
+                  cfg.client_tls == PX_CLIENT_TLS_OFFER     ? "offered"
+                  : cfg.client_tls == PX_CLIENT_TLS_REQUIRE ? "required before AUTH and MAIL"
+                                                            : "off",
+                  loops_text);
     for (int i = 0; i < m.px.faults.n; i++)
         tlog_note(0, TLOG_INFO, "fault rule %d: %s", i + 1, m.px.faults.rules[i].spec);
 

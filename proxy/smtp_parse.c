@@ -439,6 +439,8 @@ size_t smtp_ehlo_rewrite(const struct smtp_reply *r, unsigned how, uint8_t *out,
             if (how & SMTP_EHLO_DROP_STARTTLS)
                 drop = "STARTTLS";
         }
+        if (i > 0 && (how & SMTP_EHLO_DROP_AUTH) && smtp_ehlo_keyword(l, len, "AUTH"))
+            drop = "AUTH";
         if (i > 0 && (how & SMTP_EHLO_DROP_CHUNKING)) {
             if (smtp_ehlo_keyword(l, len, "CHUNKING"))
                 drop = "CHUNKING";

@@ -759,6 +759,27 @@ static int srv_fault_act(struct session *s, const struct fault_rule *f, enum smt
     }
 }
 
+/* srv_plaintext_auth - credentials are crossing the client leg unencrypted:
+ * say so, count it, and tell a learner what a real server would do. */
+static void srv_plaintext_auth(struct session *s)
+{
+    int offered = s->px->cfg->client_tls != PX_CLIENT_TLS_OFF;
+    struct tlog_event ev = {
+        .session = s->id,
+        .kind = offered ? TLOG_WARNING : TLOG_INFO,
+        .own = 1,
+        .plaintext_auth = 1,
+        .text = offered ? "credentials cross the client leg in plaintext: the client sent AUTH "
+                          "before STARTTLS; a real submission server (Gmail) answers 530 5.7.0 "
+                          "Must issue a STARTTLS command first (try --client-tls require)"
+                        : "credentials cross the client leg in plaintext (--client-tls off)",
+    };
+    tlog_emit(&ev);
+    session_explain(s, "Gmail and other submission servers refuse AUTH before STARTTLS with "
+                       "\"530 5.7.0 Must issue a STARTTLS command first\": an app that logs in "
+                       "like this works through smtpscope but fails against the real server");
+}
+
 /* srv_command - one complete client line in command state. */
 static int srv_command(struct session *s, const uint8_t *line, size_t len)
 {
@@ -848,8 +869,13 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
         uv_timer_start(&s->fault_timer, srv_fault_resume_cb, f->delay_ms, 0);
         return SRV_CMD_HELD;
     }
+    /* --client-tls require: AUTH and MAIL before STARTTLS are refused here,
+     * as Gmail refuses them (RFC 3207 4) */
+    int need_tls = lflags == 0 && f == NULL && s->client.tls == NULL &&
+                   s->px->cfg->client_tls == PX_CLIENT_TLS_REQUIRE &&
+                   (cmd == SMTP_CMD_AUTH || cmd == SMTP_CMD_MAIL);
     /* decided before it is recorded: is the line relayed, or answered here? */
-    int relayed = lflags == 0 && !(flags & SMTP_CF_LOCAL) && f == NULL;
+    int relayed = lflags == 0 && !(flags & SMTP_CF_LOCAL) && f == NULL && !need_tls;
     if (cmd == SMTP_CMD_BDAT) {
         uint64_t size;
         int last;
@@ -870,12 +896,16 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
         .arg = arg,
         .arglen = arglen,
         .tls_switch = cmd == SMTP_CMD_STARTTLS && lflags == 0 &&
-                      s->px->cfg->client_tls == PX_CLIENT_TLS_OFFER && s->client.tls == NULL &&
+                      s->px->cfg->client_tls != PX_CLIENT_TLS_OFF && s->client.tls == NULL &&
                       arglen == 0,
     };
     tlog_emit(&ev);
     if (f != NULL)
         return srv_fault_act(s, f, cmd, arg, arglen);
+    if (need_tls)
+        return srv_say(s, "530 5.7.0 Must issue a STARTTLS command first", 0, 0);
+    if (cmd == SMTP_CMD_AUTH && relayed && s->client.tls == NULL)
+        srv_plaintext_auth(s);
     if (lflags != 0) {
         tlog_note(s->id, TLOG_WARNING, "command line holds%s%s%s before its CRLF: not relayed",
                   (lflags & SMTP_LF_BARE_LF) ? " a bare LF" : "",
@@ -1129,9 +1159,11 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
     }
     if ((p.flags & SMTP_CF_HELLO) && r->code == 250 && p.what != SMTP_CMD_HELO) {
         char changes[128];
-        unsigned how = s->px->cfg->client_tls == PX_CLIENT_TLS_OFFER && s->client.tls == NULL
+        unsigned how = s->px->cfg->client_tls != PX_CLIENT_TLS_OFF && s->client.tls == NULL
                            ? SMTP_EHLO_ADD_STARTTLS
                            : SMTP_EHLO_DROP_STARTTLS;
+        if (s->px->cfg->client_tls == PX_CLIENT_TLS_REQUIRE && s->client.tls == NULL)
+            how |= SMTP_EHLO_DROP_AUTH; /* as Gmail: no AUTH offered before TLS */
         size_t n =
             smtp_ehlo_rewrite(r, how, rewritten, sizeof(rewritten), changes, sizeof(changes));
         s->up_chunking = smtp_reply_has_keyword(r, "CHUNKING");

@@ -52,7 +52,7 @@ class CliTest(unittest.TestCase):
             (["--listen", "1.2.3.4:99999"], "--listen: expected HOST:PORT"),
             (["--upstream", "host:"], "--upstream: expected HOST:PORT"),
             (["--upstream-tls", "tls"], "--upstream-tls: expected starttls or implicit"),
-            (["--client-tls", "maybe"], "--client-tls: expected offer or off"),
+            (["--client-tls", "maybe"], "--client-tls: expected offer, require or off"),
             (["--body-lines", "ten"], "--body-lines: expected a number of lines"),
             (["--body-lines", "-1"], "--body-lines: expected a number of lines"),
             (["--cert", "/x.pem"], "--cert and --key go together"),

@@ -263,5 +263,79 @@ class RelayTest(h.ScopeCase):
         self.assertEqual(len(self.up.recorder.wait_messages(1)), 1)
 
 
+class PlaintextAuthTest(h.ScopeCase):
+    """Credentials on the unencrypted client leg are said and counted;
+    --client-tls require answers as Gmail does."""
+
+    def setUp(self):
+        super().setUp()
+        self.up = h.Upstream()
+
+    def summary(self):
+        scope, self.scope = self.scope, None
+        rc, err = scope.stop()
+        h.assert_clean_exit(self, rc, err)
+        return scope.wait_for(r"summary: "), scope.text()
+
+    def test_offer_warns_and_counts(self):
+        self.scope = h.Scope("--explain", upstream=self.up)
+        c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
+        c.login(h.USER, h.PASSWORD)  # no starttls(): the app's bug
+        c.sendmail(h.USER, ["bob@example.test"], b"Subject: x\r\n\r\nx\r\n")
+        c.quit()
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
+        line, text = self.summary()
+        self.assertIn("warning: credentials cross the client leg in plaintext: the client sent "
+                      "AUTH before STARTTLS", text)
+        self.assertIn('"530 5.7.0 Must issue a STARTTLS command first"', text)  # --explain
+        self.assertIn("1 warning(s), 0 error(s); 1 plaintext login(s) on the client leg", line)
+        self.assertNotIn(h.PASSWORD, text)
+
+    def test_tls_first_is_not_counted(self):
+        self.scope = h.Scope(upstream=self.up)
+        c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
+        c.starttls()
+        c.login(h.USER, h.PASSWORD)
+        c.quit()
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
+        line, text = self.summary()
+        self.assertIn("0 warning(s), 0 error(s); 0 plaintext login(s)", line)
+
+    def test_require_answers_530_like_gmail(self):
+        self.scope = h.Scope("--client-tls", "require", upstream=self.up)
+        c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
+        code, caps = c.ehlo()
+        self.assertIn(b"STARTTLS", caps)
+        self.assertNotIn(b"AUTH", caps)  # as Gmail: no AUTH before TLS
+        want = (530, b"5.7.0 Must issue a STARTTLS command first")
+        self.assertEqual(c.docmd("AUTH", "PLAIN " + base64.b64encode(
+            f"\0{h.USER}\0{h.PASSWORD}".encode()).decode()), want)
+        self.assertEqual(c.docmd("MAIL", "FROM:<a@example.test>"), want)
+        c.starttls()
+        c.ehlo()
+        self.assertTrue(c.has_extn("auth"))
+        c.login(h.USER, h.PASSWORD)
+        c.sendmail(h.USER, ["bob@example.test"], b"Subject: after tls\r\n\r\nx\r\n")
+        c.quit()
+        msgs = self.up.recorder.wait_messages(1)
+        self.assertEqual(len(msgs), 1)
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
+        line, text = self.summary()
+        self.assertIn("0 plaintext login(s)", line)
+        self.assertIn("smtpscope reply: b'530 5.7.0 Must issue a STARTTLS command first", text)
+        self.assertNotIn("upstream send: 'MAIL FROM:<a@example.test>", text)
+        self.assertNotIn(h.PASSWORD, text)
+
+    def test_off_counts_without_warning(self):
+        self.scope = h.Scope("--client-tls", "off", upstream=self.up)
+        c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
+        c.login(h.USER, h.PASSWORD)
+        c.quit()
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
+        line, text = self.summary()
+        self.assertIn("credentials cross the client leg in plaintext (--client-tls off)", text)
+        self.assertIn("0 warning(s), 0 error(s); 1 plaintext login(s)", line)
+
+
 if __name__ == "__main__":
     unittest.main()
