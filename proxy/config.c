@@ -20,6 +20,7 @@
 
 enum {
     OPT_LISTEN = 256,
+    OPT_ALLOW_REMOTE,
     OPT_UPSTREAM,
     OPT_UPSTREAM_TLS,
     OPT_CA_FILE,
@@ -59,6 +60,7 @@ enum {
 
 static const struct option px_options[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
+    {"allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE},
     {"upstream", required_argument, NULL, OPT_UPSTREAM},
     {"upstream-tls", required_argument, NULL, OPT_UPSTREAM_TLS},
     {"ca-file", required_argument, NULL, OPT_CA_FILE},
@@ -109,7 +111,10 @@ static const char px_usage[] =
     "\n"
     "Options:\n"
     "  --listen HOST:PORT         where clients connect (default " PX_DEFAULT_LISTEN ");\n"
-    "                             [::1]:2525 for IPv6, port 0 for any free port\n"
+    "                             [::1]:2525 for IPv6, port 0 for any free port, a\n"
+    "                             port alone for 127.0.0.1; loopback only unless\n"
+    "  --allow-remote             a non-loopback --listen address is allowed: anyone\n"
+    "                             who reaches it relays through your upstream\n"
     "  --upstream HOST:PORT       the real server (default " PX_DEFAULT_UPSTREAM ")\n"
     "  --upstream-tls MODE        starttls or implicit (default: implicit for port 465,\n"
     "                             starttls otherwise); never plaintext\n"
@@ -250,6 +255,27 @@ static int px_bad(FILE *err, const char *opt, const char *want, const char *got)
     return PX_PARSE_EXIT_USAGE;
 }
 
+/* px_bad_hostport - say what is wrong with a HOST:PORT. */
+static int px_bad_hostport(FILE *err, const char *opt, const char *got, int upstream)
+{
+    const char *colon = got[0] == '[' ? strstr(got, "]:") : strrchr(got, ':');
+    const char *port = colon != NULL ? colon + (got[0] == '[' ? 2 : 1) : got;
+    char *end;
+
+    errno = 0;
+    long p = strtol(port, &end, 10);
+    if (port[0] != '\0' && *end == '\0' && (errno != 0 || p < 0 || p > 65535))
+        fprintf(err, "smtpscope: %s: port %s is out of range (0 to 65535)\n", opt, port);
+    else if (upstream && port[0] != '\0' && *end == '\0' && p == 0)
+        fprintf(err, "smtpscope: %s: port 0 cannot be connected to\n", opt);
+    else
+        fprintf(err,
+                "smtpscope: %s: expected HOST:PORT%s ([v6]:PORT for IPv6), got '%s' (see "
+                "--help)\n",
+                opt, upstream ? "" : " or a port alone", got);
+    return PX_PARSE_EXIT_USAGE;
+}
+
 enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **argv, FILE *out,
                                      FILE *err)
 {
@@ -281,15 +307,26 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
     while ((c = getopt_long(argc, argv, ":hV", px_options, &longidx)) != -1) {
         switch (c) {
         case OPT_LISTEN:
-            if (px_split_hostport(optarg, cfg->listen_host, sizeof(cfg->listen_host),
-                                  cfg->listen_port, sizeof(cfg->listen_port)) != 0)
-                return px_bad(err, "--listen", "HOST:PORT", optarg);
+            if (optarg[0] != '\0' && strspn(optarg, "0123456789") == strlen(optarg)) {
+                /* a port alone: on the loopback address */
+                char with_host[64];
+                snprintf(with_host, sizeof(with_host), "127.0.0.1:%.20s", optarg);
+                if (px_split_hostport(with_host, cfg->listen_host, sizeof(cfg->listen_host),
+                                      cfg->listen_port, sizeof(cfg->listen_port)) != 0)
+                    return px_bad_hostport(err, "--listen", optarg, 0);
+            } else if (px_split_hostport(optarg, cfg->listen_host, sizeof(cfg->listen_host),
+                                         cfg->listen_port, sizeof(cfg->listen_port)) != 0) {
+                return px_bad_hostport(err, "--listen", optarg, 0);
+            }
             break;
         case OPT_UPSTREAM:
             if (px_split_hostport(optarg, cfg->up_host, sizeof(cfg->up_host), cfg->up_port,
                                   sizeof(cfg->up_port)) != 0 ||
                 strcmp(cfg->up_port, "0") == 0)
-                return px_bad(err, "--upstream", "HOST:PORT", optarg);
+                return px_bad_hostport(err, "--upstream", optarg, 1);
+            break;
+        case OPT_ALLOW_REMOTE:
+            cfg->allow_remote = 1;
             break;
         case OPT_UPSTREAM_TLS:
             if (strcmp(optarg, "starttls") == 0)

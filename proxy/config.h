@@ -36,6 +36,7 @@ struct px_config {
     const char *cert_file;
     const char *key_file;
     int show_secrets;
+    int allow_remote; /* --allow-remote: a non-loopback --listen address */
     long body_lines;
     const char *helo; /* NULL: this machine's host name */
     int trace;        /* state changes in the transcript */

@@ -8,7 +8,9 @@
 #include "listener.h"
 #include "../log/transcript.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,11 +152,26 @@ int px_listen_at(struct px_listener *ls, struct proxy *px, const struct sockaddr
     if (rc != 0) {
         char addr[80];
         leg_addr_text(sa, addr, sizeof(addr));
-        snprintf(err, errlen, "cannot listen on %s: %s", addr, uv_strerror(rc));
+        snprintf(err, errlen, "cannot listen on %s: %s%s", addr, uv_strerror(rc),
+                 rc == UV_EADDRINUSE ? " (another smtpscope or mail tool may be running there; "
+                                       "choose another port, or --listen 127.0.0.1:0 for any "
+                                       "free one: the port chosen is printed)"
+                                     : "");
         return rc;
     }
     if (uv_tcp_getsockname(&ls->tcp, (struct sockaddr *)&ls->bound, &len) == 0)
         leg_addr_text((struct sockaddr *)&ls->bound, ls->addr, sizeof(ls->addr));
+    return 0;
+}
+
+int px_addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
     return 0;
 }
 
@@ -174,7 +191,16 @@ int px_listen(struct px_listener *ls, struct proxy *px, const char *host, const 
         snprintf(err, errlen, "cannot resolve listen address %s: %s", host, uv_strerror(rc));
         return rc;
     }
-    if (reuseport && strcmp(port, "0") != 0 && (rc = px_port_free(req.addrinfo->ai_addr)) != 0)
+    if (!px_addr_is_loopback(req.addrinfo->ai_addr) && !px->cfg->allow_remote) {
+        char addr[80];
+        leg_addr_text(req.addrinfo->ai_addr, addr, sizeof(addr));
+        snprintf(err, errlen,
+                 "--listen %s:%s (%s) is not a loopback address: anyone who can reach it could "
+                 "send mail through your upstream session; add --allow-remote if that is meant",
+                 host, port, addr);
+        rc = UV_EACCES;
+    } else if (reuseport && strcmp(port, "0") != 0 &&
+               (rc = px_port_free(req.addrinfo->ai_addr)) != 0)
         snprintf(err, errlen, "cannot listen on %s:%s: %s", host, port, uv_strerror(rc));
     else
         rc = px_listen_at(ls, px, req.addrinfo->ai_addr, reuseport, err, errlen);

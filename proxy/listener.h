@@ -20,5 +20,7 @@ int px_listen(struct px_listener *ls, struct proxy *px, const char *host, const 
 int px_listen_at(struct px_listener *ls, struct proxy *px, const struct sockaddr *sa, int reuseport,
                  char *err, size_t errlen);
 void px_listener_close(struct px_listener *ls);
+/* px_addr_is_loopback - 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104. */
+int px_addr_is_loopback(const struct sockaddr *sa);
 
 #endif

@@ -294,6 +294,14 @@ int main(int argc, char **argv)
                   : cfg.client_tls == PX_CLIENT_TLS_REQUIRE ? "required before AUTH and MAIL"
                                                             : "off",
                   loops_text);
+    if (!px_addr_is_loopback((const struct sockaddr *)&m.listener.bound))
+        tlog_note(0, TLOG_WARNING,
+                  "listening on %s, which is not a loopback address (--allow-remote): anyone "
+                  "who can reach it can send mail through %s%s",
+                  m.listener.addr,
+                  cfg.sink_dir != NULL || cfg.replay != NULL ? "this smtpscope"
+                                                             : "your upstream session",
+                  cfg.show_secrets ? ", and with --show-secrets their credentials are logged" : "");
     for (int i = 0; i < m.px.faults.n; i++)
         tlog_note(0, TLOG_INFO, "fault rule %d: %s", i + 1, m.px.faults.rules[i].spec);
 

@@ -48,8 +48,10 @@ class CliTest(unittest.TestCase):
         cases = [
             (["--bogus"], "unknown option '--bogus'"),
             (["-x"], "unknown option '-x'"),
-            (["--listen", "nocolon"], "--listen: expected HOST:PORT, got 'nocolon'"),
-            (["--listen", "1.2.3.4:99999"], "--listen: expected HOST:PORT"),
+            (["--listen", "nocolon"], "--listen: expected HOST:PORT or a port alone"),
+            (["--listen", "1.2.3.4:99999"], "--listen: port 99999 is out of range (0 to 65535)"),
+            (["--listen", "70000"], "--listen: port 70000 is out of range (0 to 65535)"),
+            (["--upstream", "h:0"], "--upstream: port 0 cannot be connected to"),
             (["--upstream", "host:"], "--upstream: expected HOST:PORT"),
             (["--upstream-tls", "tls"], "--upstream-tls: expected starttls or implicit"),
             (["--client-tls", "maybe"], "--client-tls: expected offer, require or off"),
@@ -78,7 +80,8 @@ class CliTest(unittest.TestCase):
             busy.close()
         self.assertEqual(r.returncode, 2)
         self.assertRegex(r.stderr, rf"^smtpscope: cannot listen on 127\.0\.0\.1:{port}: "
-                                   r"address already in use\n$")
+                                   r"address already in use \(.*--listen 127\.0\.0\.1:0 for any "
+                                   r"free one: the port chosen is printed\)\n$")
         r = run("--listen", "127.0.0.1:0", "--ca-file", "/nonexistent/ca.pem")
         self.assertEqual(r.returncode, 2)
         self.assertRegex(r.stderr, r"^smtpscope: cannot load CA file /nonexistent/ca\.pem: "
@@ -113,6 +116,49 @@ class CliTest(unittest.TestCase):
         rc, err = sc.stop()
         h.assert_clean_exit(self, rc, err)
         self.assertIn("SIGINT: shutting down", sc.text())
+
+
+class ListenTest(unittest.TestCase):
+    def start(self, *args):
+        """Start, wait for readiness, stop: what it printed until then."""
+        import signal
+        import time
+        p = subprocess.Popen([h.BIN, "--upstream", "127.0.0.1:9", *args],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=20)
+        self.assertEqual(p.returncode, 0, err)
+        return p, out
+
+    def test_non_loopback_refused_without_allow_remote(self):
+        for addr in ("0.0.0.0:0", "[::]:0"):
+            r = run("--listen", addr)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("is not a loopback address: anyone who can reach it could send mail "
+                          "through your upstream session; add --allow-remote", r.stderr)
+
+    def test_allow_remote_warns(self):
+        p, out = self.start("--listen", "0.0.0.0:0", "--allow-remote", "--show-secrets")
+        self.assertRegex(out, r"warning: listening on 0\.0\.0\.0:\d+, which is not a loopback "
+                              r"address \(--allow-remote\): anyone who can reach it can send mail "
+                              r"through your upstream session, and with --show-secrets their "
+                              r"credentials are logged")
+
+    def test_loopback_has_no_warning_and_port_alone(self):
+        p, out = self.start("--listen", "0")
+        self.assertRegex(out, r"listening on 127\.0\.0\.1:\d+")
+        self.assertNotIn("warning:", out)
+
+    def test_busy_port_suggests_port_0(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        self.addCleanup(s.close)
+        r = run("--listen", f"127.0.0.1:{s.getsockname()[1]}")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("address already in use", r.stderr)
+        self.assertIn("--listen 127.0.0.1:0 for any free one", r.stderr)
 
 
 if __name__ == "__main__":
