@@ -272,20 +272,20 @@ class IdleMemoryTest(h.ScopeCase):
         # one session first: the upstream TLS session is saved, the others
         # resume it, as in steady use (300 first-time handshakes at once
         # would leave their scratch memory resident)
-        warm = socket.create_connection(("127.0.0.1", self.scope.port), timeout=30)
-        self.assertTrue(h.read_reply(warm, 30).startswith(b"220"))
+        warm = socket.create_connection(("127.0.0.1", self.scope.port), timeout=120)
+        self.assertTrue(h.read_reply(warm, 120).startswith(b"220"))
         warm.close()
         self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
         base = self.scope.status("VmRSS")
         socks = []
         try:
             for _ in range(n):
-                socks.append(socket.create_connection(("127.0.0.1", self.scope.port), timeout=30))
+                socks.append(socket.create_connection(("127.0.0.1", self.scope.port), timeout=120))
             for s in socks:
-                self.assertTrue(h.read_reply(s, 30).startswith(b"220"))  # upstream TLS is up
+                self.assertTrue(h.read_reply(s, 120).startswith(b"220"))  # upstream TLS is up
                 s.sendall(b"EHLO idle.example.test\r\n")
             for s in socks:
-                self.assertTrue(h.read_reply(s, 30).startswith(b"250"))
+                self.assertTrue(h.read_reply(s, 120).startswith(b"250"))
             per_session = (self.scope.status("VmRSS") - base) / n
             # here 46.5 kB with the record buffers on the heap and the reply
             # buffer kept, about 42 with only the reply buffer freed, 32-34
