@@ -353,6 +353,14 @@ static void leg_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             }
             return;
         }
+        if (!l->tls_ready && l->head_len < sizeof(l->head)) {
+            /* kept to say what came instead of a TLS record, if it fails */
+            size_t k = sizeof(l->head) - l->head_len;
+            if (k > (size_t)nread)
+                k = (size_t)nread;
+            memcpy(l->head + l->head_len, buf->base, k);
+            l->head_len += k;
+        }
         if (tls_conn_feed(l->tls, (const uint8_t *)buf->base, (size_t)nread) != 0) {
             leg_end(l, LEG_END_ERROR, "out of memory");
             return;

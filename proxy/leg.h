@@ -55,7 +55,9 @@ struct leg {
     int above_high;
     int close_after_flush;
     int ended;
-    size_t wq;       /* bytes queued in write requests */
+    size_t wq;        /* bytes queued in write requests */
+    uint8_t head[16]; /* the first bytes read after TLS started, for diagnosis */
+    size_t head_len;
     uint64_t rx, tx; /* bytes on the wire */
 };
 

@@ -294,6 +294,21 @@ int main(int argc, char **argv)
                   : cfg.client_tls == PX_CLIENT_TLS_REQUIRE ? "required before AUTH and MAIL"
                                                             : "off",
                   loops_text);
+    if (cfg.sink_dir == NULL && cfg.replay == NULL) {
+        /* RFC 8314 3.3: 465 is implicit TLS; 25 and 587 speak STARTTLS */
+        int p = atoi(cfg.up_port);
+        if (cfg.up_tls == PX_UP_STARTTLS && p == 465)
+            tlog_note(0, TLOG_WARNING,
+                      "upstream port 465 usually expects implicit TLS, and with --upstream-tls "
+                      "starttls smtpscope waits for a plaintext greeting that will not come; "
+                      "use --upstream-tls implicit");
+        else if (cfg.up_tls == PX_UP_IMPLICIT && (p == 25 || p == 587))
+            tlog_note(0, TLOG_WARNING,
+                      "upstream port %d usually speaks STARTTLS (a plaintext greeting first), and "
+                      "--upstream-tls implicit will fail its TLS handshake; use --upstream-tls "
+                      "starttls",
+                      p);
+    }
     if (!px_addr_is_loopback((const struct sockaddr *)&m.listener.bound))
         tlog_note(0, TLOG_WARNING,
                   "listening on %s, which is not a loopback address (--allow-remote): anyone "

@@ -125,6 +125,7 @@ struct session {
     int up_aborted;           /* smtpscope closed the upstream to discard a message */
     struct smtp_reply *reply; /* the upstream reply being read; NULL between replies */
     uint64_t up_connected_us; /* --record: when the upstream TCP connection came up */
+    int greet_hinted;         /* the "no greeting yet: implicit TLS?" note was given */
     uint8_t *greeting;        /* the upstream's greeting, relayed once ready */
     size_t greeting_len;
 

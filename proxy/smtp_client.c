@@ -43,6 +43,21 @@ static int up_waiting_final(const struct session *s)
     return p->what == SRV_EXP_EOD || (p->what == SMTP_CMD_BDAT && (p->flags & SMTP_CF_SYNC));
 }
 
+#define UP_GREETING_HINT_MS 5000 /* or half the greeting timeout, if shorter */
+
+/* up_greeting_hint_ms - when a missing greeting suggests implicit TLS. */
+static uint64_t up_greeting_hint_ms(const struct session *s)
+{
+    uint64_t half = s->px->cfg->timeouts.greeting / 2;
+    return half < UP_GREETING_HINT_MS ? half : UP_GREETING_HINT_MS;
+}
+
+static int up_greeting_hint_due(const struct session *s)
+{
+    return !s->greet_hinted && s->px->cfg->up_tls == PX_UP_STARTTLS && s->up.tls == NULL &&
+           up_greeting_hint_ms(s) > 0;
+}
+
 static void up_timer_cb(uv_timer_t *t)
 {
     struct session *s = t->data;
@@ -60,6 +75,18 @@ static void up_timer_cb(uv_timer_t *t)
         tlog_note(s->id, TLOG_WARNING, "connect to %s", s->up_error);
         s->ai_cur = s->ai_cur->ai_next;
         leg_close(&s->up); /* cancels the connect; up_closed() tries the next address */
+        return;
+    }
+    if (s->up_state == UP_GREETING && up_greeting_hint_due(s)) {
+        /* RFC 8314 3.3: an implicit-TLS port waits for the client's hello */
+        uint64_t after = up_greeting_hint_ms(s);
+        s->greet_hinted = 1;
+        tlog_note(s->id, TLOG_INFO,
+                  "no greeting from upstream %s after %llu ms: a port that expects implicit TLS "
+                  "(such as 465) waits for the client to start TLS; if this is one, use "
+                  "--upstream-tls implicit (still waiting for a greeting, up to %llu ms)",
+                  s->up_addr, (unsigned long long)after, (unsigned long long)to->greeting);
+        uv_timer_start(&s->up_timer, up_timer_cb, to->greeting - after, 0);
         return;
     }
     if (s->up_state == UP_READY && s->pend_len > 0) {
@@ -93,7 +120,7 @@ void up_arm_timer(struct session *s)
         ms = to->connect;
         break;
     case UP_GREETING:
-        ms = to->greeting;
+        ms = up_greeting_hint_due(s) ? up_greeting_hint_ms(s) : to->greeting;
         break;
     case UP_EHLO1:
     case UP_STARTTLS:
@@ -508,6 +535,17 @@ void up_handshake(struct session *s, int rc)
                  "upstream TLS certificate verification failed for %s: %s (%s)", cfg->up_host,
                  verify, info);
         session_fail(s, "421 4.7.0", "upstream certificate not trusted", reason);
+        return;
+    }
+    if (rc != 0 && cfg->up_tls == PX_UP_IMPLICIT &&
+        smtp_looks_like_reply(s->up.head, s->up.head_len)) {
+        char shown[64];
+        tlog_repr(shown, sizeof(shown), s->up.head, s->up.head_len, TLOG_REPR_BYTES);
+        snprintf(reason, sizeof(reason),
+                 "upstream %s sent a plaintext SMTP greeting (%s...) where a TLS handshake was "
+                 "expected: it is a STARTTLS port; use --upstream-tls starttls",
+                 s->up_addr, shown);
+        session_fail(s, "421 4.7.0", "TLS handshake with upstream failed", reason);
         return;
     }
     if (rc != 0) {

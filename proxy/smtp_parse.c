@@ -39,6 +39,12 @@ size_t smtp_line_end(const uint8_t *buf, size_t len)
     return lf != NULL ? (size_t)(lf - buf) + 1 : 0;
 }
 
+int smtp_looks_like_reply(const uint8_t *p, size_t n)
+{
+    return n >= 4 && p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' &&
+           p[2] <= '9' && (p[3] == ' ' || p[3] == '-');
+}
+
 size_t smtp_cmd_line_end(const uint8_t *buf, size_t len)
 {
     size_t off = 0;

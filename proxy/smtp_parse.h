@@ -52,6 +52,9 @@ enum smtp_cmd {
 /* smtp_line_end - length of the first line in buf (through its LF), or 0
  * when buf holds no LF. */
 size_t smtp_line_end(const uint8_t *buf, size_t len);
+/* smtp_looks_like_reply - do these first bytes of a stream start an SMTP
+ * reply ("220 " or "220-")? Tells a plaintext greeting from a TLS record. */
+int smtp_looks_like_reply(const uint8_t *p, size_t n);
 /* smtp_cmd_line_end - length of the first command line in buf, through its
  * CRLF, or 0 when buf holds no CRLF. RFC 5321 2.3.8: a command line ends at
  * CRLF only; a bare LF or CR before it belongs to the line (and makes it

@@ -173,5 +173,52 @@ class NegativeTest(h.ScopeCase):
         self.assertNotIn("message accepted by the upstream", self.scope.text())
 
 
+class WrongTlsModeTest(h.ScopeCase):
+    """The wrong --upstream-tls for a port is recognised and said in words."""
+
+    def test_starttls_mode_against_an_implicit_tls_port(self):
+        # the server does TLS at once: it waits for a ClientHello, and says nothing
+        self.fake = h.FakeUpstream([("tls",), ("read_all",)])
+        self.scope = h.Scope("--upstream", f"localhost:{self.fake.port}",
+                             "--timeout-greeting", "2s")
+        s = socket.create_connection(("127.0.0.1", self.scope.port), timeout=15)
+        self.scope.wait_for(r"no greeting from upstream 127\.0\.0\.1:\d+ after 1000 ms: a port "
+                            r"that expects implicit TLS \(such as 465\) waits for the client to "
+                            r"start TLS; if this is one, use --upstream-tls implicit")
+        self.assertEqual(h.read_reply(s, 10), b"421 4.4.2 upstream timed out\r\n")
+        s.close()
+
+    def test_implicit_mode_against_a_starttls_port(self):
+        self.fake = h.FakeUpstream([("send", b"220 fake ESMTP\r\n"), ("read_all",)])
+        self.scope = h.Scope("--upstream", f"localhost:{self.fake.port}",
+                             "--upstream-tls", "implicit")
+        s = socket.create_connection(("127.0.0.1", self.scope.port), timeout=15)
+        self.assertEqual(h.read_reply(s, 10),
+                         b"421 4.7.0 TLS handshake with upstream failed\r\n")
+        s.close()
+        self.scope.wait_for(r"error: upstream 127\.0\.0\.1:\d+ sent a plaintext SMTP greeting "
+                            r"\(b'220 fake ESMTP\\r\\n'\.\.\.\) where a TLS handshake was "
+                            r"expected: it is a STARTTLS port; use --upstream-tls starttls")
+        self.assertNotIn("-0x", self.scope.text())
+
+    def test_start_up_warnings_for_well_known_ports(self):
+        for args, want in ((["--upstream", "127.0.0.1:465", "--upstream-tls", "starttls"],
+                            "upstream port 465 usually expects implicit TLS"),
+                           (["--upstream", "127.0.0.1:587", "--upstream-tls", "implicit"],
+                            "upstream port 587 usually speaks STARTTLS"),
+                           (["--upstream", "127.0.0.1:25", "--upstream-tls", "implicit"],
+                            "upstream port 25 usually speaks STARTTLS")):
+            sc = h.Scope(*args)
+            try:
+                sc.expect(want)
+            finally:
+                rc, err = sc.stop()
+                h.assert_clean_exit(self, rc, err)
+        sc = h.Scope("--upstream", "127.0.0.1:465")
+        rc, err = sc.stop()
+        h.assert_clean_exit(self, rc, err)
+        self.assertNotIn("usually", sc.text())
+
+
 if __name__ == "__main__":
     unittest.main()
