@@ -591,7 +591,7 @@ static void test_render_hostile(void)
                               .text = "connect",
                               .local = (struct sockaddr *)&a,
                               .peer = (struct sockaddr *)&a};
-    tlog_files_render(&conn);
+    tlog_files_render(&conn, NULL, 0);
 
     size_t nev_total = 0;
     for (size_t hi = 0; hi <= NELEM(hostile); hi++) {
@@ -625,13 +625,13 @@ static void test_render_hostile(void)
                 }
             }
             tlog_json_render(&ev[e]);
-            tlog_files_render(&ev[e]);
+            tlog_files_render(&ev[e], NULL, 0);
             nev_total++;
         }
     }
     struct tlog_event close_ev = {
         .time_us = 1000000, .session = 7, .kind = TLOG_CLOSE, .own = 1, .text = "disconnect"};
-    tlog_files_render(&close_ev);
+    tlog_files_render(&close_ev, NULL, 0);
     tlog_json_close();
     tlog_files_close();
 
