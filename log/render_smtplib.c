@@ -369,7 +369,7 @@ const char *tlog_smtplib_render(const struct tlog_event *ev, int level, size_t *
             sl_free(s);
         }
         *len = sl_out_len;
-        return sl_out;
+        return sl_out_len > 0 ? sl_out : NULL;
     }
     int connect = ev->kind == TLOG_CONNECT && ev->leg == TLOG_LEG_CLIENT;
     int command = ev->kind == TLOG_COMMAND && ev->leg == TLOG_LEG_CLIENT && ev->dir == TLOG_DIR_IN;
