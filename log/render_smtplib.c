@@ -38,6 +38,7 @@
 #define SMTPLIB_CONTENT_MAX (1024 * 1024)      /* a message, per session */
 #define SMTPLIB_HELD_MAX    (64 * 1024 * 1024) /* messages of all sessions together */
 #define SMTPLIB_BUCKETS     256
+#define SMTPLIB_OUT_KEEP    (256 * 1024) /* output buffer kept between calls */
 
 /* what the reply being read answers, when its event does not say */
 enum smtplib_answer { SL_GREETING, SL_OTHER, SL_DATA, SL_EOD };
@@ -360,6 +361,11 @@ const char *tlog_smtplib_render(const struct tlog_event *ev, int level, size_t *
 
     sl_out_len = 0;
     *len = 0;
+    if (sl_out_cap > SMTPLIB_OUT_KEEP) { /* a big message's line is not kept */
+        free(sl_out);
+        sl_out = NULL;
+        sl_out_cap = 0;
+    }
     if (ev->session == 0)
         return NULL;
     if (ev->kind == TLOG_CLOSE) {
