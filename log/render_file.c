@@ -75,19 +75,22 @@ static struct file_slot *files_find(uint64_t session, int create, uint64_t time_
     return freeslot;
 }
 
-void tlog_files_render(const struct tlog_event *ev)
+void tlog_files_render(const struct tlog_event *ev, const char *text, size_t n)
 {
     char line[TLOG_LINE_MAX];
     struct file_slot *f;
-    size_t n;
 
     if (files_dir == NULL || ev->session == 0 || ev->kind == TLOG_RAW)
         return;
     f = files_find(ev->session, ev->kind == TLOG_CONNECT, ev->time_us);
     if (f == NULL)
         return;
-    n = tlog_format_line(ev, line, sizeof(line), 0, 0);
-    tlog_write_all(f->fd, line, n);
+    if (text == NULL) {
+        n = tlog_format_line(ev, line, sizeof(line), 0, 0);
+        text = line;
+    }
+    if (n > 0)
+        tlog_write_all(f->fd, text, n);
     if (ev->kind == TLOG_CLOSE) {
         close(f->fd);
         f->session = 0;

@@ -162,6 +162,7 @@ void tlog_close_all(void)
     tlog_json_close();
     tlog_files_close();
     tlog_pcap_close();
+    tlog_smtplib_reset();
 }
 
 uint64_t tlog_now_us(void)
@@ -214,11 +215,26 @@ static const char *tlog_decode_prompt(const struct tlog_event *ev, char *buf, si
     return buf;
 }
 
+/* tlog_console_out - lines to the console (tlog_mu held). */
+static void tlog_console_out(const char *p, size_t n)
+{
+    if (n == 0)
+        return;
+    if (tlog_w.running) {
+        tlog_console_append(p, n);
+    } else {
+        fwrite(p, 1, n, tlog_opts.console);
+        if (!tlog_opts.batch)
+            fflush(tlog_opts.console);
+    }
+}
+
 void tlog_emit(struct tlog_event *ev)
 {
     uint8_t masked[TLOG_REDACT_MAX];
     char decoded[64], line[TLOG_LINE_MAX];
     struct tlog_event shown = *ev;
+    int smtplib = tlog_opts.format != TLOG_FORMAT_CONSOLE;
     size_t n = 0;
 
     if (shown.time_us == 0)
@@ -229,23 +245,38 @@ void tlog_emit(struct tlog_event *ev)
                                 shown.len, masked, sizeof(masked));
         shown.bytes = masked;
     }
-    if (tlog_opts.console != NULL && shown.kind != TLOG_RAW &&
-        (tlog_opts.explain || !shown.explain_only) &&
-        (!tlog_opts.quiet || shown.session == 0 || shown.kind == TLOG_WARNING ||
-         shown.kind == TLOG_ERROR || shown.kind == TLOG_CLOSE))
+    if (smtplib) {
+        /* smtplib would print none of smtpscope's own words: what went
+         * wrong, and lines of no session, go to the notes stream instead */
+        if (tlog_opts.notes != NULL &&
+            (shown.session == 0 || shown.kind == TLOG_WARNING || shown.kind == TLOG_ERROR))
+            n = tlog_format_line(&shown, line, sizeof(line), 0, 0);
+    } else if (tlog_opts.console != NULL && shown.kind != TLOG_RAW &&
+               (tlog_opts.explain || !shown.explain_only) &&
+               (!tlog_opts.quiet || shown.session == 0 || shown.kind == TLOG_WARNING ||
+                shown.kind == TLOG_ERROR || shown.kind == TLOG_CLOSE)) {
         n = tlog_format_line(&shown, line, sizeof(line), tlog_opts.color,
                              tlog_opts.explain && !tlog_opts.quiet);
+    }
     pthread_mutex_lock(&tlog_mu);
     tlog_count(&shown);
-    if (n > 0 && tlog_w.running) {
-        tlog_console_append(line, n);
-    } else if (n > 0) {
-        fwrite(line, 1, n, tlog_opts.console);
-        if (!tlog_opts.batch)
-            fflush(tlog_opts.console);
+    if (smtplib) {
+        /* stateful (a reply's lines, a message's pieces): under the lock */
+        size_t sl_len;
+        const char *sl =
+            tlog_smtplib_render(&shown, tlog_opts.format == TLOG_FORMAT_SMTPLIB2 ? 2 : 1, &sl_len);
+        if (tlog_opts.console != NULL)
+            tlog_console_out(sl, sl_len);
+        if (n > 0) {
+            fwrite(line, 1, n, tlog_opts.notes);
+            fflush(tlog_opts.notes);
+        }
+        tlog_files_render(&shown, sl != NULL ? sl : "", sl_len);
+    } else {
+        tlog_console_out(line, n);
+        tlog_files_render(&shown, NULL, 0);
     }
     tlog_json_render(&shown);
-    tlog_files_render(&shown);
     tlog_pcap_render(&shown);
     pthread_mutex_unlock(&tlog_mu);
 }

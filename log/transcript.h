@@ -13,6 +13,13 @@
 
 #include <stdio.h>
 
+/* The console's form (--format). */
+enum tlog_format {
+    TLOG_FORMAT_CONSOLE,  /* smtpscope's: both legs, its notes, time and session */
+    TLOG_FORMAT_SMTPLIB,  /* the client leg as smtplib set_debuglevel(1) prints it */
+    TLOG_FORMAT_SMTPLIB2, /* ... and as set_debuglevel(2), with its timestamps */
+};
+
 struct tlog_options {
     int show_secrets;
     FILE *console; /* NULL: no console rendering */
@@ -21,6 +28,11 @@ struct tlog_options {
     int quiet;     /* console: only warnings, errors and session summaries */
     int batch;     /* console: written once per loop turn (tlog_flush), not per line;
                       a pipe or socket by a thread of its own */
+    /* the console's and --transcript-dir's form */
+    enum tlog_format format;
+    /* with an smtplib format: where smtpscope's warnings, errors and lines of
+     * no session go, in the console form (NULL: nowhere) */
+    FILE *notes;
 };
 
 /* What the transcript counted, for the summary at exit. */

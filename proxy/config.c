@@ -49,6 +49,7 @@ enum {
     OPT_NO_EXPLAIN,
     OPT_COLOR,
     OPT_QUIET,
+    OPT_FORMAT,
     OPT_GRACE,
     OPT_SINK,
     OPT_SINK_AUTH,
@@ -89,6 +90,7 @@ static const struct option px_options[] = {
     {"no-explain", no_argument, NULL, OPT_NO_EXPLAIN},
     {"color", required_argument, NULL, OPT_COLOR},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"format", required_argument, NULL, OPT_FORMAT},
     {"grace", required_argument, NULL, OPT_GRACE},
     {"sink", required_argument, NULL, OPT_SINK},
     {"sink-auth", required_argument, NULL, OPT_SINK_AUTH},
@@ -159,6 +161,11 @@ static const char px_usage[] =
     "  --explain, --no-explain    learner notes (default: on a terminal)\n"
     "  --color never|always|auto  colour (default auto: a terminal, no NO_COLOR)\n"
     "  --quiet                    console: only warnings and session summaries\n"
+    "  --format FORM              the console's form (and --transcript-dir's):\n"
+    "                             smtpscope (default), smtplib: the client leg\n"
+    "                             exactly as smtplib.set_debuglevel(1) prints it,\n"
+    "                             smtplib2: as set_debuglevel(2), with timestamps;\n"
+    "                             smtpscope's warnings and errors go to stderr\n"
     "  --grace T                  at SIGINT/SIGTERM open sessions may finish for\n"
     "                             this long (default 5s); a second signal ends now\n"
     "\n"
@@ -430,6 +437,16 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
         case OPT_QUIET:
             cfg->quiet = 1;
             break;
+        case OPT_FORMAT:
+            if (strcmp(optarg, "smtpscope") == 0)
+                cfg->format = PX_FORMAT_CONSOLE;
+            else if (strcmp(optarg, "smtplib") == 0)
+                cfg->format = PX_FORMAT_SMTPLIB;
+            else if (strcmp(optarg, "smtplib2") == 0)
+                cfg->format = PX_FORMAT_SMTPLIB2;
+            else
+                return px_bad(err, "--format", "smtpscope, smtplib or smtplib2", optarg);
+            break;
         case OPT_GRACE:
             if (px_parse_duration(optarg, &cfg->grace_ms) != 0)
                 return px_bad(err, "--grace", "a duration such as 5s", optarg);
@@ -510,6 +527,14 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
         (cfg->sink_dir != NULL || cfg->replay != NULL || cfg->record != NULL || cfg->nfaults > 0)) {
         fprintf(err, "smtpscope: --loops above 1 is for relay mode: --sink, --replay, --record "
                      "and --fault need one loop (see --help)\n");
+        return PX_PARSE_EXIT_USAGE;
+    }
+    if (cfg->format != PX_FORMAT_CONSOLE && (cfg->quiet || cfg->explain == 1)) {
+        /* smtplib prints neither learner notes nor summaries */
+        fprintf(err,
+                "smtpscope: --format %s prints what smtplib prints: --quiet and --explain "
+                "do not apply (see --help)\n",
+                cfg->format == PX_FORMAT_SMTPLIB ? "smtplib" : "smtplib2");
         return PX_PARSE_EXIT_USAGE;
     }
     if (!tls_given)

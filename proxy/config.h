@@ -13,6 +13,7 @@
 enum px_upstream_tls { PX_UP_STARTTLS, PX_UP_IMPLICIT };
 enum px_client_tls { PX_CLIENT_TLS_OFFER, PX_CLIENT_TLS_OFF, PX_CLIENT_TLS_REQUIRE };
 enum px_bare_lf { PX_BARE_LF_NORMALIZE, PX_BARE_LF_REJECT };
+enum px_format { PX_FORMAT_CONSOLE, PX_FORMAT_SMTPLIB, PX_FORMAT_SMTPLIB2 };
 
 /* Timeouts in milliseconds; defaults are RFC 5321 4.5.3.2's minimums. */
 struct px_timeouts {
@@ -51,6 +52,7 @@ struct px_config {
     int explain;                /* -1: on a terminal only */
     int color;                  /* -1: auto (a terminal and no NO_COLOR) */
     int quiet;
+    enum px_format format;  /* --format: the console's form */
     uint64_t grace_ms;      /* at SIGINT/SIGTERM, sessions may finish this long */
     const char *sink_dir;   /* --sink DIR: no upstream, smtpscope is the server */
     const char *sink_auth;  /* --sink-auth FILE: user:password lines */

@@ -126,6 +126,10 @@ static int px_setup_transcript(const struct px_config *cfg, char *err, size_t er
         .explain = cfg->explain >= 0 ? cfg->explain : tty,
         .quiet = cfg->quiet,
         .batch = !tty,
+        .format = cfg->format == PX_FORMAT_SMTPLIB    ? TLOG_FORMAT_SMTPLIB
+                  : cfg->format == PX_FORMAT_SMTPLIB2 ? TLOG_FORMAT_SMTPLIB2
+                                                      : TLOG_FORMAT_CONSOLE,
+        .notes = stderr,
     };
     tlog_init(&topts);
     if (cfg->json != NULL && tlog_open_json(cfg->json, err, errlen) != 0)

@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 #include <mbedtls/base64.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -591,7 +592,7 @@ static void test_render_hostile(void)
                               .text = "connect",
                               .local = (struct sockaddr *)&a,
                               .peer = (struct sockaddr *)&a};
-    tlog_files_render(&conn);
+    tlog_files_render(&conn, NULL, 0);
 
     size_t nev_total = 0;
     for (size_t hi = 0; hi <= NELEM(hostile); hi++) {
@@ -625,13 +626,13 @@ static void test_render_hostile(void)
                 }
             }
             tlog_json_render(&ev[e]);
-            tlog_files_render(&ev[e]);
+            tlog_files_render(&ev[e], NULL, 0);
             nev_total++;
         }
     }
     struct tlog_event close_ev = {
         .time_us = 1000000, .session = 7, .kind = TLOG_CLOSE, .own = 1, .text = "disconnect"};
-    tlog_files_render(&close_ev);
+    tlog_files_render(&close_ev, NULL, 0);
     tlog_json_close();
     tlog_files_close();
 
@@ -704,6 +705,225 @@ static void test_render_hostile(void)
     rmdir(dir);
 }
 
+/* ---- --format smtplib: what smtplib's debug output prints --------------- */
+
+/* sl_feed - events through the smtplib renderer; their lines, concatenated. */
+static size_t sl_feed(const struct tlog_event *ev, size_t nev, int level, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < nev; i++) {
+        size_t n;
+        const char *p = tlog_smtplib_render(&ev[i], level, &n);
+        CHECKF((p == NULL) == (n == 0), "event %zu: %p, %zu bytes", i, (const void *)p, n);
+        if (p != NULL && o + n < cap) {
+            memcpy(out + o, p, n);
+            o += n;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+#define SL_REPLY(t, l, ans)                                                                        \
+    {                                                                                              \
+        .time_us = (t), .session = 3, .kind = TLOG_REPLY, .leg = TLOG_LEG_UPSTREAM,                \
+        .dir = TLOG_DIR_IN, .bytes = (const uint8_t *)(l), .len = sizeof(l) - 1, .answers = (ans)  \
+    }
+#define SL_CMD(t, l, v)                                                                            \
+    {                                                                                              \
+        .time_us = (t), .session = 3, .kind = TLOG_COMMAND, .leg = TLOG_LEG_CLIENT,                \
+        .dir = TLOG_DIR_IN, .bytes = (const uint8_t *)(l), .len = sizeof(l) - 1, .verb = (v)       \
+    }
+#define SL_RAW(t, l)                                                                               \
+    {                                                                                              \
+        .time_us = (t), .session = 3, .kind = TLOG_RAW, .leg = TLOG_LEG_CLIENT,                    \
+        .dir = TLOG_DIR_IN, .bytes = (const uint8_t *)(l), .len = sizeof(l) - 1                    \
+    }
+
+/* A whole session, against what Python 3.11's smtplib prints for it (each
+ * expected line checked against smtplib.py's format strings: %a of the
+ * joined Msg, print() of the (code, msg) tuple). The reply's Msg joins
+ * line[4:].strip(b' \t\r\n') with \n; a line that is not "NNN-" ends it. */
+static void test_smtplib_session(void)
+{
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(2525), .sin_addr.s_addr = htonl(0x7f000001)};
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(587)};
+    a6.sin6_addr.s6_addr[15] = 1;
+    const uint64_t t0 = 3600ull * 1000000u; /* 01:00:00 UTC */
+    struct tlog_event ev[] = {
+        {.time_us = t0,
+         .session = 3,
+         .kind = TLOG_CONNECT,
+         .leg = TLOG_LEG_CLIENT,
+         .own = 1,
+         .text = "connection from ...",
+         .local = (struct sockaddr *)&a},
+        /* smtpscope's own conversation upstream is not the client's */
+        {.time_us = t0 + 1,
+         .session = 3,
+         .kind = TLOG_REPLY,
+         .leg = TLOG_LEG_UPSTREAM,
+         .dir = TLOG_DIR_IN,
+         .own = 1,
+         .bytes = (const uint8_t *)"220 up\r\n",
+         .len = 8,
+         .answers = "greeting"},
+        {.time_us = t0 + 2, .session = 3, .kind = TLOG_INFO, .own = 1, .text = "a note"},
+        SL_REPLY(t0 + 3, "220 mx ESMTP ready\r\n", "greeting"),
+        SL_CMD(t0 + 4, "ehlo [127.0.0.1]\r\n", "EHLO"),
+        SL_REPLY(t0 + 5, "250-mx Hello \t\r\n", "EHLO"),
+        SL_REPLY(t0 + 6, "250-SIZE 1000\r\n", "EHLO"),
+        SL_REPLY(t0 + 7, "250-\r\n", "EHLO"),
+        SL_REPLY(t0 + 8, "250 it's \"HELP\"\r\n", "EHLO"),
+        SL_CMD(t0 + 9, "STARTTLS\r\n", "STARTTLS"),
+        /* smtpscope answered this one itself */
+        {.time_us = t0 + 10,
+         .session = 3,
+         .kind = TLOG_REPLY,
+         .leg = TLOG_LEG_CLIENT,
+         .dir = TLOG_DIR_OUT,
+         .own = 1,
+         .bytes = (const uint8_t *)"220 2.0.0 Ready\r\n",
+         .len = 17,
+         .code = 220},
+        SL_CMD(t0 + 11, "data\r\n", "DATA"),
+        SL_REPLY(t0 + 12, "354 Go ahead\r\n", "DATA"),
+        SL_RAW(t0 + 13, "Subject: hi\r\n\r\nHello"),
+        {.time_us = t0 + 14,
+         .session = 3,
+         .kind = TLOG_DATA,
+         .leg = TLOG_LEG_CLIENT,
+         .dir = TLOG_DIR_IN,
+         .bytes = (const uint8_t *)"Subject: hi\r\n",
+         .len = 13},
+        SL_RAW(t0 + 15, " Bob\r\n.\r\n"),
+        SL_REPLY(t0 + 16, "250 2.0.0 OK queued\r\n", "end of data"),
+        /* an own reply to DATA says nothing of what it answers */
+        SL_CMD(t0 + 17, "DATA\r\n", "DATA"),
+        {.time_us = t0 + 18,
+         .session = 3,
+         .kind = TLOG_REPLY,
+         .leg = TLOG_LEG_CLIENT,
+         .dir = TLOG_DIR_OUT,
+         .own = 1,
+         .bytes = (const uint8_t *)"503 5.5.1 MAIL first\r\n",
+         .len = 22,
+         .code = 503},
+        /* int(b'2x0') fails: -1, and the reply ends there, '-' or not */
+        SL_CMD(t0 + 19, "noop\r\n", "NOOP"),
+        SL_REPLY(t0 + 20, "2x0-odd\r\n", "NOOP"),
+        SL_CMD(t0 + 21, "quit\r\n", "QUIT"),
+        SL_REPLY(t0 + 22, "221 Bye\r\n", "QUIT"),
+        {.time_us = t0 + 23, .session = 3, .kind = TLOG_CLOSE, .own = 1, .text = "bye"},
+        /* an IPv6 listener, at level 2 */
+        {.time_us = t0 + 1000000,
+         .session = 4,
+         .kind = TLOG_CONNECT,
+         .leg = TLOG_LEG_CLIENT,
+         .own = 1,
+         .text = "c",
+         .local = (struct sockaddr *)&a6},
+        {.time_us = t0 + 1000000, .session = 4, .kind = TLOG_CLOSE, .own = 1, .text = "bye"},
+    };
+    static const char want1[] =
+        "connect: to ('127.0.0.1', 2525) None\n"
+        "reply: b'220 mx ESMTP ready\\r\\n'\n"
+        "reply: retcode (220); Msg: b'mx ESMTP ready'\n"
+        "connect: b'mx ESMTP ready'\n"
+        "send: 'ehlo [127.0.0.1]\\r\\n'\n"
+        "reply: b'250-mx Hello \\t\\r\\n'\n"
+        "reply: b'250-SIZE 1000\\r\\n'\n"
+        "reply: b'250-\\r\\n'\n"
+        "reply: b'250 it\\'s \"HELP\"\\r\\n'\n"
+        "reply: retcode (250); Msg: b'mx Hello\\nSIZE 1000\\n\\nit\\'s \"HELP\"'\n"
+        "send: 'STARTTLS\\r\\n'\n"
+        "reply: b'220 2.0.0 Ready\\r\\n'\n"
+        "reply: retcode (220); Msg: b'2.0.0 Ready'\n"
+        "send: 'data\\r\\n'\n"
+        "reply: b'354 Go ahead\\r\\n'\n"
+        "reply: retcode (354); Msg: b'Go ahead'\n"
+        "data: (354, b'Go ahead')\n"
+        "send: b'Subject: hi\\r\\n\\r\\nHello Bob\\r\\n.\\r\\n'\n"
+        "reply: b'250 2.0.0 OK queued\\r\\n'\n"
+        "reply: retcode (250); Msg: b'2.0.0 OK queued'\n"
+        "data: (250, b'2.0.0 OK queued')\n"
+        "send: 'DATA\\r\\n'\n"
+        "reply: b'503 5.5.1 MAIL first\\r\\n'\n"
+        "reply: retcode (503); Msg: b'5.5.1 MAIL first'\n"
+        "data: (503, b'5.5.1 MAIL first')\n"
+        "send: 'noop\\r\\n'\n"
+        "reply: b'2x0-odd\\r\\n'\n"
+        "reply: retcode (-1); Msg: b'odd'\n"
+        "send: 'quit\\r\\n'\n"
+        "reply: b'221 Bye\\r\\n'\n"
+        "reply: retcode (221); Msg: b'Bye'\n"
+        "connect: to ('::1', 587) None\n";
+    static char out[8192];
+
+    setenv("TZ", "UTC", 1);
+    tzset();
+    size_t n = sl_feed(ev, NELEM(ev), 1, out, sizeof(out));
+    CHECKF(n == strlen(want1) && strcmp(out, want1) == 0, "level 1:\n%s", out);
+
+    /* level 2: str(datetime.time) first, without a fraction when it is 0 */
+    n = sl_feed(ev, 6, 2, out, sizeof(out));
+    static const char want2[] = "01:00:00 connect: to ('127.0.0.1', 2525) None\n"
+                                "01:00:00.000003 reply: b'220 mx ESMTP ready\\r\\n'\n"
+                                "01:00:00.000003 reply: retcode (220); Msg: b'mx ESMTP ready'\n"
+                                "01:00:00.000003 connect: b'mx ESMTP ready'\n"
+                                "01:00:00.000004 send: 'ehlo [127.0.0.1]\\r\\n'\n"
+                                "01:00:00.000005 reply: b'250-mx Hello \\t\\r\\n'\n";
+    CHECKF(n == strlen(want2) && strcmp(out, want2) == 0, "level 2:\n%s", out);
+    tlog_smtplib_reset();
+}
+
+/* A message over the per-session bound: the line is cut and says so; a
+ * session that ends mid-message still shows what came. */
+static void test_smtplib_bounds(void)
+{
+    size_t big = 3 * 1024 * 1024, n;
+    uint8_t *chunk = malloc(64 * 1024);
+    memset(chunk, 'x', 64 * 1024);
+    struct tlog_event cmd = SL_CMD(1, "data\r\n", "DATA");
+    struct tlog_event raw = {.time_us = 2,
+                             .session = 3,
+                             .kind = TLOG_RAW,
+                             .leg = TLOG_LEG_CLIENT,
+                             .dir = TLOG_DIR_IN,
+                             .bytes = chunk,
+                             .len = 64 * 1024};
+    struct tlog_event fin = SL_REPLY(3, "250 ok\r\n", "end of data");
+
+    CHECK(tlog_smtplib_render(&cmd, 1, &n) != NULL);
+    for (size_t sent = 0; sent < big; sent += raw.len)
+        CHECK(tlog_smtplib_render(&raw, 1, &n) == NULL && n == 0);
+    const char *p = tlog_smtplib_render(&fin, 1, &n);
+    CHECK(p != NULL && strncmp(p, "send: b'xxx", 11) == 0);
+    const char *cut = p != NULL ? strstr(p, "'... [smtpscope: a message of 3145728 bytes; only "
+                                            "its first 1048576 are shown]\nreply: b'250 ok")
+                                : NULL;
+    CHECKF(cut != NULL && cut - p == 8 + 1024 * 1024, "%s", p != NULL ? check_show(p, 80) : "");
+
+    /* a reply longer than any smtpscope relays is cut, marked, and bounded */
+    struct tlog_event line =
+        SL_REPLY(4, "250-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n", "EHLO");
+    for (int i = 0; i < 5000; i++)
+        tlog_smtplib_render(&line, 1, &n);
+    struct tlog_event last = SL_REPLY(5, "250 end\r\n", "EHLO");
+    p = tlog_smtplib_render(&last, 1, &n);
+    CHECK(p != NULL && n < 4 * 140 * 1024 && strstr(p, "...\n") != NULL);
+
+    struct tlog_event part = SL_RAW(6, "Subject: cut\r\n");
+    struct tlog_event close_ev = {.time_us = 7, .session = 3, .kind = TLOG_CLOSE, .own = 1};
+    tlog_smtplib_render(&part, 1, &n);
+    p = tlog_smtplib_render(&close_ev, 1, &n);
+    CHECKF(p != NULL && strcmp(p, "send: b'Subject: cut\\r\\n'\n") == 0, "%s",
+           p != NULL ? p : "(none)");
+    free(chunk);
+    tlog_smtplib_reset();
+}
+
 int main(void)
 {
     alarm(120); /* a hang in the code under test is a failure, not a stall */
@@ -718,5 +938,7 @@ int main(void)
     test_redact_random();
     test_console_prefix();
     test_render_hostile();
+    test_smtplib_session();
+    test_smtplib_bounds();
     return check_done("unit_log");
 }
