@@ -247,8 +247,10 @@ static int check_load_json(const char *path, struct cdata *d, char *err, size_t 
         struct txn *x = check_txn(&t, &nt, &tcap, &last, sid);
         if (strcmp(kind, "tls") == 0 && strcmp(leg, "client") == 0)
             cs->tls = 1;
-        if (strcmp(kind, "warning") == 0)
-            cs->warnings++;
+        if (strcmp(kind, "warning") == 0) {
+            json_int_t count = json_integer_value(json_object_get(ev, "count"));
+            cs->warnings += count > 1 ? (int)count : 1;
+        }
         if (strcmp(kind, "command") == 0 && verb != NULL && strcmp(verb, "AUTH") == 0 && !cs->tls)
             cs->plaintext_auth = 1;
         if (strcmp(kind, "reply") == 0 && (strcmp(leg, "upstream") == 0 ? !own : own)) {
@@ -725,6 +727,13 @@ int tlog_check_main(int argc, char **argv)
         return check_done(&o, 2);
     }
 
+    struct stat st;
+    int st_rc = o.sink != NULL ? stat(o.sink, &st) : 0;
+    if (o.sink != NULL && (st_rc != 0 || !S_ISDIR(st.st_mode))) {
+        fprintf(stderr, "smtpscope check: --sink %s: %s\n", o.sink,
+                st_rc != 0 ? strerror(errno) : "not a directory");
+        return check_done(&o, 2);
+    }
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
@@ -755,6 +764,14 @@ int tlog_check_main(int argc, char **argv)
             free(report);
             check_free(&d);
             return check_done(&o, 0);
+        }
+        if (elapsed >= o.wait && rc != 0) {
+            /* the input is not there: an error of the invocation, not a
+             * failed expectation */
+            fprintf(stderr, "smtpscope check: %s\n", err);
+            free(report);
+            check_free(&d);
+            return check_done(&o, 2);
         }
         if (elapsed >= o.wait) {
             if (rc != 0)

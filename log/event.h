@@ -69,6 +69,7 @@ struct tlog_event {
     int injected;        /* a reply smtpscope injected (fault rules) */
     int tls_failure;     /* an error that is a TLS failure */
     int plaintext_auth;  /* credentials crossed the client leg without TLS */
+    unsigned count;      /* a warning standing for this many (0: one) */
     const struct sockaddr *local, *peer; /* TLOG_CONNECT: the leg's addresses */
     const struct tlog_totals *totals;    /* TLOG_CLOSE */
     int explain_only;                    /* a learner's note: shown only with --explain */

@@ -200,6 +200,8 @@ void tlog_json_render(const struct tlog_event *ev)
         JSON_ADD(",\"explain\":true");
     if (ev->tls_failure)
         JSON_ADD(",\"tls_failure\":true");
+    if (ev->count > 1)
+        JSON_ADD(",\"count\":%u", ev->count);
     if (ev->plaintext_auth)
         JSON_ADD(",\"plaintext_auth\":true");
     if (ev->totals != NULL) {

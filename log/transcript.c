@@ -175,7 +175,7 @@ uint64_t tlog_now_us(void)
 static void tlog_count(const struct tlog_event *ev)
 {
     if (ev->kind == TLOG_WARNING)
-        tlog_counts.warnings++;
+        tlog_counts.warnings += ev->count > 0 ? ev->count : 1;
     if (ev->kind == TLOG_ERROR)
         tlog_counts.errors++;
     if (ev->tls_failure)

@@ -376,12 +376,20 @@ static void leg_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     if (nread == UV_EOF) {
+        int client = l->which == TLOG_LEG_CLIENT;
         if (l->tls == NULL)
-            leg_end(l, LEG_END_EOF, "connection closed by peer");
+            leg_end(l, LEG_END_EOF,
+                    client ? "the client closed the connection"
+                           : "the upstream closed the connection");
+        else if (!l->tls_ready)
+            leg_end(l, LEG_END_TRUNCATED,
+                    client ? "the client closed TCP during the TLS handshake"
+                           : "the upstream closed TCP during the TLS handshake");
         else
             leg_end(l, LEG_END_TRUNCATED,
-                    l->tls_ready ? "TCP closed without TLS close_notify (truncation)"
-                                 : "TCP closed during the TLS handshake");
+                    client ? "the client closed TCP without TLS close_notify (truncation; common "
+                             "for clients, above all after an error reply)"
+                           : "the upstream closed TCP without TLS close_notify (truncation)");
         return;
     }
     char text[128];

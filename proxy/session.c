@@ -204,13 +204,20 @@ void session_close(struct session *s, const char *why)
         .refused = s->refused,
         .duration_us = us,
     };
-    char text[1024];
+    char text[1024], up[200];
+    if (s->sink != NULL)
+        snprintf(up, sizeof(up), "no upstream (%s); %u message(s) accepted by it", s->up_addr,
+                 s->messages);
+    else
+        snprintf(up, sizeof(up),
+                 "upstream %s sent %llu, received %llu; %u message(s) accepted "
+                 "upstream",
+                 s->up_addr[0] ? s->up_addr : "-", (unsigned long long)s->up.rx,
+                 (unsigned long long)s->up.tx, s->messages);
     snprintf(text, sizeof(text),
-             "disconnect: %s; client %s sent %llu bytes, received %llu; upstream %s sent "
-             "%llu, received %llu; %u message(s) accepted upstream; %llu.%03llu s",
-             why, s->client_addr, (unsigned long long)s->client.rx,
-             (unsigned long long)s->client.tx, s->up_addr[0] ? s->up_addr : "-",
-             (unsigned long long)s->up.rx, (unsigned long long)s->up.tx, s->messages,
+             "disconnect: %s; client %s sent %llu bytes, received %llu; %s%s%s; %llu.%03llu s", why,
+             s->client_addr, (unsigned long long)s->client.rx, (unsigned long long)s->client.tx, up,
+             s->last_refusal[0] ? "; last refusal: " : "", s->last_refusal,
              (unsigned long long)(us / 1000000u), (unsigned long long)(us / 1000u % 1000u));
     struct tlog_event ev = {
         .session = s->id, .kind = TLOG_CLOSE, .own = 1, .text = text, .totals = &totals};
@@ -353,7 +360,9 @@ int session_flow(struct session *s)
 
 void session_stop_all(struct proxy *px)
 {
-    while (px->sessions != NULL)
-        session_fail(px->sessions, "421 4.3.2", "smtpscope is shutting down",
-                     "smtpscope is shutting down");
+    while (px->sessions != NULL) {
+        struct session *s = px->sessions;
+        srv_shutdown_note(s);
+        session_fail(s, "421 4.3.2", "smtpscope is shutting down", "smtpscope is shutting down");
+    }
 }

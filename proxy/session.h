@@ -125,6 +125,7 @@ struct session {
     int up_aborted;           /* smtpscope closed the upstream to discard a message */
     struct smtp_reply *reply; /* the upstream reply being read; NULL between replies */
     uint64_t up_connected_us; /* --record: when the upstream TCP connection came up */
+    char last_refusal[120];   /* the last 4xx/5xx the client heard, for the close line */
     int greet_hinted;         /* the "no greeting yet: implicit TLS?" note was given */
     uint8_t *greeting;        /* the upstream's greeting, relayed once ready */
     size_t greeting_len;
@@ -227,6 +228,8 @@ void srv_handshake(struct session *s, int rc);
 void srv_upstream_gone(struct session *s, const char *why);
 /* srv_client_gone - the client ended (why: enum leg_end): close. */
 void srv_client_gone(struct session *s, int why, const char *text);
+/* srv_shutdown_note - what a shutdown now does to a message in flight. */
+void srv_shutdown_note(struct session *s);
 /* srv_arm_timer - (re)start the client timer for the current state. */
 void srv_arm_timer(struct session *s);
 /* srv_relay_and_close - pass the upstream's reply on, then end. */

@@ -27,7 +27,7 @@ static const char *const up_state_names[UP_STATE_COUNT] = {
 /* up_set_state - the one place the upstream machine changes state. */
 static void up_set_state(struct session *s, enum up_state st)
 {
-    if (s->px->cfg->trace)
+    if (s->px->cfg->trace && st != s->up_state)
         tlog_note(s->id, TLOG_INFO, "upstream state %s -> %s", up_state_names[s->up_state],
                   up_state_names[st]);
     s->up_state = st;

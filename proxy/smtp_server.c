@@ -102,6 +102,17 @@ void srv_arm_timer(struct session *s)
 
 static void srv_push(struct session *s, int what, unsigned flags, const uint8_t *line, size_t len);
 
+/* srv_note_refusal - keep the last 4xx/5xx the client heard: the close line
+ * names it, so even --quiet says why a session failed. */
+static void srv_note_refusal(struct session *s, const uint8_t *line, size_t n)
+{
+    if (n < 4 || (line[0] != '4' && line[0] != '5'))
+        return;
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    tlog_repr(s->last_refusal, sizeof(s->last_refusal), line, n, TLOG_REPR_PLAIN);
+}
+
 /* srv_send_own - every reply smtpscope makes itself: bounded, recorded
  * (tls_switch: it is the 220 to STARTTLS), sent now. */
 static int srv_send_own(struct session *s, const char *line, int tls_switch, int injected)
@@ -126,6 +137,7 @@ static int srv_send_own(struct session *s, const char *line, int tls_switch, int
         .injected = injected,
     };
     tlog_emit(&ev);
+    srv_note_refusal(s, (const uint8_t *)buf, len);
     return session_client_write(s, (const uint8_t *)buf, len);
 }
 
@@ -164,13 +176,17 @@ static void srv_verdict(struct session *s, int code)
     struct tlog_event ev = {.session = s->id, .kind = TLOG_INFO, .own = 1};
     char text[80];
 
+    const char *who = s->sink == NULL         ? "the upstream"
+                      : s->px->replay != NULL ? "the replay"
+                                              : "the sink";
     if (code / 100 == 2) {
         s->messages++;
-        ev.text = "message accepted by the upstream";
+        snprintf(text, sizeof(text), "message accepted by %s", who);
+        ev.text = text;
         ev.msg_result = 1;
     } else {
         s->refused++;
-        snprintf(text, sizeof(text), "message NOT accepted by the upstream (%d)", code);
+        snprintf(text, sizeof(text), "message NOT accepted by %s (%d)", who, code);
         ev.text = text;
         ev.msg_result = -1;
     }
@@ -189,11 +205,15 @@ static int srv_relay_lines(struct session *s, const uint8_t *buf, size_t len, in
         size_t n = smtp_line_end(buf + off, len - off);
         if (n == 0)
             n = len - off;
+        /* in sink and replay modes the replies are smtpscope's own, said
+         * on the client leg */
+        int own = s->sink != NULL;
         struct tlog_event ev = {
             .session = s->id,
             .kind = TLOG_REPLY,
-            .leg = TLOG_LEG_UPSTREAM,
-            .dir = TLOG_DIR_IN,
+            .leg = own ? TLOG_LEG_CLIENT : TLOG_LEG_UPSTREAM,
+            .dir = own ? TLOG_DIR_OUT : TLOG_DIR_IN,
+            .own = own,
             .bytes = buf + off,
             .len = n,
             .code = n >= 3
@@ -204,6 +224,8 @@ static int srv_relay_lines(struct session *s, const uint8_t *buf, size_t len, in
             .answers = answers,
         };
         tlog_emit(&ev);
+        if (off + n == len)
+            srv_note_refusal(s, buf + off, n);
         off += n;
     }
     if (final_code != 0)
@@ -416,14 +438,26 @@ static void srv_show(struct session *s, const uint8_t *p, size_t n, enum smtp_da
                       (lflags & SMTP_LF_BARE_CR) ? " a bare CR" : "",
                       (lflags & SMTP_LF_NUL) ? " a NUL" : "",
                       reject ? "the message will be refused (--bare-lf reject)"
-                             : "re-framed with CRLF, NUL dropped (--bare-lf normalize)");
+                      : (lflags & SMTP_LF_NUL)
+                          ? "re-framed with CRLF, NUL dropped (--bare-lf normalize)"
+                          : "re-framed with CRLF (--bare-lf normalize)");
         if (reject && s->msg_poison == NULL)
             s->msg_poison = "550 5.6.0 Message contains a bare LF, bare CR or NUL; refused";
     }
     if (ev == SMTP_DATA_END) {
-        if (s->msg_warnings > SRV_WARN_LINES)
-            tlog_note(s->id, TLOG_WARNING, "%u more message lines with a bare LF, bare CR or NUL",
-                      s->msg_warnings - SRV_WARN_LINES);
+        if (s->msg_warnings > SRV_WARN_LINES) {
+            /* one line for the rest, counted as what it stands for, so the
+             * summary, check and the sink's index agree */
+            char text[120];
+            snprintf(text, sizeof(text), "%u more message lines with a bare LF, bare CR or NUL",
+                     s->msg_warnings - SRV_WARN_LINES);
+            struct tlog_event ev = {.session = s->id,
+                                    .kind = TLOG_WARNING,
+                                    .own = 1,
+                                    .text = text,
+                                    .count = s->msg_warnings - SRV_WARN_LINES};
+            tlog_emit(&ev);
+        }
         if (s->msg_lines > (uint64_t)s->msg_shown_lines)
             tlog_note(s->id, TLOG_DATA_SUMMARY,
                       "message: %llu lines, %llu bytes; %llu lines (%llu bytes) not shown "
@@ -1249,6 +1283,19 @@ static int srv_message_pending(const struct session *s)
             return 1;
     }
     return 0;
+}
+
+void srv_shutdown_note(struct session *s)
+{
+    if (s->closing)
+        return;
+    if (s->srv_state == SRV_DATA || s->srv_state == SRV_BDAT)
+        tlog_note(s->id, TLOG_ERROR,
+                  "shutdown during a message: it was NOT submitted (its end never went upstream)");
+    else if (srv_message_pending(s))
+        tlog_note(s->id, TLOG_ERROR,
+                  "shutdown while the verdict on a message was awaited: its end was sent, so it "
+                  "may have been accepted; the client is told 421 and cannot know");
 }
 
 void srv_upstream_gone(struct session *s, const char *why)

@@ -151,6 +151,17 @@ class Recorder:
             return list(self.messages)
 
 
+class _Controller(Controller):
+    """aiosmtpd's Controller with a listen backlog of 1024 (asyncio's default is
+    100): hundreds of connections at once would overflow it, and a connection
+    whose final ACK the kernel dropped looks open to smtpscope but is never
+    accepted, so it waits for a greeting that never comes."""
+
+    def _create_server(self):
+        return self.loop.create_server(self._factory_invoker, host=self.hostname,
+                                       port=self.port, ssl=self.ssl_context, backlog=1024)
+
+
 class Upstream:
     """A Gmail-like upstream: STARTTLS required, AUTH only inside TLS."""
 
@@ -163,7 +174,7 @@ class Upstream:
         if auth:
             kw.update(authenticator=self.recorder.authenticate, auth_required=True,
                       auth_require_tls=True)
-        self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port,
+        self.controller = _Controller(self.recorder, hostname="127.0.0.1", port=self.port,
                                      server_hostname="mx.upstream.test", **kw)
         self.controller.start()
 

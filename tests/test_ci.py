@@ -393,6 +393,106 @@ class CheckInputTest(SinkCase):
                          .returncode, 0)
 
 
+class WordsTest(SinkCase):
+    """What the transcript says adds up, in sink mode too."""
+
+    def test_sink_speaks_as_itself(self):
+        sc = self.sink()
+        c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)
+        c.sendmail("a@example.test", ["b@example.test"], b"Subject: x\r\n\r\nx\r\n")
+        c.quit()
+        sc.wait_for(r"\[#1\] smtpscope: disconnect")
+        text = sc.text()
+        self.assertIn("smtpscope reply: b'250 2.1.0 Ok\\r\\n'", text)
+        self.assertNotRegex(text, r"\] reply: ")
+        self.assertIn("smtpscope: message accepted by the sink", text)
+        self.assertNotIn("by the upstream", text)
+        self.assertIn("no upstream (sink); 1 message(s) accepted by it", text)
+        self.assertNotIn("upstream sink sent", text)
+
+    def test_warning_counts_agree(self):
+        jpath = os.path.join(self.dir, "t.jsonl")
+        sc = self.sink("--json", jpath)
+        import socket
+        s = socket.create_connection(("127.0.0.1", sc.port), timeout=20)
+        h.read_reply(s)
+        s.sendall(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n")
+        for _ in range(4):
+            h.read_reply(s)
+        s.sendall(b"".join(b"line %d\n" % i for i in range(204)) + b"end\r\n.\r\nQUIT\r\n")
+        self.assertTrue(h.read_reply(s).startswith(b"250 "))
+        s.close()
+        sc.wait_for(r"\[#1\] smtpscope: disconnect")
+        self.assertEqual(self.index()[0]["warnings"], 204)
+        scope, self.scope = self.scope, None
+        rc, err = scope.stop()
+        h.assert_clean_exit(self, rc, err)
+        self.assertIn(", 204 warning(s), ", scope.wait_for(r"summary: "))
+        self.assertNotIn("NUL dropped", scope.text())  # there was no NUL
+        r = check("--json", jpath, "--no-warnings")
+        self.assertIn("session 1 had 204 warning(s)", r.stdout)
+
+    def test_quiet_says_why_a_session_failed(self):
+        auth = os.path.join(self.dir, "users")
+        with open(auth, "w") as f:
+            f.write("alice:right\n")
+        sc = self.sink("--sink-auth", auth, "--quiet")
+        c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)
+        c.starttls()
+        with self.assertRaises(smtplib.SMTPAuthenticationError):
+            c.login("alice", "wrong")
+        c.close()
+        line = sc.wait_for(r"\[#1\] smtpscope: disconnect")
+        self.assertIn("last refusal: 535 5.7.8 Authentication credentials invalid", line)
+        self.assertIn("the client closed TCP without TLS close_notify (truncation; common for "
+                      "clients, above all after an error reply)", line)
+
+    def test_plain_close_names_the_peer(self):
+        sc = self.sink("--trace")
+        import socket
+        s = socket.create_connection(("127.0.0.1", sc.port), timeout=20)
+        h.read_reply(s)
+        s.close()
+        line = sc.wait_for(r"\[#1\] smtpscope: disconnect")
+        self.assertIn("disconnect: the client closed the connection", line)
+        self.assertNotIn("connection closed by peer", sc.text())
+
+    def test_shutdown_during_data_says_not_submitted(self):
+        sc = self.sink()
+        import signal
+        import socket
+        s = socket.create_connection(("127.0.0.1", sc.port), timeout=20)
+        h.read_reply(s)
+        s.sendall(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n")
+        for _ in range(4):
+            h.read_reply(s)
+        s.sendall(b"Subject: half\r\n\r\nhalf a message\r\n")
+        sc.expect("send: b'half a message\\r\\n'")
+        sc.proc.send_signal(signal.SIGTERM)
+        sc.proc.send_signal(signal.SIGTERM)  # a second signal: no grace period
+        sc.wait_for(r"error: shutdown during a message: it was NOT submitted")
+        s.close()
+        self.assertEqual(self.index(), [])
+
+    def test_trace_shows_changes_only(self):
+        self.scope = h.Scope("--trace", "--upstream", f"127.0.0.1:{h.free_port()}")
+        import socket
+        s = socket.create_connection(("127.0.0.1", self.scope.port), timeout=20)
+        self.assertTrue(h.read_reply(s).startswith(b"421 "))
+        s.close()
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
+        text = self.scope.text()
+        self.assertIn("upstream state RESOLVING -> CONNECTING", text)
+        self.assertNotRegex(text, r"state (\S+) -> \1\b")
+
+    def test_check_missing_sink_is_a_usage_error(self):
+        r = check("--sink", "/nonexistent", "--count", "0")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("--sink /nonexistent: No such file or directory", r.stderr)
+        r = check("--json", "/nonexistent.jsonl", "--count", "0")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+
+
 class FaultTest(SinkCase):
     def client(self, sc, tls=True):
         c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)

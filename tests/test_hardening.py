@@ -193,7 +193,7 @@ class FramingTest(FakeCase):
         self.assertEqual(up.count(b"\r\n.\r\n"), 1)
         self.assertTrue(up.endswith(b"\r\n.\r\n"))
         text = self.scope.text()
-        self.assertIn("warning: message line 3 holds a bare LF: re-framed with CRLF, NUL dropped "
+        self.assertIn("warning: message line 3 holds a bare LF: re-framed with CRLF "
                       "(--bare-lf normalize)", text)
 
     def test_bare_lf_reject(self):
@@ -546,7 +546,7 @@ class MisbehavingUpstreamTest(FakeCase):
         talk(s, b"EHLO c\r\n")
         s.sendall(b"NOOP\r\n")
         self.assertEqual(read_until_closed(s), b"421 4.4.2 upstream connection lost\r\n")
-        self.scope.expect("TCP closed without TLS close_notify (truncation)")
+        self.scope.expect("the upstream closed TCP without TLS close_notify (truncation)")
 
 
 class TimeoutTest(FakeCase):
