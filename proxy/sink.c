@@ -184,9 +184,61 @@ static void sink_schedule(struct session *s)
     uv_timer_start(&s->up_timer, sink_flush_cb, due > now ? (due - now + 999) / 1000 : 0, 0);
 }
 
+/* sink_addr_span - the address of a MAIL or RCPT line: what is between the
+ * first '<' and its '>', or else the word after the ':'. */
+static void sink_addr_span(const char *l, size_t n, size_t *start, size_t *len)
+{
+    const char *lt = memchr(l, '<', n);
+    const char *colon = memchr(l, ':', n);
+    const char *gt = lt != NULL ? memchr(lt, '>', n - (size_t)(lt - l)) : NULL;
+
+    if (lt != NULL && gt != NULL) {
+        *start = (size_t)(lt - l) + 1;
+        *len = (size_t)(gt - lt) - 1;
+        return;
+    }
+    size_t i = colon != NULL ? (size_t)(colon - l) + 1 : n;
+    while (i < n && l[i] == ' ')
+        i++;
+    *start = i;
+    while (i < n && l[i] != ' ')
+        i++;
+    *len = i - *start;
+}
+
+/* sink_same_address - do a recorded and a new MAIL/RCPT line name the same
+ * address? Parameters (SIZE=, BODY=, ...) and case do not count: a message
+ * two bytes longer is the same transaction. */
+static int sink_same_address(const char *a, size_t an, const char *b, size_t bn)
+{
+    size_t as, al, bs, bl;
+    sink_addr_span(a, an, &as, &al);
+    sink_addr_span(b, bn, &bs, &bl);
+    return al == bl && strncasecmp(a + as, b + bs, al) == 0;
+}
+
+/* sink_replay_local - RSET, NOOP and QUIT the recording does not have next
+ * are answered as any server would, and the recording waits. */
+static int sink_replay_local(struct session *s, const char *key, const struct replay_entry *e)
+{
+    const char *reply = strcmp(key, "RSET") == 0   ? "250 2.0.0 Ok"
+                        : strcmp(key, "NOOP") == 0 ? "250 2.0.0 Ok"
+                        : strcmp(key, "QUIT") == 0 ? "221 2.0.0 Bye"
+                                                   : NULL;
+    if (reply == NULL)
+        return 0;
+    tlog_note(s->id, TLOG_INFO, "replay: %s answered by smtpscope (the recording %s%s)", key,
+              e != NULL ? "has next: " : "has no more replies", e != NULL ? e->key : "");
+    if (strcmp(key, "RSET") == 0)
+        s->sink->replay_auth = 0;
+    sink_reply(s, "%s", reply);
+    return 1;
+}
+
 /* sink_replay - answer with the next recorded reply if it is for this:
  * key (a verb, "end of data", "AUTH response") and, for MAIL and RCPT, the
- * same command. A mismatch is said, to the client and in the transcript. */
+ * same address. RSET, NOOP and QUIT out of turn are answered here. A
+ * mismatch is said, to the client and in the transcript. */
 static void sink_replay(struct session *s, const char *key, const uint8_t *line, size_t len)
 {
     struct sink *k = s->sink;
@@ -202,8 +254,10 @@ static void sink_replay(struct session *s, const char *key, const uint8_t *line,
         snprintf(got, sizeof(got), "an AUTH response");
     int same = e != NULL && strcmp(e->key, key) == 0;
     if (same && (strcmp(key, "MAIL") == 0 || strcmp(key, "RCPT") == 0))
-        same = e->cmd != NULL && (int)strlen(e->cmd) == n &&
-               strncasecmp(e->cmd, (const char *)line, (size_t)n) == 0;
+        same = e->cmd != NULL &&
+               sink_same_address(e->cmd, strlen(e->cmd), (const char *)line, (size_t)n);
+    if (!same && sink_replay_local(s, key, e))
+        return;
     if (!same) {
         char text[700];
         if (e == NULL)
@@ -224,6 +278,8 @@ static void sink_replay(struct session *s, const char *key, const uint8_t *line,
         return;
     }
     k->pos++;
+    tlog_note(s->id, TLOG_INFO, "replay: reply %zu of recorded session %llu (%s)", k->pos,
+              (unsigned long long)k->rs->id, e->key);
     sink_queue(s, e->reply, e->len, e->delay_ms);
     k->replay_auth = e->len >= 3 && memcmp(e->reply, "334", 3) == 0;
     if (strcmp(key, "DATA") == 0 && e->len >= 3 && memcmp(e->reply, "354", 3) == 0) {

@@ -693,6 +693,41 @@ class RecordReplayTest(unittest.TestCase):
                   "FROM:<a@x.test>; got MAIL: MAIL FROM:<other@x.test>")
         self.assertEqual(sc.stop()[0], 0)
 
+    def test_parameters_ignored_and_rset_quit_answered(self):
+        up = h.Upstream()
+        sc = h.Scope("--record", self.rec, upstream=up)
+
+        def send(port, body, rcpt="b@x.test", then_rset=False):
+            c = smtplib.SMTP("127.0.0.1", port, timeout=20)
+            c.starttls()
+            c.login(h.USER, h.PASSWORD)
+            c.ehlo()
+            out = [c.mail("a@x.test", ["SIZE=%d" % len(body)])]
+            out.append(c.rcpt(rcpt))
+            if then_rset:
+                out.append(c.rset())
+            else:
+                out.append(c.data(body))
+            out.append(c.quit())
+            return out
+
+        first = send(sc.port, b"Subject: a\r\n\r\nshort\r\n")
+        sc.wait_for("disconnect")
+        h.assert_clean_exit(self, *sc.stop())
+        up.stop()
+        sc = h.Scope("--replay", self.rec, ca=False)
+        try:
+            # SIZE= differs (a longer message): the same transaction
+            again = send(sc.port, b"Subject: a\r\n\r\na longer message\r\n")
+            self.assertEqual([r[0] for r in again], [r[0] for r in first])
+            sc.expect("replay: reply 6 of recorded session 1 (MAIL)")
+            # a recipient the recording does not have: 451; RSET and QUIT still work
+            other = send(sc.port, b"x", rcpt="someone-else@x.test", then_rset=True)
+            self.assertEqual([r[0] for r in other], [250, 451, 250, 221])
+            sc.expect("replay: RSET answered by smtpscope (the recording has next: RCPT)")
+        finally:
+            h.assert_clean_exit(self, *sc.stop())
+
 
 class OrderingTest(SinkCase):
     """smtpscope's own replies take their turn among the upstream's."""
