@@ -14,6 +14,9 @@
 #include "loops.h"
 #include "session.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,10 +144,48 @@ static int px_setup_transcript(const struct px_config *cfg, char *err, size_t er
     return 0;
 }
 
+/* px_check_file - a file given on the command line must be a readable
+ * regular file: said in words, with the errno and what to do, before
+ * mbedTLS would say "PK - Read/write of file failed" or "Memory allocation
+ * failed" (for a directory). */
+static int px_check_file(const char *opt, const char *what, const char *path, char *err,
+                         size_t errlen)
+{
+    struct stat st;
+    int fd;
+
+    if (path == NULL)
+        return 0;
+    if (stat(path, &st) != 0) {
+        snprintf(err, errlen, "%s %s: cannot read the %s: %s%s", opt, path, what, strerror(errno),
+                 errno == EACCES ? " (check the permissions of its folders, and the user "
+                                   "smtpscope runs as)"
+                                 : "");
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s %s: the %s must be a file (PEM), and this is %s", opt, path, what,
+                 S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+        return -1;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s %s: cannot read the %s: %s%s", opt, path, what, strerror(errno),
+                 errno == EACCES ? " (check its permissions, and the user smtpscope runs as)" : "");
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
 static int px_setup_tls(struct px_config *cfg, char *err, size_t errlen)
 {
     const char *keylog = cfg->keylog != NULL ? cfg->keylog : getenv("SSLKEYLOGFILE");
 
+    if (px_check_file("--ca-file", "CA certificates", cfg->ca_file, err, errlen) != 0 ||
+        px_check_file("--cert", "certificate", cfg->cert_file, err, errlen) != 0 ||
+        px_check_file("--key", "private key", cfg->key_file, err, errlen) != 0)
+        return -1;
     if (tls_config_client_new(&m.px.up_tls, cfg->ca_file, cfg->insecure, err, errlen) != 0 ||
         tls_config_server_new(&m.px.client_tls, cfg->cert_file, cfg->key_file, err, errlen) != 0 ||
         tls_config_server_tickets(m.px.client_tls, err, errlen) != 0)
@@ -299,6 +340,15 @@ int main(int argc, char **argv)
                                                             : "off",
                   loops_text);
     if (cfg.sink_dir == NULL && cfg.replay == NULL) {
+        unsigned char ip[16];
+        if (!cfg.insecure &&
+            (inet_pton(AF_INET, cfg.up_host, ip) == 1 || inet_pton(AF_INET6, cfg.up_host, ip) == 1))
+            tlog_note(0, TLOG_WARNING,
+                      "--upstream %s is an address: the upstream's certificate is checked against "
+                      "it, and certificates name hosts, so unless this one lists %s every session "
+                      "will fail verification; give the name on the certificate (e.g. "
+                      "--upstream smtp.example.com:%s)",
+                      cfg.up_host, cfg.up_host, cfg.up_port);
         /* RFC 8314 3.3: 465 is implicit TLS; 25 and 587 speak STARTTLS */
         int p = atoi(cfg.up_port);
         if (cfg.up_tls == PX_UP_STARTTLS && p == 465)

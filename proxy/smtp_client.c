@@ -531,9 +531,21 @@ void up_handshake(struct session *s, int rc)
     if (rc == TLS_ERR_VERIFY) {
         char verify[600];
         tls_conn_verify_text(leg_tls(&s->up), verify, sizeof(verify));
+        /* what to do, by what failed (mbedTLS's words, the same in 2.28 and 3.6) */
+        const char *hint =
+            strstr(verify, "not correctly signed") != NULL
+                ? "; if this server uses a private or test CA, give that CA with --ca-file PATH "
+                  "(--insecure skips verification: for testing only)"
+            : strstr(verify, "Common Name") != NULL || strstr(verify, "expected CN") != NULL
+                ? "; name the upstream as its certificate does (--upstream NAME:PORT, not an "
+                  "address or another name)"
+            : strstr(verify, "expired") != NULL
+                ? "; the server's certificate has expired: tell its operator (--insecure skips "
+                  "verification: for testing only)"
+                : "";
         snprintf(reason, sizeof(reason),
-                 "upstream TLS certificate verification failed for %s: %s (%s)", cfg->up_host,
-                 verify, info);
+                 "upstream TLS certificate verification failed for %s: %s (%s)%s", cfg->up_host,
+                 verify, info, hint);
         session_fail(s, "421 4.7.0", "upstream certificate not trusted", reason);
         return;
     }

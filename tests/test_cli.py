@@ -2,7 +2,9 @@
 import os
 import re
 import socket
+import shutil
 import subprocess
+import tempfile
 import unittest
 
 import harness as h
@@ -84,11 +86,40 @@ class CliTest(unittest.TestCase):
                                    r"free one: the port chosen is printed\)\n$")
         r = run("--listen", "127.0.0.1:0", "--ca-file", "/nonexistent/ca.pem")
         self.assertEqual(r.returncode, 2)
-        self.assertRegex(r.stderr, r"^smtpscope: cannot load CA file /nonexistent/ca\.pem: "
-                                   r"-0x[0-9a-f]{4} .+\n$")
+        self.assertEqual(r.stderr, "smtpscope: --ca-file /nonexistent/ca.pem: cannot read the CA "
+                                   "certificates: No such file or directory\n")
+        r = run("--listen", "127.0.0.1:0", "--ca-file", "/tmp")
+        self.assertEqual(r.stderr, "smtpscope: --ca-file /tmp: the CA certificates must be a file "
+                                   "(PEM), and this is a directory\n")
         r = run("--listen", "127.0.0.1:0", "--cert", "/nonexistent/c.pem", "--key", "/x")
         self.assertEqual(r.returncode, 2)
-        self.assertIn("cannot load certificate /nonexistent/c.pem", r.stderr)
+        self.assertIn("--cert /nonexistent/c.pem: cannot read the certificate: No such file or "
+                      "directory", r.stderr)
+        # a file that is not PEM still gets mbedTLS's words, and the file's name
+        with tempfile.NamedTemporaryFile("w", suffix=".pem") as junk:
+            junk.write("not a certificate\n")
+            junk.flush()
+            r = run("--listen", "127.0.0.1:0", "--ca-file", junk.name)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn(f"cannot load CA file {junk.name}: ", r.stderr)
+        # a key smtpscope may not read (as an unprivileged user)
+        if os.geteuid() == 0 and shutil.which("setpriv"):
+            d = tempfile.mkdtemp()
+            self.addCleanup(shutil.rmtree, d, True)
+            cert, key = h.certs().pair("wrongname")
+            shutil.copy(cert, os.path.join(d, "c.pem"))
+            os.chmod(os.path.join(d, "c.pem"), 0o644)
+            cert = os.path.join(d, "c.pem")
+            shutil.copy(key, os.path.join(d, "k.pem"))
+            os.chmod(os.path.join(d, "k.pem"), 0o600)
+            os.chmod(d, 0o755)
+            r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                h.BIN, "--listen", "127.0.0.1:0", "--cert", cert, "--key",
+                                os.path.join(d, "k.pem")], capture_output=True, text=True,
+                               timeout=30)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("cannot read the private key: Permission denied (check its "
+                          "permissions", r.stderr)
 
     def test_given_certificate_is_served(self):
         cert, key = h.certs().pair("wrongname")

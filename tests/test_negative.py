@@ -43,15 +43,30 @@ class NegativeTest(h.ScopeCase):
         up = h.Upstream(cert="untrusted")
         self.fail_case([], up, "421 4.7.0 upstream certificate not trusted",
                        r"smtpscope: error: upstream TLS certificate verification failed for "
-                       r"localhost: The certificate is not correctly signed by the trusted CA")
+                       r"localhost: The certificate is not correctly signed by the trusted CA.*"
+                       r"\); if this server uses a private or test CA, give that CA with "
+                       r"--ca-file PATH")
         self.assert_nothing_relayed(up)
 
     def test_wrong_host_name(self):
         up = h.Upstream(cert="wrongname")
         self.fail_case([], up, "421 4.7.0 upstream certificate not trusted",
                        r"verification failed for localhost: The certificate Common Name \(CN\) "
-                       r"does not match with the expected CN")
+                       r"does not match with the expected CN.*\); name the upstream as its "
+                       r"certificate does \(--upstream NAME:PORT")
         self.assert_nothing_relayed(up)
+
+    def test_address_as_upstream_warns_at_start(self):
+        for addr, shown in (("127.0.0.1:2587", "127.0.0.1"), ("[::1]:2587", "::1")):
+            sc = h.Scope("--upstream", addr)
+            try:
+                sc.expect(f"warning: --upstream {shown} is an address: the upstream's "
+                          f"certificate is checked against it")
+            finally:
+                h.assert_clean_exit(self, *sc.stop())
+        sc = h.Scope("--upstream", "127.0.0.1:2587", "--insecure")
+        h.assert_clean_exit(self, *sc.stop())
+        self.assertNotIn("is an address", sc.text())
 
     def test_no_starttls(self):
         up = h.Upstream(starttls=False, auth=False)
