@@ -154,7 +154,7 @@ class ListenTest(unittest.TestCase):
         """Start, wait for readiness, stop: what it printed until then."""
         import signal
         import time
-        p = subprocess.Popen([h.BIN, "--upstream", "127.0.0.1:9", *args],
+        p = subprocess.Popen([h.BIN, "--upstream", "localhost:9", *args],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(0.5)
         p.send_signal(signal.SIGTERM)
