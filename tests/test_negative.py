@@ -61,7 +61,7 @@ class NegativeTest(h.ScopeCase):
         self.assert_nothing_relayed(up)
 
     def test_unreachable(self):
-        port = h.free_port()  # nothing listens there
+        port = h.free_port("localhost")  # nothing listens there, at any of its addresses
         self.scope = h.Scope("--upstream", f"localhost:{port}", upstream=None)
         data = self.greeting(self.scope.port)
         self.assertEqual(data, b"421 4.4.1 upstream unreachable\r\n")
@@ -129,8 +129,8 @@ class NegativeTest(h.ScopeCase):
 
     def test_implicit_tls(self):
         rec = h.Recorder()
-        port = h.free_port()
-        ctrl = Controller(rec, hostname="127.0.0.1", port=port, ssl_context=h.certs().context("server"),
+        port = h.free_port("localhost")
+        ctrl = Controller(rec, hostname="localhost", port=port, ssl_context=h.certs().context("server"),
                           server_hostname="mx.implicit.test", authenticator=rec.authenticate,
                           auth_required=True, auth_require_tls=False)
         ctrl.start()
