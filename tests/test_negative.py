@@ -66,8 +66,10 @@ class NegativeTest(h.ScopeCase):
         data = self.greeting(self.scope.port)
         self.assertEqual(data, b"421 4.4.1 upstream unreachable\r\n")
         self.scope.wait_for("disconnect")
-        self.assertRegex(self.scope.text(), r"error: cannot connect to upstream localhost:\d+: "
-                                            r"127\.0\.0\.1:\d+: connection refused")
+        refused = "; ".join(f"{h.addr_text(a, port)}: connection refused (ECONNREFUSED)"
+                            for _, a in h.localhost_addrs())
+        self.assertIn(f"error: cannot connect to upstream localhost:{port}: {refused}",
+                      self.scope.text())
 
     def test_insecure_says_so(self):
         self.up = h.Upstream(cert="untrusted")
@@ -171,6 +173,68 @@ class NegativeTest(h.ScopeCase):
         self.scope.wait_for("disconnect")
         self.scope.expect("smtpscope reply: b'451 4.4.2 upstream connection lost: message not accepted")
         self.assertNotIn("message accepted by the upstream", self.scope.text())
+
+
+
+class AddressOrderTest(h.ScopeCase):
+    """localhost as a standard Debian /etc/hosts has it, ::1 before
+    127.0.0.1, for smtpscope alone (its own mount namespace); the upstream
+    listens on 127.0.0.1 only. smtpscope is refused at [::1] and goes on: a
+    note, not a warning, when 127.0.0.1 answers; an error naming both when
+    nothing does."""
+    HOSTS = "::1 localhost\n127.0.0.1 localhost\n"
+
+    def setUp(self):
+        super().setUp()
+        try:
+            socket.socket(socket.AF_INET6).bind(("::1", 0))
+        except OSError as e:
+            self.skipTest(f"no IPv6 loopback here: {e}")
+        self.wrap = h.hosts_wrap(self.HOSTS)
+        self.port = h.free_port(("::1", "127.0.0.1"))
+
+    def stop(self):
+        rc, err = self.scope.stop()
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("Sanitizer", err)
+        text, self.scope = self.scope.text(), None
+        return text
+
+    def test_a_later_address_answers(self):
+        p = self.port
+        self.up = h.Upstream(host="127.0.0.1", port=p)
+        self.scope = h.Scope("--upstream", f"localhost:{p}", wrap=self.wrap)
+        c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
+        c.starttls()
+        c.login(h.USER, h.PASSWORD)
+        c.sendmail("a@example.test", ["b@example.test"], b"Subject: x\r\n\r\nvia v4\r\n")
+        c.quit()
+        self.assertEqual(len(self.up.recorder.wait_messages(1)), 1)
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
+        text = self.stop()
+        self.assertIn(f"[#1] smtpscope: connect to [::1]:{p}: connection refused (ECONNREFUSED); "
+                      f"trying 127.0.0.1:{p}\n", text + "\n")
+        self.assertIn(f"[#1] smtpscope: connected to upstream localhost:{p} (127.0.0.1:{p})", text)
+        self.assertNotIn("smtpscope: warning", text)
+        self.assertRegex(text, r"summary: 1 session\(s\); 1 message\(s\) relayed, .* "
+                               r"0 warning\(s\), 0 error\(s\)")
+
+    def test_no_address_answers(self):
+        p = self.port  # nothing listens there
+        self.scope = h.Scope("--upstream", f"localhost:{p}", wrap=self.wrap)
+        s = socket.create_connection(("127.0.0.1", self.scope.port), timeout=15)
+        s.settimeout(15)
+        self.assertEqual(s.recv(100), b"421 4.4.1 upstream unreachable\r\n")
+        s.close()
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
+        text = self.stop()
+        self.assertIn(f"[#1] smtpscope: connect to [::1]:{p}: connection refused (ECONNREFUSED); "
+                      f"trying 127.0.0.1:{p}\n", text + "\n")
+        self.assertIn(f"[#1] smtpscope: error: cannot connect to upstream localhost:{p}: "
+                      f"[::1]:{p}: connection refused (ECONNREFUSED); "
+                      f"127.0.0.1:{p}: connection refused (ECONNREFUSED)", text)
+        self.assertNotIn("smtpscope: warning", text)
+        self.assertRegex(text, r"0 warning\(s\), \d+ error\(s\)")
 
 
 if __name__ == "__main__":
