@@ -430,20 +430,18 @@ class FakeUpstream:
 
 def hosts_wrap(text):
     """An argv prefix that runs a command with an /etc/hosts of this text, in
-    a mount namespace of its own (needs root and util-linux's unshare); the
-    calling test is skipped where that cannot be done."""
+    a mount namespace of its own (needs root and util-linux's unshare). Not
+    root: the calling test is skipped; root and it cannot be done: it fails."""
     path = os.path.join(certs().dir, f"hosts-{len(os.listdir(certs().dir))}")
     with open(path, "w") as f:
         f.write(text)
     wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
             'mount --bind "$0" /etc/hosts && exec "$@"', path]
-    try:
-        r = subprocess.run(wrap + ["cat", "/etc/hosts"], capture_output=True, text=True,
-                           timeout=10)
-    except OSError as e:
-        raise unittest.SkipTest(f"cannot replace /etc/hosts for one process here: {e}")
+    if os.geteuid() != 0:
+        raise unittest.SkipTest("replacing /etc/hosts for one process needs root")
+    r = subprocess.run(wrap + ["cat", "/etc/hosts"], capture_output=True, text=True, timeout=10)
     if r.returncode != 0 or r.stdout != text:
-        raise unittest.SkipTest("cannot replace /etc/hosts for one process here: " + r.stderr)
+        raise AssertionError("cannot replace /etc/hosts for one process: " + r.stderr)
     return wrap
 
 

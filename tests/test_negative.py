@@ -187,7 +187,8 @@ class AddressOrderTest(h.ScopeCase):
     def setUp(self):
         super().setUp()
         try:
-            socket.socket(socket.AF_INET6).bind(("::1", 0))
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(("::1", 0))
         except OSError as e:
             self.skipTest(f"no IPv6 loopback here: {e}")
         self.wrap = h.hosts_wrap(self.HOSTS)
