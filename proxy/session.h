@@ -120,7 +120,7 @@ struct session {
     uv_getaddrinfo_t gai;
     uv_connect_t connect_req;
     struct addrinfo *ai_list, *ai_cur;
-    char up_error[256];       /* the last connect error, for the final message */
+    char up_error[512];       /* each address's connect error, for the final message */
     int up_chunking;          /* the upstream offers CHUNKING (RFC 3030) */
     int up_aborted;           /* smtpscope closed the upstream to discard a message */
     struct smtp_reply *reply; /* the upstream reply being read; NULL between replies */

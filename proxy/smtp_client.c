@@ -1,13 +1,14 @@
 /*
  * smtp_client - the upstream-facing SMTP machine.
  *
- * Resolves and connects (every address in order), reads the greeting, says
- * EHLO, STARTTLS, verifies the TLS handshake and says EHLO again; only then
- * is the session READY and the client greeted. Implicit TLS skips the
- * STARTTLS step. Any failure before READY fails closed: nothing of the
- * client's has reached the upstream, the client hears 421 4.7.0 (TLS) or
- * 421 4.4.x (reachability), and the transcript says exactly why. There is no
- * plaintext fallback anywhere in this file.
+ * Resolves and connects (every address in order: one that fails is a note
+ * while another is left, and the error names them all when none answers),
+ * reads the greeting, says EHLO, STARTTLS, verifies the TLS handshake and
+ * says EHLO again; only then is the session READY and the client greeted.
+ * Implicit TLS skips the STARTTLS step. Any failure before READY fails
+ * closed: nothing of the client's has reached the upstream, the client hears
+ * 421 4.7.0 (TLS) or 421 4.4.x (reachability), and the transcript says
+ * exactly why. There is no plaintext fallback anywhere in this file.
  */
 #include "../log/repr.h"
 #include "../log/transcript.h"
@@ -58,6 +59,27 @@ static int up_greeting_hint_due(const struct session *s)
            up_greeting_hint_ms(s) > 0;
 }
 
+/* up_connect_failed - the current address did not answer: add why to the
+ * list the final error names, and move on to the next address. While one is
+ * left this is only a note (a refusal a later address makes up for is no
+ * warning; RFC 8305 and curl treat it so); the caller closes the leg, and
+ * up_closed() goes on. */
+static void up_connect_failed(struct session *s, const char *why)
+{
+    size_t o = strlen(s->up_error);
+    char next[sizeof(s->up_addr)];
+
+    leg_addr_text(s->ai_cur->ai_addr, s->up_addr, sizeof(s->up_addr));
+    if (o + 2 < sizeof(s->up_error))
+        snprintf(s->up_error + o, sizeof(s->up_error) - o, "%s%s: %s", o > 0 ? "; " : "",
+                 s->up_addr, why);
+    s->ai_cur = s->ai_cur->ai_next;
+    if (s->ai_cur != NULL) {
+        leg_addr_text(s->ai_cur->ai_addr, next, sizeof(next));
+        tlog_note(s->id, TLOG_INFO, "connect to %s: %s; trying %s", s->up_addr, why, next);
+    }
+}
+
 static void up_timer_cb(uv_timer_t *t)
 {
     struct session *s = t->data;
@@ -69,11 +91,9 @@ static void up_timer_cb(uv_timer_t *t)
     if (s->closing)
         return;
     if (s->up_state == UP_CONNECTING) {
-        leg_addr_text(s->ai_cur->ai_addr, s->up_addr, sizeof(s->up_addr));
-        snprintf(s->up_error, sizeof(s->up_error), "%s: no connection within %llu ms", s->up_addr,
+        snprintf(reason, sizeof(reason), "no connection within %llu ms",
                  (unsigned long long)to->connect);
-        tlog_note(s->id, TLOG_WARNING, "connect to %s", s->up_error);
-        s->ai_cur = s->ai_cur->ai_next;
+        up_connect_failed(s, reason);
         leg_close(&s->up); /* cancels the connect; up_closed() tries the next address */
         return;
     }
@@ -235,15 +255,13 @@ static void up_connect_cb(uv_connect_t *req, int status)
 
     if (s->closing || status == UV_ECANCELED)
         return; /* the session ended, or up_timer_cb gave up on this address */
-    leg_addr_text(s->ai_cur->ai_addr, s->up_addr, sizeof(s->up_addr));
     if (status < 0) {
-        snprintf(s->up_error, sizeof(s->up_error), "%s: %s (%s)", s->up_addr, uv_strerror(status),
-                 uv_err_name(status));
-        tlog_note(s->id, TLOG_WARNING, "connect to %s failed", s->up_error);
-        s->ai_cur = s->ai_cur->ai_next;
+        snprintf(err, sizeof(err), "%s (%s)", uv_strerror(status), uv_err_name(status));
+        up_connect_failed(s, err);
         leg_close(&s->up); /* up_closed() tries the next address */
         return;
     }
+    leg_addr_text(s->ai_cur->ai_addr, s->up_addr, sizeof(s->up_addr));
     s->up_connected_us = tlog_now_us();
     session_note_connect(s, &s->up, s->ai_cur->ai_addr, "connected to upstream %s:%s (%s)",
                          cfg->up_host, cfg->up_port, s->up_addr);
@@ -265,7 +283,7 @@ static void up_connect_cb(uv_connect_t *req, int status)
 static void up_try_connect(struct session *s)
 {
     const struct px_config *cfg = s->px->cfg;
-    char reason[600];
+    char reason[sizeof(s->up_error) + 300];
 
     while (s->ai_cur != NULL) {
         int rc = session_up_leg_init(s);
@@ -275,10 +293,8 @@ static void up_try_connect(struct session *s)
             rc = uv_tcp_connect(&s->connect_req, &s->up.tcp, s->ai_cur->ai_addr, up_connect_cb);
             if (rc == 0)
                 return;
-            leg_addr_text(s->ai_cur->ai_addr, s->up_addr, sizeof(s->up_addr));
-            snprintf(s->up_error, sizeof(s->up_error), "%s: %s (%s)", s->up_addr, uv_strerror(rc),
-                     uv_err_name(rc));
-            s->ai_cur = s->ai_cur->ai_next;
+            snprintf(reason, sizeof(reason), "%s (%s)", uv_strerror(rc), uv_err_name(rc));
+            up_connect_failed(s, reason);
             leg_close(&s->up); /* up_closed() goes on with the next one */
             return;
         }

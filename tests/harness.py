@@ -1,10 +1,14 @@
 """Test harness: certificates, a Gmail-like aiosmtpd upstream, smtpscope.
 
-Everything runs on 127.0.0.1 with certificates made at test time by openssl.
+Everything runs on loopback with certificates made at test time by openssl.
+smtpscope listens on 127.0.0.1; the upstreams are reached as "localhost" and
+listen on every address that name has here (127.0.0.1, and ::1 too on a
+standard Debian /etc/hosts), so no result depends on how it resolves.
 Standard library and Debian's python3-aiosmtpd only; run by /usr/bin/python3.
 """
 import os
 import re
+import selectors
 import signal
 import socket
 import ssl
@@ -27,11 +31,60 @@ USER = "alice@example.test"
 PASSWORD = "s3cret-Pa55w0rd!"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+def localhost_addrs():
+    """The addresses "localhost" has here, in the order smtpscope tries them."""
+    addrs = []
+    for family, _, _, _, sa in socket.getaddrinfo("localhost", None, socket.AF_UNSPEC,
+                                                  socket.SOCK_STREAM):
+        if (family, sa[0]) not in addrs:
+            addrs.append((family, sa[0]))
+    return addrs
+
+
+def addr_text(host, port):
+    """An address as smtpscope prints it: 127.0.0.1:25, [::1]:25."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def localhost_rx():
+    """A regex for any of localhost's addresses as smtpscope prints them,
+    without the port."""
+    return "(?:" + "|".join(re.escape(addr_text(a, 0)[:-2]) for _, a in localhost_addrs()) + ")"
+
+
+def listen(host="localhost", backlog=16):
+    """(sockets, port): listening on one port at every address of host
+    ("localhost", an address, or a tuple of addresses)."""
+    if host == "localhost":
+        addrs = localhost_addrs()
+    else:
+        addrs = [(socket.AF_INET6 if ":" in a else socket.AF_INET, a)
+                 for a in ((host,) if isinstance(host, str) else host)]
+    for _ in range(100):  # a port free at the first address may be taken at another
+        socks, port = [], 0
+        try:
+            for family, addr in addrs:
+                s = socket.socket(family)
+                socks.append(s)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                s.bind((addr, port))
+                port = s.getsockname()[1]
+            for s in socks:
+                s.listen(backlog)
+            return socks, port
+        except OSError:
+            for s in socks:
+                s.close()
+    raise OSError(f"no port free at every address of {host}")
+
+
+def free_port(host="127.0.0.1"):
+    """A port nothing listens on at any address of host (for now)."""
+    socks, port = listen(host)
+    for s in socks:
+        s.close()
     return port
 
 
@@ -151,31 +204,32 @@ class Recorder:
             return list(self.messages)
 
 
-class _Controller(Controller):
-    """aiosmtpd's Controller with a listen backlog of 1024 (asyncio's default is
-    100): hundreds of connections at once would overflow it, and a connection
-    whose final ACK the kernel dropped looks open to smtpscope but is never
-    accepted, so it waits for a greeting that never comes."""
+class BacklogController(Controller):
+    """aiosmtpd's Controller listening with a backlog for hundreds of
+    connections at once: asyncio's default of 100 overflows when test_load
+    opens 300 sessions on a busy machine, and a session whose handshake ACK
+    was dropped waits a minute for a greeting."""
 
     def _create_server(self):
-        return self.loop.create_server(self._factory_invoker, host=self.hostname,
-                                       port=self.port, ssl=self.ssl_context, backlog=1024)
+        return self.loop.create_server(self._factory_invoker, host=self.hostname, port=self.port,
+                                       ssl=self.ssl_context, backlog=1024)
 
 
 class Upstream:
     """A Gmail-like upstream: STARTTLS required, AUTH only inside TLS."""
 
-    def __init__(self, cert="server", starttls=True, auth=True):
+    def __init__(self, cert="server", starttls=True, auth=True, host="localhost", port=None):
         self.recorder = Recorder()
-        self.port = free_port()
+        self.port = port or free_port(host)
         kw = {}
         if starttls:
             kw.update(tls_context=certs().context(cert), require_starttls=True)
         if auth:
             kw.update(authenticator=self.recorder.authenticate, auth_required=True,
                       auth_require_tls=True)
-        self.controller = _Controller(self.recorder, hostname="127.0.0.1", port=self.port,
-                                     server_hostname="mx.upstream.test", **kw)
+        # asyncio's create_server listens on every address of the name
+        self.controller = BacklogController(self.recorder, hostname=host, port=self.port,
+                                            server_hostname="mx.upstream.test", **kw)
         self.controller.start()
 
     def stop(self):
@@ -183,10 +237,11 @@ class Upstream:
 
 
 class Scope:
-    """A running smtpscope; its stdout is collected line by line."""
+    """A running smtpscope; its stdout is collected line by line. wrap: an
+    argv prefix to run it under (hosts_wrap)."""
 
-    def __init__(self, *args, upstream=None, ca=True, wait=True, env=None):
-        argv = [BIN, "--listen", "127.0.0.1:0"]
+    def __init__(self, *args, upstream=None, ca=True, wait=True, env=None, wrap=()):
+        argv = [*wrap, BIN, "--listen", "127.0.0.1:0"]
         if upstream is not None:
             argv += ["--upstream", f"localhost:{upstream.port}"]
         if ca:
@@ -286,14 +341,10 @@ class FakeUpstream:
     .errors holds what went wrong in the script.
     """
 
-    def __init__(self, script, cert="server"):
+    def __init__(self, script, cert="server", host="localhost"):
         self.script = script
         self.cert = cert
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
+        self.socks, self.port = listen(host)
         self.received = []
         self.errors = []
         self.done = threading.Event()
@@ -302,8 +353,17 @@ class FakeUpstream:
 
     def _serve(self):
         try:
-            conn, _ = self.sock.accept()
-        except OSError:
+            with selectors.DefaultSelector() as sel:
+                for s in self.socks:
+                    sel.register(s, selectors.EVENT_READ)
+                while True:  # until stop() closes the sockets
+                    ready = sel.select(timeout=0.2)
+                    if ready:
+                        break
+                    if any(s.fileno() < 0 for s in self.socks):
+                        return
+            conn, _ = ready[0][0].fileobj.accept()
+        except (OSError, ValueError):
             return
         got = bytearray()
         self.received.append(got)
@@ -385,7 +445,25 @@ class FakeUpstream:
         return bytes(self.received[0]) if self.received else b""
 
     def stop(self):
-        self.sock.close()
+        for s in self.socks:
+            s.close()
+
+
+def hosts_wrap(text):
+    """An argv prefix that runs a command with an /etc/hosts of this text, in
+    a mount namespace of its own (needs root and util-linux's unshare). Not
+    root: the calling test is skipped; root and it cannot be done: it fails."""
+    path = os.path.join(certs().dir, f"hosts-{len(os.listdir(certs().dir))}")
+    with open(path, "w") as f:
+        f.write(text)
+    wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount --bind "$0" /etc/hosts && exec "$@"', path]
+    if os.geteuid() != 0:
+        raise unittest.SkipTest("replacing /etc/hosts for one process needs root")
+    r = subprocess.run(wrap + ["cat", "/etc/hosts"], capture_output=True, text=True, timeout=10)
+    if r.returncode != 0 or r.stdout != text:
+        raise AssertionError("cannot replace /etc/hosts for one process: " + r.stderr)
+    return wrap
 
 
 def client_tls(sock):

@@ -37,7 +37,7 @@ class BenchToolsTest(unittest.TestCase):
             self.assertGreater(b["resumed"], 10)  # the first handshakes are full ones
             self.assertEqual(c["sessions"], 3)
             # smtpload through smtpscope to the sink
-            sc = h.Scope("--upstream", f"localhost:{port}", "--insecure", "--quiet")
+            sc = h.Scope("--upstream", f"127.0.0.1:{port}", "--insecure", "--quiet")
             try:
                 d = self.run_load(sc.port, "--messages", "10", "--concurrency", "2")
                 self.assertEqual(d["errors"], 0)

@@ -76,13 +76,15 @@ class NegativeTest(h.ScopeCase):
         self.assert_nothing_relayed(up)
 
     def test_unreachable(self):
-        port = h.free_port()  # nothing listens there
+        port = h.free_port("localhost")  # nothing listens there, at any of its addresses
         self.scope = h.Scope("--upstream", f"localhost:{port}", upstream=None)
         data = self.greeting(self.scope.port)
         self.assertEqual(data, b"421 4.4.1 upstream unreachable\r\n")
         self.scope.wait_for("disconnect")
-        self.assertRegex(self.scope.text(), r"error: cannot connect to upstream localhost:\d+: "
-                                            r"127\.0\.0\.1:\d+: connection refused")
+        refused = "; ".join(f"{h.addr_text(a, port)}: connection refused (ECONNREFUSED)"
+                            for _, a in h.localhost_addrs())
+        self.assertIn(f"error: cannot connect to upstream localhost:{port}: {refused}",
+                      self.scope.text())
 
     def test_insecure_says_so(self):
         self.up = h.Upstream(cert="untrusted")
@@ -144,8 +146,8 @@ class NegativeTest(h.ScopeCase):
 
     def test_implicit_tls(self):
         rec = h.Recorder()
-        port = h.free_port()
-        ctrl = Controller(rec, hostname="127.0.0.1", port=port, ssl_context=h.certs().context("server"),
+        port = h.free_port("localhost")
+        ctrl = Controller(rec, hostname="localhost", port=port, ssl_context=h.certs().context("server"),
                           server_hostname="mx.implicit.test", authenticator=rec.authenticate,
                           auth_required=True, auth_require_tls=False)
         ctrl.start()
@@ -197,7 +199,7 @@ class WrongTlsModeTest(h.ScopeCase):
         self.scope = h.Scope("--upstream", f"localhost:{self.fake.port}",
                              "--timeout-greeting", "2s")
         s = socket.create_connection(("127.0.0.1", self.scope.port), timeout=15)
-        self.scope.wait_for(r"no greeting from upstream 127\.0\.0\.1:\d+ after 1000 ms: a port "
+        self.scope.wait_for(r"no greeting from upstream (127\.0\.0\.1|\[::1\]):\d+ after 1000 ms: a port "
                             r"that expects implicit TLS \(such as 465\) waits for the client to "
                             r"start TLS; if this is one, use --upstream-tls implicit")
         self.assertEqual(h.read_reply(s, 10), b"421 4.4.2 upstream timed out\r\n")
@@ -211,7 +213,7 @@ class WrongTlsModeTest(h.ScopeCase):
         self.assertEqual(h.read_reply(s, 10),
                          b"421 4.7.0 TLS handshake with upstream failed\r\n")
         s.close()
-        self.scope.wait_for(r"error: upstream 127\.0\.0\.1:\d+ sent a plaintext SMTP greeting "
+        self.scope.wait_for(r"error: upstream (127\.0\.0\.1|\[::1\]):\d+ sent a plaintext SMTP greeting "
                             r"\(b'220 fake ESMTP\\r\\n'\.\.\.\) where a TLS handshake was "
                             r"expected: it is a STARTTLS port; use --upstream-tls starttls")
         self.assertNotIn("-0x", self.scope.text())
@@ -233,6 +235,67 @@ class WrongTlsModeTest(h.ScopeCase):
         rc, err = sc.stop()
         h.assert_clean_exit(self, rc, err)
         self.assertNotIn("usually", sc.text())
+
+class AddressOrderTest(h.ScopeCase):
+    """localhost as a standard Debian /etc/hosts has it, ::1 before
+    127.0.0.1, for smtpscope alone (its own mount namespace); the upstream
+    listens on 127.0.0.1 only. smtpscope is refused at [::1] and goes on: a
+    note, not a warning, when 127.0.0.1 answers; an error naming both when
+    nothing does."""
+    HOSTS = "::1 localhost\n127.0.0.1 localhost\n"
+
+    def setUp(self):
+        super().setUp()
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(("::1", 0))
+        except OSError as e:
+            self.skipTest(f"no IPv6 loopback here: {e}")
+        self.wrap = h.hosts_wrap(self.HOSTS)
+        self.port = h.free_port(("::1", "127.0.0.1"))
+
+    def stop(self):
+        rc, err = self.scope.stop()
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("Sanitizer", err)
+        text, self.scope = self.scope.text(), None
+        return text
+
+    def test_a_later_address_answers(self):
+        p = self.port
+        self.up = h.Upstream(host="127.0.0.1", port=p)
+        self.scope = h.Scope("--upstream", f"localhost:{p}", wrap=self.wrap)
+        c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
+        c.starttls()
+        c.login(h.USER, h.PASSWORD)
+        c.sendmail("a@example.test", ["b@example.test"], b"Subject: x\r\n\r\nvia v4\r\n")
+        c.quit()
+        self.assertEqual(len(self.up.recorder.wait_messages(1)), 1)
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
+        text = self.stop()
+        self.assertIn(f"[#1] smtpscope: connect to [::1]:{p}: connection refused (ECONNREFUSED); "
+                      f"trying 127.0.0.1:{p}\n", text + "\n")
+        self.assertIn(f"[#1] smtpscope: connected to upstream localhost:{p} (127.0.0.1:{p})", text)
+        self.assertNotIn("smtpscope: warning", text)
+        self.assertRegex(text, r"summary: 1 session\(s\); 1 message\(s\) relayed, .* "
+                               r"0 warning\(s\), 0 error\(s\)")
+
+    def test_no_address_answers(self):
+        p = self.port  # nothing listens there
+        self.scope = h.Scope("--upstream", f"localhost:{p}", wrap=self.wrap)
+        s = socket.create_connection(("127.0.0.1", self.scope.port), timeout=15)
+        s.settimeout(15)
+        self.assertEqual(s.recv(100), b"421 4.4.1 upstream unreachable\r\n")
+        s.close()
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
+        text = self.stop()
+        self.assertIn(f"[#1] smtpscope: connect to [::1]:{p}: connection refused (ECONNREFUSED); "
+                      f"trying 127.0.0.1:{p}\n", text + "\n")
+        self.assertIn(f"[#1] smtpscope: error: cannot connect to upstream localhost:{p}: "
+                      f"[::1]:{p}: connection refused (ECONNREFUSED); "
+                      f"127.0.0.1:{p}: connection refused (ECONNREFUSED)", text)
+        self.assertNotIn("smtpscope: warning", text)
+        self.assertRegex(text, r"0 warning\(s\), \d+ error\(s\)")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ class RelayTest(h.ScopeCase):
         text = "\n".join(lines)
         order = [
             r"^smtpscope: connection from 127\.0\.0\.1:\d+ to 127\.0\.0\.1:\d+",
-            r"^smtpscope: connected to upstream localhost:\d+ \(127\.0\.0\.1:\d+\)",
+            rf"^smtpscope: connected to upstream localhost:\d+ \({h.localhost_rx()}:\d+\)",
             r"^upstream reply: b'220 mx\.upstream\.test",
             r"^upstream send: 'EHLO scope\.test\\r\\n'",
             r"^upstream reply: b'250-STARTTLS\\r\\n'",

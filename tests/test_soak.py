@@ -56,8 +56,8 @@ class SoakTest(unittest.TestCase):
     def test_soak(self):
         from aiosmtpd.controller import Controller
         rec = FlakyRecorder(SEED)
-        port = h.free_port()
-        ctrl = Controller(rec, hostname="127.0.0.1", port=port,
+        port = h.free_port("localhost")
+        ctrl = Controller(rec, hostname="localhost", port=port,
                           tls_context=h.certs().context("server"), require_starttls=True,
                           authenticator=rec.authenticate, auth_required=True,
                           auth_require_tls=True)
