@@ -105,6 +105,7 @@ class Certs:
                      "-subj", f"/CN=smtpscope test {ca}", cwd=d)
         self.make("server", "localhost", "ca")
         self.make("wrongname", "wrong.example", "ca")
+        self.make("uptest", "up.test", "ca")
         self.make("untrusted", "localhost", "evilca")
         self.ca = os.path.join(d, "ca.pem")
 

@@ -256,8 +256,7 @@ class AddressOrderTest(h.ScopeCase):
 
     def stop(self):
         rc, err = self.scope.stop()
-        self.assertEqual(rc, 0, err)
-        self.assertNotIn("Sanitizer", err)
+        h.assert_clean_exit(self, rc, err)
         text, self.scope = self.scope.text(), None
         return text
 
