@@ -39,19 +39,33 @@ class NegativeTest(h.ScopeCase):
         self.assertNotIn("client.test", up.recorder.ehlo)
         self.assertEqual(up.recorder.messages, [])
 
+    def verify_fails(self, cert, words):
+        """An upstream with this certificate is refused with these words,
+        in TLS 1.2 and (where smtpscope has it) in TLS 1.3 alike."""
+        for tls in ("1.2", "1.3") if h.TLS13 else ("1.2",):
+            with self.subTest(tls=tls):
+                up = h.Upstream(cert=cert, tls=tls)
+                self.fail_case([], up, "421 4.7.0 upstream certificate not trusted",
+                               r"smtpscope: error: upstream TLS certificate verification failed "
+                               r"for localhost: " + words + r" \(TLSv" + tls.replace(".", r"\."))
+                self.assert_nothing_relayed(up)
+                rc, err = self.scope.stop()
+                self.assertEqual(rc, 0, err)
+                up.stop()
+                self.scope = self.up = None
+
     def test_untrusted_ca(self):
-        up = h.Upstream(cert="untrusted")
-        self.fail_case([], up, "421 4.7.0 upstream certificate not trusted",
-                       r"smtpscope: error: upstream TLS certificate verification failed for "
-                       r"localhost: The certificate is not correctly signed by the trusted CA")
-        self.assert_nothing_relayed(up)
+        self.verify_fails("untrusted", r"The certificate is not correctly signed by the trusted CA")
 
     def test_wrong_host_name(self):
-        up = h.Upstream(cert="wrongname")
-        self.fail_case([], up, "421 4.7.0 upstream certificate not trusted",
-                       r"verification failed for localhost: The certificate Common Name \(CN\) "
-                       r"does not match with the expected CN")
-        self.assert_nothing_relayed(up)
+        self.verify_fails("wrongname", r"The certificate Common Name \(CN\) does not match with "
+                                       r"the expected CN")
+
+    def test_expired(self):
+        self.verify_fails("expired", r"The certificate validity has expired")
+
+    def test_self_signed(self):
+        self.verify_fails("selfsigned", r"The certificate is not correctly signed by the trusted CA")
 
     def test_no_starttls(self):
         up = h.Upstream(starttls=False, auth=False)

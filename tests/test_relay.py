@@ -4,6 +4,7 @@ import os
 import shutil
 import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import unittest
@@ -30,6 +31,12 @@ class RelayTest(unittest.TestCase):
     def start(self, *args):
         self.scope = h.Scope(*args, "--helo", "scope.test", upstream=self.up)
         return self.scope
+
+    def assert_client_version(self, sc):
+        """The client offered TLS 1.3 (curl, swaks do): it got it where
+        smtpscope's mbedTLS has it."""
+        want = "TLSv1.3" if h.TLS13 else "TLSv1.2"
+        self.assertRegex(sc.text(), r"TLS client: " + want.replace(".", r"\.") + " ")
 
     def assert_no_secret(self, text):
         self.assertNotIn(h.PASSWORD, text)
@@ -67,6 +74,11 @@ class RelayTest(unittest.TestCase):
         sc.wait_for(r"\[#1\] smtpscope: disconnect")
         lines = sc.session_lines(1)
         text = "\n".join(lines)
+        # Python's ssl speaks TLS 1.3 on both legs where smtpscope's mbedTLS
+        # does: ChaCha20 and X25519 first on both ends. (In TLS 1.2 the
+        # upstream picks the suite in its own order.)
+        params = (r"TLSv1\.3 TLS1-3-CHACHA20-POLY1305-SHA256 x25519" if h.TLS13 else
+                  r"TLSv1\.2 TLS-ECDHE-ECDSA-WITH-\S+")
         order = [
             r"^smtpscope: connection from 127\.0\.0\.1:\d+ to 127\.0\.0\.1:\d+",
             r"^smtpscope: connected to upstream localhost:\d+ \(127\.0\.0\.1:\d+\)",
@@ -75,8 +87,8 @@ class RelayTest(unittest.TestCase):
             r"^upstream reply: b'250-STARTTLS\\r\\n'",
             r"^upstream send: 'STARTTLS\\r\\n'",
             r"^upstream reply: b'220 ",
-            r"^smtpscope: TLS upstream: TLSv1\.[23] \S+; subject \"CN=localhost\", issuer "
-            r"\"CN=smtpscope test ca\"; verification: ok",
+            r"^smtpscope: TLS upstream: " + params + r"; subject \"CN=localhost\", issuer "
+            r"\"CN=smtpscope test ca\"; verification: ok$",
             r"^upstream send: 'EHLO scope\.test\\r\\n'",
             r"^upstream reply: b'250-AUTH LOGIN PLAIN\\r\\n'",
             r"^reply: b'220 mx\.upstream\.test",
@@ -84,13 +96,14 @@ class RelayTest(unittest.TestCase):
             r"^reply: b'250-STARTTLS\\r\\n'",
             r"^send: 'STARTTLS\\r\\n'",
             r"^smtpscope reply: b'220 2\.0\.0 Ready to start TLS\\r\\n'",
-            r"^smtpscope: TLS client: TLSv1\.[23] ",
+            r"^smtpscope: TLS client: " + params.replace(r"WITH-\S+", "WITH-CHACHA20-POLY1305-SHA256")
+            + r" \(smtpscope's certificate\)$",
             r"^send: 'ehlo ",
             r"^send: 'AUTH PLAIN \[redacted; user=alice@example\.test\]\\r\\n'",
             r"^reply: b'235 2\.7\.0 Authentication successful\\r\\n'",
-            r"^send: 'mail FROM:<leehark@example\.test> size=\d+\\r\\n'",
+            r"^send: 'mail (?i:FROM):<leehark@example\.test> size=\d+\\r\\n'",  # from: in 3.13
             r"^reply: b'250 OK\\r\\n'",
-            r"^send: 'rcpt TO:<friend@example\.test>\\r\\n'",
+            r"^send: 'rcpt (?i:TO):<friend@example\.test>\\r\\n'",
             r"^send: 'data\\r\\n'",
             r"^reply: b'354 ",
             r"^send: b'Subject: hello , today is a special day\\r\\n'",
@@ -156,6 +169,7 @@ class RelayTest(unittest.TestCase):
         self.assertEqual(msgs, [("a@example.test", ["b@example.test"], body)])
         sc.wait_for(r"disconnect:")
         self.assertIn("smtpscope reply: b'220 2.0.0 Ready to start TLS\\r\\n'", sc.text())
+        self.assert_client_version(sc)
         self.assert_no_secret(sc.text())
 
     @unittest.skipUnless(shutil.which("swaks"), "swaks not installed")
@@ -173,6 +187,7 @@ class RelayTest(unittest.TestCase):
         self.assertEqual(msgs[0][:2], ("s@example.test", ["t@example.test"]))
         self.assertIn(b"Subject: swaks\r\n", msgs[0][2])
         sc.wait_for(r"disconnect:")
+        self.assert_client_version(sc)
         self.assert_no_secret(sc.text())
 
     def test_client_tls_off(self):
@@ -270,6 +285,68 @@ class RelayTest(unittest.TestCase):
         c.sendmail("a@example.test", ["b@example.test"], b"Subject: v6\r\n\r\nv6\r\n")
         c.quit()
         self.assertEqual(len(self.up.recorder.wait_messages(1)), 1)
+
+
+class TlsVersionTest(h.ScopeCase):
+    """TLS 1.3 on either leg when the peer offers it, TLS 1.2 against a
+    1.2-only peer, and upstream resumption in both (the second session
+    resumes the first's session: a 1.2 ticket, or a 1.3 ticket that came
+    after the handshake)."""
+
+    def relay_twice(self, upstream_tls=None, client_tls=None):
+        self.up = h.Upstream(tls=upstream_tls)
+        self.scope = h.Scope(upstream=self.up)
+        for i in (1, 2):
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            h.pin(ctx, client_tls)
+            c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
+            c.starttls(context=ctx)
+            c.login(h.USER, h.PASSWORD)
+            c.sendmail("a@example.test", ["b@example.test"], b"Subject: %d\r\n\r\nhi\r\n" % i)
+            c.quit()
+            self.scope.wait_for(rf"\[#{i}\] smtpscope: disconnect")
+        self.assertEqual(len(self.up.recorder.wait_messages(2)), 2)
+        return [self.scope.session_lines(i) for i in (1, 2)]
+
+    def tls_line(self, lines, leg):
+        found = [l for l in lines if l.startswith(f"smtpscope: TLS {leg}: ")]
+        self.assertEqual(len(found), 1, lines)
+        return found[0]
+
+    @unittest.skipUnless(h.TLS13, h.NO_TLS13)
+    def test_tls13_upstream_and_resumption(self):
+        s1, s2 = self.relay_twice(upstream_tls="1.3")
+        for lines, resumed in ((s1, False), (s2, True)):
+            self.assertRegex(self.tls_line(lines, "upstream"),
+                             r"^smtpscope: TLS upstream: TLSv1\.3 TLS1-3-CHACHA20-POLY1305-SHA256 "
+                             r"x25519; subject \"CN=localhost\", issuer \"CN=smtpscope test ca\"; "
+                             r"verification: ok" + ("; session resumed$" if resumed else "$"))
+
+    def test_tls12_only_upstream_and_resumption(self):
+        s1, s2 = self.relay_twice(upstream_tls="1.2")
+        for lines, resumed in ((s1, False), (s2, True)):
+            # TLS 1.2's line is as it always was: version and suite (the
+            # server's pick), no group
+            self.assertRegex(self.tls_line(lines, "upstream"),
+                             r"^smtpscope: TLS upstream: TLSv1\.2 "
+                             r"TLS-ECDHE-ECDSA-WITH-[A-Z0-9-]+; subject "
+                             r"\"CN=localhost\", issuer \"CN=smtpscope test ca\"; verification: ok"
+                             + ("; session resumed$" if resumed else "$"))
+
+    @unittest.skipUnless(h.TLS13, h.NO_TLS13)
+    def test_tls13_client(self):
+        s1, _ = self.relay_twice(client_tls="1.3")
+        self.assertEqual(self.tls_line(s1, "client"),
+                         "smtpscope: TLS client: TLSv1.3 TLS1-3-CHACHA20-POLY1305-SHA256 x25519 "
+                         "(smtpscope's certificate)")
+
+    def test_tls12_only_client(self):
+        s1, _ = self.relay_twice(client_tls="1.2")
+        self.assertEqual(self.tls_line(s1, "client"),
+                         "smtpscope: TLS client: TLSv1.2 "
+                         "TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256 (smtpscope's certificate)")
 
 
 if __name__ == "__main__":

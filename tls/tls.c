@@ -21,6 +21,7 @@
 
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
+#include <mbedtls/ecp.h>
 #include <mbedtls/error.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ticket.h>
@@ -96,15 +97,16 @@ struct tls_conn {
     struct tls_hello hello;
 };
 
-/* AEAD suites with ECDHE, ChaCha20-Poly1305 first: about 1.6x the speed of
- * AES-GCM in mbedTLS's software implementations on these machines (3.6:
- * ~390 against ~275 MB/s; see docs/benchmarks.md). TLS 1.3's suites lead
- * where the library has them; a server still takes the client's order. */
+/* AEAD suites, ChaCha20-Poly1305 first: in mbedTLS's software ciphers it
+ * seals 16 KiB records 1.5-1.9x as fast as AES-128-GCM, itself a little
+ * faster than AES-256-GCM (bench/tlsmeasure; docs/benchmarks.md). TLS 1.3's
+ * lead where the library has them, without AES-256-GCM: mbedTLS 3.6 takes
+ * a TLS 1.3 client's order, OpenSSL's clients list AES-256-GCM first, and
+ * every TLS 1.3 peer has AES-128-GCM (RFC 8446 9.1). TLS 1.2 takes ours. */
 static const int tls_suites[] = {
 #if defined(MBEDTLS_SSL_PROTO_TLS1_3)
     MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
     MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
-    MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
 #endif
     MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
     MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
@@ -115,9 +117,10 @@ static const int tls_suites[] = {
     0,
 };
 
-/* X25519 first: the group a TLS 1.3 client sends its one key share for,
- * and the one servers (Gmail, OpenSSL) prefer, so no HelloRetryRequest;
- * it is also the cheapest key exchange mbedTLS has. */
+/* X25519 first: a TLS 1.3 client sends one key share, for its first group,
+ * and X25519 is what servers (Gmail, OpenSSL) prefer, so no
+ * HelloRetryRequest round trip; its ECDHE costs about what P-256's does
+ * (bench/tlsmeasure: 550-900 per second each here). */
 #if MBEDTLS_VERSION_NUMBER < 0x03000000
 static const mbedtls_ecp_group_id tls_curves[] = {
     MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1,
@@ -277,7 +280,15 @@ int tls_has_tls13(void)
 
 int tls_threads_safe(void)
 {
-#if MBEDTLS_VERSION_NUMBER < 0x03000000 && defined(MBEDTLS_THREADING_C)
+    /* What connections of one config share: the DRBG, the ticket keys and
+     * RSA keys are locked (MBEDTLS_THREADING_C); an EC key's group is read
+     * only while its comb table for the base point is one of the library's
+     * static ones (3.x, MBEDTLS_ECP_FIXED_POINT_OPTIM: every built-in
+     * curve), else the first signature fills it in, racing; 2.28 copies EC
+     * keys before each use. TLS 1.3's PSA core is thread-safe from 3.6. */
+#if defined(MBEDTLS_THREADING_C) &&                                                                \
+    (MBEDTLS_VERSION_NUMBER < 0x03000000 ||                                                        \
+     (MBEDTLS_VERSION_NUMBER >= 0x03060000 && MBEDTLS_ECP_FIXED_POINT_OPTIM == 1))
     return 1;
 #else
     return 0;

@@ -89,10 +89,10 @@ uint32_t tls_conn_verify_flags(const struct tls_conn *c);
 void tls_strerror(int err, char *buf, size_t len);
 
 /* tls_threads_safe - may handshakes of connections sharing one config run on
- * several threads at once? mbedTLS 2.28 (built with MBEDTLS_THREADING_C, as
- * Debian's is) locks its DRBG and ticket keys and copies EC keys before each
- * signature or verification; 3.x verifies on the shared key's group, whose
- * comb table is filled in lazily, so there the answer is no. */
+ * several threads at once? Yes with MBEDTLS_THREADING_C (as Debian builds
+ * it) on 2.28, which copies EC keys before each signature or verification,
+ * and on 3.6, whose built-in curves have static comb tables (nothing is
+ * filled in lazily) and whose PSA core is thread-safe; no on 3.0-3.5. */
 int tls_threads_safe(void);
 
 /* Session resumption (RFC 5077 tickets, or session ids). */
