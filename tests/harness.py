@@ -85,11 +85,19 @@ class Certs:
 
     def context(self, name, tls=None):
         """A server context with this certificate; tls "1.2" or "1.3" pins
-        the protocol version."""
+        the protocol version, as does a name made by pinned()."""
+        if isinstance(name, tuple):
+            name, tls = name
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(*self.pair(name))
         pin(ctx, tls)
         return ctx
+
+
+def pinned(cert, tls):
+    """A certificate name for Upstream(cert=...) or FakeUpstream whose TLS
+    allows only version tls ("1.2", "1.3"; None: any)."""
+    return (cert, tls) if tls is not None else cert
 
 
 def pin(ctx, tls):
@@ -190,12 +198,12 @@ class Recorder:
 class Upstream:
     """A Gmail-like upstream: STARTTLS required, AUTH only inside TLS."""
 
-    def __init__(self, cert="server", starttls=True, auth=True, tls=None):
+    def __init__(self, cert="server", starttls=True, auth=True):
         self.recorder = Recorder()
         self.port = free_port()
         kw = {}
         if starttls:
-            kw.update(tls_context=certs().context(cert, tls), require_starttls=True)
+            kw.update(tls_context=certs().context(cert), require_starttls=True)
         if auth:
             kw.update(authenticator=self.recorder.authenticate, auth_required=True,
                       auth_require_tls=True)

@@ -44,7 +44,7 @@ class NegativeTest(h.ScopeCase):
         in TLS 1.2 and (where smtpscope has it) in TLS 1.3 alike."""
         for tls in ("1.2", "1.3") if h.TLS13 else ("1.2",):
             with self.subTest(tls=tls):
-                up = h.Upstream(cert=cert, tls=tls)
+                up = h.Upstream(cert=h.pinned(cert, tls))
                 self.fail_case([], up, "421 4.7.0 upstream certificate not trusted",
                                r"smtpscope: error: upstream TLS certificate verification failed "
                                r"for localhost: " + words + r" \(TLSv" + tls.replace(".", r"\."))

@@ -294,7 +294,7 @@ class TlsVersionTest(h.ScopeCase):
     after the handshake)."""
 
     def relay_twice(self, upstream_tls=None, client_tls=None):
-        self.up = h.Upstream(tls=upstream_tls)
+        self.up = h.Upstream(cert=h.pinned("server", upstream_tls))
         self.scope = h.Scope(upstream=self.up)
         for i in (1, 2):
             ctx = ssl.create_default_context()

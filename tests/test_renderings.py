@@ -166,7 +166,7 @@ class WiresharkTest(Base):
         """Relay one message with both legs pinned to TLS version tls, while
         tshark captures both legs on loopback, as a user would."""
         self.up.stop()
-        self.up = h.Upstream(tls=tls)
+        self.up = h.Upstream(cert=h.pinned("server", tls))
         self.scope = h.Scope("--keylog", keylog, upstream=self.up)
         ports = (self.scope.port, self.up.port)
         dump = subprocess.Popen(["tshark", "-i", "lo", "-f",

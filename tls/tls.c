@@ -765,8 +765,14 @@ struct tls_conn *tls_conn_new(struct tls_config *cfg, const char *hostname, char
     rc = mbedtls_ssl_setup(&c->ssl, &cfg->conf);
     tls_setup_buffers_end();
     if (rc == 0 && cfg->is_client) {
-        /* Sets SNI and the name to verify: without this call mbedTLS 2.28
-         * accepts a valid certificate for any name. */
+        /* Sets SNI and the name to verify: without a name mbedTLS 2.28
+         * accepts a valid certificate for any name, and 3.6.3 refuses the
+         * handshake (CVE-2025-27809); refused here on both, --insecure too */
+        if (hostname == NULL || hostname[0] == '\0') {
+            snprintf(err, errlen, "TLS set-up: a client connection needs the server's name");
+            tls_conn_free(c);
+            return NULL;
+        }
         rc = mbedtls_ssl_set_hostname(&c->ssl, hostname);
     }
     if (rc != 0) {

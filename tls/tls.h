@@ -41,8 +41,8 @@ void tls_config_set_keylog(struct tls_config *cfg, tls_keylog_fn *fn, void *arg)
 int tls_config_insecure(const struct tls_config *cfg);
 void tls_config_free(struct tls_config *cfg);
 
-/* tls_conn_new - one connection. hostname (client only) sets SNI and the
- * name the certificate must carry. */
+/* tls_conn_new - one connection. hostname (client only, required, even
+ * with insecure) sets SNI and the name the certificate must carry. */
 struct tls_conn *tls_conn_new(struct tls_config *cfg, const char *hostname, char *err,
                               size_t errlen);
 void tls_conn_free(struct tls_conn *c);

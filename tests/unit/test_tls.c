@@ -736,6 +736,19 @@ static void test_errors(void)
         CHECK(rc < 0 && cfg == NULL && small[16] == 'Z' && memchr(small, '\0', 16) != NULL);
     }
 
+    /* a client connection without the server's name: refused, never a
+     * certificate valid for any name (CVE-2025-27809) */
+    {
+        struct tls_config *ccfg = client_config(CA_BUNDLE, 1);
+        if (ccfg != NULL) {
+            err[0] = '\0';
+            CHECK(tls_conn_new(ccfg, NULL, err, sizeof(err)) == NULL);
+            CHECKF(strstr(err, "needs the server's name") != NULL, "err \"%s\"", err);
+            CHECK(tls_conn_new(ccfg, "", err, sizeof(err)) == NULL);
+            tls_config_free(ccfg);
+        }
+    }
+
     char text[200];
     tls_strerror(TLS_ERR_VERIFY, text, sizeof(text));
     CHECKF(strncmp(text, "-0x2700 ", 8) == 0, "\"%s\"", text);
