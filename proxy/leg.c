@@ -453,19 +453,19 @@ struct tls_conn *leg_tls(const struct leg *l)
 
 void leg_tls_info(const struct leg *l, int with_peer, char *buf, size_t len)
 {
-    char peer[600], verify[600];
+    char params[200], peer[600], verify[600];
     if (l->tls == NULL) {
         snprintf(buf, len, "no TLS");
         return;
     }
+    tls_conn_params(l->tls, params, sizeof(params));
     if (!with_peer) {
-        snprintf(buf, len, "%s %s", tls_conn_version(l->tls), tls_conn_ciphersuite(l->tls));
+        snprintf(buf, len, "%s", params);
         return;
     }
     tls_conn_peer_text(l->tls, peer, sizeof(peer));
     tls_conn_verify_text(l->tls, verify, sizeof(verify));
-    snprintf(buf, len, "%s %s; %s; verification: %s", tls_conn_version(l->tls),
-             tls_conn_ciphersuite(l->tls), peer, verify);
+    snprintf(buf, len, "%s; %s; verification: %s", params, peer, verify);
 }
 
 void leg_close_after_flush(struct leg *l)

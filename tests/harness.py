@@ -94,38 +94,89 @@ def _openssl(*args, cwd):
 
 
 class Certs:
-    """A test CA, certificates it signs, and an untrusted CA."""
+    """A test CA, certificates it signs (one expired), an untrusted CA, and
+    a self-signed certificate. The CAs carry keyUsage: Python 3.13's
+    default context verifies strictly (VERIFY_X509_STRICT)."""
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="smtpscope-certs-")
         d = self.dir
         for ca in ("ca", "evilca"):
-            _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                     "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.pem", "-days", "2",
-                     "-subj", f"/CN=smtpscope test {ca}", cwd=d)
+            self.self_signed(ca, f"smtpscope test {ca}", "-addext",
+                             "keyUsage=critical,keyCertSign,cRLSign")
         self.make("server", "localhost", "ca")
         self.make("wrongname", "wrong.example", "ca")
         self.make("uptest", "up.test", "ca")
         self.make("untrusted", "localhost", "evilca")
+        self.make("expired", "localhost", "ca", expired=True)
+        self.self_signed("selfsigned", "localhost", "-addext", "subjectAltName=DNS:localhost")
         self.ca = os.path.join(d, "ca.pem")
 
-    def make(self, name, dns, ca):
+    def self_signed(self, name, cn, *ext):
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                 "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2",
+                 "-subj", f"/CN={cn}", *ext, cwd=self.dir)
+
+    def make(self, name, dns, ca, expired=False):
         d = self.dir
         _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                  "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={dns}", cwd=d)
         with open(os.path.join(d, f"{name}.ext"), "w") as f:
             f.write(f"subjectAltName=DNS:{dns}\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-                 "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext",
-                 cwd=d)
+        sign = ["x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+                "-CAcreateserial", "-out", f"{name}.pem", "-extfile", f"{name}.ext"]
+        if not expired:
+            _openssl(*sign, "-days", "2", cwd=d)
+            return
+        try:  # OpenSSL 3.4 and later say when; 3.0 takes a negative -days instead
+            _openssl(*sign, "-not_before", "20200101000000Z", "-not_after", "20200102000000Z",
+                     cwd=d)
+        except subprocess.CalledProcessError:
+            _openssl(*sign, "-days", "-1", cwd=d)
 
     def pair(self, name):
         return os.path.join(self.dir, f"{name}.pem"), os.path.join(self.dir, f"{name}.key")
 
-    def context(self, name):
+    def context(self, name, tls=None):
+        """A server context with this certificate; tls "1.2" or "1.3" pins
+        the protocol version, as does a name made by pinned()."""
+        if isinstance(name, tuple):
+            name, tls = name
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(*self.pair(name))
+        pin(ctx, tls)
         return ctx
+
+
+def pinned(cert, tls):
+    """A certificate name for Upstream(cert=...) or FakeUpstream whose TLS
+    allows only version tls ("1.2", "1.3"; None: any)."""
+    return (cert, tls) if tls is not None else cert
+
+
+def pin(ctx, tls):
+    """Allow only TLS 1.2 or only TLS 1.3 on ctx (tls None: leave it)."""
+    if tls is not None:
+        v = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[tls]
+        ctx.minimum_version = ctx.maximum_version = v
+
+
+def mbedtls_has_tls13():
+    """Does the mbedTLS smtpscope is built with speak TLS 1.3? ctest says
+    (SMTPSCOPE_TLS13, from tests/CMakeLists.txt); else the installed
+    headers do. Only then are TLS 1.3 tests skipped."""
+    env = os.environ.get("SMTPSCOPE_TLS13")
+    if env is not None:
+        return env == "1"
+    try:
+        with open("/usr/include/mbedtls/mbedtls_config.h") as f:
+            return re.search(r"^#define MBEDTLS_SSL_PROTO_TLS1_3\b", f.read(), re.M) is not None
+    except OSError:
+        return False
+
+
+TLS13 = mbedtls_has_tls13()
+NO_TLS13 = "the mbedTLS smtpscope is built with has no TLS 1.3 (2.28)"
 
 
 _certs = None

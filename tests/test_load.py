@@ -289,8 +289,13 @@ class IdleMemoryTest(h.ScopeCase):
             per_session = (self.scope.status("VmRSS") - base) / n
             # here 46.5 kB with the record buffers on the heap and the reply
             # buffer kept, about 42 with only the reply buffer freed, 32-34
-            # with both (bench/scale, 1000 sessions: 28 kB; stunnel 66 kB)
-            self.assertLess(per_session, 38, per_session)
+            # with both (bench/scale, 1000 sessions: 28 kB; stunnel 66 kB).
+            # mbedTLS 3.6 keeps a TLS 1.3 client's handshake state after the
+            # handshake (~4.7 kB live: it parses later NewSessionTickets
+            # with it) and the heap around it fragments: 50-54 kB here with
+            # the upstream leg in TLS 1.3 (37-38 in TLS 1.2); with the
+            # record buffers back on the heap it would be about 66.
+            self.assertLess(per_session, 58 if h.TLS13 else 38, per_session)
         finally:
             for s in socks:
                 s.close()

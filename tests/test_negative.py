@@ -8,6 +8,9 @@ import harness as h
 from aiosmtpd.controller import Controller
 
 
+CA_HINT = r"; if this server uses a private or test CA, give that CA with --ca-file PATH"
+
+
 class NegativeTest(h.ScopeCase):
     def greeting(self, port):
         """Connect as a client and return what it is told first."""
@@ -39,22 +42,38 @@ class NegativeTest(h.ScopeCase):
         self.assertNotIn("client.test", up.recorder.ehlo)
         self.assertEqual(up.recorder.messages, [])
 
+    def verify_fails(self, cert, words, hint):
+        """An upstream with this certificate is refused with these words,
+        in TLS 1.2 and (where smtpscope has it) in TLS 1.3 alike."""
+        for tls in ("1.2", "1.3") if h.TLS13 else ("1.2",):
+            with self.subTest(tls=tls):
+                up = h.Upstream(cert=h.pinned(cert, tls))
+                self.fail_case([], up, "421 4.7.0 upstream certificate not trusted",
+                               r"smtpscope: error: upstream TLS certificate verification failed "
+                               r"for localhost: " + words + r" \(TLSv" + tls.replace(".", r"\.")
+                               + r".*\)" + hint)
+                self.assert_nothing_relayed(up)
+                rc, err = self.scope.stop()
+                h.assert_clean_exit(self, rc, err)
+                up.stop()
+                self.scope = self.up = None
+
     def test_untrusted_ca(self):
-        up = h.Upstream(cert="untrusted")
-        self.fail_case([], up, "421 4.7.0 upstream certificate not trusted",
-                       r"smtpscope: error: upstream TLS certificate verification failed for "
-                       r"localhost: The certificate is not correctly signed by the trusted CA.*"
-                       r"\); if this server uses a private or test CA, give that CA with "
-                       r"--ca-file PATH")
-        self.assert_nothing_relayed(up)
+        self.verify_fails("untrusted", r"The certificate is not correctly signed by the trusted CA",
+                          CA_HINT)
 
     def test_wrong_host_name(self):
-        up = h.Upstream(cert="wrongname")
-        self.fail_case([], up, "421 4.7.0 upstream certificate not trusted",
-                       r"verification failed for localhost: The certificate Common Name \(CN\) "
-                       r"does not match with the expected CN.*\); name the upstream as its "
-                       r"certificate does \(--upstream NAME:PORT")
-        self.assert_nothing_relayed(up)
+        self.verify_fails("wrongname", r"The certificate Common Name \(CN\) does not match with "
+                                       r"the expected CN", r"; name the upstream as its certificate "
+                                       r"does \(--upstream NAME:PORT")
+
+    def test_expired(self):
+        self.verify_fails("expired", r"The certificate validity has expired",
+                          r"; the server's certificate has expired: tell its operator")
+
+    def test_self_signed(self):
+        self.verify_fails("selfsigned", r"The certificate is not correctly signed by the trusted CA",
+                          CA_HINT)
 
     def test_address_as_upstream_warns_at_start(self):
         for addr, shown in (("127.0.0.1:2587", "127.0.0.1"), ("[::1]:2587", "::1")):

@@ -12,6 +12,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import ssl
 import stat
 import subprocess
 import tempfile
@@ -24,9 +25,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEMA = os.path.join(HERE, "..", "docs", "transcript.schema.json")
 
 
-def send_one(port, body=b"Subject: hi\r\n\r\nhello\r\n", login=True):
+def send_one(port, body=b"Subject: hi\r\n\r\nhello\r\n", login=True, tls=None):
     c = smtplib.SMTP("127.0.0.1", port, timeout=20)
-    c.starttls()
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    h.pin(ctx, tls)
+    c.starttls(context=ctx)
     if login:
         c.login(h.USER, h.PASSWORD)
     c.sendmail("alice@example.test", ["bob@example.test"], body)
@@ -72,7 +77,8 @@ class JsonTest(Base):
         # a command with its parsed fields, and the reply paired with it
         mail = [e for e in events if e.get("verb") == "MAIL"]
         self.assertEqual(len(mail), 1)
-        self.assertRegex(mail[0]["arg"], r"^FROM:<alice@example\.test> size=\d+$")
+        # smtplib writes "FROM:" up to Python 3.12, "from:" from 3.13
+        self.assertRegex(mail[0]["arg"], r"^(?i:FROM):<alice@example\.test> size=\d+$")
         self.assertEqual(mail[0]["line"].encode("latin-1"),
                          b"mail " + mail[0]["arg"].encode() + b"\r\n")
         replies = [e for e in events if e["kind"] == "reply" and e.get("answers") == "MAIL"]
@@ -148,43 +154,72 @@ class FilesTest(Base):
         self.scope = None
 
 
+KEYLOG12 = r"^CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}$"
+KEYLOG13 = (r"^(CLIENT_HANDSHAKE_TRAFFIC_SECRET|SERVER_HANDSHAKE_TRAFFIC_SECRET|"
+            r"CLIENT_TRAFFIC_SECRET_0|SERVER_TRAFFIC_SECRET_0) [0-9a-f]{64} [0-9a-f]{64}([0-9a-f]{32})?$")
+
+
 @unittest.skipUnless(shutil.which("tshark"), "tshark not installed")
 class WiresharkTest(Base):
-    def test_keylog_decrypts_a_real_capture(self):
-        keylog = self.path("keys.log")
-        cap = self.path("up.pcapng")
-        # capture the upstream leg on loopback, as a user would
-        dump = subprocess.Popen(["tshark", "-i", "lo", "-f", f"tcp port {self.up.port}", "-w", cap,
-                                 "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def capture_both_legs(self, tls, keylog, cap):
+        """Relay one message with both legs pinned to TLS version tls, while
+        tshark captures both legs on loopback, as a user would."""
+        self.up.stop()
+        self.up = h.Upstream(cert=h.pinned("server", tls))
+        self.scope = h.Scope("--keylog", keylog, upstream=self.up)
+        ports = (self.scope.port, self.up.port)
+        dump = subprocess.Popen(["tshark", "-i", "lo", "-f",
+                                 f"tcp port {ports[0]} or tcp port {ports[1]}", "-w", cap, "-q"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             end = time.time() + 20
             while not os.path.exists(cap) and time.time() < end:
                 time.sleep(0.1)
             time.sleep(1.0)
-            self.scope = h.Scope("--keylog", keylog, upstream=self.up)
-            send_one(self.scope.port)
+            send_one(self.scope.port, tls=tls)
             self.scope.wait_for("disconnect")
             time.sleep(1.0)
         finally:
             dump.send_signal(signal.SIGINT)
             dump.wait(20)
+        for leg in ("upstream", "client"):
+            self.assertRegex(self.scope.text(), rf"TLS {leg}: TLSv{re.escape(tls)} ")
+        rc, err = self.scope.stop()
+        self.assertEqual(rc, 0, err)
+        self.scope = None
+        return ports
+
+    def check_decrypts(self, tls, label_rx, lines_per_session):
+        keylog = self.path(f"keys{tls}.log")
+        cap = self.path(f"both{tls}.pcapng")
+        ports = self.capture_both_legs(tls, keylog, cap)
         self.assertEqual(stat.S_IMODE(os.stat(keylog).st_mode), 0o600)
         lines = open(keylog).read().splitlines()
-        self.assertGreaterEqual(len(lines), 2)  # the upstream leg and the client leg
+        # the upstream leg and the client leg
+        self.assertEqual(len(lines), 2 * lines_per_session, lines)
         for l in lines:
-            self.assertRegex(l, r"^CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}$")
+            self.assertRegex(l, label_rx)
         # a test port is not SMTP's: tell tshark, as "Decode As" does
-        decode = ["-d", f"tcp.port=={self.up.port},smtp"]
+        decode = ["-d", f"tcp.port=={ports[0]},smtp", "-d", f"tcp.port=={ports[1]},smtp"]
         r = subprocess.run(["tshark", "-r", cap, *decode, "-o", f"tls.keylog_file:{keylog}",
-                            "-Y", "smtp",
-                            "-T", "fields", "-e", "smtp.req.command", "-e", "smtp.req.parameter"],
+                            "-Y", "smtp", "-T", "fields", "-e", "tcp.dstport",
+                            "-e", "smtp.req.command", "-e", "smtp.req.parameter"],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertRegex(r.stdout, r"(?i)MAIL\tFROM:<alice@example\.test>")
+        # MAIL FROM is sent after STARTTLS on both legs: decrypted on each
+        for port in ports:
+            self.assertRegex(r.stdout, rf"(?im)^{port}\tMAIL\tFROM:<alice@example\.test>")
         # without the key log the same capture shows no MAIL FROM
         r = subprocess.run(["tshark", "-r", cap, *decode, "-Y", "smtp", "-T", "fields", "-e",
                             "smtp.req.command"], capture_output=True, text=True, timeout=60)
         self.assertNotRegex(r.stdout, r"(?i)mail")
+
+    def test_keylog_decrypts_a_real_capture(self):
+        self.check_decrypts("1.2", KEYLOG12, 1)
+
+    @unittest.skipUnless(h.TLS13, h.NO_TLS13)
+    def test_keylog_decrypts_a_real_tls13_capture(self):
+        self.check_decrypts("1.3", KEYLOG13, 4)
 
     def test_keylog_never_through_a_symlink(self):
         target = self.path("target")
@@ -201,13 +236,18 @@ class WiresharkTest(Base):
         self.scope = h.Scope(upstream=self.up, env={"SSLKEYLOGFILE": keylog})
         send_one(self.scope.port)
         self.scope.wait_for("disconnect")
-        self.assertRegex(open(keylog).read(), r"^CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}\n")
+        first = open(keylog).read().splitlines()[0]
+        self.assertRegex(first, KEYLOG13 if h.TLS13 else KEYLOG12)
 
     def test_pcap_shows_the_decrypted_conversation(self):
         cap = self.path("plain.pcap")
         self.scope = h.Scope("--pcap", cap, upstream=self.up)
         send_one(self.scope.port)
         self.scope.wait_for("disconnect")
+        # both legs in the newest TLS smtpscope has: 1.3 with mbedTLS 3.6
+        version = "TLSv1.3" if h.TLS13 else "TLSv1.2"
+        for leg in ("upstream", "client"):
+            self.assertIn(f"TLS {leg}: {version} ", self.scope.text())
         port = self.scope.port
         rc, err = self.scope.stop()
         h.assert_clean_exit(self, rc, err)
@@ -349,7 +389,7 @@ class ConsoleTest(Base):
             l = re.sub(rf"(upstream localhost:\d+ \(|upstream ){h.localhost_rx()}:\d+",
                        r"\1LOCALHOST:PORT", l)
             l = re.sub(r"(127\.0\.0\.1|localhost):\d+", r"\1:PORT", l)
-            l = re.sub(r"TLSv1\.[23] \S+", "TLSVERSION SUITE", l)
+            l = re.sub(r"TLSv1\.[23] \S+(?: x25519| secp\d+r1)?;?", "TLSVERSION SUITE", l)
             l = re.sub(r"\d+\.\d{3} s", "N s", l)
             l = re.sub(r"(sent|received) \d+", r"\1 N", l)
             got.append(l)

@@ -1,6 +1,8 @@
 /*
- * keylog - NSS key-log lines ("CLIENT_RANDOM <random> <master secret>") for
- * every TLS 1.2 session of both legs, so Wireshark can decrypt a capture.
+ * keylog - NSS key-log lines ("<label> <client random> <secret>") for every
+ * TLS session of both legs, so Wireshark can decrypt a capture: one
+ * CLIENT_RANDOM line (the master secret) per TLS 1.2 session, and for TLS 1.3
+ * the handshake and application traffic secrets of each direction.
  *
  * The file is opened once, O_APPEND | O_NOFOLLOW (never through a symlink),
  * created 0600; each line is one write(2). A failed write is counted for the
@@ -16,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define TLS_KEYLOG_LABEL_MAX  31 /* "CLIENT_HANDSHAKE_TRAFFIC_SECRET" */
+#define TLS_KEYLOG_SECRET_MAX 64 /* TLS 1.3 secrets are a hash long: 48 with SHA-384 */
 
 struct tls_keylog {
     pthread_mutex_t mu; /* errors, last_errno */
@@ -43,24 +48,26 @@ int tls_keylog_open(struct tls_keylog **out, const char *path, char *err, size_t
     return 0;
 }
 
-void tls_keylog_write(void *arg, const unsigned char client_random[32],
-                      const unsigned char master_secret[48])
+void tls_keylog_write(void *arg, const char *label, const unsigned char client_random[32],
+                      const unsigned char *secret, size_t secret_len)
 {
     static const char hex[] = "0123456789abcdef";
     struct tls_keylog *kl = arg;
-    char line[14 + 64 + 1 + 96 + 1];
-    size_t o = 0;
+    char line[TLS_KEYLOG_LABEL_MAX + 1 + 64 + 1 + 2 * TLS_KEYLOG_SECRET_MAX + 1];
+    size_t o = strlen(label);
 
-    memcpy(line, "CLIENT_RANDOM ", 14);
-    o = 14;
+    if (o > TLS_KEYLOG_LABEL_MAX || secret_len > TLS_KEYLOG_SECRET_MAX)
+        return; /* never from tls.c: its labels and secrets are fixed */
+    memcpy(line, label, o);
+    line[o++] = ' ';
     for (int i = 0; i < 32; i++) {
         line[o++] = hex[client_random[i] >> 4];
         line[o++] = hex[client_random[i] & 15];
     }
     line[o++] = ' ';
-    for (int i = 0; i < 48; i++) {
-        line[o++] = hex[master_secret[i] >> 4];
-        line[o++] = hex[master_secret[i] & 15];
+    for (size_t i = 0; i < secret_len; i++) {
+        line[o++] = hex[secret[i] >> 4];
+        line[o++] = hex[secret[i] & 15];
     }
     line[o++] = '\n';
     if (write(kl->fd, line, o) != (ssize_t)o) {

@@ -21,13 +21,16 @@
 struct tls_config;
 struct tls_conn;
 
-/* Key material of one TLS 1.2 session, for NSS key-log lines. */
-typedef void tls_keylog_fn(void *arg, const unsigned char client_random[32],
-                           const unsigned char master_secret[48]);
+/* One secret of a TLS session, for an NSS key-log line: label is
+ * "CLIENT_RANDOM" for TLS 1.2's master secret, or a TLS 1.3 one
+ * ("CLIENT_HANDSHAKE_TRAFFIC_SECRET", ..., "SERVER_TRAFFIC_SECRET_0");
+ * client_random names the session. */
+typedef void tls_keylog_fn(void *arg, const char *label, const unsigned char client_random[32],
+                           const unsigned char *secret, size_t secret_len);
 
-/* tls_config_client_new - verifying client config (TLS 1.2+, P-256/X25519
- * first). ca_file NULL means the system bundle. insecure skips the verdict
- * but the verification result is still computed and reported. */
+/* tls_config_client_new - verifying client config (TLS 1.2, and 1.3 where
+ * the library has it; X25519 first). ca_file NULL means the system bundle. insecure skips the
+ * verdict but the verification result is still computed and reported. */
 int tls_config_client_new(struct tls_config **out, const char *ca_file, int insecure, char *err,
                           size_t errlen);
 /* tls_config_server_new - server config with the given PEM certificate and
@@ -38,8 +41,8 @@ void tls_config_set_keylog(struct tls_config *cfg, tls_keylog_fn *fn, void *arg)
 int tls_config_insecure(const struct tls_config *cfg);
 void tls_config_free(struct tls_config *cfg);
 
-/* tls_conn_new - one connection. hostname (client only) sets SNI and the
- * name the certificate must carry. */
+/* tls_conn_new - one connection. hostname (client only, required, even
+ * with insecure) sets SNI and the name the certificate must carry. */
 struct tls_conn *tls_conn_new(struct tls_config *cfg, const char *hostname, char *err,
                               size_t errlen);
 void tls_conn_free(struct tls_conn *c);
@@ -73,6 +76,10 @@ uint8_t *tls_conn_take_out(struct tls_conn *c, size_t *len);
 /* What was negotiated, for the transcript. */
 const char *tls_conn_version(const struct tls_conn *c);
 const char *tls_conn_ciphersuite(const struct tls_conn *c);
+/* tls_conn_group - the TLS 1.3 key exchange group ("x25519"), or NULL. */
+const char *tls_conn_group(const struct tls_conn *c);
+/* tls_conn_params - "TLSv1.2 <suite>" or "TLSv1.3 <suite> <group>". */
+void tls_conn_params(const struct tls_conn *c, char *buf, size_t len);
 /* tls_conn_peer_text - "subject=...; issuer=..." of the peer certificate. */
 void tls_conn_peer_text(const struct tls_conn *c, char *buf, size_t len);
 /* tls_conn_verify_text - "ok", or mbedtls_x509_crt_verify_info lines joined. */
@@ -82,21 +89,28 @@ uint32_t tls_conn_verify_flags(const struct tls_conn *c);
 void tls_strerror(int err, char *buf, size_t len);
 
 /* tls_threads_safe - may handshakes of connections sharing one config run on
- * several threads at once? mbedTLS 2.28 (built with MBEDTLS_THREADING_C, as
- * Debian's is) locks its DRBG and ticket keys and copies EC keys before each
- * signature or verification; 3.x verifies on the shared key's group, whose
- * comb table is filled in lazily, so there the answer is no. */
+ * several threads at once? Yes with MBEDTLS_THREADING_C (as Debian builds
+ * it) on 2.28, which copies EC keys before each signature or verification,
+ * and on 3.6, whose built-in curves have static comb tables (nothing is
+ * filled in lazily) and whose PSA core is thread-safe; no on 3.0-3.5. */
 int tls_threads_safe(void);
 
 /* Session resumption (RFC 5077 tickets, or session ids). */
 struct tls_session;
 struct tls_session *tls_session_new(void);
 void tls_session_free(struct tls_session *s);
-/* tls_conn_save_session - keep the session of a finished handshake. A
- * tls_session may be saved to and resumed from by several threads. */
-int tls_conn_save_session(const struct tls_conn *c, struct tls_session *s);
-/* tls_conn_resume - offer a saved session (before the handshake). */
+/* tls_conn_save_session - keep the session of a finished handshake. In
+ * TLS 1.3 the session is a ticket that arrives after the handshake: each
+ * one read later (tls_conn_read) is saved to s then. A tls_session may be
+ * saved to and resumed from by several threads. */
+int tls_conn_save_session(struct tls_conn *c, struct tls_session *s);
+/* tls_conn_resume - offer a saved session (before the handshake); TLS 1.3
+ * tickets this connection receives replace it. */
 int tls_conn_resume(struct tls_conn *c, struct tls_session *s);
+/* tls_conn_tickets - TLS 1.3 NewSessionTickets received so far. */
+unsigned tls_conn_tickets(const struct tls_conn *c);
+/* tls_has_tls13 - can this build negotiate TLS 1.3 (mbedTLS 3.x)? */
+int tls_has_tls13(void);
 /* tls_conn_resumed - did the handshake resume a session? */
 int tls_conn_resumed(const struct tls_conn *c);
 /* tls_config_server_tickets - issue session tickets (server config). */
@@ -106,8 +120,8 @@ int tls_config_server_tickets(struct tls_config *cfg, char *err, size_t errlen);
 struct tls_keylog;
 int tls_keylog_open(struct tls_keylog **out, const char *path, char *err, size_t errlen);
 /* tls_keylog_write - a tls_keylog_fn: arg is the struct tls_keylog. */
-void tls_keylog_write(void *arg, const unsigned char client_random[32],
-                      const unsigned char master_secret[48]);
+void tls_keylog_write(void *arg, const char *label, const unsigned char client_random[32],
+                      const unsigned char *secret, size_t secret_len);
 /* tls_keylog_errors - failed writes so far, and the last errno. */
 unsigned tls_keylog_errors(struct tls_keylog *kl, int *last_errno);
 void tls_keylog_close(struct tls_keylog *kl);
