@@ -36,6 +36,8 @@ struct px_main {
     uv_timer_t grace;
     uv_prepare_t flush; /* the console's lines go out before the loop waits */
     struct tls_keylog *keylog;
+    struct tls_ca *ca; /* the local CA, when it issues the client leg's certificates */
+    char ca_note[600]; /* what the start-up lines say about it */
     int finished;
 };
 
@@ -178,6 +180,84 @@ static int px_check_file(const char *opt, const char *what, const char *path, ch
     return 0;
 }
 
+/* px_setup_client_cert - the client leg's certificate: --cert/--key, or
+ * issued by the local CA (made on first use), or, if the CA cannot be kept,
+ * a self-signed one made now (said at start). */
+static int px_setup_client_cert(const struct px_config *cfg, char *err, size_t errlen)
+{
+    char dir[4096], why[700];
+
+    if (cfg->cert_file != NULL || cfg->client_tls == PX_CLIENT_TLS_OFF)
+        return tls_config_server_new(&m.px.client_tls, cfg->cert_file, cfg->key_file, err, errlen);
+    if (tls_ca_default_dir(dir, sizeof(dir)) == NULL)
+        snprintf(why, sizeof(why), "neither XDG_DATA_HOME nor HOME is set");
+    else if (tls_ca_open(&m.ca, dir, why, sizeof(why)) == 0 &&
+             tls_config_server_new_ca(&m.px.client_tls, m.ca, err, errlen) == 0) {
+        snprintf(m.ca_note, sizeof(m.ca_note),
+                 "%s local CA %s issues the client leg's certificates (run 'smtpscope ca' to see "
+                 "how to trust it)",
+                 tls_ca_created(m.ca) ? "made a new" : "the", tls_ca_cert_path(m.ca));
+        return 0;
+    } else if (m.ca != NULL) {
+        return -1; /* the CA is there but unusable: err says why */
+    }
+    snprintf(m.ca_note, sizeof(m.ca_note),
+             "no local CA (%.400s): the client leg uses a self-signed certificate made now, which "
+             "clients that verify will refuse",
+             why);
+    return tls_config_server_new(&m.px.client_tls, NULL, NULL, err, errlen);
+}
+
+/* px_ca_main - `smtpscope ca`: the local CA's file, PEM and how to trust it. */
+static int px_ca_main(int argc, char **argv)
+{
+    char dir[4096], err[700];
+    struct tls_ca *ca;
+
+    if (argc > 1) {
+        fprintf(argc > 1 && strcmp(argv[1], "--help") == 0 ? stdout : stderr,
+                "Usage: smtpscope ca\n\nPrints the local CA that issues the client leg's "
+                "certificates (made on first use in $XDG_DATA_HOME/smtpscope), and how to "
+                "trust it.\n");
+        return strcmp(argv[1], "--help") == 0 ? 0 : 2;
+    }
+    if (tls_ca_default_dir(dir, sizeof(dir)) == NULL) {
+        fprintf(stderr, "smtpscope ca: neither XDG_DATA_HOME nor HOME is set\n");
+        return 2;
+    }
+    if (tls_ca_open(&ca, dir, err, sizeof(err)) != 0) {
+        fprintf(stderr, "smtpscope ca: %s\n", err);
+        return 2;
+    }
+    const char *p = tls_ca_cert_path(ca);
+    FILE *f = fopen(p, "r");
+    char pem[8192];
+    size_t n = f != NULL ? fread(pem, 1, sizeof(pem) - 1, f) : 0;
+    if (f != NULL)
+        fclose(f);
+    pem[n] = '\0';
+    printf("smtpscope's local CA%s: %s\n\n%s\n", tls_ca_created(ca) ? " (made now)" : "", p, pem);
+    printf("It signs the certificate smtpscope shows a client after STARTTLS (for the name\n"
+           "the client asked for, and localhost, 127.0.0.1, ::1). Trust it, once, in the\n"
+           "client under test, and verification stays on:\n"
+           "  Python:  ctx = ssl.create_default_context(cafile=\"%s\")\n"
+           "           smtp.starttls(context=ctx)\n"
+           "  msmtp:   tls_trust_file %s\n"
+           "  curl:    curl --cacert %s ...\n"
+           "  swaks:   swaks --tls --tls-verify --tls-ca-path %s ...\n"
+           "  Node:    NODE_EXTRA_CA_CERTS=%s node app.js\n"
+           "  Java:    keytool -importcert -noprompt -alias smtpscope -file %s \\\n"
+           "             -keystore smtpscope.jks -storepass changeit\n"
+           "           java -Djavax.net.ssl.trustStore=smtpscope.jks ...\n"
+           "  System (Debian/Ubuntu): cp %s /usr/local/share/ca-certificates/smtpscope.crt\n"
+           "           && update-ca-certificates\n"
+           "Its key (ca.key, mode 0600) never leaves this machine; remove the directory to\n"
+           "make a new CA. Or skip client TLS: smtpscope --client-tls off.\n",
+           p, p, p, p, p, p, p);
+    tls_ca_free(ca);
+    return 0;
+}
+
 static int px_setup_tls(struct px_config *cfg, char *err, size_t errlen)
 {
     const char *keylog = cfg->keylog != NULL ? cfg->keylog : getenv("SSLKEYLOGFILE");
@@ -187,7 +267,7 @@ static int px_setup_tls(struct px_config *cfg, char *err, size_t errlen)
         px_check_file("--key", "private key", cfg->key_file, err, errlen) != 0)
         return -1;
     if (tls_config_client_new(&m.px.up_tls, cfg->ca_file, cfg->insecure, err, errlen) != 0 ||
-        tls_config_server_new(&m.px.client_tls, cfg->cert_file, cfg->key_file, err, errlen) != 0 ||
+        px_setup_client_cert(cfg, err, errlen) != 0 ||
         tls_config_server_tickets(m.px.client_tls, err, errlen) != 0)
         return -1;
     m.shared.up_session = tls_session_new();
@@ -259,6 +339,7 @@ static void px_cleanup(void)
 {
     tls_config_free(m.px.up_tls);
     tls_config_free(m.px.client_tls);
+    tls_ca_free(m.ca);
     tls_keylog_close(m.keylog);
     record_close(m.px.recorder);
     tls_session_free(m.shared.up_session);
@@ -274,6 +355,8 @@ int main(int argc, char **argv)
 
     if (argc > 1 && strcmp(argv[1], "check") == 0)
         return tlog_check_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "ca") == 0)
+        return px_ca_main(argc - 1, argv + 1);
     switch (px_config_parse(&cfg, argc, argv, stdout, stderr)) {
     case PX_PARSE_EXIT_OK:
         return 0;
@@ -339,6 +422,8 @@ int main(int argc, char **argv)
                   : cfg.client_tls == PX_CLIENT_TLS_REQUIRE ? "required before AUTH and MAIL"
                                                             : "off",
                   loops_text);
+    if (m.ca_note[0] != '\0')
+        tlog_note(0, m.ca != NULL ? TLOG_INFO : TLOG_WARNING, "%s", m.ca_note);
     if (cfg.sink_dir == NULL && cfg.replay == NULL) {
         unsigned char ip[16];
         if (!cfg.insecure &&

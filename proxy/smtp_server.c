@@ -29,7 +29,10 @@
 #define SRV_WARN_LINES     5     /* per message, then a count */
 #define SRV_LOCAL_INJECTED 0x100 /* SRV_EXP_LOCAL flag: the reply was injected */
 #define SRV_SASL_NAME_MAX  20    /* RFC 4422 3.1 */
-#define SRV_BARE_REPLY     "500 5.5.2 Syntax error: bare CR, bare LF or NUL in command line"
+#define SRV_TRUST_HINT                                                                             \
+    "trust smtpscope's local CA in the client ('smtpscope ca' prints it and how), or run with "    \
+    "--client-tls off"
+#define SRV_BARE_REPLY "500 5.5.2 Syntax error: bare CR, bare LF or NUL in command line"
 
 static const char *const srv_state_names[SRV_STATE_COUNT] = {
     [SRV_WAIT_UPSTREAM] = "WAIT-UPSTREAM",
@@ -1234,13 +1237,20 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
 
 void srv_handshake(struct session *s, int rc)
 {
-    char info[300], err[200], reason[400];
+    char info[300], err[200], reason[700];
 
     if (s->closing)
         return;
     if (rc != 0) {
         tls_strerror(rc, err, sizeof(err));
-        snprintf(reason, sizeof(reason), "TLS handshake with the client failed: %s", err);
+        if (tls_err_peer_alert(rc))
+            snprintf(reason, sizeof(reason),
+                     "the client aborted the TLS handshake with a fatal alert (%s): most often "
+                     "bad_certificate or unknown_ca, a client that does not trust smtpscope's "
+                     "certificate; %s",
+                     err, SRV_TRUST_HINT);
+        else
+            snprintf(reason, sizeof(reason), "TLS handshake with the client failed: %s", err);
         struct tlog_event ev = {
             .session = s->id, .kind = TLOG_ERROR, .own = 1, .text = reason, .tls_failure = 1};
         tlog_emit(&ev);
@@ -1262,6 +1272,17 @@ void srv_client_gone(struct session *s, int why, const char *text)
     if (why == LEG_END_WRITE)
         tlog_note(s->id, TLOG_ERROR, "writing to the client failed (%s): closing the session",
                   text);
+    if (s->srv_state == SRV_TLS && why != LEG_END_WRITE) {
+        /* a client that rejects a certificate often just hangs up */
+        char reason[600];
+        snprintf(reason, sizeof(reason),
+                 "the client ended the TLS handshake (%s): most likely it does not trust "
+                 "smtpscope's certificate; %s",
+                 text, SRV_TRUST_HINT);
+        struct tlog_event ev = {
+            .session = s->id, .kind = TLOG_ERROR, .own = 1, .text = reason, .tls_failure = 1};
+        tlog_emit(&ev);
+    }
     if (s->srv_state == SRV_DATA)
         tlog_note(s->id, TLOG_ERROR,
                   "client went away during DATA: the message was NOT submitted (end of data "

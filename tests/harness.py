@@ -300,6 +300,7 @@ class Scope:
             argv += ["--ca-file", certs().ca]
         argv += list(args)
         penv = dict(os.environ)
+        penv["XDG_DATA_HOME"] = xdg_data_home()  # the local CA: never the user's
         penv.update(env or {})
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, env=penv)
@@ -499,6 +500,14 @@ class FakeUpstream:
     def stop(self):
         for s in self.socks:
             s.close()
+
+
+def xdg_data_home():
+    """An XDG_DATA_HOME of the test run's own, where smtpscope keeps its
+    local CA (one for the whole run, as a user has one)."""
+    d = os.path.join(certs().dir, "xdg")
+    os.makedirs(d, exist_ok=True)
+    return d
 
 
 def hosts_wrap(text):

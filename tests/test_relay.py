@@ -4,8 +4,11 @@ import os
 import shutil
 import smtplib
 import socket
+import ssl
+import stat
 import subprocess
 import sys
+import tempfile
 import unittest
 
 import harness as h
@@ -349,6 +352,93 @@ class PlaintextAuthTest(h.ScopeCase):
         line, text = self.summary()
         self.assertIn("credentials cross the client leg in plaintext (--client-tls off)", text)
         self.assertIn("0 warning(s), 0 error(s); 1 plaintext login(s)", line)
+
+
+class ClientCaTest(h.ScopeCase):
+    """The local CA: made on first use, kept, printed by 'smtpscope ca', and
+    trusted by clients that verify; a client that does not trust it is named."""
+
+    def setUp(self):
+        super().setUp()
+        self.up = h.Upstream()
+        self.xdg = tempfile.mkdtemp(prefix="smtpscope-xdg-")
+        self.addCleanup(shutil.rmtree, self.xdg, True)
+        self.env = {"XDG_DATA_HOME": self.xdg}
+
+    def ca_cmd(self):
+        return subprocess.run([h.BIN, "ca"], capture_output=True, text=True, timeout=30,
+                              env=dict(os.environ, **self.env))
+
+    def test_ca_command_and_files(self):
+        r = self.ca_cmd()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        path = os.path.join(self.xdg, "smtpscope", "ca.pem")
+        self.assertIn(f"smtpscope's local CA (made now): {path}", r.stdout)
+        self.assertIn("-----BEGIN CERTIFICATE-----", r.stdout)
+        for how in (f'cafile="{path}"', f"tls_trust_file {path}", f"--cacert {path}",
+                    f"NODE_EXTRA_CA_CERTS={path}", "keytool -importcert", "update-ca-certificates"):
+            self.assertIn(how, r.stdout)
+        d = os.path.join(self.xdg, "smtpscope")
+        self.assertEqual(stat.S_IMODE(os.stat(d).st_mode), 0o700)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(d, "ca.key")).st_mode), 0o600)
+        pem = open(path).read()
+        again = self.ca_cmd()
+        self.assertNotIn("made now", again.stdout)
+        self.assertEqual(open(path).read(), pem)  # kept, not made again
+        text = subprocess.run(["openssl", "x509", "-in", path, "-noout", "-text"],
+                              capture_output=True, text=True).stdout
+        self.assertIn("CA:TRUE", text)
+        self.assertIn("Certificate Sign", text)
+
+    def test_verifying_clients_trust_it(self):
+        self.ca_cmd()
+        ca = os.path.join(self.xdg, "smtpscope", "ca.pem")
+        self.scope = h.Scope(upstream=self.up, env=self.env)
+        self.scope.expect(f"the local CA {ca} issues the client leg's certificates")
+        # Python, verifying, by address and by name (SNI)
+        for host in ("127.0.0.1", "localhost"):
+            c = smtplib.SMTP(host, self.scope.port, timeout=20)
+            c.starttls(context=ssl.create_default_context(cafile=ca))
+            c.login(h.USER, h.PASSWORD)
+            c.sendmail(h.USER, ["bob@example.test"], f"Subject: {host}\r\n\r\nx\r\n".encode())
+            c.quit()
+        # curl and swaks, verifying
+        r = subprocess.run(["curl", "-sS", "--ssl-reqd", "--cacert", ca, "--url",
+                            f"smtp://localhost:{self.scope.port}", "--user",
+                            f"{h.USER}:{h.PASSWORD}", "--mail-from", h.USER, "--mail-rcpt",
+                            "bob@example.test", "--upload-file", "-"],
+                           input=b"Subject: curl\r\n\r\nx\r\n", capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = subprocess.run(["swaks", "--server", f"localhost:{self.scope.port}", "--tls",
+                            "--tls-verify", "--tls-ca-path", ca, "--auth", "PLAIN",
+                            "--auth-user", h.USER, "--auth-password", h.PASSWORD,
+                            "--from", h.USER, "--to", "bob@example.test"],
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout[-600:])
+        r = subprocess.run(["msmtp", f"--host=localhost", f"--port={self.scope.port}",
+                            "--tls=on", "--tls-starttls=on", f"--tls-trust-file={ca}", "--auth=on",
+                            f"--user={h.USER}", f"--passwordeval=echo '{h.PASSWORD}'",
+                            f"--from={h.USER}", "bob@example.test"],
+                           input=b"Subject: msmtp\r\n\r\nx\r\n", capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.up.recorder.wait_messages(5)), 5)
+        self.assertNotIn("TLS failure", self.scope.text())
+
+    def test_a_client_that_does_not_trust_it_is_told(self):
+        self.scope = h.Scope(upstream=self.up, env=self.env)
+        c = smtplib.SMTP("localhost", self.scope.port, timeout=20)
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            c.starttls(context=ssl.create_default_context())  # the system store only
+        c.close()
+        line = self.scope.wait_for(r"\[#1\] smtpscope: error: the client (aborted|ended) the "
+                                   r"TLS handshake")
+        self.assertIn("does not trust smtpscope's certificate; trust smtpscope's local CA in "
+                      "the client ('smtpscope ca' prints it and how), or run with "
+                      "--client-tls off", line)
+        scope, self.scope = self.scope, None
+        rc, err = scope.stop()
+        h.assert_clean_exit(self, rc, err)
+        self.assertIn(" 1 TLS failure(s)", scope.wait_for(r"summary: "))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ struct tls_config {
     void *keylog_arg;
     mbedtls_ssl_ticket_context ticket;
     int tickets;
+    struct tls_ca *ca_issuer; /* server: issues a certificate per SNI name */
 };
 
 struct tls_session {
@@ -515,6 +516,54 @@ int tls_config_server_new(struct tls_config **out, const char *cert_file, const 
     }
     *out = cfg;
     return 0;
+}
+
+/* tls_sni_cb - a client named a host (SNI, RFC 6066 3): serve the local
+ * CA's certificate for that name. */
+static int tls_sni_cb(void *arg, mbedtls_ssl_context *ssl, const unsigned char *name, size_t len)
+{
+    struct tls_config *cfg = arg;
+    mbedtls_x509_crt *crt;
+    mbedtls_pk_context *key;
+    char err[200];
+
+    if (tls_ca_leaf(cfg->ca_issuer, (const char *)name, len, &crt, &key, err, sizeof(err)) != 0)
+        return -1; /* the handshake fails; the default certificate cannot be worse */
+    return mbedtls_ssl_set_hs_own_cert(ssl, crt, key);
+}
+
+int tls_config_server_new_ca(struct tls_config **out, struct tls_ca *ca, char *err, size_t errlen)
+{
+    struct tls_config *cfg = calloc(1, sizeof(*cfg));
+    mbedtls_x509_crt *crt;
+    mbedtls_pk_context *key;
+    int rc;
+
+    if (cfg == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    rc = tls_config_common(cfg, MBEDTLS_SSL_IS_SERVER, err, errlen);
+    if (rc == 0)
+        rc = tls_ca_leaf(ca, NULL, 0, &crt, &key, err, errlen); /* no SNI: localhost */
+    if (rc == 0) {
+        rc = mbedtls_ssl_conf_own_cert(&cfg->conf, crt, key);
+        if (rc != 0)
+            tls_seterr(err, errlen, "local CA certificate", rc);
+    }
+    if (rc != 0) {
+        tls_config_free(cfg);
+        return rc;
+    }
+    cfg->ca_issuer = ca;
+    mbedtls_ssl_conf_sni(&cfg->conf, tls_sni_cb, cfg);
+    *out = cfg;
+    return 0;
+}
+
+int tls_err_peer_alert(int err)
+{
+    return err == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE;
 }
 
 void tls_config_tls12_only(struct tls_config *cfg)

@@ -95,6 +95,24 @@ void tls_strerror(int err, char *buf, size_t len);
  * filled in lazily) and whose PSA core is thread-safe; no on 3.0-3.5. */
 int tls_threads_safe(void);
 
+/* The local CA (ca.c): kept in dir (made on first use, key 0600), it
+ * issues the client leg's certificates: one per SNI name, each also for
+ * localhost, 127.0.0.1 and ::1. */
+struct tls_ca;
+/* tls_ca_default_dir - $XDG_DATA_HOME/smtpscope, or ~/.local/share/smtpscope;
+ * NULL when neither variable is set. */
+const char *tls_ca_default_dir(char *buf, size_t len);
+int tls_ca_open(struct tls_ca **out, const char *dir, char *err, size_t errlen);
+void tls_ca_free(struct tls_ca *ca);
+const char *tls_ca_cert_path(const struct tls_ca *ca);
+/* tls_ca_created - was the CA made by this tls_ca_open (not loaded)? */
+int tls_ca_created(const struct tls_ca *ca);
+/* tls_config_server_new_ca - a server config whose certificate the CA
+ * issues for the name each client asks for (SNI). The CA must outlive it. */
+int tls_config_server_new_ca(struct tls_config **out, struct tls_ca *ca, char *err, size_t errlen);
+/* tls_err_peer_alert - is this error a fatal alert the peer sent? */
+int tls_err_peer_alert(int err);
+
 /* Session resumption (RFC 5077 tickets, or session ids). */
 struct tls_session;
 struct tls_session *tls_session_new(void);

@@ -19,6 +19,7 @@
 #include <mbedtls/x509_crt.h>
 
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
@@ -754,6 +755,60 @@ static void test_errors(void)
     CHECKF(strncmp(text, "-0x2700 ", 8) == 0, "\"%s\"", text);
 }
 
+/* (l) the local CA: made in a new directory (key 0600, directory 0700),
+ * loaded again unchanged; a client trusting only it verifies the
+ * certificate issued for the name it asks (SNI), for localhost when it
+ * asks for none, and a client that does not trust it fails. */
+static void ca_handshake(struct tls_config *scfg, const char *ca_pem, const char *host, int want)
+{
+    struct tls_config *ccfg = client_config(ca_pem, 0);
+    struct tls_conn *cli = ccfg != NULL ? conn(ccfg, host) : NULL;
+    struct tls_conn *srv = conn(scfg, NULL);
+    int crc = -1, src = -1;
+
+    if (cli != NULL && srv != NULL)
+        handshake(cli, srv, 0, &crc, &src);
+    CHECKF(crc == want, "CA %s, host %s: client %d, want %d", ca_pem, host, crc, want);
+    tls_conn_free(cli);
+    tls_conn_free(srv);
+    tls_config_free(ccfg);
+}
+
+static void test_local_ca(void)
+{
+    char dir[] = "/tmp/unit_tls_ca.XXXXXX", sub[300], pem[400], err[700] = "";
+    struct tls_ca *ca = NULL, *again = NULL;
+    struct tls_config *scfg = NULL;
+    struct stat st;
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(sub, sizeof(sub), "%s/a/smtpscope", dir);
+    CHECKF(tls_ca_open(&ca, sub, err, sizeof(err)) == 0, "open: %s", err);
+    if (ca == NULL)
+        return;
+    CHECK(tls_ca_created(ca));
+    snprintf(pem, sizeof(pem), "%s/ca.pem", sub);
+    CHECK(strcmp(tls_ca_cert_path(ca), pem) == 0);
+    CHECK(stat(sub, &st) == 0 && (st.st_mode & 0777) == 0700);
+    snprintf(err, sizeof(err), "%s/ca.key", sub);
+    CHECK(stat(err, &st) == 0 && (st.st_mode & 0777) == 0600);
+    CHECKF(tls_ca_open(&again, sub, err, sizeof(err)) == 0 && !tls_ca_created(again), "reopen: %s",
+           err);
+    tls_ca_free(again);
+
+    CHECKF(tls_config_server_new_ca(&scfg, ca, err, sizeof(err)) == 0, "server: %s", err);
+    if (scfg != NULL) {
+        ca_handshake(scfg, pem, "localhost", 0);
+        ca_handshake(scfg, pem, "mail.example.test", 0);            /* issued for this SNI */
+        ca_handshake(scfg, pem, "MAIL.example.test", 0);            /* names are case-blind */
+        ca_handshake(scfg, CA_BUNDLE, "localhost", TLS_ERR_VERIFY); /* not trusted */
+    }
+    tls_config_free(scfg);
+    tls_ca_free(ca);
+    snprintf(err, sizeof(err), "rm -rf %s", dir);
+    CHECK(system(err) == 0);
+}
+
 int main(void)
 {
     alarm(120); /* a hang in the code under test is a failure, not a stall */
@@ -765,6 +820,7 @@ int main(void)
     test_resume();
     test_files();
     test_errors();
+    test_local_ca();
     CHECKF(feed_errors == 0, "%d tls_conn_feed calls failed", feed_errors);
     return check_done("unit_tls");
 }
