@@ -38,6 +38,25 @@ static void certgen_time(char out[16], int days)
     strftime(out, 16, "%Y%m%d%H%M%S", &tm);
 }
 
+/* certgen_serial - set the serial number from its big-endian bytes: 3.4
+ * takes them as they are and deprecates the bignum setter 2.28 has. */
+static int certgen_serial(mbedtls_x509write_cert *w, unsigned char *bytes, size_t len)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03040000
+    return mbedtls_x509write_crt_set_serial_raw(w, bytes, len);
+#else
+    mbedtls_mpi serial;
+    int rc;
+
+    mbedtls_mpi_init(&serial);
+    rc = mbedtls_mpi_read_binary(&serial, bytes, len);
+    if (rc == 0)
+        rc = mbedtls_x509write_crt_set_serial(w, &serial);
+    mbedtls_mpi_free(&serial);
+    return rc;
+#endif
+}
+
 /* certgen_san - the subjectAltName extension (RFC 5280 4.2.1.6): dNSName
  * [2] and iPAddress [7] entries, DER written backwards into buf. Returns the
  * start of the DER in buf and its length, or NULL if it does not fit. */
@@ -87,9 +106,6 @@ int tls_certgen_issue(const struct tls_certspec *spec, mbedtls_pk_context *issue
                       mbedtls_ctr_drbg_context *drbg, char *err, size_t errlen)
 {
     mbedtls_x509write_cert w;
-#if MBEDTLS_VERSION_NUMBER < 0x03040000
-    mbedtls_mpi serial; /* 3.4 takes the bytes (set_serial_raw) and deprecates this */
-#endif
     unsigned char own_pem[CERTGEN_PEM_MAX];
     unsigned char serial_bytes[16], san[CERTGEN_SAN_MAX];
     char not_before[16], not_after[16], issuer_name[512];
@@ -100,9 +116,6 @@ int tls_certgen_issue(const struct tls_certspec *spec, mbedtls_pk_context *issue
         pem_cap = sizeof(own_pem);
     }
     mbedtls_x509write_crt_init(&w);
-#if MBEDTLS_VERSION_NUMBER < 0x03040000
-    mbedtls_mpi_init(&serial);
-#endif
 
     rc = mbedtls_pk_setup(key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
     if (rc == 0)
@@ -115,10 +128,6 @@ int tls_certgen_issue(const struct tls_certspec *spec, mbedtls_pk_context *issue
     rc = mbedtls_ctr_drbg_random(drbg, serial_bytes, sizeof(serial_bytes));
     serial_bytes[0] &= 0x7f; /* a positive serial */
     serial_bytes[0] |= 0x01; /* nonzero first byte: the raw bytes are DER as they are */
-#if MBEDTLS_VERSION_NUMBER < 0x03040000
-    if (rc == 0)
-        rc = mbedtls_mpi_read_binary(&serial, serial_bytes, sizeof(serial_bytes));
-#endif
     certgen_time(not_before, -1);
     certgen_time(not_after, spec->days);
     if (issuer_crt != NULL &&
@@ -128,13 +137,8 @@ int tls_certgen_issue(const struct tls_certspec *spec, mbedtls_pk_context *issue
     mbedtls_x509write_crt_set_md_alg(&w, MBEDTLS_MD_SHA256);
     mbedtls_x509write_crt_set_subject_key(&w, key);
     mbedtls_x509write_crt_set_issuer_key(&w, issuer_key != NULL ? issuer_key : key);
-#if MBEDTLS_VERSION_NUMBER < 0x03040000
     if (rc == 0)
-        rc = mbedtls_x509write_crt_set_serial(&w, &serial);
-#else
-    if (rc == 0)
-        rc = mbedtls_x509write_crt_set_serial_raw(&w, serial_bytes, sizeof(serial_bytes));
-#endif
+        rc = certgen_serial(&w, serial_bytes, sizeof(serial_bytes));
     if (rc == 0)
         rc = mbedtls_x509write_crt_set_subject_name(&w, spec->subject);
     if (rc == 0)
@@ -175,9 +179,6 @@ int tls_certgen_issue(const struct tls_certspec *spec, mbedtls_pk_context *issue
     if (rc != 0)
         certgen_err(err, errlen, "parsing", rc);
 out:
-#if MBEDTLS_VERSION_NUMBER < 0x03040000
-    mbedtls_mpi_free(&serial);
-#endif
     mbedtls_x509write_crt_free(&w);
     return rc;
 }
