@@ -1237,7 +1237,7 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
 
 void srv_handshake(struct session *s, int rc)
 {
-    char info[300], err[200], reason[700];
+    char info[300], err[200], reason[800];
 
     if (s->closing)
         return;
@@ -1248,6 +1248,12 @@ void srv_handshake(struct session *s, int rc)
                      "the client aborted the TLS handshake with a fatal alert (%s): most often "
                      "bad_certificate or unknown_ca, a client that does not trust smtpscope's "
                      "certificate; %s",
+                     err, SRV_TRUST_HINT);
+        else if (tls_err_bad_mac(rc))
+            snprintf(reason, sizeof(reason),
+                     "the client aborted the TLS handshake (%s: a TLS 1.3 client sends its alert "
+                     "encrypted): most often bad_certificate or unknown_ca, a client that does "
+                     "not trust smtpscope's certificate; %s",
                      err, SRV_TRUST_HINT);
         else
             snprintf(reason, sizeof(reason), "TLS handshake with the client failed: %s", err);

@@ -566,6 +566,11 @@ int tls_err_peer_alert(int err)
     return err == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE;
 }
 
+int tls_err_bad_mac(int err)
+{
+    return err == MBEDTLS_ERR_SSL_INVALID_MAC;
+}
+
 void tls_config_tls12_only(struct tls_config *cfg)
 {
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000

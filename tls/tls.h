@@ -110,8 +110,11 @@ int tls_ca_created(const struct tls_ca *ca);
 /* tls_config_server_new_ca - a server config whose certificate the CA
  * issues for the name each client asks for (SNI). The CA must outlive it. */
 int tls_config_server_new_ca(struct tls_config **out, struct tls_ca *ca, char *err, size_t errlen);
-/* tls_err_peer_alert - is this error a fatal alert the peer sent? */
+/* tls_err_peer_alert - is this error a fatal alert the peer sent?
+ * tls_err_bad_mac - a record that did not decrypt: on mbedTLS 3.6 a TLS 1.3
+ * client's (encrypted) alert during the handshake ends it so. */
 int tls_err_peer_alert(int err);
+int tls_err_bad_mac(int err);
 
 /* Session resumption (RFC 5077 tickets, or session ids). */
 struct tls_session;
