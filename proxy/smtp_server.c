@@ -410,6 +410,16 @@ static int srv_relay(struct session *s, const uint8_t *line, size_t len, int wha
     return s->closing ? -1 : 0;
 }
 
+/* srv_lf_words - " a bare LF a bare CR a NUL", what SMTP_LF_* flags say. */
+static const char *srv_lf_words(unsigned lflags)
+{
+    static const char *const words[8] = {
+        "",       " a bare CR",           " a bare LF",           " a bare LF and a bare CR",
+        " a NUL", " a bare CR and a NUL", " a bare LF and a NUL", " a bare LF, a bare CR and a NUL",
+    };
+    return words[lflags & (SMTP_LF_BARE_CR | SMTP_LF_BARE_LF | SMTP_LF_NUL)];
+}
+
 /* srv_show_line - the transcript side of message content: the first
  * --body-lines lines whole (up to SRV_SHOW_MAX bytes each), then counts. */
 static void srv_show(struct session *s, const uint8_t *p, size_t n, enum smtp_data_ev ev,
@@ -435,11 +445,8 @@ static void srv_show(struct session *s, const uint8_t *p, size_t n, enum smtp_da
     if (lflags != 0) {
         int reject = s->px->cfg->bare_lf == PX_BARE_LF_REJECT;
         if (s->msg_warnings++ < SRV_WARN_LINES)
-            tlog_note(s->id, TLOG_WARNING, "message line %llu holds%s%s%s: %s",
-                      (unsigned long long)s->msg_lines + 1,
-                      (lflags & SMTP_LF_BARE_LF) ? " a bare LF" : "",
-                      (lflags & SMTP_LF_BARE_CR) ? " a bare CR" : "",
-                      (lflags & SMTP_LF_NUL) ? " a NUL" : "",
+            tlog_note(s->id, TLOG_WARNING, "message line %llu holds%s: %s",
+                      (unsigned long long)s->msg_lines + 1, srv_lf_words(lflags),
                       reject ? "the message will be refused (--bare-lf reject)"
                       : (lflags & SMTP_LF_NUL)
                           ? "re-framed with CRLF, NUL dropped (--bare-lf normalize)"
@@ -840,36 +847,6 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
         }
         return -1;
     }
-    if (s->auth_cont && lflags != 0) {
-        /* a malformed AUTH response: none of it is relayed; the upstream's
-         * exchange is cancelled (RFC 4954 4: "*") and its answer to that is
-         * replaced by the one 500 the client hears for its line */
-        struct tlog_event ev = {
-            .session = s->id,
-            .kind = TLOG_COMMAND,
-            .leg = TLOG_LEG_CLIENT,
-            .dir = TLOG_DIR_IN,
-            .own = 1,
-            .bytes = line,
-            .len = len,
-            .secret = TLOG_SECRET_AUTH_RESPONSE,
-            .auth_mech = s->auth_mech,
-            .auth_step = s->auth_step,
-        };
-        tlog_emit(&ev);
-        s->auth_cont = 0;
-        tlog_note(s->id, TLOG_WARNING,
-                  "AUTH response line holds%s%s%s before its CRLF: not relayed; the upstream's "
-                  "AUTH exchange is cancelled with \"*\"",
-                  (lflags & SMTP_LF_BARE_LF) ? " a bare LF" : "",
-                  (lflags & SMTP_LF_BARE_CR) ? " a bare CR" : "",
-                  (lflags & SMTP_LF_NUL) ? " a NUL" : "");
-        if (srv_up_own(s, "*\r\n") < 0)
-            return -1;
-        srv_push(s, SRV_EXP_AUTH_CANCEL, SMTP_CF_SYNC, (const uint8_t *)SRV_BARE_REPLY,
-                 strlen(SRV_BARE_REPLY));
-        return s->closing ? -1 : 0;
-    }
     if (s->auth_cont) {
         /* a response inside an AUTH exchange: a secret, never a command */
         struct tlog_event ev = {
@@ -877,6 +854,7 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
             .kind = TLOG_COMMAND,
             .leg = TLOG_LEG_CLIENT,
             .dir = TLOG_DIR_IN,
+            .own = lflags != 0,
             .bytes = line,
             .len = len,
             .secret = TLOG_SECRET_AUTH_RESPONSE,
@@ -885,7 +863,20 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
         };
         tlog_emit(&ev);
         s->auth_cont = 0;
-        return srv_relay(s, line, len, SRV_EXP_AUTH_RESPONSE, SMTP_CF_SYNC | SMTP_CF_SECRET);
+        if (lflags == 0)
+            return srv_relay(s, line, len, SRV_EXP_AUTH_RESPONSE, SMTP_CF_SYNC | SMTP_CF_SECRET);
+        /* malformed: none of it is relayed; the upstream's exchange is
+         * cancelled (RFC 4954 4: "*") and its answer to that is replaced by
+         * the one 500 the client hears for its line */
+        tlog_note(s->id, TLOG_WARNING,
+                  "AUTH response line holds%s before its CRLF: not relayed; the upstream's AUTH "
+                  "exchange is cancelled with \"*\"",
+                  srv_lf_words(lflags));
+        if (srv_up_own(s, "*\r\n") < 0)
+            return -1;
+        srv_push(s, SRV_EXP_AUTH_CANCEL, SMTP_CF_SYNC, (const uint8_t *)SRV_BARE_REPLY,
+                 strlen(SRV_BARE_REPLY));
+        return s->closing ? -1 : 0;
     }
     cmd = smtp_cmd_parse(line, len, &arg, &arglen);
     flags = smtp_cmd_flags(cmd);
@@ -944,10 +935,8 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
     if (cmd == SMTP_CMD_AUTH && relayed && s->client.tls == NULL)
         srv_plaintext_auth(s);
     if (lflags != 0) {
-        tlog_note(s->id, TLOG_WARNING, "command line holds%s%s%s before its CRLF: not relayed",
-                  (lflags & SMTP_LF_BARE_LF) ? " a bare LF" : "",
-                  (lflags & SMTP_LF_BARE_CR) ? " a bare CR" : "",
-                  (lflags & SMTP_LF_NUL) ? " a NUL" : "");
+        tlog_note(s->id, TLOG_WARNING, "command line holds%s before its CRLF: not relayed",
+                  srv_lf_words(lflags));
         return srv_say(s, SRV_BARE_REPLY, 0, 0);
     }
     switch (cmd) {

@@ -284,6 +284,7 @@ class BareLineEndTest(FakeCase):
         self.assertNotIn(b"b@example.net", up)
         self.assertNotIn(b"dXNlcg", up)
         self.assertNotIn(b"c2VjcmV0", up)
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
         text = self.scope.text()
         self.assertIn("warning: command line holds a bare LF before its CRLF: not relayed", text)
         self.assertNotIn("c2VjcmV0", text)
