@@ -144,6 +144,7 @@ class CliTest(unittest.TestCase):
         sc = h.Scope(upstream=None)
         import signal
         sc.proc.send_signal(signal.SIGINT)
+        sc.proc.wait(timeout=20)  # before stop() could send its SIGTERM
         rc, err = sc.stop()
         h.assert_clean_exit(self, rc, err)
         self.assertIn("SIGINT: shutting down", sc.text())
