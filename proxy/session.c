@@ -258,6 +258,24 @@ int session_up_write(struct session *s, const uint8_t *p, size_t n)
     return s->closing ? -1 : 0;
 }
 
+int session_up_own(struct session *s, const char *line, const char *verb)
+{
+    size_t len = strlen(line);
+    struct tlog_event ev = {
+        .session = s->id,
+        .kind = TLOG_COMMAND,
+        .leg = TLOG_LEG_UPSTREAM,
+        .dir = TLOG_DIR_OUT,
+        .own = 1,
+        .bytes = (const uint8_t *)line,
+        .len = len,
+        .verb = verb,
+        .tls_switch = verb != NULL && strcmp(verb, "STARTTLS") == 0,
+    };
+    tlog_emit(&ev);
+    return session_up_write(s, (const uint8_t *)line, len);
+}
+
 int session_client_write(struct session *s, const uint8_t *p, size_t n)
 {
     if (leg_write(&s->client, p, n) != 0 && !s->closing && !s->client.closing)

@@ -207,6 +207,10 @@ int session_up_write(struct session *s, const uint8_t *p, size_t n)
     __attribute__((warn_unused_result));
 int session_client_write(struct session *s, const uint8_t *p, size_t n)
     __attribute__((warn_unused_result));
+/* session_up_own - a command of smtpscope's own to the upstream (or the
+ * sink), recorded then written; verb may be NULL. -1: the session is ending. */
+int session_up_own(struct session *s, const char *line, const char *verb)
+    __attribute__((warn_unused_result));
 
 /* sink.c */
 void sink_start(struct session *s);

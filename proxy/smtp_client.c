@@ -161,26 +161,6 @@ void up_arm_timer(struct session *s)
         uv_timer_stop(&s->up_timer);
 }
 
-/* up_send - a command of smtpscope's own on the upstream leg; -1 when the
- * session is ending (the write failed). */
-static int up_send(struct session *s, const char *line, const char *verb)
-{
-    size_t len = strlen(line);
-    struct tlog_event ev = {
-        .session = s->id,
-        .kind = TLOG_COMMAND,
-        .leg = TLOG_LEG_UPSTREAM,
-        .dir = TLOG_DIR_OUT,
-        .own = 1,
-        .bytes = (const uint8_t *)line,
-        .len = len,
-        .verb = verb,
-        .tls_switch = strcmp(verb, "STARTTLS") == 0,
-    };
-    tlog_emit(&ev);
-    return session_up_write(s, (const uint8_t *)line, len);
-}
-
 /* up_keywords - the EHLO keywords of a reply, one per line after the first. */
 static char *up_keywords(const struct smtp_reply *r)
 {
@@ -239,7 +219,7 @@ static int up_send_ehlo(struct session *s, enum up_state next)
 {
     char line[300];
     snprintf(line, sizeof(line), "EHLO %s\r\n", s->px->helo);
-    if (up_send(s, line, "EHLO") < 0)
+    if (session_up_own(s, line, "EHLO") < 0)
         return -1;
     up_set_state(s, next);
     return 0;
@@ -422,7 +402,7 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
         }
         free(s->caps1);
         s->caps1 = up_keywords(r);
-        if (up_send(s, "STARTTLS\r\n", "STARTTLS") < 0)
+        if (session_up_own(s, "STARTTLS\r\n", "STARTTLS") < 0)
             return -1;
         up_set_state(s, UP_STARTTLS);
         return 0;

@@ -385,22 +385,6 @@ static void srv_abort_upstream(struct session *s, const char *why)
     leg_close_after_flush(&s->up);
 }
 
-/* srv_up_own - a line of smtpscope's own to the upstream (or the sink). */
-static int srv_up_own(struct session *s, const char *line)
-{
-    struct tlog_event ev = {
-        .session = s->id,
-        .kind = TLOG_COMMAND,
-        .leg = TLOG_LEG_UPSTREAM,
-        .dir = TLOG_DIR_OUT,
-        .own = 1,
-        .bytes = (const uint8_t *)line,
-        .len = strlen(line),
-    };
-    tlog_emit(&ev);
-    return session_up_write(s, (const uint8_t *)line, strlen(line));
-}
-
 /* srv_relay - send one client line upstream, expecting one reply. */
 static int srv_relay(struct session *s, const uint8_t *line, size_t len, int what, unsigned flags)
 {
@@ -872,7 +856,7 @@ static int srv_command(struct session *s, const uint8_t *line, size_t len)
                   "AUTH response line holds%s before its CRLF: not relayed; the upstream's AUTH "
                   "exchange is cancelled with \"*\"",
                   srv_lf_words(lflags));
-        if (srv_up_own(s, "*\r\n") < 0)
+        if (session_up_own(s, "*\r\n", NULL) < 0)
             return -1;
         srv_push(s, SRV_EXP_AUTH_CANCEL, SMTP_CF_SYNC, (const uint8_t *)SRV_BARE_REPLY,
                  strlen(SRV_BARE_REPLY));
