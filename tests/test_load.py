@@ -293,9 +293,11 @@ class IdleMemoryTest(h.ScopeCase):
             # mbedTLS 3.6 keeps a TLS 1.3 client's handshake state after the
             # handshake (~4.7 kB live: it parses later NewSessionTickets
             # with it) and the heap around it fragments: 50-54 kB here with
-            # the upstream leg in TLS 1.3 (37-38 in TLS 1.2); with the
-            # record buffers back on the heap it would be about 66.
-            self.assertLess(per_session, 58 if h.TLS13 else 38, per_session)
+            # the upstream leg in TLS 1.3 (37-38 in TLS 1.2, 38.2 seen on
+            # a pristine Debian 12 root); with the record buffers back on
+            # the heap it would be about 66 (1.3) or 46.5 (1.2), so the
+            # bounds keep a margin for the heap and still catch that.
+            self.assertLess(per_session, 58 if h.TLS13 else 42, per_session)
         finally:
             for s in socks:
                 s.close()
