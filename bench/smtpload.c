@@ -13,7 +13,7 @@
  */
 #include "../proxy/config.h"
 #include "../proxy/leg.h"
-#include "../proxy/smtp_parse.h"
+#include "../proxy/smtp/parse.h"
 
 #include <getopt.h>
 #include <signal.h>

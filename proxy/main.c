@@ -7,7 +7,7 @@
  * signal) the rest are told 421 and closed. When the last session is gone a
  * summary is printed, the loop runs dry, everything is freed, exit status 0.
  */
-#include "../log/check.h"
+#include "ci/check.h"
 #include "../log/transcript.h"
 #include "config.h"
 #include "listener.h"

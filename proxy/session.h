@@ -9,10 +9,10 @@
 #define SMTPSCOPE_SESSION_H
 
 #include "config.h"
-#include "fault.h"
+#include "ci/fault.h"
 #include "leg.h"
-#include "record.h"
-#include "smtp_parse.h"
+#include "ci/record.h"
+#include "smtp/parse.h"
 
 #include <stdatomic.h>
 #include <stdint.h>

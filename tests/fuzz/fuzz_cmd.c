@@ -1,6 +1,6 @@
 /* fuzz_cmd - command lines: the tokenizer stays inside the line, flags and
  * BDAT sizes are consistent. */
-#include "proxy/smtp_parse.h"
+#include "proxy/smtp/parse.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * depend on how the input is split; the output holds no NUL, no bare CR,
  * no bare LF, and no end of data but the one reported, at its very end;
  * valid input comes out unchanged. */
-#include "proxy/smtp_parse.h"
+#include "proxy/smtp/parse.h"
 
 #include <stdint.h>
 #include <stdlib.h>

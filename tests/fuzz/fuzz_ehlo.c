@@ -1,6 +1,6 @@
 /* fuzz_ehlo - the capability rewriter keeps a valid reply: it parses again
  * as one complete 250 reply, with STARTTLS exactly when asked for. */
-#include "proxy/smtp_parse.h"
+#include "proxy/smtp/parse.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* fuzz_reply - the reply parser: bounded, and the same replies and errors
  * however the bytes are split. */
-#include "proxy/smtp_parse.h"
+#include "proxy/smtp/parse.h"
 
 #include <stdint.h>
 #include <stdlib.h>

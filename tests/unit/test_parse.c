@@ -5,7 +5,7 @@
  */
 #include "check.h"
 
-#include "proxy/smtp_parse.h"
+#include "proxy/smtp/parse.h"
 
 #include <ctype.h>
 #include <stdlib.h>

@@ -8,7 +8,7 @@
  * redacted, so a recording holds no credentials. The loader uses jansson.
  */
 #include "record.h"
-#include "../log/transcript.h"
+#include "../../log/transcript.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -9,7 +9,8 @@
  * 2 on a usage error. --wait polls until they hold or time runs out.
  */
 #include "check.h"
-#include "transcript.h"
+
+#include "../../log/transcript.h"
 
 #include <jansson.h>
 

@@ -13,8 +13,8 @@
  * Owns per session: a struct sink (line buffer, envelope, the open message
  * file, pending replies). A message that does not complete is removed.
  */
-#include "../log/transcript.h"
-#include "session.h"
+#include "../../log/transcript.h"
+#include "../session.h"
 
 #include <errno.h>
 #include <stdarg.h>

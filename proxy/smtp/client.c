@@ -10,9 +10,9 @@
  * 421 4.7.0 (TLS) or 421 4.4.x (reachability), and the transcript says
  * exactly why. There is no plaintext fallback anywhere in this file.
  */
-#include "../log/repr.h"
-#include "../log/transcript.h"
-#include "session.h"
+#include "../../log/repr.h"
+#include "../../log/transcript.h"
+#include "../session.h"
 
 #include <stdio.h>
 #include <stdlib.h>

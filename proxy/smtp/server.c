@@ -15,9 +15,9 @@
  * their callers return at once: the session is closing (its memory stays
  * valid until the last close callback).
  */
-#include "../log/repr.h"
-#include "../log/transcript.h"
-#include "session.h"
+#include "../../log/repr.h"
+#include "../../log/transcript.h"
+#include "../session.h"
 
 #include <ctype.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * the EHLO rewriter. Pure functions over caller-owned memory; a malformed
  * input is reported, never guessed at.
  */
-#include "smtp_parse.h"
+#include "parse.h"
 
 #include <stdio.h>
 #include <string.h>
