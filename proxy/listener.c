@@ -99,10 +99,7 @@ static void px_accept_cb(uv_stream_t *server, int status)
         return;
     }
     srv_arm_timer(s);
-    if (px->cfg->sink_dir != NULL || px->replay != NULL)
-        sink_start(s);
-    else
-        up_start(s);
+    s->up_ops->start(s);
 }
 
 /* px_port_free - is nothing listening on sa? A plain bind (no

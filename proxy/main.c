@@ -8,6 +8,8 @@
  * summary is printed, the loop runs dry, everything is freed, exit status 0.
  */
 #include "ci/check.h"
+#include "ci/replay.h"
+#include "ci/sink.h"
 #include "../log/transcript.h"
 #include "config.h"
 #include "listener.h"
@@ -285,27 +287,30 @@ static int px_setup_tls(struct px_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-/* px_setup_ci - fault rules and the sink directory. */
+/* px_setup_ci - fault rules, the sink directory, recordings, and so who
+ * stands upstream. */
 static int px_setup_ci(const struct px_config *cfg, char *err, size_t errlen)
 {
     struct stat st;
 
-    m.px.faults.parse_duration = px_parse_duration;
-    m.px.faults.rng = cfg->seed_given ? cfg->seed : (uint64_t)time(NULL) ^ (uint64_t)getpid() << 20;
-    if (m.px.faults.rng == 0)
-        m.px.faults.rng = 0x9e3779b97f4a7c15ull;
+    m.px.ci.faults.parse_duration = px_parse_duration;
+    m.px.ci.faults.rng = cfg->seed_given ? cfg->seed : (uint64_t)time(NULL) ^ (uint64_t)getpid() << 20;
+    if (m.px.ci.faults.rng == 0)
+        m.px.ci.faults.rng = 0x9e3779b97f4a7c15ull;
     for (int i = 0; i < cfg->nfaults; i++)
-        if (fault_parse(&m.px.faults, cfg->faults[i], err, errlen) != 0)
+        if (fault_parse(&m.px.ci.faults, cfg->faults[i], err, errlen) != 0)
             return -1;
     if (cfg->sink_dir != NULL && (stat(cfg->sink_dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
                                   access(cfg->sink_dir, W_OK) != 0)) {
         snprintf(err, errlen, "--sink %s: not a writable directory", cfg->sink_dir);
         return -1;
     }
-    if (cfg->record != NULL && record_open(&m.px.recorder, cfg->record, err, errlen) != 0)
+    if (cfg->record != NULL && record_open(&m.px.ci.recorder, cfg->record, err, errlen) != 0)
         return -1;
-    if (cfg->replay != NULL && replay_load(&m.px.replay, cfg->replay, err, errlen) != 0)
+    if (cfg->replay != NULL && replay_load(&m.px.ci.replay, cfg->replay, err, errlen) != 0)
         return -1;
+    /* who stands upstream, for every session: picked here, once */
+    m.px.up_ops = cfg->sink_dir != NULL ? &sink_ops : cfg->replay != NULL ? &replay_ops : &upc_ops;
     if (cfg->sink_auth != NULL && access(cfg->sink_auth, R_OK) != 0) {
         snprintf(err, errlen, "--sink-auth %s: cannot read it", cfg->sink_auth);
         return -1;
@@ -341,9 +346,9 @@ static void px_cleanup(void)
     tls_config_free(m.px.client_tls);
     tls_ca_free(m.ca);
     tls_keylog_close(m.keylog);
-    record_close(m.px.recorder);
+    record_close(m.px.ci.recorder);
     tls_session_free(m.shared.up_session);
-    replay_free(m.px.replay);
+    replay_free(m.px.ci.replay);
     tlog_close_all();
 }
 
@@ -401,7 +406,7 @@ int main(int argc, char **argv)
 
     if (cfg.replay != NULL)
         tlog_note(0, TLOG_INFO, "smtpscope %s listening on %s, replaying %s (%zu session(s))",
-                  PX_VERSION, m.listener.addr, cfg.replay, m.px.replay->n);
+                  PX_VERSION, m.listener.addr, cfg.replay, m.px.ci.replay->n);
     else if (cfg.sink_dir != NULL)
         tlog_note(0, TLOG_INFO,
                   "smtpscope %s listening on %s, sink mode: messages stored in %s (client "
@@ -456,8 +461,8 @@ int main(int argc, char **argv)
                   cfg.sink_dir != NULL || cfg.replay != NULL ? "this smtpscope"
                                                              : "your upstream session",
                   cfg.show_secrets ? ", and with --show-secrets their credentials are logged" : "");
-    for (int i = 0; i < m.px.faults.n; i++)
-        tlog_note(0, TLOG_INFO, "fault rule %d: %s", i + 1, m.px.faults.rules[i].spec);
+    for (int i = 0; i < m.px.ci.faults.n; i++)
+        tlog_note(0, TLOG_INFO, "fault rule %d: %s", i + 1, m.px.ci.faults.rules[i].spec);
 
     uv_run(m.px.loop, UV_RUN_DEFAULT);
     px_loops_join(&m.loops);

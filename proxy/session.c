@@ -1,8 +1,9 @@
 /*
- * session - lifetime of one client session and its upstream session.
+ * session - lifetime of one client session and what stands upstream for it.
  *
- * Owns the session struct, its two legs, its timer and its pending
- * getaddrinfo request. Every handle and request counts in s->handles; the
+ * Owns the session struct, its two legs and its timers; the upstream
+ * implementation's requests (the relay client's getaddrinfo) count here
+ * too. Every handle and request counts in s->handles; the
  * struct is freed in the callback that brings it to zero after
  * session_close(), never earlier, so no callback can see freed memory.
  * session_close() is the only teardown path and is idempotent.
@@ -17,7 +18,6 @@
 
 #define SESSION_LINGER_MS 5000 /* a closing client that does not read is cut off */
 
-#define session_of_leg(l) ((struct session *)(l)->owner)
 
 void session_emit_line(struct session *s, enum tlog_kind kind, enum tlog_leg leg, enum tlog_dir dir,
                        int own, const uint8_t *bytes, size_t len)
@@ -38,18 +38,8 @@ void session_emit_line(struct session *s, enum tlog_kind kind, enum tlog_leg leg
 
 static void session_free(struct session *s)
 {
-    free(s->in);
-    free(s->greeting);
-    free(s->caps1);
-    sink_free(s->sink);
-    free(s->held_reply);
-    free(s->reply);
-    for (int i = 0; i < s->pend_len; i++)
-        free(s->pending[(s->pend_head + i) % SRV_PIPE_MAX].cmd);
-    free(s->pending);
-    free(s->stash);
-    if (s->ai_list != NULL)
-        uv_freeaddrinfo(s->ai_list);
+    srv_free(s);
+    s->up_ops->free(s);
     free(s);
 }
 
@@ -82,72 +72,6 @@ static void session_linger_cb(uv_timer_t *t)
     leg_close(&s->up);
 }
 
-static int client_data_cb(struct leg *l, const uint8_t *buf, size_t len)
-{
-    return srv_data(session_of_leg(l), buf, len);
-}
-
-static void client_end_cb(struct leg *l, enum leg_end why, const char *text)
-{
-    srv_client_gone(session_of_leg(l), why, text);
-}
-
-static void client_handshake_cb(struct leg *l, int rc)
-{
-    srv_handshake(session_of_leg(l), rc);
-}
-
-static void any_drained_cb(struct leg *l)
-{
-    session_flow(session_of_leg(l));
-}
-
-static void client_closed_cb(struct leg *l)
-{
-    struct session *s = session_of_leg(l);
-    session_close(s, "client connection closed");
-    session_unref(s);
-}
-
-static int up_data_cb(struct leg *l, const uint8_t *buf, size_t len)
-{
-    return up_data(session_of_leg(l), buf, len);
-}
-
-static void up_end_cb(struct leg *l, enum leg_end why, const char *text)
-{
-    (void)why;
-    srv_upstream_gone(session_of_leg(l), text);
-}
-
-static void up_handshake_cb(struct leg *l, int rc)
-{
-    up_handshake(session_of_leg(l), rc);
-}
-
-static void up_closed_cb(struct leg *l)
-{
-    struct session *s = session_of_leg(l);
-    up_closed(s);
-    session_unref(s);
-}
-
-const struct leg_cbs session_client_cbs = {
-    .data = client_data_cb,
-    .end = client_end_cb,
-    .handshake = client_handshake_cb,
-    .drained = any_drained_cb,
-    .closed = client_closed_cb,
-};
-
-const struct leg_cbs session_up_cbs = {
-    .data = up_data_cb,
-    .end = up_end_cb,
-    .handshake = up_handshake_cb,
-    .drained = any_drained_cb,
-    .closed = up_closed_cb,
-};
-
 struct session *session_new(struct proxy *px)
 {
     struct session *s = calloc(1, sizeof(*s));
@@ -157,7 +81,8 @@ struct session *session_new(struct proxy *px)
     s->px = px;
     s->id = atomic_fetch_add(&px->shared->next_id, 1) + 1;
     s->start_us = tlog_now_us();
-    if (leg_init(&s->client, px->loop, s, &session_client_cbs, TLOG_LEG_CLIENT) != 0) {
+    s->up_ops = px->up_ops;
+    if (leg_init(&s->client, px->loop, s, &srv_leg_cbs, TLOG_LEG_CLIENT) != 0) {
         free(s);
         return NULL;
     }
@@ -173,13 +98,14 @@ struct session *session_new(struct proxy *px)
         px->sessions->prev = s;
     px->sessions = s;
     px->nsessions++; /* px->shared->nsessions: reserved by the listener */
+    srv_init(s);
     return s;
 }
 
 /* session_up_leg_init - (re)initialise the upstream leg for a connect. */
-int session_up_leg_init(struct session *s)
+int session_up_leg_init(struct session *s, const struct leg_cbs *cbs)
 {
-    int rc = leg_init(&s->up, s->px->loop, s, &session_up_cbs, TLOG_LEG_UPSTREAM);
+    int rc = leg_init(&s->up, s->px->loop, s, cbs, TLOG_LEG_UPSTREAM);
     if (rc == 0)
         s->handles++;
     return rc;
@@ -193,7 +119,6 @@ void session_close(struct session *s, const char *why)
     if (s->closing)
         return;
     s->closing = 1;
-    s->srv_state = SRV_DONE;
     us = tlog_now_us() - s->start_us;
     struct tlog_totals totals = {
         .client_rx = s->client.rx,
@@ -205,7 +130,7 @@ void session_close(struct session *s, const char *why)
         .duration_us = us,
     };
     char text[1024], up[200];
-    if (s->sink != NULL)
+    if (s->up_ops->local)
         snprintf(up, sizeof(up), "no upstream (%s); %u message(s) accepted by it", s->up_addr,
                  s->messages);
     else
@@ -233,8 +158,7 @@ void session_close(struct session *s, const char *why)
     px->nsessions--;
     atomic_fetch_sub(&px->shared->nsessions, 1);
 
-    if (s->up_state == UP_RESOLVING)
-        uv_cancel((uv_req_t *)&s->gai); /* its callback still runs, and unrefs */
+    s->up_ops->stop(s);
     leg_close_after_flush(&s->client);
     leg_close_after_flush(&s->up);
     uv_timer_stop(&s->up_timer);
@@ -249,31 +173,11 @@ void session_close(struct session *s, const char *why)
 
 int session_up_write(struct session *s, const uint8_t *p, size_t n)
 {
-    if (s->sink != NULL)
-        return sink_input(s, p, n);
     if (leg_write(&s->up, p, n) != 0 && !s->closing && !s->up.closing) {
         /* leg_write reports its failures through the leg's end: cannot be */
         session_fail(s, "421 4.4.2", "upstream write failed", "upstream write failed");
     }
     return s->closing ? -1 : 0;
-}
-
-int session_up_own(struct session *s, const char *line, const char *verb)
-{
-    size_t len = strlen(line);
-    struct tlog_event ev = {
-        .session = s->id,
-        .kind = TLOG_COMMAND,
-        .leg = TLOG_LEG_UPSTREAM,
-        .dir = TLOG_DIR_OUT,
-        .own = 1,
-        .bytes = (const uint8_t *)line,
-        .len = len,
-        .verb = verb,
-        .tls_switch = verb != NULL && strcmp(verb, "STARTTLS") == 0,
-    };
-    tlog_emit(&ev);
-    return session_up_write(s, (const uint8_t *)line, len);
 }
 
 int session_client_write(struct session *s, const uint8_t *p, size_t n)
@@ -347,10 +251,8 @@ void session_fail(struct session *s, const char *code, const char *shorttext, co
                             .text = reason,
                             .tls_failure = strstr(code, "4.7.0") != NULL};
     tlog_emit(&ev);
-    if (s->srv_state != SRV_DONE && s->client.open && !s->client.ended) {
-        snprintf(line, sizeof(line), "%s %s", code, shorttext);
-        srv_own_reply(s, line);
-    }
+    snprintf(line, sizeof(line), "%s %s", code, shorttext);
+    srv_say_last(s, line);
     session_close(s, reason);
 }
 
@@ -360,9 +262,9 @@ int session_flow(struct session *s)
 
     if (s->closing)
         return -1;
-    client_pause = s->up.above_high || s->in_len >= SRV_IN_MAX || s->srv_state == SRV_DONE;
+    client_pause = s->up.above_high || srv_pause_client(s);
     /* a held final reply (--fault eod=delay) keeps the upstream waiting */
-    up_pause = s->client.above_high || s->held_reply != NULL || s->releasing;
+    up_pause = s->client.above_high || srv_pause_upstream(s);
     if (up_pause && !s->up.paused)
         leg_pause(&s->up);
     if (client_pause && !s->client.paused)

@@ -1,5 +1,5 @@
-/* record - --record writes the upstream's side of every session; --replay
- * plays it back offline (sink.c), mismatches reported, never guessed. */
+/* record - --record writes the upstream's side of every session, one JSON
+ * line per reply (replay.c reads it back). */
 #ifndef SMTPSCOPE_RECORD_H
 #define SMTPSCOPE_RECORD_H
 
@@ -15,27 +15,5 @@ int record_open(struct recorder **out, const char *path, char *err, size_t errle
 void record_reply(struct recorder *r, uint64_t session, const char *key, const char *cmd,
                   const uint8_t *reply, size_t len, uint64_t delay_ms);
 void record_close(struct recorder *r);
-
-struct replay_entry {
-    char key[32];
-    char *cmd;
-    uint8_t *reply;
-    size_t len;
-    uint64_t delay_ms;
-};
-
-struct replay_session {
-    uint64_t id;
-    struct replay_entry *e;
-    size_t n;
-};
-
-struct replay {
-    struct replay_session *s;
-    size_t n;
-};
-
-int replay_load(struct replay **out, const char *path, char *err, size_t errlen);
-void replay_free(struct replay *r);
 
 #endif

@@ -1,18 +1,22 @@
 /*
- * sink - the local responder of sink mode: smtpscope itself is the server.
+ * sink - the upstream implementation of sink mode (sink_ops, upstream.h):
+ * smtpscope itself is the server, and stores what it accepts.
  *
- * It stands where smtp_client.c and the upstream leg stand in relay mode:
- * smtp_server.c relays the client's lines to it (session_up_write) and its
- * replies come back through up_data() as if from an upstream, one loop turn
- * later, so the client-facing machine, its transcript and its hardening are
- * the same in both modes. Accepted messages are stored in --sink DIR as
- * .eml files (the bytes received, dot-stuffing removed), written to a
+ * The server machine, its transcript and its hardening are the same as in
+ * relay mode: it sends the sink each command line it relays, parsed
+ * (struct smtp_cmdline), the message content as it would go on the wire,
+ * and the end of data; the sink's replies come back through srv_reply, one
+ * loop turn later (respond.c). Accepted messages are stored in --sink DIR
+ * as .eml files (the bytes received, dot-stuffing removed), written to a
  * temporary name and renamed when complete, plus one JSON line per message
  * in DIR/index.jsonl.
  *
- * Owns per session: a struct sink (line buffer, envelope, the open message
- * file, pending replies). A message that does not complete is removed.
+ * Owns per session: a struct sink (s->up_impl: the envelope, the open
+ * message file, the queued replies). A message that does not complete is
+ * removed.
  */
+#include "sink.h"
+#include "respond.h"
 #include "../../log/transcript.h"
 #include "../session.h"
 
@@ -32,14 +36,12 @@
 #define SINK_HDR_MAX  16384              /* headers kept for the index */
 #define SINK_ADDR_MAX 512
 #define SINK_INDEX    "index.jsonl"
-#define SINK_SEGS     SRV_PIPE_MAX
 
 enum sink_state { K_CMD, K_DATA, K_BDAT, K_AUTH_PLAIN, K_AUTH_USER, K_AUTH_PASS };
 
 struct sink {
+    struct respond q; /* first: respond.c finds it at s->up_impl */
     enum sink_state st;
-    uint8_t line[SMTP_CMD_LINE_MAX + 2];
-    size_t line_len;
     char helo[256];
     char user[256]; /* authenticated user */
     char login_user[256];
@@ -54,240 +56,15 @@ struct sink {
     char tmp_path[4096];
     uint64_t size;
     int out_bol; /* unstuffing: at the start of a line */
-    struct smtp_data_framer framer;
     char hdr[SINK_HDR_MAX];
     size_t hdr_len;
     int hdr_done;
     uint64_t bdat_left;
     int bdat_last;
-    uint8_t *out; /* replies not yet delivered */
-    size_t out_len, out_cap;
-    struct {
-        size_t end;      /* the reply ends at out[end] */
-        uint64_t due_us; /* and is delivered then (--replay keeps the delays) */
-    } seg[SINK_SEGS];
-    int nseg;
-    /* --replay */
-    const struct replay_session *rs;
-    size_t pos;
-    int replay_auth; /* the last reply was a 334: the next line answers it */
-    char bdat_cmd[64];
 };
 
-/* sink_queue - a reply to deliver delay_ms from now (and after those
- * before). A reply that cannot be queued ends the session with 421: it is
- * never dropped, or the client would wait for it forever (no upstream timer
- * runs in sink mode). */
-static void sink_queue(struct session *s, const uint8_t *p, size_t n, uint64_t delay_ms)
-{
-    struct sink *k = s->sink;
-    uint64_t due = tlog_now_us() + delay_ms * 1000u;
-
-    if (s->closing)
-        return;
-    if (k->nseg == SINK_SEGS) {
-        /* one reply per relayed line, and the client machine holds at most
-         * SRV_PIPE_MAX lines awaiting replies: a broken invariant */
-        session_fail(s, "421 4.3.0", "smtpscope sink: reply queue full",
-                     "sink: more replies pending than commands awaiting them: session ended");
-        return;
-    }
-    if (k->out_len + n > k->out_cap) {
-        size_t cap = k->out_cap ? k->out_cap * 2 : 1024;
-        while (cap < k->out_len + n)
-            cap *= 2;
-        uint8_t *q = realloc(k->out, cap);
-        if (q == NULL) {
-            session_fail(s, "421 4.3.0", "smtpscope sink: out of memory",
-                         "sink: out of memory queueing a reply: session ended");
-            return;
-        }
-        k->out = q;
-        k->out_cap = cap;
-    }
-    memcpy(k->out + k->out_len, p, n);
-    k->out_len += n;
-    if (k->nseg > 0 && k->seg[k->nseg - 1].due_us > due)
-        due = k->seg[k->nseg - 1].due_us;
-    k->seg[k->nseg].end = k->out_len;
-    k->seg[k->nseg++].due_us = due;
-}
-
-static void sink_reply(struct session *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void sink_reply(struct session *s, const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof(line) - 3)
-        n = (int)sizeof(line) - 3;
-    memcpy(line + n, "\r\n", 2);
-    sink_queue(s, (const uint8_t *)line, (size_t)n + 2, 0);
-}
-
-static void sink_schedule(struct session *s);
-
-/* sink_flush_cb - deliver the replies that are due, as the upstream would. */
-static void sink_flush_cb(uv_timer_t *t)
-{
-    struct session *s = t->data;
-    struct sink *k = s->sink;
-    uint64_t now = tlog_now_us();
-    int due = 0;
-
-    if (s->closing)
-        return;
-    while (due < k->nseg && k->seg[due].due_us <= now)
-        due++;
-    if (due == 0) {
-        sink_schedule(s);
-        return;
-    }
-    size_t len = k->seg[due - 1].end;
-    uint8_t *out = malloc(len);
-    if (out == NULL) {
-        session_fail(s, "421 4.3.0", "out of memory", "out of memory");
-        return;
-    }
-    memcpy(out, k->out, len);
-    memmove(k->out, k->out + len, k->out_len - len);
-    k->out_len -= len;
-    for (int i = due; i < k->nseg; i++) {
-        k->seg[i - due] = k->seg[i];
-        k->seg[i - due].end -= len;
-    }
-    k->nseg -= due;
-    int rc = up_data(s, out, len);
-    free(out);
-    if (rc < 0)
-        return;
-    if (!s->closing)
-        sink_schedule(s);
-}
-
-static void sink_schedule(struct session *s)
-{
-    struct sink *k = s->sink;
-    uint64_t now = tlog_now_us();
-
-    if (k->nseg == 0)
-        return;
-    uint64_t due = k->seg[0].due_us;
-    uv_timer_start(&s->up_timer, sink_flush_cb, due > now ? (due - now + 999) / 1000 : 0, 0);
-}
-
-/* sink_addr_span - the address of a MAIL or RCPT line: what is between the
- * first '<' and its '>', or else the word after the ':'. */
-static void sink_addr_span(const char *l, size_t n, size_t *start, size_t *len)
-{
-    const char *lt = memchr(l, '<', n);
-    const char *colon = memchr(l, ':', n);
-    const char *gt = lt != NULL ? memchr(lt, '>', n - (size_t)(lt - l)) : NULL;
-
-    if (lt != NULL && gt != NULL) {
-        *start = (size_t)(lt - l) + 1;
-        *len = (size_t)(gt - lt) - 1;
-        return;
-    }
-    size_t i = colon != NULL ? (size_t)(colon - l) + 1 : n;
-    while (i < n && l[i] == ' ')
-        i++;
-    *start = i;
-    while (i < n && l[i] != ' ')
-        i++;
-    *len = i - *start;
-}
-
-/* sink_same_address - do a recorded and a new MAIL/RCPT line name the same
- * address? Parameters (SIZE=, BODY=, ...) and case do not count: a message
- * two bytes longer is the same transaction. */
-static int sink_same_address(const char *a, size_t an, const char *b, size_t bn)
-{
-    size_t as, al, bs, bl;
-    sink_addr_span(a, an, &as, &al);
-    sink_addr_span(b, bn, &bs, &bl);
-    return al == bl && strncasecmp(a + as, b + bs, al) == 0;
-}
-
-/* sink_replay_local - RSET, NOOP and QUIT the recording does not have next
- * are answered as any server would, and the recording waits. */
-static int sink_replay_local(struct session *s, const char *key, const struct replay_entry *e)
-{
-    const char *reply = strcmp(key, "RSET") == 0   ? "250 2.0.0 Ok"
-                        : strcmp(key, "NOOP") == 0 ? "250 2.0.0 Ok"
-                        : strcmp(key, "QUIT") == 0 ? "221 2.0.0 Bye"
-                                                   : NULL;
-    if (reply == NULL)
-        return 0;
-    tlog_note(s->id, TLOG_INFO, "replay: %s answered by smtpscope (the recording %s%s)", key,
-              e != NULL ? "has next: " : "has no more replies", e != NULL ? e->key : "");
-    if (strcmp(key, "RSET") == 0)
-        s->sink->replay_auth = 0;
-    sink_reply(s, "%s", reply);
-    return 1;
-}
-
-/* sink_replay - answer with the next recorded reply if it is for this:
- * key (a verb, "end of data", "AUTH response") and, for MAIL and RCPT, the
- * same address. RSET, NOOP and QUIT out of turn are answered here. A
- * mismatch is said, to the client and in the transcript. */
-static void sink_replay(struct session *s, const char *key, const uint8_t *line, size_t len)
-{
-    struct sink *k = s->sink;
-    const struct replay_entry *e = k->pos < k->rs->n ? &k->rs->e[k->pos] : NULL;
-    char got[300];
-    int n = (int)len;
-
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        n--;
-    snprintf(got, sizeof(got), "%s%s%.*s", key, n > 0 ? ": " : "", n > 200 ? 200 : n,
-             line != NULL ? (const char *)line : "");
-    if (strcmp(key, "AUTH response") == 0)
-        snprintf(got, sizeof(got), "an AUTH response");
-    int same = e != NULL && strcmp(e->key, key) == 0;
-    if (same && (strcmp(key, "MAIL") == 0 || strcmp(key, "RCPT") == 0))
-        same = e->cmd != NULL &&
-               sink_same_address(e->cmd, strlen(e->cmd), (const char *)line, (size_t)n);
-    if (!same && sink_replay_local(s, key, e))
-        return;
-    if (!same) {
-        char text[700];
-        if (e == NULL)
-            snprintf(text, sizeof(text),
-                     "replay mismatch: the recording of session %llu has no more replies; got "
-                     "%s",
-                     (unsigned long long)k->rs->id, got);
-        else
-            snprintf(text, sizeof(text),
-                     "replay mismatch: the recording (session %llu, reply %zu) expects %s%s%s; "
-                     "got %s",
-                     (unsigned long long)k->rs->id, k->pos + 1, e->key,
-                     e->cmd != NULL && e->cmd[0] ? ": " : "", e->cmd != NULL ? e->cmd : "", got);
-        struct tlog_event ev = {.session = s->id, .kind = TLOG_ERROR, .own = 1, .text = text};
-        tlog_emit(&ev);
-        sink_reply(s, "451 4.3.0 smtpscope replay: this command is not the recorded one");
-        k->replay_auth = 0;
-        return;
-    }
-    k->pos++;
-    tlog_note(s->id, TLOG_INFO, "replay: reply %zu of recorded session %llu (%s)", k->pos,
-              (unsigned long long)k->rs->id, e->key);
-    sink_queue(s, e->reply, e->len, e->delay_ms);
-    k->replay_auth = e->len >= 3 && memcmp(e->reply, "334", 3) == 0;
-    if (strcmp(key, "DATA") == 0 && e->len >= 3 && memcmp(e->reply, "354", 3) == 0) {
-        k->st = K_DATA;
-        k->out_bol = 1;
-        smtp_data_reset(&k->framer);
-    }
-}
+#define sink_of(s) ((struct sink *)(s)->up_impl)
+#define sink_reply respond_say
 
 static void sink_discard(struct sink *k)
 {
@@ -308,13 +85,14 @@ static void sink_reset(struct sink *k)
     k->st = K_CMD;
 }
 
-void sink_free(struct sink *k)
+static void sink_free(struct session *s)
 {
+    struct sink *k = sink_of(s);
     if (k == NULL)
         return;
     sink_discard(k);
+    respond_free(&k->q);
     free(k->to);
-    free(k->out);
     free(k);
 }
 
@@ -364,7 +142,7 @@ static int sink_check_user(struct session *s, const char *user, const char *pass
 
 static void sink_auth_done(struct session *s, const char *user, const char *pass)
 {
-    struct sink *k = s->sink;
+    struct sink *k = sink_of(s);
     k->st = K_CMD;
     if (sink_check_user(s, user, pass)) {
         snprintf(k->user, sizeof(k->user), "%s", user);
@@ -392,14 +170,14 @@ static void sink_auth_plain(struct session *s, const uint8_t *b64, size_t len)
     char dec[768];
     size_t n;
     if (sink_b64(b64, len, dec, sizeof(dec), &n) != 0) {
-        s->sink->st = K_CMD;
+        sink_of(s)->st = K_CMD;
         sink_reply(s, "501 5.5.2 Invalid base64");
         return;
     }
     char *user = memchr(dec, '\0', n);
     char *pass = user != NULL ? memchr(user + 1, '\0', n - (size_t)(user + 1 - dec)) : NULL;
     if (pass == NULL) {
-        s->sink->st = K_CMD;
+        sink_of(s)->st = K_CMD;
         sink_reply(s, "501 5.5.2 Malformed PLAIN response");
         return;
     }
@@ -408,7 +186,7 @@ static void sink_auth_plain(struct session *s, const uint8_t *b64, size_t len)
 
 static void sink_auth_response(struct session *s, const uint8_t *line, size_t len)
 {
-    struct sink *k = s->sink;
+    struct sink *k = sink_of(s);
     char dec[512];
     size_t n;
 
@@ -433,7 +211,7 @@ static void sink_auth_response(struct session *s, const uint8_t *line, size_t le
 
 static void sink_auth(struct session *s, const uint8_t *arg, size_t len)
 {
-    struct sink *k = s->sink;
+    struct sink *k = sink_of(s);
     const uint8_t *sp = memchr(arg, ' ', len);
     size_t mlen = sp != NULL ? (size_t)(sp - arg) : len;
 
@@ -458,7 +236,7 @@ static void sink_auth(struct session *s, const uint8_t *arg, size_t len)
 
 static int sink_open_message(struct session *s)
 {
-    struct sink *k = s->sink;
+    struct sink *k = sink_of(s);
     snprintf(k->tmp_path, sizeof(k->tmp_path), "%s/.incoming-%llu-%u", s->px->cfg->sink_dir,
              (unsigned long long)s->id, k->msg_no + 1);
     k->fd = open(k->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -466,7 +244,6 @@ static int sink_open_message(struct session *s)
     k->out_bol = 1;
     k->hdr_len = 0;
     k->hdr_done = 0;
-    smtp_data_reset(&k->framer);
     return k->fd >= 0 ? 0 : -1;
 }
 
@@ -492,10 +269,10 @@ static void sink_write(struct sink *k, const uint8_t *p, size_t n)
     k->size += n;
 }
 
-/* sink_unstuff_cb - the DATA framer's output, dot-stuffing removed. */
-static void sink_unstuff_cb(void *arg, const uint8_t *p, size_t n)
+/* sink_unstuff - message content as it went on the wire, stored with its
+ * dot-stuffing (and the end's dot) removed. */
+static void sink_unstuff(struct sink *k, const uint8_t *p, size_t n)
 {
-    struct sink *k = arg;
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
         if (k->out_bol && p[i] == '.') {
@@ -562,7 +339,7 @@ static size_t sink_cat(char *buf, size_t cap, size_t o, const char *fmt, ...)
 /* sink_commit - the message is complete: name it and index it. */
 static void sink_commit(struct session *s)
 {
-    struct sink *k = s->sink;
+    struct sink *k = sink_of(s);
     char path[4096], name[256], stamp[32], subj[6200], mid[6200], tmp[SINK_JSON_ADDR];
     uint64_t now = tlog_now_us();
     time_t secs = (time_t)(now / 1000000u);
@@ -619,7 +396,7 @@ static void sink_commit(struct session *s)
         o = sink_cat(line, cap, o, "\"auth_user\":null,");
     }
     tlog_json_string(tmp, sizeof(tmp), (const uint8_t *)k->helo, strlen(k->helo));
-    o = sink_cat(line, cap, o, "\"helo\":%s,\"warnings\":%u}\n", tmp, s->msg_warnings);
+    o = sink_cat(line, cap, o, "\"helo\":%s,\"warnings\":%u}\n", tmp, srv_message_warnings(s));
     snprintf(path, sizeof(path), "%s/%s", s->px->cfg->sink_dir, SINK_INDEX);
     ifd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (ifd < 0 || write(ifd, line, o) != (ssize_t)o)
@@ -632,38 +409,34 @@ static void sink_commit(struct session *s)
     sink_reset(k);
 }
 
-static void sink_command(struct session *s, const uint8_t *line, size_t len)
-{
-    struct sink *k = s->sink;
-    const uint8_t *arg;
-    size_t arglen;
-    enum smtp_cmd cmd;
-    uint64_t size;
-    int last;
+static void sink_verb(struct session *s, enum smtp_cmd cmd, const uint8_t *arg, size_t arglen,
+                      const struct smtp_cmdline *c);
 
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-        len--;
-    if (k->rs != NULL) {
-        cmd = smtp_cmd_parse(line, len, &arg, &arglen);
-        if (k->replay_auth) {
-            sink_replay(s, "AUTH response", line, len);
-        } else if (cmd == SMTP_CMD_BDAT) {
-            smtp_bdat_parse(arg, arglen, &size, &last);
-            snprintf(k->bdat_cmd, sizeof(k->bdat_cmd), "%.*s", (int)len, (const char *)line);
-            k->bdat_left = size;
-            k->bdat_last = last;
-            k->nto = 1; /* the recording decides; the chunk is read first */
-            k->st = K_BDAT;
-        } else {
-            sink_replay(s, cmd == SMTP_CMD_UNKNOWN ? "?" : smtp_cmd_name(cmd), line, len);
-        }
-        return;
-    }
-    if (k->st == K_AUTH_PLAIN || k->st == K_AUTH_USER || k->st == K_AUTH_PASS) {
-        sink_auth_response(s, line, len);
-        return;
-    }
-    cmd = smtp_cmd_parse(line, len, &arg, &arglen);
+/* sink_command - one line the server machine relayed (what: the reply it
+ * awaits). */
+static int sink_command(struct session *s, const struct smtp_cmdline *c, int what, int final)
+{
+    struct sink *k = sink_of(s);
+    const uint8_t *arg = c->arg;
+    size_t arglen = c->arglen;
+    enum smtp_cmd cmd = c->cmd;
+
+    (void)what;
+    (void)final;
+    if (k->st == K_AUTH_PLAIN || k->st == K_AUTH_USER || k->st == K_AUTH_PASS)
+        sink_auth_response(s, c->line, smtp_trim_eol(c->line, c->len));
+    else
+        sink_verb(s, cmd, arg, arglen, c);
+    respond_schedule(s);
+    return s->closing ? -1 : 0;
+}
+
+/* sink_verb - the sink's answer to a command. */
+static void sink_verb(struct session *s, enum smtp_cmd cmd, const uint8_t *arg, size_t arglen,
+                      const struct smtp_cmdline *c)
+{
+    struct sink *k = sink_of(s);
+
     switch (cmd) {
     case SMTP_CMD_EHLO:
     case SMTP_CMD_HELO:
@@ -723,11 +496,10 @@ static void sink_command(struct session *s, const uint8_t *line, size_t len)
         }
         return;
     case SMTP_CMD_BDAT:
-        smtp_bdat_parse(arg, arglen, &size, &last); /* smtp_server.c checked it */
-        k->bdat_left = size;
-        k->bdat_last = last;
+        k->bdat_left = c->bdat_size; /* server.c relays a valid BDAT only */
+        k->bdat_last = c->bdat_last;
         k->bdat_refused = 0;
-        k->st = K_BDAT; /* the chunk is read in any case; sink_input() ends it */
+        k->st = K_BDAT; /* the chunk is read in any case; sink_content() ends it */
         if (k->nto == 0) {
             sink_reply(s, "503 5.5.1 Need RCPT before BDAT");
             k->bdat_refused = 1;
@@ -758,117 +530,90 @@ static void sink_command(struct session *s, const uint8_t *line, size_t len)
     }
 }
 
-int sink_input(struct session *s, const uint8_t *p, size_t n)
+/* sink_chunk_done - the last octet of a BDAT chunk came. */
+static void sink_chunk_done(struct session *s)
 {
-    struct sink *k = s->sink;
-    size_t off = 0;
+    struct sink *k = sink_of(s);
 
-    while (!s->closing && (off < n || (k->st == K_BDAT && k->bdat_left == 0))) {
-        if (k->st == K_DATA) {
-            enum smtp_data_ev ev;
-            unsigned lf;
-            size_t c = smtp_data_next(&k->framer, p + off, n - off, &ev, &lf, sink_unstuff_cb, k);
-            off += c;
-            if (ev == SMTP_DATA_END && k->rs != NULL) {
-                k->st = K_CMD;
-                sink_replay(s, "end of data", NULL, 0);
-            } else if (ev == SMTP_DATA_END) {
-                /* the end's ".\r\n" came out as "\r\n": take it back */
-                if (k->fd >= 0 && ftruncate(k->fd, (off_t)(k->size - 2)) == 0)
-                    k->size -= 2;
-                sink_commit(s);
-            }
-            continue;
-        }
-        if (k->st == K_BDAT) {
-            size_t c = n - off < k->bdat_left ? n - off : (size_t)k->bdat_left;
-            if (k->fd >= 0 && !k->bdat_refused && c > 0)
-                sink_write(k, p + off, c);
-            off += c;
-            k->bdat_left -= c;
-            if (k->bdat_left > 0)
-                break;
-            k->st = K_CMD;
-            if (k->rs != NULL) {
-                sink_replay(s, "BDAT", (const uint8_t *)k->bdat_cmd, strlen(k->bdat_cmd));
-                continue;
-            }
-            if (k->bdat_refused)
-                continue; /* its reply is already said */
-            if (k->bdat_last || k->failed)
-                sink_commit(s); /* a failed write is refused there, with 451 */
-            else
-                sink_reply(s, "250 2.0.0 %llu octets received", (unsigned long long)k->size);
-            continue;
-        }
-        const uint8_t *lf = memchr(p + off, '\n', n - off);
-        size_t c = lf != NULL ? (size_t)(lf - (p + off)) + 1 : n - off;
-        if (k->line_len + c > sizeof(k->line))
-            c = sizeof(k->line) - k->line_len; /* smtp_server.c bounds lines first */
-        memcpy(k->line + k->line_len, p + off, c);
-        k->line_len += c;
-        off += c;
-        if (lf != NULL || k->line_len == sizeof(k->line)) {
-            sink_command(s, k->line, k->line_len);
-            k->line_len = 0;
-        }
+    k->st = K_CMD;
+    if (k->bdat_refused)
+        return; /* its reply is already said */
+    if (k->bdat_last || k->failed)
+        sink_commit(s); /* a failed write is refused there, with 451 */
+    else
+        sink_reply(s, "250 2.0.0 %llu octets received", (unsigned long long)k->size);
+}
+
+static int sink_content(struct session *s, const uint8_t *p, size_t n)
+{
+    struct sink *k = sink_of(s);
+
+    if (k->st == K_DATA) {
+        sink_unstuff(k, p, n);
+    } else if (k->st == K_BDAT) {
+        size_t c = n < k->bdat_left ? n : (size_t)k->bdat_left;
+        if (k->fd >= 0 && !k->bdat_refused && c > 0)
+            sink_write(k, p, c);
+        k->bdat_left -= c;
+        if (k->bdat_left == 0)
+            sink_chunk_done(s);
     }
-    if (s->closing)
-        return -1;
-    sink_schedule(s);
-    return 0;
+    respond_schedule(s);
+    return s->closing ? -1 : 0;
 }
 
-/* sink_abort_message - a message that must not be committed. */
-void sink_abort_message(struct session *s)
+/* sink_end - the end of data went: the message is complete. */
+static int sink_end(struct session *s)
 {
-    sink_reset(s->sink);
+    struct sink *k = sink_of(s);
+
+    if (k->st == K_DATA) {
+        /* the end's ".\r\n" was stored as "\r\n": take it back */
+        if (k->fd >= 0 && ftruncate(k->fd, (off_t)(k->size - 2)) == 0)
+            k->size -= 2;
+        k->st = K_CMD;
+        sink_commit(s);
+    }
+    respond_schedule(s);
+    return s->closing ? -1 : 0;
 }
 
-static void sink_greet_cb(uv_timer_t *t)
+/* sink_discard_message - a message that must not be committed. */
+static void sink_discard_message(struct session *s)
 {
-    struct session *s = t->data;
-    if (!s->closing)
-        srv_upstream_ready(s);
+    sink_reset(sink_of(s));
 }
 
-void sink_start(struct session *s)
+static void sink_stop(struct session *s)
+{
+    (void)s; /* the session stops s->up_timer */
+}
+
+static void sink_start(struct session *s)
 {
     char greeting[SMTP_REPLY_MAX];
-    uint64_t greet_delay = 0;
     int n;
 
-    s->sink = calloc(1, sizeof(*s->sink));
-    if (s->sink == NULL) {
+    s->up_impl = calloc(1, sizeof(struct sink));
+    if (s->up_impl == NULL) {
         session_fail(s, "421 4.3.0", "out of memory", "out of memory");
         return;
     }
-    s->sink->fd = -1;
-    snprintf(s->up_addr, sizeof(s->up_addr), s->px->replay != NULL ? "replay" : "sink");
+    sink_of(s)->fd = -1;
+    snprintf(s->up_addr, sizeof(s->up_addr), "sink");
     n = snprintf(greeting, sizeof(greeting), "220 %s ESMTP smtpscope sink ready\r\n", s->px->helo);
-    if (s->px->replay != NULL) {
-        struct sink *k = s->sink;
-        k->rs = &s->px->replay->s[s->px->replay_next++ % s->px->replay->n];
-        tlog_note(s->id, TLOG_INFO, "replaying recorded session %llu (%zu replies)",
-                  (unsigned long long)k->rs->id, k->rs->n);
-        if (k->rs->n > 0 && strcmp(k->rs->e[0].key, "greeting") == 0) {
-            const struct replay_entry *e = &k->rs->e[k->pos++];
-            n = (int)(e->len < sizeof(greeting) ? e->len : sizeof(greeting));
-            memcpy(greeting, e->reply, (size_t)n);
-            greet_delay = e->delay_ms;
-        }
-    }
-    s->greeting = malloc((size_t)n);
-    if (s->greeting == NULL) {
-        session_fail(s, "421 4.3.0", "out of memory", "out of memory");
-        return;
-    }
-    memcpy(s->greeting, greeting, (size_t)n);
-    s->greeting_len = (size_t)n;
-    s->up_chunking = 1;
-    s->up_state = UP_READY;
-    if (greet_delay > 0)
-        uv_timer_start(&s->up_timer, sink_greet_cb, greet_delay, 0);
-    else
-        srv_upstream_ready(s);
+    respond_ready(s, (const uint8_t *)greeting, (size_t)n);
 }
+
+const struct upstream_ops sink_ops = {
+    .who = "the sink",
+    .ready = "sink",
+    .local = 1,
+    .start = sink_start,
+    .command = sink_command,
+    .content = sink_content,
+    .end = sink_end,
+    .discard = sink_discard_message,
+    .stop = sink_stop,
+    .free = sink_free,
+};

@@ -1,17 +1,27 @@
 /*
- * smtp_client - the upstream-facing SMTP machine.
+ * client - the relay client: the upstream implementation that talks to a
+ * real server (upc_ops, see upstream.h and client.h).
  *
  * Resolves and connects (every address in order: one that fails is a note
  * while another is left, and the error names them all when none answers),
  * reads the greeting, says EHLO, STARTTLS, verifies the TLS handshake and
- * says EHLO again; only then is the session READY and the client greeted.
- * Implicit TLS skips the STARTTLS step. Any failure before READY fails
- * closed: nothing of the client's has reached the upstream, the client hears
- * 421 4.7.0 (TLS) or 421 4.4.x (reachability), and the transcript says
- * exactly why. There is no plaintext fallback anywhere in this file.
+ * says EHLO again; only then is it ready (srv_upstream_ready) and the
+ * client greeted. Implicit TLS skips the STARTTLS step. Any failure before
+ * ready fails closed: nothing of the client's has reached the upstream, the
+ * client hears 421 4.7.0 (TLS) or 421 4.4.x (reachability), and the
+ * transcript says exactly why. There is no plaintext fallback anywhere in
+ * this file.
+ *
+ * Once ready, it writes what the server machine sends (upc_command,
+ * upc_content), keeps its own list of the replies due (what each answers,
+ * and whether it is a verdict) to pick its timeouts, and hands each reply
+ * it reads to srv_reply. Owns struct upc, the upstream leg's callbacks and
+ * s->up_timer.
  */
+#include "client.h"
 #include "../../log/repr.h"
 #include "../../log/transcript.h"
+#include "../ci/record.h"
 #include "../session.h"
 
 #include <stdio.h>
@@ -26,22 +36,42 @@ static const char *const up_state_names[UP_STATE_COUNT] = {
 };
 
 /* up_set_state - the one place the upstream machine changes state. */
+static void up_arm_timer(struct session *s);
+
 static void up_set_state(struct session *s, enum up_state st)
 {
-    if (s->px->cfg->trace && st != s->up_state)
-        tlog_note(s->id, TLOG_INFO, "upstream state %s -> %s", up_state_names[s->up_state],
+    if (s->px->cfg->trace && st != s->upc.state)
+        tlog_note(s->id, TLOG_INFO, "upstream state %s -> %s", up_state_names[s->upc.state],
                   up_state_names[st]);
-    s->up_state = st;
+    s->upc.state = st;
     up_arm_timer(s);
+}
+
+#define UPC_FINAL 0x80 /* in upc.expect: the reply is the verdict on a message */
+
+/* up_expect_push - one more reply due; up_expect_pop - it came. */
+static void up_expect_push(struct session *s, int what, int final)
+{
+    struct upc *u = &s->upc;
+    if (u->exp_len == UPC_EXPECT_MAX)
+        return; /* cannot be: the server machine awaits at most SRV_PIPE_MAX */
+    u->expect[(u->exp_head + u->exp_len++) % UPC_EXPECT_MAX] =
+        (uint8_t)(what | (final ? UPC_FINAL : 0));
+}
+
+static void up_expect_pop(struct session *s)
+{
+    struct upc *u = &s->upc;
+    if (u->exp_len > 0) {
+        u->exp_head = (u->exp_head + 1) % UPC_EXPECT_MAX;
+        u->exp_len--;
+    }
 }
 
 /* up_waiting_final - is the reply awaited the one to the end of a message? */
 static int up_waiting_final(const struct session *s)
 {
-    if (s->pend_len == 0)
-        return 0;
-    const struct srv_pending *p = &s->pending[s->pend_head];
-    return p->what == SRV_EXP_EOD || (p->what == SMTP_CMD_BDAT && (p->flags & SMTP_CF_SYNC));
+    return s->upc.exp_len > 0 && (s->upc.expect[s->upc.exp_head] & UPC_FINAL);
 }
 
 #define UP_GREETING_HINT_MS 5000 /* or half the greeting timeout, if shorter */
@@ -55,7 +85,7 @@ static uint64_t up_greeting_hint_ms(const struct session *s)
 
 static int up_greeting_hint_due(const struct session *s)
 {
-    return !s->greet_hinted && s->px->cfg->up_tls == PX_UP_STARTTLS && s->up.tls == NULL &&
+    return !s->upc.greet_hinted && s->px->cfg->up_tls == PX_UP_STARTTLS && s->up.tls == NULL &&
            up_greeting_hint_ms(s) > 0;
 }
 
@@ -66,16 +96,16 @@ static int up_greeting_hint_due(const struct session *s)
  * up_closed() goes on. */
 static void up_connect_failed(struct session *s, const char *why)
 {
-    size_t o = strlen(s->up_error);
+    size_t o = strlen(s->upc.error);
     char next[sizeof(s->up_addr)];
 
-    leg_addr_text(s->ai_cur->ai_addr, s->up_addr, sizeof(s->up_addr));
-    if (o + 2 < sizeof(s->up_error))
-        snprintf(s->up_error + o, sizeof(s->up_error) - o, "%s%s: %s", o > 0 ? "; " : "",
+    leg_addr_text(s->upc.ai_cur->ai_addr, s->up_addr, sizeof(s->up_addr));
+    if (o + 2 < sizeof(s->upc.error))
+        snprintf(s->upc.error + o, sizeof(s->upc.error) - o, "%s%s: %s", o > 0 ? "; " : "",
                  s->up_addr, why);
-    s->ai_cur = s->ai_cur->ai_next;
-    if (s->ai_cur != NULL) {
-        leg_addr_text(s->ai_cur->ai_addr, next, sizeof(next));
+    s->upc.ai_cur = s->upc.ai_cur->ai_next;
+    if (s->upc.ai_cur != NULL) {
+        leg_addr_text(s->upc.ai_cur->ai_addr, next, sizeof(next));
         tlog_note(s->id, TLOG_INFO, "connect to %s: %s; trying %s", s->up_addr, why, next);
     }
 }
@@ -90,17 +120,17 @@ static void up_timer_cb(uv_timer_t *t)
 
     if (s->closing)
         return;
-    if (s->up_state == UP_CONNECTING) {
+    if (s->upc.state == UP_CONNECTING) {
         snprintf(reason, sizeof(reason), "no connection within %llu ms",
                  (unsigned long long)to->connect);
         up_connect_failed(s, reason);
         leg_close(&s->up); /* cancels the connect; up_closed() tries the next address */
         return;
     }
-    if (s->up_state == UP_GREETING && up_greeting_hint_due(s)) {
+    if (s->upc.state == UP_GREETING && up_greeting_hint_due(s)) {
         /* RFC 8314 3.3: an implicit-TLS port waits for the client's hello */
         uint64_t after = up_greeting_hint_ms(s);
-        s->greet_hinted = 1;
+        s->upc.greet_hinted = 1;
         tlog_note(s->id, TLOG_INFO,
                   "no greeting from upstream %s after %llu ms: a port that expects implicit TLS "
                   "(such as 465) waits for the client to start TLS; if this is one, use "
@@ -109,33 +139,30 @@ static void up_timer_cb(uv_timer_t *t)
         uv_timer_start(&s->up_timer, up_timer_cb, to->greeting - after, 0);
         return;
     }
-    if (s->up_state == UP_READY && s->pend_len > 0) {
-        const struct srv_pending *p = &s->pending[s->pend_head];
-        what = p->what == SRV_EXP_EOD             ? "end of data"
-               : p->what == SRV_EXP_AUTH_RESPONSE ? "an AUTH response"
-               : p->what == SRV_EXP_AUTH_CANCEL   ? "the AUTH cancellation"
-                                                  : smtp_cmd_name((enum smtp_cmd)p->what);
+    if (s->upc.state == UP_READY && s->upc.exp_len > 0) {
+        int w = s->upc.expect[s->upc.exp_head] & ~UPC_FINAL;
+        what = w == UP_EXP_EOD             ? "end of data"
+               : w == UP_EXP_AUTH_RESPONSE ? "an AUTH response"
+               : w == UP_EXP_AUTH_CANCEL   ? "the AUTH cancellation"
+                                           : up_expect_name(w);
         ms = up_waiting_final(s) ? to->final : to->command;
     } else {
-        what = up_state_names[s->up_state];
-        ms = s->up_state == UP_GREETING ? to->greeting : to->command;
+        what = up_state_names[s->upc.state];
+        ms = s->upc.state == UP_GREETING ? to->greeting : to->command;
     }
     snprintf(reason, sizeof(reason), "upstream did not answer %s within %llu ms", what,
              (unsigned long long)ms);
-    if (up_waiting_final(s) || s->srv_state == SRV_DATA || s->srv_state == SRV_BDAT)
-        session_fail(s, "451 4.4.2", "upstream timed out: message not accepted", reason);
-    else
-        session_fail(s, "421 4.4.2", "upstream timed out", reason);
+    srv_upstream_gone(s, up_waiting_final(s) ? UP_GONE_TIMEOUT_FINAL : UP_GONE_TIMEOUT, reason);
 }
 
-void up_arm_timer(struct session *s)
+static void up_arm_timer(struct session *s)
 {
     const struct px_timeouts *to = &s->px->cfg->timeouts;
     uint64_t ms = 0;
 
-    if (s->closing || s->sink != NULL)
-        return; /* the sink answers at once, and uses up_timer to do it */
-    switch (s->up_state) {
+    if (s->closing)
+        return;
+    switch (s->upc.state) {
     case UP_CONNECTING:
         ms = to->connect;
         break;
@@ -149,7 +176,7 @@ void up_arm_timer(struct session *s)
         ms = to->command;
         break;
     case UP_READY:
-        if (s->pend_len > 0)
+        if (s->upc.exp_len > 0)
             ms = up_waiting_final(s) ? to->final : to->command;
         break;
     default:
@@ -189,12 +216,12 @@ static void up_explain_caps(struct session *s, const struct smtp_reply *r)
     char *caps2 = up_keywords(r), diff[600];
     size_t o = 0;
 
-    if (caps2 == NULL || s->caps1 == NULL) {
+    if (caps2 == NULL || s->upc.caps1 == NULL) {
         free(caps2);
         return;
     }
     for (int pass = 0; pass < 2; pass++) {
-        const char *from = pass == 0 ? caps2 : s->caps1, *other = pass == 0 ? s->caps1 : caps2;
+        const char *from = pass == 0 ? caps2 : s->upc.caps1, *other = pass == 0 ? s->upc.caps1 : caps2;
         for (const char *l = from; *l != '\0';) {
             const char *e = strchr(l, '\n');
             size_t n = (size_t)(e - l), kw = strcspn(l, " =\n");
@@ -215,17 +242,38 @@ static void up_explain_caps(struct session *s, const struct smtp_reply *r)
     free(caps2);
 }
 
+/* up_say - the one way smtpscope's own commands (EHLO, STARTTLS) reach
+ * the upstream: recorded, then written. -1: the session is ending. */
+static int up_say(struct session *s, const char *line, const char *verb)
+{
+    size_t len = strlen(line);
+    struct tlog_event ev = {
+        .session = s->id,
+        .kind = TLOG_COMMAND,
+        .leg = TLOG_LEG_UPSTREAM,
+        .dir = TLOG_DIR_OUT,
+        .own = 1,
+        .bytes = (const uint8_t *)line,
+        .len = len,
+        .verb = verb,
+        .tls_switch = strcmp(verb, "STARTTLS") == 0,
+    };
+    tlog_emit(&ev);
+    return session_up_write(s, (const uint8_t *)line, len);
+}
+
 static int up_send_ehlo(struct session *s, enum up_state next)
 {
     char line[300];
     snprintf(line, sizeof(line), "EHLO %s\r\n", s->px->helo);
-    if (session_up_own(s, line, "EHLO") < 0)
+    if (up_say(s, line, "EHLO") < 0)
         return -1;
     up_set_state(s, next);
     return 0;
 }
 
 static void up_try_connect(struct session *s);
+static const struct leg_cbs upc_leg_cbs;
 
 static void up_connect_cb(uv_connect_t *req, int status)
 {
@@ -241,9 +289,9 @@ static void up_connect_cb(uv_connect_t *req, int status)
         leg_close(&s->up); /* up_closed() tries the next address */
         return;
     }
-    leg_addr_text(s->ai_cur->ai_addr, s->up_addr, sizeof(s->up_addr));
-    s->up_connected_us = tlog_now_us();
-    session_note_connect(s, &s->up, s->ai_cur->ai_addr, "connected to upstream %s:%s (%s)",
+    leg_addr_text(s->upc.ai_cur->ai_addr, s->up_addr, sizeof(s->up_addr));
+    s->upc.connected_us = tlog_now_us();
+    session_note_connect(s, &s->up, s->upc.ai_cur->ai_addr, "connected to upstream %s:%s (%s)",
                          cfg->up_host, cfg->up_port, s->up_addr);
     if (leg_start(&s->up) != 0) {
         session_fail(s, "421 4.4.1", "upstream unreachable", "cannot read from the upstream");
@@ -263,14 +311,14 @@ static void up_connect_cb(uv_connect_t *req, int status)
 static void up_try_connect(struct session *s)
 {
     const struct px_config *cfg = s->px->cfg;
-    char reason[sizeof(s->up_error) + 300];
+    char reason[sizeof(s->upc.error) + 300];
 
-    while (s->ai_cur != NULL) {
-        int rc = session_up_leg_init(s);
+    while (s->upc.ai_cur != NULL) {
+        int rc = session_up_leg_init(s, &upc_leg_cbs);
         if (rc == 0) {
             up_set_state(s, UP_CONNECTING);
-            s->connect_req.data = s;
-            rc = uv_tcp_connect(&s->connect_req, &s->up.tcp, s->ai_cur->ai_addr, up_connect_cb);
+            s->upc.connect_req.data = s;
+            rc = uv_tcp_connect(&s->upc.connect_req, &s->up.tcp, s->upc.ai_cur->ai_addr, up_connect_cb);
             if (rc == 0)
                 return;
             snprintf(reason, sizeof(reason), "%s (%s)", uv_strerror(rc), uv_err_name(rc));
@@ -278,16 +326,16 @@ static void up_try_connect(struct session *s)
             leg_close(&s->up); /* up_closed() goes on with the next one */
             return;
         }
-        s->ai_cur = s->ai_cur->ai_next;
+        s->upc.ai_cur = s->upc.ai_cur->ai_next;
     }
     snprintf(reason, sizeof(reason), "cannot connect to upstream %s:%s: %s", cfg->up_host,
-             cfg->up_port, s->up_error[0] ? s->up_error : "no address");
+             cfg->up_port, s->upc.error[0] ? s->upc.error : "no address");
     session_fail(s, "421 4.4.1", "upstream unreachable", reason);
 }
 
-void up_closed(struct session *s)
+static void up_closed(struct session *s)
 {
-    if (!s->closing && s->up_state == UP_CONNECTING)
+    if (!s->closing && s->upc.state == UP_CONNECTING)
         up_try_connect(s);
 }
 
@@ -297,8 +345,8 @@ static void up_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     const struct px_config *cfg = s->px->cfg;
     char reason[600];
 
-    s->ai_list = res;
-    s->ai_cur = res;
+    s->upc.ai_list = res;
+    s->upc.ai_cur = res;
     if (!s->closing && status < 0) {
         snprintf(reason, sizeof(reason), "cannot resolve upstream %s: %s", cfg->up_host,
                  uv_strerror(status));
@@ -309,7 +357,7 @@ static void up_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     session_unref(s);
 }
 
-void up_start(struct session *s)
+static void up_start(struct session *s)
 {
     const struct px_config *cfg = s->px->cfg;
     struct addrinfo hints;
@@ -319,10 +367,10 @@ void up_start(struct session *s)
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_protocol = IPPROTO_TCP;
-    s->gai.data = s;
+    s->upc.gai.data = s;
     up_set_state(s, UP_RESOLVING);
     s->handles++;
-    rc = uv_getaddrinfo(s->px->loop, &s->gai, up_gai_cb, cfg->up_host, cfg->up_port, &hints);
+    rc = uv_getaddrinfo(s->px->loop, &s->upc.gai, up_gai_cb, cfg->up_host, cfg->up_port, &hints);
     if (rc != 0) {
         char reason[600];
         s->handles--;
@@ -362,30 +410,29 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
             .bytes = l,
             .len = n,
             .code = r->code,
-            .answers = s->up_state == UP_GREETING   ? "greeting"
-                       : s->up_state == UP_STARTTLS ? "STARTTLS"
+            .answers = s->upc.state == UP_GREETING   ? "greeting"
+                       : s->upc.state == UP_STARTTLS ? "STARTTLS"
                                                     : "EHLO",
-            .tls_switch = s->up_state == UP_STARTTLS && r->code == 220,
+            .tls_switch = s->upc.state == UP_STARTTLS && r->code == 220,
         };
         tlog_emit(&ev);
     }
     up_reply_text(r, text, sizeof(text));
-    switch (s->up_state) {
+    switch (s->upc.state) {
     case UP_GREETING:
         if (r->code != 220) {
-            srv_relay_and_close(s, r, "the upstream refused the session in its greeting");
+            srv_upstream_ready(s, r, 0); /* relayed, and the session ends */
             return -1;
         }
-        free(s->greeting);
-        s->greeting = malloc(r->len);
-        if (s->greeting == NULL) {
+        free(s->upc.greeting);
+        s->upc.greeting = malloc(sizeof(*r));
+        if (s->upc.greeting == NULL) {
             session_fail(s, "421 4.3.0", "out of memory", "out of memory");
             return -1;
         }
-        memcpy(s->greeting, r->buf, r->len);
-        s->greeting_len = r->len;
-        record_reply(s->px->recorder, s->id, "greeting", NULL, r->buf, r->len,
-                     (tlog_now_us() - s->up_connected_us) / 1000u);
+        memcpy(s->upc.greeting, r, sizeof(*r));
+        record_reply(s->px->ci.recorder, s->id, "greeting", NULL, r->buf, r->len,
+                     (tlog_now_us() - s->upc.connected_us) / 1000u);
         return up_send_ehlo(s, cfg->up_tls == PX_UP_IMPLICIT ? UP_EHLO2 : UP_EHLO1);
     case UP_EHLO1:
         if (r->code != 250) {
@@ -400,9 +447,9 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
             session_fail(s, "421 4.7.0", "upstream does not offer STARTTLS", reason);
             return -1;
         }
-        free(s->caps1);
-        s->caps1 = up_keywords(r);
-        if (session_up_own(s, "STARTTLS\r\n", "STARTTLS") < 0)
+        free(s->upc.caps1);
+        s->upc.caps1 = up_keywords(r);
+        if (up_say(s, "STARTTLS\r\n", "STARTTLS") < 0)
             return -1;
         up_set_state(s, UP_STARTTLS);
         return 0;
@@ -436,54 +483,36 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
             session_fail(s, "421 4.7.0", "upstream refused EHLO", reason);
             return -1;
         }
-        s->up_chunking = smtp_reply_has_keyword(r, "CHUNKING");
         up_explain_caps(s, r);
         up_set_state(s, UP_READY);
-        srv_upstream_ready(s);
+        srv_upstream_ready(s, s->upc.greeting, smtp_reply_has_keyword(r, "CHUNKING"));
+        free(s->upc.greeting);
+        s->upc.greeting = NULL;
         return s->closing ? -1 : 0;
     default:
         snprintf(reason, sizeof(reason), "unexpected reply from upstream in state %s: %s",
-                 up_state_names[s->up_state], text);
+                 up_state_names[s->upc.state], text);
         session_fail(s, "421 4.4.2", "upstream protocol error", reason);
         return -1;
     }
 }
 
-/* up_stash - keep upstream bytes while a reply is held back (--fault
- * eod=delay); srv_release_cb feeds them in again, in order. */
-static int up_stash(struct session *s, const uint8_t *buf, size_t len)
+static int up_data(struct session *s, const uint8_t *buf, size_t len)
 {
-    uint8_t *p = realloc(s->stash, s->stash_len + len);
-    if (p == NULL)
-        return -1;
-    memcpy(p + s->stash_len, buf, len);
-    s->stash = p;
-    s->stash_len += len;
-    return 0;
-}
-
-int up_data(struct session *s, const uint8_t *buf, size_t len)
-{
-    if (s->held_reply != NULL && len > 0) {
-        if (up_stash(s, buf, len) == 0)
-            return 0;
-        session_fail(s, "421 4.3.0", "out of memory", "out of memory");
-        return -1;
-    }
     while (len > 0 && !s->closing) {
         size_t used;
         int rc;
-        if (s->reply == NULL) {
+        if (s->upc.reply == NULL) {
             /* 4.6 KB that an idle session does not keep: made when a reply
              * starts, freed when none is left half-read */
-            s->reply = malloc(sizeof(*s->reply));
-            if (s->reply == NULL) {
+            s->upc.reply = malloc(sizeof(*s->upc.reply));
+            if (s->upc.reply == NULL) {
                 session_fail(s, "421 4.3.0", "out of memory", "out of memory");
                 return -1;
             }
-            smtp_reply_reset(s->reply);
+            smtp_reply_reset(s->upc.reply);
         }
-        rc = smtp_reply_feed(s->reply, buf, len, &used);
+        rc = smtp_reply_feed(s->upc.reply, buf, len, &used);
         buf += used;
         len -= used;
         if (rc < 0) {
@@ -495,28 +524,27 @@ int up_data(struct session *s, const uint8_t *buf, size_t len)
         }
         if (rc == 0)
             break;
-        if (s->up_state == UP_READY)
-            rc = srv_reply(s, s->reply);
-        else
-            rc = up_own_reply(s, s->reply, len);
-        smtp_reply_reset(s->reply);
+        if (s->upc.state == UP_READY) {
+            up_expect_pop(s);
+            up_arm_timer(s);
+            rc = srv_reply(s, s->upc.reply);
+        } else {
+            rc = up_own_reply(s, s->upc.reply, len);
+        }
+        if (s->closing)
+            return -1; /* the reply (s->upc.reply) may be held still: freed with s */
+        smtp_reply_reset(s->upc.reply);
         if (rc < 0)
             return -1;
-        if (rc == SRV_REPLY_HELD && len > 0) {
-            if (up_stash(s, buf, len) == 0)
-                return 0; /* what follows the held reply waits */
-            session_fail(s, "421 4.3.0", "out of memory", "out of memory");
-            return -1;
-        }
     }
-    if (s->reply != NULL && s->reply->len == 0) {
-        free(s->reply);
-        s->reply = NULL;
+    if (s->upc.reply != NULL && s->upc.reply->len == 0) {
+        free(s->upc.reply);
+        s->upc.reply = NULL;
     }
     return s->closing ? -1 : 0;
 }
 
-void up_handshake(struct session *s, int rc)
+static void up_handshake(struct session *s, int rc)
 {
     const struct px_config *cfg = s->px->cfg;
     char info[1200], reason[2400], err[200];
@@ -581,3 +609,103 @@ void up_handshake(struct session *s, int rc)
     else
         (void)!up_send_ehlo(s, UP_EHLO2); /* a failure has ended the session */
 }
+
+/* ---- the upstream leg's callbacks ---- */
+
+#define session_of_leg(l) ((struct session *)(l)->owner)
+
+static int upc_leg_data(struct leg *l, const uint8_t *buf, size_t len)
+{
+    return up_data(session_of_leg(l), buf, len);
+}
+
+static void upc_leg_end(struct leg *l, enum leg_end why, const char *text)
+{
+    (void)why;
+    srv_upstream_gone(session_of_leg(l), UP_GONE_LOST, text);
+}
+
+static void upc_leg_handshake(struct leg *l, int rc)
+{
+    up_handshake(session_of_leg(l), rc);
+}
+
+static void upc_leg_drained(struct leg *l)
+{
+    session_flow(session_of_leg(l));
+}
+
+static void upc_leg_closed(struct leg *l)
+{
+    struct session *s = session_of_leg(l);
+    up_closed(s);
+    session_unref(s);
+}
+
+static const struct leg_cbs upc_leg_cbs = {
+    .data = upc_leg_data,
+    .end = upc_leg_end,
+    .handshake = upc_leg_handshake,
+    .drained = upc_leg_drained,
+    .closed = upc_leg_closed,
+};
+
+/* ---- the upstream interface (upstream.h) ---- */
+
+static int upc_command(struct session *s, const struct smtp_cmdline *c, int what, int final)
+{
+    up_expect_push(s, what, final);
+    if (s->upc.exp_len == 1)
+        up_arm_timer(s);
+    return session_up_write(s, c->line, c->len);
+}
+
+static int upc_content(struct session *s, const uint8_t *p, size_t n)
+{
+    return session_up_write(s, p, n);
+}
+
+static int upc_end(struct session *s)
+{
+    up_expect_push(s, UP_EXP_EOD, 1);
+    if (s->upc.exp_len == 1)
+        up_arm_timer(s);
+    return s->closing ? -1 : 0;
+}
+
+/* upc_discard - close the connection: the message is never committed. */
+static void upc_discard(struct session *s)
+{
+    s->upc.state = UP_FAILED;
+    s->upc.exp_len = 0;
+    uv_timer_stop(&s->up_timer);
+    leg_close_after_flush(&s->up);
+}
+
+static void upc_stop(struct session *s)
+{
+    if (s->upc.state == UP_RESOLVING)
+        uv_cancel((uv_req_t *)&s->upc.gai); /* its callback still runs, and unrefs */
+}
+
+static void upc_free(struct session *s)
+{
+    if (s->upc.ai_list != NULL)
+        uv_freeaddrinfo(s->upc.ai_list);
+    free(s->upc.reply);
+    free(s->upc.caps1);
+    free(s->upc.greeting);
+}
+
+const struct upstream_ops upc_ops = {
+    .who = "the upstream",
+    .ready = "upstream session",
+    .local = 0,
+    .start = up_start,
+    .command = upc_command,
+    .content = upc_content,
+    .end = upc_end,
+    .discard = upc_discard,
+    .stop = upc_stop,
+    .free = upc_free,
+};

@@ -33,6 +33,32 @@ static const struct {
     [SMTP_CMD_HELP] = {"HELP", SMTP_CF_SYNC},
 };
 
+void smtp_cmdline_parse(const uint8_t *line, size_t len, struct smtp_cmdline *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->line = line;
+    c->len = len;
+    c->lflags = smtp_line_flags(line, len);
+    c->cmd = smtp_cmd_parse(line, len, &c->arg, &c->arglen);
+    c->flags = smtp_cmd_flags(c->cmd);
+    if (c->cmd == SMTP_CMD_BDAT)
+        c->bdat_ok = smtp_bdat_parse(c->arg, c->arglen, &c->bdat_size, &c->bdat_last) == 0;
+}
+
+size_t smtp_trim_eol(const uint8_t *p, size_t n)
+{
+    while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
+        n--;
+    return n;
+}
+
+int smtp_line_code(const uint8_t *p, size_t n)
+{
+    if (n < 3 || p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9' || p[2] < '0' || p[2] > '9')
+        return 0;
+    return (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+}
+
 size_t smtp_line_end(const uint8_t *buf, size_t len)
 {
     const uint8_t *lf = memchr(buf, '\n', len);

@@ -68,6 +68,29 @@ enum smtp_cmd smtp_cmd_parse(const uint8_t *line, size_t len, const uint8_t **ar
 unsigned smtp_cmd_flags(enum smtp_cmd cmd);
 const char *smtp_cmd_name(enum smtp_cmd cmd);
 
+/* smtp_cmdline - one client command line, parsed once (smtp_cmdline_parse)
+ * into what every consumer needs: the server machine's table, the sink,
+ * the replay. It borrows the line. */
+struct smtp_cmdline {
+    const uint8_t *line; /* as on the wire, CRLF included */
+    size_t len;
+    enum smtp_cmd cmd;
+    const uint8_t *arg; /* after one SP, without the line ending */
+    size_t arglen;
+    unsigned flags;     /* SMTP_CF_* of cmd */
+    unsigned lflags;    /* SMTP_LF_*: not 0, the line must not be relayed */
+    int bdat_ok;        /* BDAT: its argument parsed, into these */
+    int bdat_last;
+    uint64_t bdat_size;
+};
+
+void smtp_cmdline_parse(const uint8_t *line, size_t len, struct smtp_cmdline *c);
+
+/* smtp_trim_eol - n without the CRs and LFs that end p[0..n). */
+size_t smtp_trim_eol(const uint8_t *p, size_t n);
+/* smtp_line_code - the reply code of a line's first three digits, or 0. */
+int smtp_line_code(const uint8_t *p, size_t n);
+
 /* ---- replies ----------------------------------------------------------- */
 
 struct smtp_reply {
