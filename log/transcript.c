@@ -37,6 +37,13 @@ static struct tlog_options tlog_opts;
 static struct tlog_stats tlog_counts;
 static pthread_mutex_t tlog_mu = PTHREAD_MUTEX_INITIALIZER; /* counts, renderings, tlog_w */
 
+#define TLOG_CONSUMERS_MAX 4
+static struct {
+    tlog_consumer_fn *fn;
+    void *arg;
+} tlog_consumers[TLOG_CONSUMERS_MAX];
+static int tlog_nconsumers;
+
 #define TLOG_CONSOLE_MAX (4 * 1024 * 1024) /* unwritten console bytes before loops wait */
 
 /* The console writer (batch mode). Its buffer belongs to tlog_mu; the
@@ -229,6 +236,32 @@ static void tlog_console_out(const char *p, size_t n)
     }
 }
 
+int tlog_add_consumer(tlog_consumer_fn *fn, void *arg)
+{
+    if (tlog_nconsumers == TLOG_CONSUMERS_MAX)
+        return -1;
+    tlog_consumers[tlog_nconsumers].fn = fn;
+    tlog_consumers[tlog_nconsumers++].arg = arg;
+    return 0;
+}
+
+void tlog_remove_consumer(tlog_consumer_fn *fn, void *arg)
+{
+    pthread_mutex_lock(&tlog_mu);
+    for (int i = 0; i < tlog_nconsumers; i++) {
+        if (tlog_consumers[i].fn == fn && tlog_consumers[i].arg == arg) {
+            tlog_consumers[i] = tlog_consumers[--tlog_nconsumers];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&tlog_mu);
+}
+
+int tlog_has_consumer(void)
+{
+    return tlog_nconsumers > 0;
+}
+
 void tlog_emit(struct tlog_event *ev)
 {
     uint8_t masked[TLOG_REDACT_MAX];
@@ -259,6 +292,12 @@ void tlog_emit(struct tlog_event *ev)
                              tlog_opts.explain && !tlog_opts.quiet);
     }
     pthread_mutex_lock(&tlog_mu);
+    if (tlog_nconsumers > 0) {
+        struct tlog_event raw = *ev; /* as produced: consumers redact for themselves */
+        raw.time_us = shown.time_us;
+        for (int i = 0; i < tlog_nconsumers; i++)
+            tlog_consumers[i].fn(&raw, tlog_consumers[i].arg);
+    }
     tlog_count(&shown);
     if (smtplib) {
         /* stateful (a reply's lines, a message's pieces): under the lock */

@@ -50,6 +50,19 @@ int tlog_open_dir(const char *dir, char *err, size_t errlen);
 int tlog_open_pcap(const char *path, char *err, size_t errlen);
 void tlog_close_all(void);
 
+/* tlog_consumer_fn - a consumer of the transcript (--record): it sees every
+ * event as produced, before redaction, and owns its policy for secrets.
+ * Called under the transcript's lock, in the order of events. */
+typedef void tlog_consumer_fn(const struct tlog_event *ev, void *arg);
+/* tlog_add_consumer - add one (at most a few; set up before sessions run).
+ * -1 when there is no room. */
+int tlog_add_consumer(tlog_consumer_fn *fn, void *arg);
+/* tlog_remove_consumer - it hears no more events. */
+void tlog_remove_consumer(tlog_consumer_fn *fn, void *arg);
+/* tlog_has_consumer - does any consumer listen? (The machines keep each
+ * request, for its reply's event, only then.) */
+int tlog_has_consumer(void);
+
 /* tlog_emit - stamp (if time_us is 0), redact and render one event. */
 void tlog_emit(struct tlog_event *ev);
 /* tlog_note - smtpscope's own line of the given kind, printf-style. */

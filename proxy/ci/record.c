@@ -1,5 +1,10 @@
 /*
- * record - the recording file of --record (replay.c reads it back).
+ * record - --record: a consumer of the transcript (tlog_add_consumer) that
+ * keeps the upstream's side of every session in a file (replay.c reads it
+ * back). It takes each reply the upstream sent whose wait was measured
+ * (the greeting and every reply to a relayed line), whole from its last
+ * line's event: the key is what it answers, the command the request it
+ * answers, the delay its wait. The machines know nothing of it.
  *
  * One JSON object per line (written whole with one write(2), O_APPEND,
  * 0600): {"session":N,"key":"MAIL","command":"MAIL FROM:<a@b>",
@@ -9,6 +14,7 @@
  */
 #include "record.h"
 #include "../../log/transcript.h"
+#include "../smtp/parse.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +27,8 @@ struct recorder {
     int fd;
 };
 
+static void record_event(const struct tlog_event *ev, void *arg);
+
 int record_open(struct recorder **out, const char *path, char *err, size_t errlen)
 {
     struct recorder *r = calloc(1, sizeof(*r));
@@ -32,12 +40,18 @@ int record_open(struct recorder **out, const char *path, char *err, size_t errle
         free(r);
         return -1;
     }
+    if (tlog_add_consumer(record_event, r) != 0) {
+        snprintf(err, errlen, "--record: the transcript takes no more consumers");
+        close(r->fd);
+        free(r);
+        return -1;
+    }
     *out = r;
     return 0;
 }
 
-void record_reply(struct recorder *r, uint64_t session, const char *key, const char *cmd,
-                  const uint8_t *reply, size_t len, uint64_t delay_ms)
+static void record_reply(struct recorder *r, uint64_t session, const char *key, const char *cmd,
+                         const uint8_t *reply, size_t len, uint64_t delay_ms)
 {
     char line[6 * 8192 + 8192], k[96], c[6 * 2048 + 16], rep[6 * 8192 + 16];
     int n;
@@ -55,10 +69,51 @@ void record_reply(struct recorder *r, uint64_t session, const char *key, const c
     }
 }
 
+/* record_command - the request as a recording keeps it: AUTH data
+ * redacted (a recording holds no credentials). */
+static void record_command(const struct tlog_event *ev, char *out, size_t cap)
+{
+    const uint8_t *p = ev->request;
+    size_t n = ev->request_len;
+
+    if (strcmp(ev->answers, "AUTH response") == 0) {
+        snprintf(out, cap, "[redacted]");
+    } else if (strcmp(ev->answers, "AUTH") == 0) {
+        /* "AUTH MECH" and, after it, an initial response? */
+        size_t i = 0;
+        while (i < n && p[i] != ' ' && p[i] != '\t')
+            i++; /* AUTH */
+        while (i < n && (p[i] == ' ' || p[i] == '\t'))
+            i++;
+        while (i < n && p[i] != ' ' && p[i] != '\t')
+            i++; /* the mechanism */
+        int ir = memchr(p + i, ' ', n - i) != NULL || memchr(p + i, '\t', n - i) != NULL;
+        snprintf(out, cap, "AUTH %s%s", ev->auth_mech != NULL ? ev->auth_mech : "",
+                 ir ? " [redacted]" : "");
+    } else {
+        snprintf(out, cap, "%.*s", (int)n, (const char *)p);
+    }
+}
+
+static void record_event(const struct tlog_event *ev, void *arg)
+{
+    struct recorder *r = arg;
+    char cmd[SMTP_CMD_LINE_MAX + 64];
+
+    /* a reply's last line carries the whole reply, as the upstream sent it */
+    if (ev->kind != TLOG_REPLY || !ev->timed || ev->reply == NULL || ev->answers == NULL)
+        return;
+    if (ev->request != NULL)
+        record_command(ev, cmd, sizeof(cmd));
+    record_reply(r, ev->session, ev->answers, ev->request != NULL ? cmd : NULL, ev->reply,
+                 ev->reply_len, ev->wait_us / 1000u);
+}
+
 void record_close(struct recorder *r)
 {
     if (r == NULL)
         return;
+    tlog_remove_consumer(record_event, r);
     close(r->fd);
     free(r);
 }

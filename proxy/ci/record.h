@@ -9,11 +9,6 @@
 struct recorder;
 
 int record_open(struct recorder **out, const char *path, char *err, size_t errlen);
-/* record_reply - one reply, keyed by what it answered ("greeting", a verb,
- * "end of data", "AUTH response"); cmd is the command as sent (AUTH data
- * already redacted), delay the time the upstream took. */
-void record_reply(struct recorder *r, uint64_t session, const char *key, const char *cmd,
-                  const uint8_t *reply, size_t len, uint64_t delay_ms);
 void record_close(struct recorder *r);
 
 #endif

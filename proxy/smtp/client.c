@@ -21,7 +21,6 @@
 #include "client.h"
 #include "../../log/repr.h"
 #include "../../log/transcript.h"
-#include "../ci/record.h"
 #include "../session.h"
 
 #include <stdio.h>
@@ -414,6 +413,11 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
                        : s->upc.state == UP_STARTTLS ? "STARTTLS"
                                                     : "EHLO",
             .tls_switch = s->upc.state == UP_STARTTLS && r->code == 220,
+            /* the greeting's wait (--record keeps it) */
+            .timed = s->upc.state == UP_GREETING,
+            .wait_us = tlog_now_us() - s->upc.connected_us,
+            .reply = i == r->nlines - 1 ? r->buf : NULL,
+            .reply_len = r->len,
         };
         tlog_emit(&ev);
     }
@@ -431,8 +435,6 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
             return -1;
         }
         memcpy(s->upc.greeting, r, sizeof(*r));
-        record_reply(s->px->ci.recorder, s->id, "greeting", NULL, r->buf, r->len,
-                     (tlog_now_us() - s->upc.connected_us) / 1000u);
         return up_send_ehlo(s, cfg->up_tls == PX_UP_IMPLICIT ? UP_EHLO2 : UP_EHLO1);
     case UP_EHLO1:
         if (r->code != 250) {

@@ -25,7 +25,6 @@
 #include "../../log/repr.h"
 #include "../../log/transcript.h"
 #include "../ci/fault.h"
-#include "../ci/record.h"
 #include "../session.h"
 
 #include <ctype.h>
@@ -119,6 +118,8 @@ static void srv_verdict(struct session *s, int code);
 /* How a reply reaches the client (srv_to_client). */
 struct srv_line_meta {
     int own;            /* smtpscope's own reply (else relayed from the upstream) */
+    const struct srv_pending *p; /* the request a relayed reply answers, or NULL */
+    const struct smtp_reply *r;  /* with p: the reply as the upstream sent it */
     int secret;         /* a 334 challenge inside AUTH */
     int tls_switch;     /* the 220 to STARTTLS */
     int injected;       /* a --fault reply */
@@ -154,6 +155,16 @@ static int srv_to_client(struct session *s, const uint8_t *buf, size_t len,
             .tls_switch = m->tls_switch,
             .injected = m->injected,
         };
+        if (m->p != NULL) {
+            ev.request = (const uint8_t *)m->p->cmd;
+            ev.request_len = m->p->cmd != NULL ? strlen(m->p->cmd) : 0;
+            ev.timed = 1;
+            ev.wait_us = tlog_now_us() - m->p->sent_us;
+            if (off + n == len) {
+                ev.reply = m->r->buf;
+                ev.reply_len = m->r->len;
+            }
+        }
         tlog_emit(&ev);
         if (off + n == len && n >= 4 && (buf[off] == '4' || buf[off] == '5'))
             tlog_repr(s->last_refusal, sizeof(s->last_refusal), buf + off,
@@ -318,21 +329,6 @@ void srv_upstream_ready(struct session *s, const struct smtp_reply *greeting, in
     }
 }
 
-/* srv_record_cmd - the command as --record keeps it: AUTH data redacted. */
-static char *srv_record_cmd(struct session *s, int what, const uint8_t *line, size_t len)
-{
-    char buf[SMTP_CMD_LINE_MAX + 64];
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-        len--;
-    if (what == UP_EXP_AUTH_RESPONSE)
-        snprintf(buf, sizeof(buf), "[redacted]");
-    else if (what == SMTP_CMD_AUTH)
-        snprintf(buf, sizeof(buf), "AUTH %s%s", s->srv.auth_mech, s->srv.auth_step ? " [redacted]" : "");
-    else
-        snprintf(buf, sizeof(buf), "%.*s", (int)len, (const char *)line);
-    return strdup(buf);
-}
-
 /* srv_pop - the oldest awaited reply off the ring; the ring goes when empty
  * (an idle session holds none). */
 static struct srv_pending srv_pop(struct session *s)
@@ -368,10 +364,9 @@ static void srv_push(struct session *s, int what, unsigned flags, const uint8_t 
     }
     if (what == UP_EXP_AUTH_CANCEL)
         s->srv.pending[at].cmd = strndup((const char *)line, len); /* the reply to say */
-    else if (s->px->ci.recorder != NULL) {
-        s->srv.pending[at].sent_us = tlog_now_us();
-        s->srv.pending[at].cmd = line != NULL ? srv_record_cmd(s, what, line, len) : NULL;
-    }
+    else if (line != NULL && tlog_has_consumer()) /* for the reply's event */
+        s->srv.pending[at].cmd = strndup((const char *)line, smtp_trim_eol(line, len));
+    s->srv.pending[at].sent_us = tlog_now_us();
     s->srv.pend_len++;
     if (flags & SMTP_CF_SYNC)
         s->srv.sync_wait = 1;
@@ -1139,6 +1134,8 @@ static int srv_relay_reply(struct session *s, const struct srv_pending *p,
 {
     struct srv_line_meta m = {
         .own = s->up_ops->local,
+        .p = p,
+        .r = r,
         .secret = (p->what == SMTP_CMD_AUTH || p->what == UP_EXP_AUTH_RESPONSE) && r->code == 334,
         .answers = up_expect_name(p->what),
         .final_code = final ? r->code : 0,
@@ -1272,15 +1269,12 @@ static srv_answer_fn *srv_answer_for(const struct srv_pending *p)
 }
 
 /* srv_answer - one reply, now: paired with the oldest pending command,
- * recorded (--record), handled, and then what waited for it goes on. */
+ * handled, and then what waited for it goes on. */
 static int srv_answer(struct session *s, const struct smtp_reply *r)
 {
     struct srv_pending p = srv_pop(s);
     int rc;
 
-    if (s->px->ci.recorder != NULL && p.what != UP_EXP_AUTH_CANCEL)
-        record_reply(s->px->ci.recorder, s->id, up_expect_name(p.what), p.cmd, r->buf, r->len,
-                     (tlog_now_us() - p.sent_us) / 1000u);
     rc = srv_answer_for(&p)(s, &p, r);
     free(p.cmd);
     if (rc < 0)

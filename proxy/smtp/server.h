@@ -41,8 +41,9 @@ struct srv_pending {
     int what; /* enum smtp_cmd or enum up_expect */
     unsigned flags;
     uint64_t sent_us; /* when it went upstream */
-    char *cmd;        /* the command as --record keeps it (AUTH redacted), owned;
-                         UP_EXP_LOCAL and UP_EXP_AUTH_CANCEL: the reply to say */
+    char *cmd;        /* owned: the line as sent, kept for its reply's event when the
+                         transcript has a consumer (--record); UP_EXP_LOCAL and
+                         UP_EXP_AUTH_CANCEL: the reply to say */
 };
 
 struct srv {
