@@ -6,6 +6,7 @@
  * byte (Latin-1): .encode("latin-1") gives the exact bytes back.
  */
 #include "explain.h"
+#include "json.h"
 #include "render.h"
 
 #include <errno.h>
@@ -21,8 +22,6 @@
 #define JSON_LINE_MAX       (6 * 4096 + 2048)
 
 static int json_fd = -1;
-
-static size_t json_str(char *out, size_t cap, const uint8_t *p, size_t n);
 
 static const char *const json_kinds[TLOG_KIND_COUNT] = {
     [TLOG_CONNECT] = "connect", [TLOG_TLS] = "tls",         [TLOG_COMMAND] = "command",
@@ -71,71 +70,6 @@ void tlog_json_close(void)
     json_fd = -1;
 }
 
-size_t tlog_json_string(char *out, size_t cap, const uint8_t *p, size_t n)
-{
-    size_t o = json_str(out, cap, p, n);
-    out[o < cap ? o : cap - 1] = '\0';
-    return o;
-}
-
-uint8_t *tlog_json_bytes(const char *s, size_t n, size_t *len)
-{
-    uint8_t *out = s != NULL ? malloc(n + 1) : NULL;
-    size_t o = 0;
-
-    *len = 0;
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0xc0 && i + 1 < n) { /* U+0080..U+00FF: two UTF-8 bytes */
-            out[o++] = (uint8_t)(((c & 0x03) << 6) | ((unsigned char)s[i + 1] & 0x3f));
-            i++;
-        } else {
-            out[o++] = c;
-        }
-    }
-    out[o] = '\0';
-    *len = o;
-    return out;
-}
-
-/* json_str - a JSON string of bytes, one character per byte. */
-static size_t json_str(char *out, size_t cap, const uint8_t *p, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-
-    if (cap < 16)
-        return 0;
-    out[o++] = '"';
-    for (size_t i = 0; i < n && o + 8 < cap; i++) {
-        uint8_t c = p[i];
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c == '\n') {
-            out[o++] = '\\';
-            out[o++] = 'n';
-        } else if (c == '\r') {
-            out[o++] = '\\';
-            out[o++] = 'r';
-        } else if (c == '\t') {
-            out[o++] = '\\';
-            out[o++] = 't';
-        } else if (c < 0x20 || c >= 0x7f) {
-            memcpy(out + o, "\\u00", 4);
-            o += 4;
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    out[o++] = '"';
-    return o;
-}
-
 #define JSON_ADD(...)                                                                              \
     (o += (size_t)snprintf(line + o, o < sizeof(line) ? sizeof(line) - o : 0, __VA_ARGS__))
 
@@ -157,21 +91,21 @@ void tlog_json_render(const struct tlog_event *ev)
              ev->dir == TLOG_DIR_IN ? "in" : "out", ev->own ? "true" : "false");
     if (ev->bytes != NULL) {
         JSON_ADD(",\"line\":");
-        o += json_str(line + o, sizeof(line) - o - 1024, ev->bytes, ev->len);
+        o += tlog_json_str(line + o, sizeof(line) - o - 1024, ev->bytes, ev->len);
     }
     if (ev->text != NULL) {
         JSON_ADD(",\"text\":");
-        o += json_str(line + o, sizeof(line) - o - 1024, (const uint8_t *)ev->text,
+        o += tlog_json_str(line + o, sizeof(line) - o - 1024, (const uint8_t *)ev->text,
                       strlen(ev->text));
     }
     if (ev->verb != NULL) {
         JSON_ADD(",\"verb\":");
         o +=
-            json_str(line + o, sizeof(line) - o - 512, (const uint8_t *)ev->verb, strlen(ev->verb));
+            tlog_json_str(line + o, sizeof(line) - o - 512, (const uint8_t *)ev->verb, strlen(ev->verb));
     }
     if (ev->arg != NULL && ev->secret == TLOG_SECRET_NONE) {
         JSON_ADD(",\"arg\":");
-        o += json_str(line + o, sizeof(line) - o - 512, ev->arg, ev->arglen);
+        o += tlog_json_str(line + o, sizeof(line) - o - 512, ev->arg, ev->arglen);
     }
     if (ev->kind == TLOG_REPLY && ev->code > 0) {
         char enh[16];
@@ -182,14 +116,14 @@ void tlog_json_render(const struct tlog_event *ev)
     }
     if (ev->answers != NULL) {
         JSON_ADD(",\"answers\":");
-        o += json_str(line + o, sizeof(line) - o - 512, (const uint8_t *)ev->answers,
+        o += tlog_json_str(line + o, sizeof(line) - o - 512, (const uint8_t *)ev->answers,
                       strlen(ev->answers));
     }
     if (ev->secret != TLOG_SECRET_NONE)
         JSON_ADD(",\"redacted\":true");
     if (ev->auth_mech != NULL && ev->auth_mech[0] != '\0' && ev->secret != TLOG_SECRET_NONE) {
         JSON_ADD(",\"mechanism\":");
-        o += json_str(line + o, sizeof(line) - o - 512, (const uint8_t *)ev->auth_mech,
+        o += tlog_json_str(line + o, sizeof(line) - o - 512, (const uint8_t *)ev->auth_mech,
                       strlen(ev->auth_mech));
     }
     if (ev->msg_result != 0)

@@ -69,17 +69,10 @@ void tlog_emit(struct tlog_event *ev);
 void tlog_note(uint64_t session, enum tlog_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 uint64_t tlog_now_us(void);
-/* tlog_json_string - bytes as a JSON string (quotes included), one character
- * per byte; returns its length. */
-size_t tlog_json_string(char *out, size_t cap, const uint8_t *p, size_t n);
 /* tlog_flush - have the console's lines written (with .batch the event
  * loop calls this before it waits for I/O, so lines stay live); tlog_close_all
  * writes what is left. */
 void tlog_flush(void);
-/* tlog_json_bytes - the inverse of tlog_json_string: a decoded JSON string
- * (UTF-8 of code points up to 0xff) back to its bytes, malloc'd and
- * NUL-terminated; NULL when s is. */
-uint8_t *tlog_json_bytes(const char *s, size_t n, size_t *len);
 /* tlog_summary - the exit summary, as smtpscope's own lines. */
 void tlog_summary(void);
 

@@ -10,6 +10,7 @@
  */
 #include "check.h"
 
+#include "../../log/json.h"
 #include "../../log/transcript.h"
 
 #include <jansson.h>

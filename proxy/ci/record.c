@@ -13,6 +13,7 @@
  * redacted, so a recording holds no credentials.
  */
 #include "record.h"
+#include "../../log/json.h"
 #include "../../log/transcript.h"
 #include "../smtp/parse.h"
 

@@ -7,6 +7,7 @@
  */
 #include "replay.h"
 #include "respond.h"
+#include "../../log/json.h"
 #include "../../log/transcript.h"
 #include "../session.h"
 

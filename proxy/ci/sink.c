@@ -17,6 +17,7 @@
  */
 #include "sink.h"
 #include "respond.h"
+#include "../../log/json.h"
 #include "../../log/transcript.h"
 #include "../session.h"
 

@@ -4,6 +4,7 @@
  */
 #include "check.h"
 
+#include "log/json.h"
 #include "log/redact.h"
 #include "log/render.h"
 #include "log/repr.h"
