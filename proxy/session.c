@@ -31,8 +31,8 @@ void session_emit_line(struct session *s, enum tlog_kind kind, enum tlog_leg leg
         .bytes = bytes,
         .len = len,
     };
-    if (kind == TLOG_REPLY && len >= 3)
-        ev.code = (bytes[0] - '0') * 100 + (bytes[1] - '0') * 10 + (bytes[2] - '0');
+    if (kind == TLOG_REPLY)
+        ev.code = smtp_line_code(bytes, len);
     tlog_emit(&ev);
 }
 

@@ -9,6 +9,7 @@
  * 2 on a usage error. --wait polls until they hold or time runs out.
  */
 #include "check.h"
+#include "../smtp/parse.h"
 
 #include "../../log/json.h"
 #include "../../log/transcript.h"
@@ -130,11 +131,15 @@ static void check_split(struct cmsg *m, const char *text, size_t len)
     m->body = sep != NULL ? strndup(sep + 4, len - hl - 2) : strdup("");
 }
 
-/* check_addr - "FROM:<a@b> SIZE=1" -> "a@b" */
+/* check_addr - "FROM:<a@b> SIZE=1" -> "a@b"; without <...>, the whole. */
 static char *check_addr(const char *arg)
 {
-    const char *lt = strchr(arg, '<'), *gt = lt != NULL ? strchr(lt, '>') : NULL;
-    return lt != NULL && gt != NULL ? strndup(lt + 1, (size_t)(gt - lt - 1)) : check_strdup(arg);
+    size_t start, n;
+    if (arg == NULL)
+        return check_strdup(arg);
+    if (smtp_path((const uint8_t *)arg, strlen(arg), &start, &n) == 0)
+        return strndup(arg + start, n);
+    return check_strdup(arg);
 }
 
 /* check_line - a JSON "line" back to its bytes. */
@@ -408,35 +413,16 @@ static int check_load_sink(const char *dir, struct cdata *d, char *err, size_t e
 /* check_header - does a header NAME (unfolded) match the regex? */
 static int check_header(const char *head, const char *name, const regex_t *re)
 {
-    size_t nl = strlen(name);
-    for (const char *p = head; p != NULL && *p != '\0';) {
-        if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-            const char *v = p + nl + 1;
-            while (*v == ' ' || *v == '\t')
-                v++;
-            char *val = malloc(strlen(v) + 1); /* unfolded, never longer */
-            size_t o = 0;
-            if (val == NULL)
-                abort();
-            for (; *v != '\0'; v++) {
-                if (v[0] == '\r' && v[1] == '\n' && (v[2] == ' ' || v[2] == '\t')) {
-                    v++;
-                    continue;
-                }
-                if (*v == '\r' || *v == '\n')
-                    break;
-                val[o++] = *v;
-            }
-            val[o] = '\0';
-            int hit = regexec(re, val, 0, NULL, 0) == 0;
-            free(val);
-            if (hit)
-                return 1;
-        }
-        p = strstr(p, "\r\n");
-        p = p != NULL ? p + 2 : NULL;
-    }
-    return 0;
+    size_t cap = strlen(head) + 1, n; /* unfolded, never longer */
+    char *val = malloc(cap);
+    int hit = 0;
+
+    if (val == NULL)
+        abort();
+    for (const char *p = head; !hit && (p = smtp_header_find(p, name, val, cap, &n)) != NULL;)
+        hit = regexec(re, val, 0, NULL, 0) == 0;
+    free(val);
+    return hit;
 }
 
 static int check_selected(const struct copts *o, const struct cmsg *m)

@@ -31,36 +31,14 @@ struct replay_state {
 
 #define replay_of(s) ((struct replay_state *)(s)->up_impl)
 
-/* replay_addr_span - the address of a MAIL or RCPT line: what is between the
- * first '<' and its '>', or else the word after the ':'. */
-static void replay_addr_span(const char *l, size_t n, size_t *start, size_t *len)
-{
-    const char *lt = memchr(l, '<', n);
-    const char *colon = memchr(l, ':', n);
-    const char *gt = lt != NULL ? memchr(lt, '>', n - (size_t)(lt - l)) : NULL;
-
-    if (lt != NULL && gt != NULL) {
-        *start = (size_t)(lt - l) + 1;
-        *len = (size_t)(gt - lt) - 1;
-        return;
-    }
-    size_t i = colon != NULL ? (size_t)(colon - l) + 1 : n;
-    while (i < n && l[i] == ' ')
-        i++;
-    *start = i;
-    while (i < n && l[i] != ' ')
-        i++;
-    *len = i - *start;
-}
-
 /* replay_same_address - do a recorded and a new MAIL/RCPT line name the same
  * address? Parameters (SIZE=, BODY=, ...) and case do not count: a message
  * two bytes longer is the same transaction. */
 static int replay_same_address(const char *a, size_t an, const char *b, size_t bn)
 {
     size_t as, al, bs, bl;
-    replay_addr_span(a, an, &as, &al);
-    replay_addr_span(b, bn, &bs, &bl);
+    (void)smtp_path((const uint8_t *)a, an, &as, &al); /* <...>, or the word after ':' */
+    (void)smtp_path((const uint8_t *)b, bn, &bs, &bl);
     return al == bl && strncasecmp(a + as, b + bs, al) == 0;
 }
 
@@ -91,10 +69,7 @@ static void replay_answer(struct session *s, const char *key, const uint8_t *lin
     struct replay_state *k = replay_of(s);
     const struct replay_entry *e = k->pos < k->rs->n ? &k->rs->e[k->pos] : NULL;
     char got[300];
-    int n = (int)len;
-
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        n--;
+    int n = line != NULL ? (int)smtp_trim_eol(line, len) : 0;
     snprintf(got, sizeof(got), "%s%s%.*s", key, n > 0 ? ": " : "", n > 200 ? 200 : n,
              line != NULL ? (const char *)line : "");
     if (strcmp(key, "AUTH response") == 0)

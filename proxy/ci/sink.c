@@ -97,22 +97,21 @@ static void sink_free(struct session *s)
     free(k);
 }
 
-/* sink_addr - the address between < and > of "FROM:<a@b> ..." */
+/* sink_addr - the address between < and > of "FROM:<a@b> ...": the key,
+ * spaces, then the path at once. */
 static int sink_addr(const uint8_t *arg, size_t len, const char *key, char *out)
 {
-    size_t klen = strlen(key), i;
-    const uint8_t *lt, *gt;
+    size_t klen = strlen(key), i, start, n;
 
     if (len < klen || strncasecmp((const char *)arg, key, klen) != 0)
         return -1;
     for (i = klen; i < len && arg[i] == ' '; i++)
         ;
-    lt = i < len && arg[i] == '<' ? arg + i : NULL;
-    gt = lt != NULL ? memchr(lt, '>', len - i) : NULL;
-    if (gt == NULL || (size_t)(gt - lt - 1) >= SINK_ADDR_MAX)
+    if (i == len || arg[i] != '<' || smtp_path(arg + i, len - i, &start, &n) != 0 ||
+        n >= SINK_ADDR_MAX)
         return -1;
-    memcpy(out, lt + 1, (size_t)(gt - lt - 1));
-    out[gt - lt - 1] = '\0';
+    memcpy(out, arg + i + start, n);
+    out[n] = '\0';
     return 0;
 }
 
@@ -156,8 +155,7 @@ static void sink_auth_done(struct session *s, const char *user, const char *pass
 /* sink_b64 - decode base64 into a NUL-terminated buffer; -1 if invalid. */
 static int sink_b64(const uint8_t *in, size_t len, char *out, size_t cap, size_t *n)
 {
-    while (len > 0 && (in[len - 1] == '\r' || in[len - 1] == '\n'))
-        len--;
+    len = smtp_trim_eol(in, len);
     if (len == 1 && in[0] == '=')
         len = 0;
     if (mbedtls_base64_decode((unsigned char *)out, cap - 1, n, in, len) != 0)
@@ -285,35 +283,17 @@ static void sink_unstuff(struct sink *k, const uint8_t *p, size_t n)
     sink_write(k, p + start, n - start);
 }
 
-/* sink_header - the unfolded value of a header, JSON-escaped, into out. */
+/* sink_header - the unfolded value of a header, JSON-escaped, into out
+ * ("null" when there is none). */
 static void sink_header(const char *hdr, const char *name, char *out, size_t cap)
 {
     char val[1024];
-    size_t nl = strlen(name), o = 0;
-    const char *p = hdr;
+    size_t n;
 
-    strcpy(out, "null");
-    while (p != NULL && *p != '\0') {
-        if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-            const char *v = p + nl + 1;
-            while (*v == ' ' || *v == '\t')
-                v++;
-            for (; *v != '\0' && o + 1 < sizeof(val); v++) {
-                if (v[0] == '\r' && v[1] == '\n' && (v[2] == ' ' || v[2] == '\t')) {
-                    v += 1; /* folded: the line goes on */
-                    continue;
-                }
-                if (v[0] == '\r' || v[0] == '\n')
-                    break;
-                val[o++] = *v;
-            }
-            val[o] = '\0';
-            tlog_json_string(out, cap, (const uint8_t *)val, o);
-            return;
-        }
-        p = strstr(p, "\r\n");
-        p = p != NULL ? p + 2 : NULL;
-    }
+    if (smtp_header_find(hdr, name, val, sizeof(val), &n) != NULL)
+        tlog_json_string(out, cap, (const uint8_t *)val, n);
+    else
+        snprintf(out, cap, "null");
 }
 
 /* sink_cat - append to an index line, never past cap (clamped). */

@@ -197,8 +197,7 @@ static char *up_keywords(const struct smtp_reply *r)
     for (int i = 1; i < r->nlines; i++) {
         size_t n;
         const uint8_t *l = smtp_reply_line(r, i, &n);
-        while (n > 4 && (l[n - 1] == '\r' || l[n - 1] == '\n'))
-            n--;
+        n = smtp_trim_eol(l, n);
         if (n <= 4)
             continue;
         memcpy(out + o, l + 4, n - 4);
@@ -385,9 +384,7 @@ static void up_reply_text(const struct smtp_reply *r, char *buf, size_t len)
 {
     size_t n;
     const uint8_t *l = smtp_reply_line(r, 0, &n);
-    while (n > 0 && (l[n - 1] == '\n' || l[n - 1] == '\r'))
-        n--;
-    tlog_repr(buf, len, l, n, TLOG_REPR_PLAIN);
+    tlog_repr(buf, len, l, smtp_trim_eol(l, n), TLOG_REPR_PLAIN);
 }
 
 /* up_own_reply - a reply to smtpscope's own commands, before READY.

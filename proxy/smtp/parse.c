@@ -45,6 +45,61 @@ void smtp_cmdline_parse(const uint8_t *line, size_t len, struct smtp_cmdline *c)
         c->bdat_ok = smtp_bdat_parse(c->arg, c->arglen, &c->bdat_size, &c->bdat_last) == 0;
 }
 
+int smtp_path(const uint8_t *arg, size_t n, size_t *start, size_t *len)
+{
+    const uint8_t *lt = memchr(arg, '<', n);
+    const uint8_t *gt = lt != NULL ? memchr(lt, '>', n - (size_t)(lt - arg)) : NULL;
+
+    if (gt != NULL) {
+        *start = (size_t)(lt - arg) + 1;
+        *len = (size_t)(gt - lt) - 1;
+        return 0;
+    }
+    const uint8_t *colon = memchr(arg, ':', n);
+    size_t i = colon != NULL ? (size_t)(colon - arg) + 1 : 0;
+    while (i < n && arg[i] == ' ')
+        i++;
+    *start = i;
+    while (i < n && arg[i] != ' ')
+        i++;
+    *len = i - *start;
+    return -1;
+}
+
+const char *smtp_header_find(const char *from, const char *name, char *out, size_t cap,
+                             size_t *outlen)
+{
+    size_t nl = strlen(name);
+
+    for (const char *p = from; p != NULL && *p != '\0';) {
+        const char *next = strstr(p, "\r\n");
+        next = next != NULL ? next + 2 : NULL;
+        if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            size_t o = 0;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            for (; *v != '\0'; v++) {
+                if (v[0] == '\r' && v[1] == '\n' && (v[2] == ' ' || v[2] == '\t')) {
+                    v++; /* folded: the line goes on, from its WSP */
+                    continue;
+                }
+                if (*v == '\r' || *v == '\n')
+                    break;
+                if (o + 1 < cap)
+                    out[o++] = *v;
+            }
+            if (cap > 0)
+                out[o] = '\0';
+            *outlen = o;
+            next = strstr(v, "\r\n");
+            return next != NULL ? next + 2 : v;
+        }
+        p = next;
+    }
+    return NULL;
+}
+
 size_t smtp_trim_eol(const uint8_t *p, size_t n)
 {
     while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
@@ -113,8 +168,7 @@ enum smtp_cmd smtp_cmd_parse(const uint8_t *line, size_t len, const uint8_t **ar
 {
     size_t body = len, verb = 0;
 
-    while (body > 0 && (line[body - 1] == '\n' || line[body - 1] == '\r'))
-        body--;
+    body = smtp_trim_eol(line, body);
     while (verb < body && line[verb] != ' ' && line[verb] != '\t')
         verb++;
     *arg = line + body;
@@ -182,7 +236,7 @@ static int smtp_reply_line_done(struct smtp_reply *r)
     if (len < 5 || l[0] < '2' || l[0] > '5' || l[1] < '0' || l[1] > '9' || l[2] < '0' ||
         l[2] > '9' || (l[3] != ' ' && l[3] != '-' && l[3] != '\r'))
         return SMTP_REPLY_ERR_CODE;
-    code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
+    code = smtp_line_code(l, len);
     if (r->nlines > 0 && code != r->code)
         return SMTP_REPLY_ERR_MIXED;
     r->code = code;

@@ -86,6 +86,20 @@ struct smtp_cmdline {
 
 void smtp_cmdline_parse(const uint8_t *line, size_t len, struct smtp_cmdline *c);
 
+/* smtp_path - the address in a MAIL or RCPT argument ("FROM:<a@b> SIZE=1"):
+ * what is between the first '<' and the '>' after it. 0 with *start, *len
+ * set; -1 when there is no <...>, and then *start, *len are the word after
+ * the ':' (or the start of arg), for callers that take that. */
+int smtp_path(const uint8_t *arg, size_t n, size_t *start, size_t *len);
+
+/* smtp_header_find - the next header NAME: at or after from in a message
+ * header block (CRLF lines): its value, unfolded (RFC 5322 2.2.3: CRLF
+ * before WSP removed) and without leading WSP, into out (NUL-terminated,
+ * cut at cap - 1; *outlen its length). Returns where to look for the next
+ * one, or NULL when there is none. */
+const char *smtp_header_find(const char *from, const char *name, char *out, size_t cap,
+                             size_t *outlen);
+
 /* smtp_trim_eol - n without the CRs and LFs that end p[0..n). */
 size_t smtp_trim_eol(const uint8_t *p, size_t n);
 /* smtp_line_code - the reply code of a line's first three digits, or 0. */

@@ -1020,6 +1020,62 @@ static void test_ehlo_rewrite(void)
     }
 }
 
+/* smtp_path, smtp_header_find, smtp_trim_eol, smtp_line_code, smtp_cmdline */
+static void test_small_parsers(void)
+{
+    static const struct {
+        const char *arg;
+        int rc;
+        const char *path;
+    } paths[] = {
+        {"FROM:<a@b.test> SIZE=12", 0, "a@b.test"},
+        {"TO:<>", 0, ""},
+        {"FROM: <x@y> BODY=8BITMIME", 0, "x@y"},
+        {"FROM:a@b.test SIZE=1", -1, "a@b.test"},
+        {"FROM:   bare", -1, "bare"},
+        {"FROM:<unterminated", -1, "<unterminated"},
+        {"no colon", -1, "no"},
+    };
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        size_t st, len;
+        int rc = smtp_path((const uint8_t *)paths[i].arg, strlen(paths[i].arg), &st, &len);
+        CHECKF(rc == paths[i].rc && len == strlen(paths[i].path) &&
+                   memcmp(paths[i].arg + st, paths[i].path, len) == 0,
+               "row %zu: rc %d, %.*s", i, rc, (int)len, paths[i].arg + st);
+    }
+
+    const char *head = "Subject: one\r\n\tfolded\r\nX-A: 1\r\nsubject:  two\r\nX-B:\r\n";
+    char v[64];
+    size_t n;
+    const char *at = smtp_header_find(head, "Subject", v, sizeof(v), &n);
+    CHECKF(at != NULL && strcmp(v, "one\tfolded") == 0 && n == strlen(v), "%s", v);
+    at = smtp_header_find(at, "Subject", v, sizeof(v), &n);
+    CHECKF(at != NULL && strcmp(v, "two") == 0, "%s", v); /* case, leading WSP */
+    CHECK(smtp_header_find(at, "Subject", v, sizeof(v), &n) == NULL);
+    CHECK(smtp_header_find(head, "X-B", v, sizeof(v), &n) != NULL && n == 0 && v[0] == '\0');
+    CHECK(smtp_header_find(head, "X", v, sizeof(v), &n) == NULL); /* a prefix is not a name */
+    CHECK(smtp_header_find(head, "Subject", v, 4, &n) != NULL && strcmp(v, "one") == 0);
+
+    CHECK(smtp_trim_eol((const uint8_t *)"ab\r\n", 4) == 2);
+    CHECK(smtp_trim_eol((const uint8_t *)"ab\n\r\r", 5) == 2);
+    CHECK(smtp_trim_eol((const uint8_t *)"\r\n", 2) == 0);
+    CHECK(smtp_line_code((const uint8_t *)"250 ok", 6) == 250);
+    CHECK(smtp_line_code((const uint8_t *)"25x", 3) == 0);
+    CHECK(smtp_line_code((const uint8_t *)"25", 2) == 0);
+
+    struct smtp_cmdline c;
+    const char *l = "BDAT 42 LAST\r\n";
+    smtp_cmdline_parse((const uint8_t *)l, strlen(l), &c);
+    CHECK(c.cmd == SMTP_CMD_BDAT && c.bdat_ok && c.bdat_last && c.bdat_size == 42 && c.lflags == 0);
+    CHECK(c.arglen == 7 && memcmp(c.arg, "42 LAST", 7) == 0 && c.flags == smtp_cmd_flags(c.cmd));
+    l = "BDAT x\r\n";
+    smtp_cmdline_parse((const uint8_t *)l, strlen(l), &c);
+    CHECK(c.cmd == SMTP_CMD_BDAT && !c.bdat_ok);
+    l = "MAIL FROM:<a>\nX\r\n";
+    smtp_cmdline_parse((const uint8_t *)l, strlen(l), &c);
+    CHECK(c.cmd == SMTP_CMD_MAIL && c.lflags == SMTP_LF_BARE_LF && c.len == strlen(l));
+}
+
 int main(void)
 {
     alarm(120); /* a hang in the code under test is a failure, not a stall */
@@ -1037,5 +1093,6 @@ int main(void)
     test_data_output();
     test_data_split();
     test_ehlo_rewrite();
+    test_small_parsers();
     return check_done("unit_parse");
 }
