@@ -7,8 +7,7 @@
  * LOGIN (its first response). Everything else of a secret line is dropped.
  */
 #include "redact.h"
-
-#include <mbedtls/base64.h>
+#include "sasl.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -29,24 +28,18 @@ static size_t redact_eol(const uint8_t *in, size_t len)
 /* redact_user - decode base64 and pick the user name; 0 if none. */
 static size_t redact_user(const char *mech, int step, const uint8_t *b64, size_t len, char *user)
 {
-    uint8_t dec[3 * 256];
+    uint8_t dec[3 * 256 + 1];
     size_t n = 0;
+    const char *authcid, *passwd;
 
-    if (len == 0 || len > 4 * (sizeof(dec) / 3))
-        return 0;
-    if (mbedtls_base64_decode(dec, sizeof(dec), &n, b64, len) != 0)
+    if (len == 0 || sasl_b64_decode(b64, len, dec, sizeof(dec), &n) != 0)
         return 0;
     if (strcasecmp(mech, "PLAIN") == 0) {
         /* authzid NUL authcid NUL passwd: only authcid is shown. */
-        uint8_t *nul1 = memchr(dec, 0, n);
-        if (nul1 == NULL)
+        if (sasl_plain_split(dec, n, &authcid, &passwd) != 0)
             return 0;
-        uint8_t *start = nul1 + 1;
-        uint8_t *nul2 = memchr(start, 0, n - (size_t)(start - dec));
-        if (nul2 == NULL)
-            return 0;
-        n = (size_t)(nul2 - start);
-        memmove(dec, start, n);
+        n = strlen(authcid);
+        memmove(dec, authcid, n);
     } else if (!(strcasecmp(mech, "LOGIN") == 0 && step == 1)) {
         return 0;
     }

@@ -18,8 +18,8 @@
 #include "transcript.h"
 #include "redact.h"
 #include "render.h"
+#include "sasl.h"
 
-#include <mbedtls/base64.h>
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -210,10 +210,7 @@ static const char *tlog_decode_prompt(const struct tlog_event *ev, char *buf, si
     if (ev->secret != TLOG_SECRET_CHALLENGE || ev->auth_mech == NULL ||
         strcasecmp(ev->auth_mech, "LOGIN") != 0 || len < 6)
         return NULL;
-    while (len > 4 && (ev->bytes[len - 1] == '\n' || ev->bytes[len - 1] == '\r'))
-        len--;
-    if (mbedtls_base64_decode((unsigned char *)buf, cap - 1, &n, ev->bytes + 4, len - 4) != 0 ||
-        n == 0 || n > 32)
+    if (sasl_b64_decode(ev->bytes + 4, len - 4, (uint8_t *)buf, cap, &n) != 0 || n == 0 || n > 32)
         return NULL;
     for (size_t i = 0; i < n; i++)
         if (buf[i] < 0x20 || buf[i] > 0x7e)

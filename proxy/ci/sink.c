@@ -18,13 +18,13 @@
 #include "sink.h"
 #include "respond.h"
 #include "../../log/json.h"
+#include "../../log/sasl.h"
 #include "../../log/transcript.h"
 #include "../session.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
-#include <mbedtls/base64.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,16 +152,11 @@ static void sink_auth_done(struct session *s, const char *user, const char *pass
     }
 }
 
-/* sink_b64 - decode base64 into a NUL-terminated buffer; -1 if invalid. */
+/* sink_b64 - an AUTH line decoded into a NUL-terminated buffer; -1 if
+ * it is not base64. */
 static int sink_b64(const uint8_t *in, size_t len, char *out, size_t cap, size_t *n)
 {
-    len = smtp_trim_eol(in, len);
-    if (len == 1 && in[0] == '=')
-        len = 0;
-    if (mbedtls_base64_decode((unsigned char *)out, cap - 1, n, in, len) != 0)
-        return -1;
-    out[*n] = '\0';
-    return 0;
+    return sasl_b64_decode(in, len, (uint8_t *)out, cap, n);
 }
 
 static void sink_auth_plain(struct session *s, const uint8_t *b64, size_t len)
@@ -173,14 +168,13 @@ static void sink_auth_plain(struct session *s, const uint8_t *b64, size_t len)
         sink_reply(s, "501 5.5.2 Invalid base64");
         return;
     }
-    char *user = memchr(dec, '\0', n);
-    char *pass = user != NULL ? memchr(user + 1, '\0', n - (size_t)(user + 1 - dec)) : NULL;
-    if (pass == NULL) {
+    const char *user, *pass;
+    if (sasl_plain_split((const uint8_t *)dec, n, &user, &pass) != 0) {
         sink_of(s)->st = K_CMD;
         sink_reply(s, "501 5.5.2 Malformed PLAIN response");
         return;
     }
-    sink_auth_done(s, user + 1, pass + 1);
+    sink_auth_done(s, user, pass);
 }
 
 static void sink_auth_response(struct session *s, const uint8_t *line, size_t len)

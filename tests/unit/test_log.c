@@ -6,6 +6,7 @@
 
 #include "log/json.h"
 #include "log/redact.h"
+#include "log/sasl.h"
 #include "log/render.h"
 #include "log/repr.h"
 
@@ -925,6 +926,27 @@ static void test_smtplib_bounds(void)
     tlog_smtplib_reset();
 }
 
+/* sasl - base64 AUTH lines and PLAIN's fields, as redaction and the sink
+ * read them. */
+static void test_sasl(void)
+{
+    uint8_t out[64];
+    size_t n;
+    const char *user, *pass;
+
+    CHECK(sasl_b64_decode((const uint8_t *)"AGFsaWNlAHNlY3JldA==\r\n", 22, out, sizeof(out), &n) ==
+              0 &&
+          n == 13 && memcmp(out, "\0alice\0secret", 13) == 0 && out[13] == '\0');
+    CHECK(sasl_plain_split(out, n, &user, &pass) == 0 && strcmp(user, "alice") == 0 &&
+          strcmp(pass, "secret") == 0);
+    CHECK(sasl_plain_split((const uint8_t *)"\0alice", 6, &user, &pass) == -1);
+    CHECK(sasl_b64_decode((const uint8_t *)"=\r\n", 3, out, sizeof(out), &n) == 0 && n == 0);
+    CHECK(sasl_b64_decode((const uint8_t *)"not base64!", 11, out, sizeof(out), &n) == -1 && n == 0);
+    /* the NUL after the bytes must fit: 3 bytes need a cap of 4 */
+    CHECK(sasl_b64_decode((const uint8_t *)"YWJj", 4, out, 3, &n) == -1);
+    CHECK(sasl_b64_decode((const uint8_t *)"YWJj", 4, out, 4, &n) == 0 && n == 3 && out[3] == '\0');
+}
+
 int main(void)
 {
     alarm(120); /* a hang in the code under test is a failure, not a stall */
@@ -941,5 +963,6 @@ int main(void)
     test_render_hostile();
     test_smtplib_session();
     test_smtplib_bounds();
+    test_sasl();
     return check_done("unit_log");
 }
