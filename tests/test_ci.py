@@ -117,6 +117,25 @@ class SinkTest(SinkCase):
         s.close()
         self.assertEqual(self.eml(self.index()[0]), part1 + b"end\n")
 
+    def test_bdat_zero_last_ends_the_message_in_the_sink(self):
+        # RFC 3030 2: "BDAT 0 LAST" ends a message with no more octets; the
+        # sink answers it at once (there is no chunk to wait for)
+        sc = self.sink()
+        import socket
+        s = socket.create_connection(("127.0.0.1", sc.port), timeout=10)
+        h.read_reply(s)
+        s.sendall(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\n")
+        for _ in range(3):
+            h.read_reply(s)
+        s.sendall(b"BDAT 8\r\nSub: z\r\n")
+        self.assertEqual(h.read_reply(s), b"250 2.0.0 8 octets received\r\n")
+        s.sendall(b"BDAT 0 LAST\r\n")
+        self.assertTrue(h.read_reply(s, timeout=5).startswith(b"250 2.0.0 Ok: queued"))
+        s.sendall(b"QUIT\r\n")
+        self.assertEqual(h.read_reply(s), b"221 2.0.0 Bye\r\n")
+        s.close()
+        self.assertEqual(self.eml(self.index()[0]), b"Sub: z\r\n")
+
     def test_sink_auth_file(self):
         auth = os.path.join(self.dir, "users")
         with open(auth, "w") as f:

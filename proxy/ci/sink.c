@@ -67,6 +67,21 @@ struct sink {
 #define sink_of(s) ((struct sink *)(s)->up_impl)
 #define sink_reply respond_say
 
+static const char *const sink_state_names[] = {
+    [K_CMD] = "COMMAND",         [K_DATA] = "DATA",           [K_BDAT] = "BDAT",
+    [K_AUTH_PLAIN] = "AUTH-PLAIN", [K_AUTH_USER] = "AUTH-USER", [K_AUTH_PASS] = "AUTH-PASS",
+};
+
+/* sink_set_state - the one place the sink changes state. */
+static void sink_set_state(struct session *s, enum sink_state st)
+{
+    struct sink *k = sink_of(s);
+    if (s->px->cfg->trace && st != k->st)
+        tlog_note(s->id, TLOG_INFO, "sink state %s -> %s", sink_state_names[k->st],
+                  sink_state_names[st]);
+    k->st = st;
+}
+
 static void sink_discard(struct sink *k)
 {
     if (k->fd >= 0)
@@ -83,7 +98,7 @@ static void sink_reset(struct sink *k)
     sink_discard(k);
     k->has_from = 0;
     k->nto = 0;
-    k->st = K_CMD;
+    k->st = K_CMD; /* RSET, EHLO, a discarded message: no transition to trace */
 }
 
 static void sink_free(struct session *s)
@@ -143,7 +158,7 @@ static int sink_check_user(struct session *s, const char *user, const char *pass
 static void sink_auth_done(struct session *s, const char *user, const char *pass)
 {
     struct sink *k = sink_of(s);
-    k->st = K_CMD;
+    sink_set_state(s, K_CMD);
     if (sink_check_user(s, user, pass)) {
         snprintf(k->user, sizeof(k->user), "%s", user);
         sink_reply(s, "235 2.7.0 Authentication successful");
@@ -164,13 +179,13 @@ static void sink_auth_plain(struct session *s, const uint8_t *b64, size_t len)
     char dec[768];
     size_t n;
     if (sink_b64(b64, len, dec, sizeof(dec), &n) != 0) {
-        sink_of(s)->st = K_CMD;
+        sink_set_state(s, K_CMD);
         sink_reply(s, "501 5.5.2 Invalid base64");
         return;
     }
     const char *user, *pass;
     if (sasl_plain_split((const uint8_t *)dec, n, &user, &pass) != 0) {
-        sink_of(s)->st = K_CMD;
+        sink_set_state(s, K_CMD);
         sink_reply(s, "501 5.5.2 Malformed PLAIN response");
         return;
     }
@@ -184,18 +199,18 @@ static void sink_auth_response(struct session *s, const uint8_t *line, size_t le
     size_t n;
 
     if (len >= 1 && line[0] == '*') {
-        k->st = K_CMD;
+        sink_set_state(s, K_CMD);
         sink_reply(s, "501 5.7.0 Authentication cancelled");
         return;
     }
     if (k->st == K_AUTH_PLAIN) {
         sink_auth_plain(s, line, len);
     } else if (sink_b64(line, len, dec, sizeof(dec), &n) != 0) {
-        k->st = K_CMD;
+        sink_set_state(s, K_CMD);
         sink_reply(s, "501 5.5.2 Invalid base64");
     } else if (k->st == K_AUTH_USER) {
         snprintf(k->login_user, sizeof(k->login_user), "%.*s", (int)sizeof(k->login_user) - 1, dec);
-        k->st = K_AUTH_PASS;
+        sink_set_state(s, K_AUTH_PASS);
         sink_reply(s, "334 UGFzc3dvcmQ6");
     } else {
         sink_auth_done(s, k->login_user, dec);
@@ -211,13 +226,13 @@ static void sink_auth(struct session *s, const uint8_t *arg, size_t len)
     if (k->user[0] != '\0') {
         sink_reply(s, "503 5.5.1 Already authenticated");
     } else if (mlen == 5 && strncasecmp((const char *)arg, "PLAIN", 5) == 0) {
-        k->st = K_AUTH_PLAIN;
+        sink_set_state(s, K_AUTH_PLAIN);
         if (sp != NULL)
             sink_auth_plain(s, sp + 1, len - mlen - 1);
         else
             sink_reply(s, "334 ");
     } else if (mlen == 5 && strncasecmp((const char *)arg, "LOGIN", 5) == 0) {
-        k->st = K_AUTH_USER;
+        sink_set_state(s, K_AUTH_USER);
         if (sp != NULL)
             sink_auth_response(s, sp + 1, len - mlen - 1);
         else
@@ -384,125 +399,142 @@ static void sink_commit(struct session *s)
     sink_reset(k);
 }
 
-static void sink_verb(struct session *s, enum smtp_cmd cmd, const uint8_t *arg, size_t arglen,
-                      const struct smtp_cmdline *c);
+/* ---- the sink's commands: one handler per row, as the server machine's ---- */
 
-/* sink_command - one line the server machine relayed (what: the reply it
- * awaits). */
+typedef void sink_cmd_fn(struct session *s, struct sink *k, const struct smtp_cmdline *c);
+
+static void sink_chunk_done(struct session *s);
+
+static void sink_hello(struct session *s, struct sink *k, const struct smtp_cmdline *c)
+{
+    sink_reset(k);
+    snprintf(k->helo, sizeof(k->helo), "%.*s", (int)(c->arglen < 255 ? c->arglen : 255),
+             (const char *)c->arg);
+    if (c->cmd == SMTP_CMD_HELO)
+        sink_reply(s, "250 %s", s->px->helo);
+    else
+        sink_reply(s,
+                   "250-%s smtpscope sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+                   "250-SMTPUTF8\r\n250-SIZE %d\r\n250-ENHANCEDSTATUSCODES\r\n"
+                   "250-CHUNKING\r\n250 AUTH PLAIN LOGIN",
+                   s->px->helo, SINK_SIZE);
+}
+
+static void sink_auth_cmd(struct session *s, struct sink *k, const struct smtp_cmdline *c)
+{
+    (void)k;
+    sink_auth(s, c->arg, c->arglen);
+}
+
+static void sink_mail(struct session *s, struct sink *k, const struct smtp_cmdline *c)
+{
+    if (k->has_from) {
+        sink_reply(s, "503 5.5.1 Nested MAIL command");
+    } else if (sink_addr(c->arg, c->arglen, "FROM:", k->from) != 0) {
+        sink_reply(s, "501 5.1.7 Syntax: MAIL FROM:<address>");
+    } else {
+        k->has_from = 1;
+        sink_reply(s, "250 2.1.0 Ok");
+    }
+}
+
+static void sink_rcpt(struct session *s, struct sink *k, const struct smtp_cmdline *c)
+{
+    if (!k->has_from) {
+        sink_reply(s, "503 5.5.1 Need MAIL before RCPT");
+        return;
+    }
+    if (k->nto == SINK_MAX_RCPT) {
+        sink_reply(s, "452 4.5.3 Too many recipients");
+        return;
+    }
+    if (k->to == NULL)
+        k->to = malloc(SINK_MAX_RCPT * sizeof(*k->to));
+    if (k->to == NULL || sink_addr(c->arg, c->arglen, "TO:", k->to[k->nto]) != 0) {
+        sink_reply(s, "501 5.1.3 Syntax: RCPT TO:<address>");
+        return;
+    }
+    k->nto++;
+    sink_reply(s, "250 2.1.5 Ok");
+}
+
+static void sink_data(struct session *s, struct sink *k, const struct smtp_cmdline *c)
+{
+    (void)c;
+    if (k->fd >= 0) {
+        sink_reply(s, "503 5.5.1 DATA after BDAT (RFC 3030 2)");
+    } else if (k->nto == 0) {
+        sink_reply(s, "503 5.5.1 Need RCPT before DATA");
+    } else if (sink_open_message(s) != 0) {
+        sink_reply(s, "451 4.3.0 Cannot store messages: %s", strerror(errno));
+    } else {
+        sink_set_state(s, K_DATA);
+        sink_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+    }
+}
+
+/* sink_bdat - the chunk is read in any case (sink_content ends it); its
+ * reply comes then, or now when it is refused. */
+static void sink_bdat(struct session *s, struct sink *k, const struct smtp_cmdline *c)
+{
+    k->bdat_left = c->bdat_size; /* server.c relays a valid BDAT only */
+    k->bdat_last = c->bdat_last;
+    k->bdat_refused = 0;
+    sink_set_state(s, K_BDAT);
+    if (k->nto == 0) {
+        sink_reply(s, "503 5.5.1 Need RCPT before BDAT");
+        k->bdat_refused = 1;
+    } else if (k->fd < 0 && sink_open_message(s) != 0) {
+        sink_reply(s, "451 4.3.0 Cannot store messages: %s", strerror(errno));
+        k->bdat_refused = 1;
+    }
+    if (k->bdat_left == 0)
+        sink_chunk_done(s); /* BDAT 0 [LAST]: no octets to wait for */
+}
+
+static void sink_rset(struct session *s, struct sink *k, const struct smtp_cmdline *c)
+{
+    (void)c;
+    sink_reset(k);
+    sink_reply(s, "250 2.0.0 Ok");
+}
+
+/* sink_fixed - the commands with one answer: NOOP, QUIT, VRFY, HELP. */
+static void sink_fixed(struct session *s, struct sink *k, const struct smtp_cmdline *c)
+{
+    (void)k;
+    sink_reply(s, "%s",
+               c->cmd == SMTP_CMD_QUIT   ? "221 2.0.0 Bye"
+               : c->cmd == SMTP_CMD_VRFY ? "252 2.5.0 Cannot verify, but will accept"
+               : c->cmd == SMTP_CMD_HELP
+                   ? "214 2.0.0 smtpscope sink: EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT"
+                   : "250 2.0.0 Ok");
+}
+
+/* The sink's command table; a command without a row is not recognized. */
+static sink_cmd_fn *const sink_rows[SMTP_CMD_COUNT] = {
+    [SMTP_CMD_HELO] = sink_hello, [SMTP_CMD_EHLO] = sink_hello, [SMTP_CMD_AUTH] = sink_auth_cmd,
+    [SMTP_CMD_MAIL] = sink_mail,  [SMTP_CMD_RCPT] = sink_rcpt,  [SMTP_CMD_DATA] = sink_data,
+    [SMTP_CMD_BDAT] = sink_bdat,  [SMTP_CMD_RSET] = sink_rset,  [SMTP_CMD_NOOP] = sink_fixed,
+    [SMTP_CMD_QUIT] = sink_fixed, [SMTP_CMD_VRFY] = sink_fixed, [SMTP_CMD_HELP] = sink_fixed,
+};
+
+/* sink_command - one line the server machine relayed: inside an AUTH
+ * exchange a response, else a command through the table. */
 static int sink_command(struct session *s, const struct smtp_cmdline *c, int what, int final)
 {
     struct sink *k = sink_of(s);
-    const uint8_t *arg = c->arg;
-    size_t arglen = c->arglen;
-    enum smtp_cmd cmd = c->cmd;
 
     (void)what;
     (void)final;
     if (k->st == K_AUTH_PLAIN || k->st == K_AUTH_USER || k->st == K_AUTH_PASS)
         sink_auth_response(s, c->line, smtp_trim_eol(c->line, c->len));
+    else if (sink_rows[c->cmd] != NULL)
+        sink_rows[c->cmd](s, k, c);
     else
-        sink_verb(s, cmd, arg, arglen, c);
+        sink_reply(s, "500 5.5.2 Command not recognized");
     respond_schedule(s);
     return s->closing ? -1 : 0;
-}
-
-/* sink_verb - the sink's answer to a command. */
-static void sink_verb(struct session *s, enum smtp_cmd cmd, const uint8_t *arg, size_t arglen,
-                      const struct smtp_cmdline *c)
-{
-    struct sink *k = sink_of(s);
-
-    switch (cmd) {
-    case SMTP_CMD_EHLO:
-    case SMTP_CMD_HELO:
-        sink_reset(k);
-        snprintf(k->helo, sizeof(k->helo), "%.*s", (int)(arglen < 255 ? arglen : 255),
-                 (const char *)arg);
-        if (cmd == SMTP_CMD_HELO)
-            sink_reply(s, "250 %s", s->px->helo);
-        else
-            sink_reply(s,
-                       "250-%s smtpscope sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
-                       "250-SMTPUTF8\r\n250-SIZE %d\r\n250-ENHANCEDSTATUSCODES\r\n"
-                       "250-CHUNKING\r\n250 AUTH PLAIN LOGIN",
-                       s->px->helo, SINK_SIZE);
-        return;
-    case SMTP_CMD_AUTH:
-        sink_auth(s, arg, arglen);
-        return;
-    case SMTP_CMD_MAIL:
-        if (k->has_from) {
-            sink_reply(s, "503 5.5.1 Nested MAIL command");
-        } else if (sink_addr(arg, arglen, "FROM:", k->from) != 0) {
-            sink_reply(s, "501 5.1.7 Syntax: MAIL FROM:<address>");
-        } else {
-            k->has_from = 1;
-            sink_reply(s, "250 2.1.0 Ok");
-        }
-        return;
-    case SMTP_CMD_RCPT:
-        if (!k->has_from) {
-            sink_reply(s, "503 5.5.1 Need MAIL before RCPT");
-            return;
-        }
-        if (k->nto == SINK_MAX_RCPT) {
-            sink_reply(s, "452 4.5.3 Too many recipients");
-            return;
-        }
-        if (k->to == NULL)
-            k->to = malloc(SINK_MAX_RCPT * sizeof(*k->to));
-        if (k->to == NULL || sink_addr(arg, arglen, "TO:", k->to[k->nto]) != 0) {
-            sink_reply(s, "501 5.1.3 Syntax: RCPT TO:<address>");
-            return;
-        }
-        k->nto++;
-        sink_reply(s, "250 2.1.5 Ok");
-        return;
-    case SMTP_CMD_DATA:
-        if (k->fd >= 0) {
-            sink_reply(s, "503 5.5.1 DATA after BDAT (RFC 3030 2)");
-        } else if (k->nto == 0) {
-            sink_reply(s, "503 5.5.1 Need RCPT before DATA");
-        } else if (sink_open_message(s) != 0) {
-            sink_reply(s, "451 4.3.0 Cannot store messages: %s", strerror(errno));
-        } else {
-            k->st = K_DATA;
-            sink_reply(s, "354 End data with <CR><LF>.<CR><LF>");
-        }
-        return;
-    case SMTP_CMD_BDAT:
-        k->bdat_left = c->bdat_size; /* server.c relays a valid BDAT only */
-        k->bdat_last = c->bdat_last;
-        k->bdat_refused = 0;
-        k->st = K_BDAT; /* the chunk is read in any case; sink_content() ends it */
-        if (k->nto == 0) {
-            sink_reply(s, "503 5.5.1 Need RCPT before BDAT");
-            k->bdat_refused = 1;
-        } else if (k->fd < 0 && sink_open_message(s) != 0) {
-            sink_reply(s, "451 4.3.0 Cannot store messages: %s", strerror(errno));
-            k->bdat_refused = 1;
-        }
-        return;
-    case SMTP_CMD_RSET:
-        sink_reset(k);
-        sink_reply(s, "250 2.0.0 Ok");
-        return;
-    case SMTP_CMD_NOOP:
-        sink_reply(s, "250 2.0.0 Ok");
-        return;
-    case SMTP_CMD_QUIT:
-        sink_reply(s, "221 2.0.0 Bye");
-        return;
-    case SMTP_CMD_VRFY:
-        sink_reply(s, "252 2.5.0 Cannot verify, but will accept");
-        return;
-    case SMTP_CMD_HELP:
-        sink_reply(s, "214 2.0.0 smtpscope sink: EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT");
-        return;
-    default:
-        sink_reply(s, "500 5.5.2 Command not recognized");
-        return;
-    }
 }
 
 /* sink_chunk_done - the last octet of a BDAT chunk came. */
@@ -510,7 +542,7 @@ static void sink_chunk_done(struct session *s)
 {
     struct sink *k = sink_of(s);
 
-    k->st = K_CMD;
+    sink_set_state(s, K_CMD);
     if (k->bdat_refused)
         return; /* its reply is already said */
     if (k->bdat_last || k->failed)
@@ -546,7 +578,7 @@ static int sink_end(struct session *s)
         /* the end's ".\r\n" was stored as "\r\n": take it back */
         if (k->fd >= 0 && ftruncate(k->fd, (off_t)(k->size - 2)) == 0)
             k->size -= 2;
-        k->st = K_CMD;
+        sink_set_state(s, K_CMD);
         sink_commit(s);
     }
     respond_schedule(s);
