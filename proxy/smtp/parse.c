@@ -1,5 +1,5 @@
 /*
- * smtp_parse - the command table, the reply parser, the DATA framer and
+ * parse - the command table, the reply parser, the DATA framer and
  * the EHLO rewriter. Pure functions over caller-owned memory; a malformed
  * input is reported, never guessed at.
  */

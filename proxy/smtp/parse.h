@@ -1,6 +1,6 @@
 /*
- * smtp_parse - pure SMTP parsing: commands, replies, DATA framing, EHLO
- * rewriting. No I/O and no sessions, so unit tests and fuzzers drive it
+ * parse - pure SMTP parsing: commands, replies, DATA framing, EHLO
+ * rewriting, MAIL/RCPT paths and header values. No I/O and no sessions, so unit tests and fuzzers drive it
  * directly. Every decision keeps its state across calls and never depends
  * on how the bytes were split.
  */

@@ -1,5 +1,5 @@
 /*
- * test_parse - smtp_parse: line scanning, the command table, the reply
+ * test_parse - proxy/smtp/parse.c: line scanning, the command table, the reply
  * parser, the DATA framer and the EHLO rewriter. Table-driven, plus split
  * properties: every decision must be the same however the bytes arrive.
  */
@@ -747,7 +747,7 @@ static void test_data_flags(void)
     }
 }
 
-/* what the upstream sees of invalid input (smtp_parse.h) */
+/* what the upstream sees of invalid input (proxy/smtp/parse.h) */
 static void test_data_output(void)
 {
     static const struct {
