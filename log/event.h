@@ -63,22 +63,22 @@ struct tlog_event {
     const char *verb;      /* a command's verb, upper case */
     const uint8_t *arg;    /* its argument (not for secrets) */
     size_t arglen;
-    const char *answers; /* a reply: the command it answers */
+    const char *answers;    /* a reply: the command it answers */
     const uint8_t *request; /* a reply from the upstream: the line it answers as sent
                                (line ending trimmed), when a consumer asked for them
                                (tlog_add_consumer); NULL for the end of data */
     size_t request_len;
-    int timed;           /* a reply from the upstream whose wait was measured: */
-    uint64_t wait_us;    /* since its request went (since the connection: a greeting) */
+    int timed;            /* a reply from the upstream whose wait was measured: */
+    uint64_t wait_us;     /* since its request went (since the connection: a greeting) */
     const uint8_t *reply; /* with timed, on a reply's last line: the whole reply as the
                              upstream sent it (what the client got may be rewritten) */
     size_t reply_len;
-    int msg_result;      /* 1: a message accepted upstream, -1: not */
-    int tls_switch;      /* a STARTTLS command or its 220: TLS follows on this leg */
-    int injected;        /* a reply smtpscope injected (fault rules) */
-    int tls_failure;     /* an error that is a TLS failure */
-    int plaintext_auth;  /* credentials crossed the client leg without TLS */
-    unsigned count;      /* a warning standing for this many (0: one) */
+    int msg_result;     /* 1: a message accepted upstream, -1: not */
+    int tls_switch;     /* a STARTTLS command or its 220: TLS follows on this leg */
+    int injected;       /* a reply smtpscope injected (fault rules) */
+    int tls_failure;    /* an error that is a TLS failure */
+    int plaintext_auth; /* credentials crossed the client leg without TLS */
+    unsigned count;     /* a warning standing for this many (0: one) */
     const struct sockaddr *local, *peer; /* TLOG_CONNECT: the leg's addresses */
     const struct tlog_totals *totals;    /* TLOG_CLOSE */
     int explain_only;                    /* a learner's note: shown only with --explain */

@@ -96,12 +96,12 @@ void tlog_json_render(const struct tlog_event *ev)
     if (ev->text != NULL) {
         JSON_ADD(",\"text\":");
         o += tlog_json_str(line + o, sizeof(line) - o - 1024, (const uint8_t *)ev->text,
-                      strlen(ev->text));
+                           strlen(ev->text));
     }
     if (ev->verb != NULL) {
         JSON_ADD(",\"verb\":");
-        o +=
-            tlog_json_str(line + o, sizeof(line) - o - 512, (const uint8_t *)ev->verb, strlen(ev->verb));
+        o += tlog_json_str(line + o, sizeof(line) - o - 512, (const uint8_t *)ev->verb,
+                           strlen(ev->verb));
     }
     if (ev->arg != NULL && ev->secret == TLOG_SECRET_NONE) {
         JSON_ADD(",\"arg\":");
@@ -117,14 +117,14 @@ void tlog_json_render(const struct tlog_event *ev)
     if (ev->answers != NULL) {
         JSON_ADD(",\"answers\":");
         o += tlog_json_str(line + o, sizeof(line) - o - 512, (const uint8_t *)ev->answers,
-                      strlen(ev->answers));
+                           strlen(ev->answers));
     }
     if (ev->secret != TLOG_SECRET_NONE)
         JSON_ADD(",\"redacted\":true");
     if (ev->auth_mech != NULL && ev->auth_mech[0] != '\0' && ev->secret != TLOG_SECRET_NONE) {
         JSON_ADD(",\"mechanism\":");
         o += tlog_json_str(line + o, sizeof(line) - o - 512, (const uint8_t *)ev->auth_mech,
-                      strlen(ev->auth_mech));
+                           strlen(ev->auth_mech));
     }
     if (ev->msg_result != 0)
         JSON_ADD(",\"message\":\"%s\"", ev->msg_result > 0 ? "accepted" : "refused");

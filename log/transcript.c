@@ -20,7 +20,6 @@
 #include "render.h"
 #include "sasl.h"
 
-
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>

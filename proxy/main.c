@@ -294,7 +294,8 @@ static int px_setup_ci(const struct px_config *cfg, char *err, size_t errlen)
     struct stat st;
 
     m.px.ci.faults.parse_duration = px_parse_duration;
-    m.px.ci.faults.rng = cfg->seed_given ? cfg->seed : (uint64_t)time(NULL) ^ (uint64_t)getpid() << 20;
+    m.px.ci.faults.rng =
+        cfg->seed_given ? cfg->seed : (uint64_t)time(NULL) ^ (uint64_t)getpid() << 20;
     if (m.px.ci.faults.rng == 0)
         m.px.ci.faults.rng = 0x9e3779b97f4a7c15ull;
     for (int i = 0; i < cfg->nfaults; i++)

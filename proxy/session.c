@@ -18,7 +18,6 @@
 
 #define SESSION_LINGER_MS 5000 /* a closing client that does not read is cut off */
 
-
 void session_emit_line(struct session *s, enum tlog_kind kind, enum tlog_leg leg, enum tlog_dir dir,
                        int own, const uint8_t *bytes, size_t len)
 {

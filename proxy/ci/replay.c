@@ -21,11 +21,11 @@
 struct replay_state {
     struct respond q; /* first: respond.c finds it at s->up_impl */
     const struct replay_session *rs;
-    size_t pos;          /* the next recorded reply */
-    uint64_t bdat_left;  /* octets of a chunk still to come */
+    size_t pos;         /* the next recorded reply */
+    uint64_t bdat_left; /* octets of a chunk still to come */
     int in_bdat;
-    char bdat_cmd[64];   /* its command, answered when the chunk is in */
-    uint8_t *greeting;   /* the recorded greeting, said after its delay */
+    char bdat_cmd[64]; /* its command, answered when the chunk is in */
+    uint8_t *greeting; /* the recorded greeting, said after its delay */
     size_t greeting_len;
 };
 
@@ -109,7 +109,7 @@ static int replay_command(struct session *s, const struct smtp_cmdline *c, int w
     struct replay_state *k = replay_of(s);
     size_t len = smtp_trim_eol(c->line, c->len);
 
-    (void)final;
+    (void) final;
     if (what == UP_EXP_AUTH_RESPONSE || what == UP_EXP_AUTH_CANCEL) {
         replay_answer(s, "AUTH response", c->line, len);
     } else if (c->cmd == SMTP_CMD_BDAT) {

@@ -68,7 +68,7 @@ struct sink {
 #define sink_reply respond_say
 
 static const char *const sink_state_names[] = {
-    [K_CMD] = "COMMAND",         [K_DATA] = "DATA",           [K_BDAT] = "BDAT",
+    [K_CMD] = "COMMAND",           [K_DATA] = "DATA",           [K_BDAT] = "BDAT",
     [K_AUTH_PLAIN] = "AUTH-PLAIN", [K_AUTH_USER] = "AUTH-USER", [K_AUTH_PASS] = "AUTH-PASS",
 };
 
@@ -526,7 +526,7 @@ static int sink_command(struct session *s, const struct smtp_cmdline *c, int wha
     struct sink *k = sink_of(s);
 
     (void)what;
-    (void)final;
+    (void) final;
     if (k->st == K_AUTH_PLAIN || k->st == K_AUTH_USER || k->st == K_AUTH_PASS)
         sink_auth_response(s, c->line, smtp_trim_eol(c->line, c->len));
     else if (sink_rows[c->cmd] != NULL)

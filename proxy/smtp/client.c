@@ -219,7 +219,8 @@ static void up_explain_caps(struct session *s, const struct smtp_reply *r)
         return;
     }
     for (int pass = 0; pass < 2; pass++) {
-        const char *from = pass == 0 ? caps2 : s->upc.caps1, *other = pass == 0 ? s->upc.caps1 : caps2;
+        const char *from = pass == 0 ? caps2 : s->upc.caps1,
+                   *other = pass == 0 ? s->upc.caps1 : caps2;
         for (const char *l = from; *l != '\0';) {
             const char *e = strchr(l, '\n');
             size_t n = (size_t)(e - l), kw = strcspn(l, " =\n");
@@ -316,7 +317,8 @@ static void up_try_connect(struct session *s)
         if (rc == 0) {
             up_set_state(s, UP_CONNECTING);
             s->upc.connect_req.data = s;
-            rc = uv_tcp_connect(&s->upc.connect_req, &s->up.tcp, s->upc.ai_cur->ai_addr, up_connect_cb);
+            rc = uv_tcp_connect(&s->upc.connect_req, &s->up.tcp, s->upc.ai_cur->ai_addr,
+                                up_connect_cb);
             if (rc == 0)
                 return;
             snprintf(reason, sizeof(reason), "%s (%s)", uv_strerror(rc), uv_err_name(rc));
@@ -408,7 +410,7 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
             .code = r->code,
             .answers = s->upc.state == UP_GREETING   ? "greeting"
                        : s->upc.state == UP_STARTTLS ? "STARTTLS"
-                                                    : "EHLO",
+                                                     : "EHLO",
             .tls_switch = s->upc.state == UP_STARTTLS && r->code == 220,
             /* the greeting's wait (--record keeps it) */
             .timed = s->upc.state == UP_GREETING,

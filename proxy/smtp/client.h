@@ -36,11 +36,11 @@ struct upc {
     uv_getaddrinfo_t gai;
     uv_connect_t connect_req;
     struct addrinfo *ai_list, *ai_cur;
-    char error[512];          /* each address's connect error, for the final message */
-    struct smtp_reply *reply; /* the reply being read; NULL between replies */
-    uint64_t connected_us;    /* --record: when the TCP connection came up */
-    int greet_hinted;         /* the "no greeting yet: implicit TLS?" note was given */
-    char *caps1;              /* the EHLO keywords before TLS, for --explain */
+    char error[512];             /* each address's connect error, for the final message */
+    struct smtp_reply *reply;    /* the reply being read; NULL between replies */
+    uint64_t connected_us;       /* --record: when the TCP connection came up */
+    int greet_hinted;            /* the "no greeting yet: implicit TLS?" note was given */
+    char *caps1;                 /* the EHLO keywords before TLS, for --explain */
     struct smtp_reply *greeting; /* the greeting, kept until ready */
     /* the replies due, oldest first: what each answers, 0x80 if final */
     uint8_t expect[UPC_EXPECT_MAX];

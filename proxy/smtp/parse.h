@@ -1,8 +1,8 @@
 /*
  * parse - pure SMTP parsing: commands, replies, DATA framing, EHLO
- * rewriting, MAIL/RCPT paths and header values. No I/O and no sessions, so unit tests and fuzzers drive it
- * directly. Every decision keeps its state across calls and never depends
- * on how the bytes were split.
+ * rewriting, MAIL/RCPT paths and header values. No I/O and no sessions, so
+ * unit tests and fuzzers drive it directly. Every decision keeps its state
+ * across calls and never depends on how the bytes were split.
  */
 #ifndef SMTPSCOPE_SMTP_PARSE_H
 #define SMTPSCOPE_SMTP_PARSE_H
@@ -77,9 +77,9 @@ struct smtp_cmdline {
     enum smtp_cmd cmd;
     const uint8_t *arg; /* after one SP, without the line ending */
     size_t arglen;
-    unsigned flags;     /* SMTP_CF_* of cmd */
-    unsigned lflags;    /* SMTP_LF_*: not 0, the line must not be relayed */
-    int bdat_ok;        /* BDAT: its argument parsed, into these */
+    unsigned flags;  /* SMTP_CF_* of cmd */
+    unsigned lflags; /* SMTP_LF_*: not 0, the line must not be relayed */
+    int bdat_ok;     /* BDAT: its argument parsed, into these */
     int bdat_last;
     uint64_t bdat_size;
 };

@@ -117,14 +117,14 @@ static void srv_verdict(struct session *s, int code);
 
 /* How a reply reaches the client (srv_to_client). */
 struct srv_line_meta {
-    int own;            /* smtpscope's own reply (else relayed from the upstream) */
+    int own;                     /* smtpscope's own reply (else relayed from the upstream) */
     const struct srv_pending *p; /* the request a relayed reply answers, or NULL */
     const struct smtp_reply *r;  /* with p: the reply as the upstream sent it */
-    int secret;         /* a 334 challenge inside AUTH */
-    int tls_switch;     /* the 220 to STARTTLS */
-    int injected;       /* a --fault reply */
+    int secret;                  /* a 334 challenge inside AUTH */
+    int tls_switch;              /* the 220 to STARTTLS */
+    int injected;                /* a --fault reply */
     const char *answers;
-    int final_code;     /* not 0: the verdict on a message */
+    int final_code; /* not 0: the verdict on a message */
 };
 
 /* srv_to_client - the one way bytes reach the client: each line recorded
@@ -364,7 +364,7 @@ static void srv_push(struct session *s, int what, unsigned flags, const uint8_t 
     }
     if (what == UP_EXP_AUTH_CANCEL)
         s->srv.pending[at].cmd = strndup((const char *)line, len); /* the reply to say */
-    else if (line != NULL && tlog_has_consumer()) /* for the reply's event */
+    else if (line != NULL && tlog_has_consumer())                  /* for the reply's event */
         s->srv.pending[at].cmd = strndup((const char *)line, smtp_trim_eol(line, len));
     s->srv.pending[at].sent_us = tlog_now_us();
     s->srv.pend_len++;
@@ -532,7 +532,8 @@ static void srv_show(struct session *s, const uint8_t *p, size_t n, enum smtp_da
         }
     }
     if (shown)
-        session_emit_line(s, TLOG_DATA, TLOG_LEG_CLIENT, TLOG_DIR_IN, 0, s->srv.show, s->srv.show_len);
+        session_emit_line(s, TLOG_DATA, TLOG_LEG_CLIENT, TLOG_DIR_IN, 0, s->srv.show,
+                          s->srv.show_len);
     s->srv.show_len = 0;
     s->srv.cur_line_len = 0;
 }
@@ -644,7 +645,8 @@ static size_t srv_body(struct session *s, const uint8_t *buf, size_t len)
     while (off < len) {
         enum smtp_data_ev ev;
         unsigned lflags;
-        size_t n = smtp_data_next(&s->srv.framer, buf + off, len - off, &ev, &lflags, srv_out_cb, &o);
+        size_t n =
+            smtp_data_next(&s->srv.framer, buf + off, len - off, &ev, &lflags, srv_out_cb, &o);
         srv_show(s, buf + off, n, ev, lflags);
         off += n;
         if (ev == SMTP_DATA_END) {
@@ -659,7 +661,7 @@ static size_t srv_body(struct session *s, const uint8_t *buf, size_t len)
         srv_set_state(s, SRV_COMMAND);
         if (s->srv.msg_poison != NULL) {
             srv_abort_upstream(s, s->srv.poison_injected ? "fault injected at end of data"
-                                                     : s->srv.msg_poison);
+                                                         : s->srv.msg_poison);
             if (s->srv.poison_injected == 2) {
                 session_close(s, "fault injected at eod: connection dropped");
                 return off;
@@ -934,8 +936,7 @@ static int srv_auth_response(struct session *s, const struct smtp_cmdline *c)
 
     s->srv.auth_cont = 0;
     if (c->lflags == 0)
-        return srv_send_up(s, c, UP_EXP_AUTH_RESPONSE, SMTP_CF_SYNC | SMTP_CF_SECRET,
-                           SRV_RELAYED);
+        return srv_send_up(s, c, UP_EXP_AUTH_RESPONSE, SMTP_CF_SYNC | SMTP_CF_SECRET, SRV_RELAYED);
     srv_note_command(s, c, UP_EXP_AUTH_RESPONSE, SRV_ANSWERED);
     /* malformed: none of it is relayed; the upstream's exchange is
      * cancelled (RFC 4954 4: "*") and its answer to that is replaced by
@@ -961,7 +962,8 @@ static int srv_command(struct session *s, struct smtp_cmdline *c)
     if (c->cmd == SMTP_CMD_AUTH) {
         s->srv.auth_step = srv_auth_mech(s, c->arg, c->arglen) ? 1 : 0;
         if (s->srv.auth_step == 1)
-            c->flags &= ~SMTP_CF_SYNC; /* RFC 4954 4: with an initial response it may be pipelined */
+            c->flags &=
+                ~SMTP_CF_SYNC; /* RFC 4954 4: with an initial response it may be pipelined */
     }
     /* --fault rules for this command, decided before it is recorded */
     const struct fault_rule *f = NULL;
@@ -1080,8 +1082,8 @@ static int srv_data(struct session *s, const uint8_t *buf, size_t len)
     if (s->srv.state == SRV_DONE)
         return 0;
     srv_arm_timer(s);
-    while ((s->srv.state == SRV_DATA || s->srv.state == SRV_BDAT) && s->srv.in_len == 0 && len > 0 &&
-           !s->closing) {
+    while ((s->srv.state == SRV_DATA || s->srv.state == SRV_BDAT) && s->srv.in_len == 0 &&
+           len > 0 && !s->closing) {
         /* the common case: content streams straight through, no copy here */
         size_t n = s->srv.state == SRV_DATA ? srv_body(s, buf, len) : srv_bdat(s, buf, len);
         buf += n;

@@ -72,10 +72,10 @@ struct srv {
     int discarded;          /* the upstream session was ended to discard a message */
     uint8_t *greeting;      /* the upstream's greeting, said when the client is greeted */
     size_t greeting_len;
-    int fault_hold;         /* a delayed command waits in in */
-    int fault_skip;         /* that command, when it comes again, is not checked again */
-    uint64_t eod_delay_ms;  /* --fault eod=delay: hold the final reply this long */
-    struct hold hold;       /* the held final reply and those behind it */
+    int fault_hold;        /* a delayed command waits in in */
+    int fault_skip;        /* that command, when it comes again, is not checked again */
+    uint64_t eod_delay_ms; /* --fault eod=delay: hold the final reply this long */
+    struct hold hold;      /* the held final reply and those behind it */
 };
 
 /* The client leg's callbacks (session_new gives them to the leg). */

@@ -941,7 +941,8 @@ static void test_sasl(void)
           strcmp(pass, "secret") == 0);
     CHECK(sasl_plain_split((const uint8_t *)"\0alice", 6, &user, &pass) == -1);
     CHECK(sasl_b64_decode((const uint8_t *)"=\r\n", 3, out, sizeof(out), &n) == 0 && n == 0);
-    CHECK(sasl_b64_decode((const uint8_t *)"not base64!", 11, out, sizeof(out), &n) == -1 && n == 0);
+    CHECK(sasl_b64_decode((const uint8_t *)"not base64!", 11, out, sizeof(out), &n) == -1 &&
+          n == 0);
     /* the NUL after the bytes must fit: 3 bytes need a cap of 4 */
     CHECK(sasl_b64_decode((const uint8_t *)"YWJj", 4, out, 3, &n) == -1);
     CHECK(sasl_b64_decode((const uint8_t *)"YWJj", 4, out, 4, &n) == 0 && n == 3 && out[3] == '\0');
