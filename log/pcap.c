@@ -12,7 +12,7 @@
  * Owns the output FILE and one small state per live leg; fails by returning
  * -1 at open and by dropping records (never the relay) afterwards.
  */
-#include "render.h"
+#include "pcap.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

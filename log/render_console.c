@@ -13,7 +13,7 @@
  * smtpscope's own.
  */
 #include "explain.h"
-#include "render.h"
+#include "render_console.h"
 #include "repr.h"
 
 #include <stdio.h>

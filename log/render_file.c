@@ -5,7 +5,9 @@
  * so nothing already said is lost if smtpscope is killed. Owns one
  * descriptor per live session, closed with the session's close event.
  */
-#include "render.h"
+#include "render_console.h"
+#include "render_file.h"
+#include "render_json.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -7,7 +7,7 @@
  */
 #include "explain.h"
 #include "json.h"
-#include "render.h"
+#include "render_json.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -24,7 +24,7 @@
  * sessions together SMTPLIB_HELD_MAX); beyond that the line is cut and says
  * so. Not thread-safe: transcript.c calls it under its lock.
  */
-#include "render.h"
+#include "render_smtplib.h"
 #include "repr.h"
 
 #include <arpa/inet.h>

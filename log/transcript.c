@@ -17,7 +17,11 @@
  */
 #include "transcript.h"
 #include "redact.h"
-#include "render.h"
+#include "pcap.h"
+#include "render_console.h"
+#include "render_file.h"
+#include "render_json.h"
+#include "render_smtplib.h"
 #include "sasl.h"
 
 #include <pthread.h>

@@ -1478,22 +1478,6 @@ int srv_pause_upstream(const struct session *s)
     return hold_busy(&s->srv.hold);
 }
 
-const char *up_expect_name(int what)
-{
-    switch (what) {
-    case UP_EXP_EOD:
-        return "end of data";
-    case UP_EXP_AUTH_RESPONSE:
-        return "AUTH response";
-    case UP_EXP_AUTH_CANCEL:
-        return "AUTH cancellation";
-    case UP_EXP_LOCAL:
-        return "smtpscope's own reply";
-    default:
-        return what >= 0 && what < SMTP_CMD_COUNT ? smtp_cmd_name((enum smtp_cmd)what) : "?";
-    }
-}
-
 void srv_init(struct session *s)
 {
     s->srv.state = SRV_WAIT_UPSTREAM;

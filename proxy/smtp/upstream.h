@@ -44,7 +44,21 @@ enum up_expect {
 };
 
 /* up_expect_name - "end of data", "AUTH response", a verb, ... */
-const char *up_expect_name(int what);
+static inline const char *up_expect_name(int what)
+{
+    switch (what) {
+    case UP_EXP_EOD:
+        return "end of data";
+    case UP_EXP_AUTH_RESPONSE:
+        return "AUTH response";
+    case UP_EXP_AUTH_CANCEL:
+        return "AUTH cancellation";
+    case UP_EXP_LOCAL:
+        return "smtpscope's own reply";
+    default:
+        return what >= 0 && what < SMTP_CMD_COUNT ? smtp_cmd_name((enum smtp_cmd)what) : "?";
+    }
+}
 
 /* How an upstream ended, for srv_upstream_gone. (Before it is ready, an
  * implementation fails the session itself, with its own reason.) */

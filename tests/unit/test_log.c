@@ -7,7 +7,10 @@
 #include "log/json.h"
 #include "log/redact.h"
 #include "log/sasl.h"
-#include "log/render.h"
+#include "log/render_console.h"
+#include "log/render_file.h"
+#include "log/render_json.h"
+#include "log/render_smtplib.h"
 #include "log/repr.h"
 
 #include "log/transcript.h"
