@@ -34,7 +34,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define TLOG_NOTE_MAX 1024
+#define TLOG_NOTE_MAX 4096 /* a note's text: session_fail's reasons run to ~2.4 kB */
 
 static struct tlog_options tlog_opts;
 static struct tlog_stats tlog_counts;
@@ -320,15 +320,41 @@ void tlog_emit(struct tlog_event *ev)
     pthread_mutex_unlock(&tlog_mu);
 }
 
-void tlog_note(uint64_t session, enum tlog_kind kind, const char *fmt, ...)
+static void tlog_vnote(uint64_t session, enum tlog_kind kind, unsigned marks, const char *fmt,
+                       va_list ap)
 {
     char text[TLOG_NOTE_MAX];
+    vsnprintf(text, sizeof(text), fmt, ap);
+    struct tlog_event ev = {
+        .session = session,
+        .kind = kind,
+        .own = 1,
+        .text = text,
+        .tls_failure = (marks & TLOG_MARK_TLS_FAILURE) != 0,
+        .injected = (marks & TLOG_MARK_INJECTED) != 0,
+        .msg_result = (marks & TLOG_MARK_MSG_ACCEPTED)  ? 1
+                      : (marks & TLOG_MARK_MSG_REFUSED) ? -1
+                                                        : 0,
+        .plaintext_auth = (marks & TLOG_MARK_PLAINTEXT_AUTH) != 0,
+        .explain_only = (marks & TLOG_MARK_EXPLAIN_ONLY) != 0,
+    };
+    tlog_emit(&ev);
+}
+
+void tlog_note(uint64_t session, enum tlog_kind kind, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
+    tlog_vnote(session, kind, 0, fmt, ap);
     va_end(ap);
-    struct tlog_event ev = {.session = session, .kind = kind, .own = 1, .text = text};
-    tlog_emit(&ev);
+}
+
+void tlog_mark(uint64_t session, enum tlog_kind kind, unsigned marks, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    tlog_vnote(session, kind, marks, fmt, ap);
+    va_end(ap);
 }
 
 void tlog_flush(void)

@@ -68,6 +68,16 @@ void tlog_emit(struct tlog_event *ev);
 /* tlog_note - smtpscope's own line of the given kind, printf-style. */
 void tlog_note(uint64_t session, enum tlog_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* tlog_mark - a note that also stands for something the counts and the
+ * renderings know (TLOG_MARK_*). */
+#define TLOG_MARK_TLS_FAILURE    0x01 /* an error that is a TLS failure */
+#define TLOG_MARK_INJECTED       0x02 /* a fault rule fired */
+#define TLOG_MARK_MSG_ACCEPTED   0x04 /* the verdict: a message accepted */
+#define TLOG_MARK_MSG_REFUSED    0x08 /* the verdict: a message not accepted */
+#define TLOG_MARK_PLAINTEXT_AUTH 0x10 /* credentials crossed the client leg without TLS */
+#define TLOG_MARK_EXPLAIN_ONLY   0x20 /* a learner's note: shown only with --explain */
+void tlog_mark(uint64_t session, enum tlog_kind kind, unsigned marks, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 uint64_t tlog_now_us(void);
 /* tlog_flush - have the console's lines written (with .batch the event
  * loop calls this before it waits for I/O, so lines stay live); tlog_close_all

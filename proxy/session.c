@@ -212,9 +212,7 @@ void session_explain(struct session *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    struct tlog_event ev = {
-        .session = s->id, .kind = TLOG_INFO, .own = 1, .text = text, .explain_only = 1};
-    tlog_emit(&ev);
+    tlog_mark(s->id, TLOG_INFO, TLOG_MARK_EXPLAIN_ONLY, "%s", text);
 }
 
 void session_note_connect(struct session *s, struct leg *l, const struct sockaddr *peer,
@@ -244,12 +242,8 @@ void session_fail(struct session *s, const char *code, const char *shorttext, co
 
     if (s->closing)
         return;
-    struct tlog_event ev = {.session = s->id,
-                            .kind = TLOG_ERROR,
-                            .own = 1,
-                            .text = reason,
-                            .tls_failure = strstr(code, "4.7.0") != NULL};
-    tlog_emit(&ev);
+    tlog_mark(s->id, TLOG_ERROR, strstr(code, "4.7.0") != NULL ? TLOG_MARK_TLS_FAILURE : 0, "%s",
+              reason);
     snprintf(line, sizeof(line), "%s %s", code, shorttext);
     srv_say_last(s, line);
     session_close(s, reason);

@@ -93,8 +93,7 @@ static void replay_answer(struct session *s, const char *key, const uint8_t *lin
                      "got %s",
                      (unsigned long long)k->rs->id, k->pos + 1, e->key,
                      e->cmd != NULL && e->cmd[0] ? ": " : "", e->cmd != NULL ? e->cmd : "", got);
-        struct tlog_event ev = {.session = s->id, .kind = TLOG_ERROR, .own = 1, .text = text};
-        tlog_emit(&ev);
+        tlog_note(s->id, TLOG_ERROR, "%s", text);
         respond_say(s, "451 4.3.0 smtpscope replay: this command is not the recorded one");
         return;
     }

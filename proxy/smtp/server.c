@@ -212,11 +212,8 @@ void srv_say_last(struct session *s, const char *line)
 /* srv_fault_note - say which rule fired, for every rendering. */
 static void srv_fault_note(struct session *s, const struct fault_rule *f)
 {
-    struct tlog_event ev = {.session = s->id, .kind = TLOG_WARNING, .own = 1, .injected = 1};
-    char text[FAULT_SPEC_MAX + 64];
-    snprintf(text, sizeof(text), "fault injected at %s: %s", fault_stage_name(f->stage), f->spec);
-    ev.text = text;
-    tlog_emit(&ev);
+    tlog_mark(s->id, TLOG_WARNING, TLOG_MARK_INJECTED, "fault injected at %s: %s",
+              fault_stage_name(f->stage), f->spec);
 }
 
 /* srv_fault - the one place --fault rules are consulted (connect, a
@@ -235,22 +232,15 @@ static const struct fault_rule *srv_fault(struct session *s, enum fault_stage st
  * and the totals. */
 static void srv_verdict(struct session *s, int code)
 {
-    struct tlog_event ev = {.session = s->id, .kind = TLOG_INFO, .own = 1};
-    char text[80];
-
-    const char *who = s->up_ops->who;
     if (code / 100 == 2) {
         s->messages++;
-        snprintf(text, sizeof(text), "message accepted by %s", who);
-        ev.text = text;
-        ev.msg_result = 1;
+        tlog_mark(s->id, TLOG_INFO, TLOG_MARK_MSG_ACCEPTED, "message accepted by %s",
+                  s->up_ops->who);
     } else {
         s->refused++;
-        snprintf(text, sizeof(text), "message NOT accepted by %s (%d)", who, code);
-        ev.text = text;
-        ev.msg_result = -1;
+        tlog_mark(s->id, TLOG_INFO, TLOG_MARK_MSG_REFUSED, "message NOT accepted by %s (%d)",
+                  s->up_ops->who, code);
     }
-    tlog_emit(&ev);
 }
 
 /* srv_raw - message content as it moved on a leg, for the pcap. */
@@ -377,14 +367,10 @@ static void srv_push(struct session *s, int what, unsigned flags, const uint8_t 
  * relay client closes its connection; the upstream session is then gone). */
 static void srv_abort_upstream(struct session *s, const char *why)
 {
-    char text[400];
-    snprintf(text, sizeof(text), "message NOT submitted: %s%s", why,
-             s->up_ops->local ? "; the sink discards it"
-                              : "; closing the upstream connection so that it is discarded (SMTP "
-                                "cannot cancel a message in transfer)");
-    struct tlog_event ev = {
-        .session = s->id, .kind = TLOG_ERROR, .own = 1, .text = text, .msg_result = -1};
-    tlog_emit(&ev);
+    tlog_mark(s->id, TLOG_ERROR, TLOG_MARK_MSG_REFUSED, "message NOT submitted: %s%s", why,
+              s->up_ops->local ? "; the sink discards it"
+                               : "; closing the upstream connection so that it is discarded (SMTP "
+                                 "cannot cancel a message in transfer)");
     s->refused++;
     s->up_ops->discard(s);
     if (s->up_ops->local)
@@ -754,17 +740,11 @@ static int srv_starttls(struct session *s, size_t arglen)
 static void srv_plaintext_auth(struct session *s)
 {
     int offered = s->px->cfg->client_tls != PX_CLIENT_TLS_OFF;
-    struct tlog_event ev = {
-        .session = s->id,
-        .kind = offered ? TLOG_WARNING : TLOG_INFO,
-        .own = 1,
-        .plaintext_auth = 1,
-        .text = offered ? "credentials cross the client leg in plaintext: the client sent AUTH "
-                          "before STARTTLS; a real submission server (Gmail) answers 530 5.7.0 "
-                          "Must issue a STARTTLS command first (try --client-tls require)"
-                        : "credentials cross the client leg in plaintext (--client-tls off)",
-    };
-    tlog_emit(&ev);
+    tlog_mark(s->id, offered ? TLOG_WARNING : TLOG_INFO, TLOG_MARK_PLAINTEXT_AUTH, "%s",
+              offered ? "credentials cross the client leg in plaintext: the client sent AUTH "
+                        "before STARTTLS; a real submission server (Gmail) answers 530 5.7.0 "
+                        "Must issue a STARTTLS command first (try --client-tls require)"
+                      : "credentials cross the client leg in plaintext (--client-tls off)");
     session_explain(s, "Gmail and other submission servers refuse AUTH before STARTTLS with "
                        "\"530 5.7.0 Must issue a STARTTLS command first\": an app that logs in "
                        "like this works through smtpscope but fails against the real server");
@@ -1367,9 +1347,7 @@ static void srv_handshake(struct session *s, int rc)
                      err, SRV_TRUST_HINT);
         else
             snprintf(reason, sizeof(reason), "TLS handshake with the client failed: %s", err);
-        struct tlog_event ev = {
-            .session = s->id, .kind = TLOG_ERROR, .own = 1, .text = reason, .tls_failure = 1};
-        tlog_emit(&ev);
+        tlog_mark(s->id, TLOG_ERROR, TLOG_MARK_TLS_FAILURE, "%s", reason);
         session_close(s, reason);
         return;
     }
@@ -1395,9 +1373,7 @@ static void srv_client_gone(struct session *s, int why, const char *text)
                  "the client ended the TLS handshake (%s): most likely it does not trust "
                  "smtpscope's certificate; %s",
                  text, SRV_TRUST_HINT);
-        struct tlog_event ev = {
-            .session = s->id, .kind = TLOG_ERROR, .own = 1, .text = reason, .tls_failure = 1};
-        tlog_emit(&ev);
+        tlog_mark(s->id, TLOG_ERROR, TLOG_MARK_TLS_FAILURE, "%s", reason);
     }
     if (s->srv.state == SRV_DATA)
         tlog_note(s->id, TLOG_ERROR,
