@@ -64,8 +64,9 @@ void respond_say(struct session *s, const char *fmt, ...)
     respond_queue(s, (const uint8_t *)line, (size_t)n + 2, 0);
 }
 
-/* respond_deliver - replies to the server machine, as an upstream's. */
-static void respond_deliver(struct session *s, const uint8_t *p, size_t len)
+/* respond_deliver - replies to the server machine, as an upstream's: the
+ * first as its greeting (srv_upstream_ready) when greeting is set. */
+static void respond_deliver(struct session *s, const uint8_t *p, size_t len, int greeting)
 {
     struct smtp_reply *r = malloc(sizeof(*r));
     size_t used;
@@ -79,15 +80,17 @@ static void respond_deliver(struct session *s, const uint8_t *p, size_t len)
         int rc = smtp_reply_feed(r, p, len, &used);
         p += used;
         len -= used;
-        if (rc < 0) {
-            char reason[300];
-            snprintf(reason, sizeof(reason), "malformed reply from upstream: %s",
-                     smtp_reply_strerror(rc));
-            session_fail(s, "421 4.4.2", "upstream sent a malformed reply", reason);
+        if (rc < 0 || (rc == 0 && greeting)) {
+            srv_upstream_gone(s, UP_GONE_MALFORMED,
+                              rc < 0 ? smtp_reply_strerror(rc) : "a greeting cut short");
             break;
         }
         if (rc == 0)
             break;
+        if (greeting) {
+            srv_upstream_ready(s, r, 1);
+            break;
+        }
         if (srv_reply(s, r) < 0)
             break;
         smtp_reply_reset(r);
@@ -125,7 +128,7 @@ static void respond_flush_cb(uv_timer_t *t)
         q->seg[i - due].end -= len;
     }
     q->nseg -= due;
-    respond_deliver(s, out, len);
+    respond_deliver(s, out, len, 0);
     free(out);
     if (!s->closing)
         respond_schedule(s);
@@ -144,20 +147,7 @@ void respond_schedule(struct session *s)
 
 void respond_ready(struct session *s, const uint8_t *greeting, size_t n)
 {
-    struct smtp_reply *r = malloc(sizeof(*r));
-    size_t used;
-
-    if (r == NULL) {
-        session_fail(s, "421 4.3.0", "out of memory", "out of memory");
-        return;
-    }
-    smtp_reply_reset(r);
-    if (smtp_reply_feed(r, greeting, n, &used) == 1)
-        srv_upstream_ready(s, r, 1);
-    else
-        session_fail(s, "421 4.4.2", "upstream sent a malformed reply",
-                     "malformed greeting in a recording");
-    free(r);
+    respond_deliver(s, greeting, n, 1);
 }
 
 void respond_free(struct respond *q)

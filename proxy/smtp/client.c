@@ -517,10 +517,7 @@ static int up_data(struct session *s, const uint8_t *buf, size_t len)
         buf += used;
         len -= used;
         if (rc < 0) {
-            char reason[300];
-            snprintf(reason, sizeof(reason), "malformed reply from upstream: %s",
-                     smtp_reply_strerror(rc));
-            session_fail(s, "421 4.4.2", "upstream sent a malformed reply", reason);
+            srv_upstream_gone(s, UP_GONE_MALFORMED, smtp_reply_strerror(rc));
             return -1;
         }
         if (rc == 0)

@@ -1417,6 +1417,11 @@ void srv_upstream_gone(struct session *s, int how, const char *why)
 
     if (s->closing)
         return;
+    if (how == UP_GONE_MALFORMED) {
+        snprintf(reason, sizeof(reason), "malformed reply from upstream: %s", why);
+        session_fail(s, "421 4.4.2", "upstream sent a malformed reply", reason);
+        return;
+    }
     if (how != UP_GONE_LOST) {
         if (how == UP_GONE_TIMEOUT_FINAL || srv_in_message(s))
             session_fail(s, "451 4.4.2", "upstream timed out: message not accepted", why);

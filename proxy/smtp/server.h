@@ -105,8 +105,9 @@ unsigned srv_message_warnings(const struct session *s);
 void srv_upstream_ready(struct session *s, const struct smtp_reply *greeting, int chunking);
 /* srv_reply - one reply, in order; -1 when the session ends. */
 int srv_reply(struct session *s, const struct smtp_reply *r);
-/* srv_upstream_gone - the upstream ended or timed out (enum up_gone): the
- * client hears why (451 when a message was in flight), unless it is done. */
+/* srv_upstream_gone - the upstream ended, timed out or sent garbage (enum
+ * up_gone): the client hears why (451 when a message was in flight),
+ * unless it is done. */
 void srv_upstream_gone(struct session *s, int how, const char *why);
 
 #endif

@@ -66,6 +66,7 @@ enum up_gone {
     UP_GONE_LOST,          /* its connection ended */
     UP_GONE_TIMEOUT,       /* it did not answer in time */
     UP_GONE_TIMEOUT_FINAL, /* it did not give the verdict on a message in time */
+    UP_GONE_MALFORMED,     /* it sent what is not a reply (why: smtp_reply_strerror) */
 };
 
 struct upstream_ops {
