@@ -519,6 +519,68 @@ class FaultTest(SinkCase):
             c.starttls()
         return c
 
+    # --fault eod=delay holds the upstream's verdict: what the upstream says
+    # after it (a malformed line, a reply no command asked for, the reply to
+    # a pipelined QUIT) waits behind it, and no upstream timeout runs while
+    # smtpscope itself holds the reply (the upstream leg is not read then)
+    def held_verdict(self, after_dot, scope_args, client_tail):
+        fake = h.FakeUpstream(h.tls_prelude(b"250-fake\r\n250 PIPELINING\r\n") + [
+            ("expect", b"MAIL"), ("send", b"250 ok\r\n"), ("expect", b"RCPT"),
+            ("send", b"250 ok\r\n"), ("expect", b"DATA"), ("send", b"354 go\r\n"),
+            ("read_until", b"\r\n.\r\n")] + after_dot + [("read_all",)])
+        self.scope = h.Scope("--client-tls", "off", *scope_args, "--upstream",
+                             f"localhost:{fake.port}", upstream=None)
+        import socket
+        s = socket.create_connection(("127.0.0.1", self.scope.port), timeout=10)
+        h.read_reply(s)
+        for line in (b"EHLO c\r\n", b"MAIL FROM:<a@x>\r\n", b"RCPT TO:<b@x>\r\n", b"DATA\r\n"):
+            s.sendall(line)
+            h.read_reply(s)
+        t0 = time.monotonic()
+        s.sendall(b"Subject: held\r\n\r\nx\r\n.\r\n" + client_tail)
+        heard = [h.read_reply(s, timeout=10)]
+        waited = time.monotonic() - t0
+        while True:
+            try:
+                r = h.read_reply(s, timeout=10)
+            except (OSError, EOFError):
+                break
+            if not r:
+                break
+            heard.append(r)
+        s.close()
+        rc, err = self.scope.stop()
+        self.scope = None
+        fake.stop()
+        h.assert_clean_exit(self, rc, err)
+        return heard, waited
+
+    def test_held_verdict_then_a_malformed_line(self):
+        heard, waited = self.held_verdict([("send", b"250 2.0.0 queued\r\nxyz\r\n")],
+                                          ["--fault", "eod=delay=400ms"], b"")
+        self.assertGreater(waited, 0.35)
+        self.assertEqual(heard, [b"250 2.0.0 queued\r\n",
+                                 b"421 4.4.2 upstream sent a malformed reply\r\n"])
+
+    def test_held_verdict_then_own_reply_then_unasked_reply(self):
+        # the 500 for the client's bare-CR line waits its turn behind the
+        # verdict; the upstream's extra reply is a protocol error after both
+        heard, _ = self.held_verdict([("send", b"250 2.0.0 queued\r\n250 2.0.0 extra\r\n")],
+                                     ["--fault", "eod=delay=300ms"], b"NOOP\rX\r\n")
+        self.assertEqual(heard, [
+            b"250 2.0.0 queued\r\n",
+            b"500 5.5.2 Syntax error: bare CR, bare LF or NUL in command line\r\n",
+            b"421 4.4.2 upstream protocol error\r\n"])
+
+    def test_held_verdict_outlasts_the_upstream_timeouts(self):
+        heard, waited = self.held_verdict(
+            [("send", b"250 2.0.0 queued\r\n"), ("expect", b"QUIT"), ("sleep", 0.1),
+             ("send", b"221 bye\r\n")],
+            ["--fault", "eod=delay=1200ms", "--timeout-command", "400ms",
+             "--timeout-final", "400ms"], b"QUIT\r\n")
+        self.assertGreater(waited, 1.1)
+        self.assertEqual(heard, [b"250 2.0.0 queued\r\n", b"221 bye\r\n"])
+
     def test_stages_in_sink_mode(self):
         sc = self.sink("--fault", "mail:<blocked@*>=550 5.7.1 sender blocked",
                        "--fault", "rcpt:<*@full.test>=452 4.2.2 mailbox full",

@@ -17,6 +17,7 @@
 #include "../../log/transcript.h"
 #include "../smtp/parse.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -80,17 +81,26 @@ static void record_command(const struct tlog_event *ev, char *out, size_t cap)
     if (strcmp(ev->answers, "AUTH response") == 0) {
         snprintf(out, cap, "[redacted]");
     } else if (strcmp(ev->answers, "AUTH") == 0) {
-        /* "AUTH MECH" and, after it, an initial response? */
-        size_t i = 0;
+        /* "AUTH MECH [initial-response]": the mechanism as the server
+         * machine keeps it (a SASL name, upper case, else none) */
+        size_t i = 0, m, mlen;
+        char mech[21];
         while (i < n && p[i] != ' ' && p[i] != '\t')
             i++; /* AUTH */
         while (i < n && (p[i] == ' ' || p[i] == '\t'))
             i++;
-        while (i < n && p[i] != ' ' && p[i] != '\t')
-            i++; /* the mechanism */
-        int ir = memchr(p + i, ' ', n - i) != NULL || memchr(p + i, '\t', n - i) != NULL;
-        snprintf(out, cap, "AUTH %s%s", ev->auth_mech != NULL ? ev->auth_mech : "",
-                 ir ? " [redacted]" : "");
+        for (m = i; m < n && p[m] != ' ' && p[m] != '\t'; m++)
+            ;
+        mlen = m - i;
+        int valid = mlen >= 1 && mlen < sizeof(mech);
+        for (size_t j = 0; j < mlen && valid; j++) {
+            int ch = toupper(p[i + j]);
+            valid = (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
+            mech[j] = (char)ch;
+        }
+        mech[valid ? mlen : 0] = '\0';
+        int ir = memchr(p + m, ' ', n - m) != NULL || memchr(p + m, '\t', n - m) != NULL;
+        snprintf(out, cap, "AUTH %s%s", mech, ir ? " [redacted]" : "");
     } else {
         snprintf(out, cap, "%.*s", (int)n, (const char *)p);
     }

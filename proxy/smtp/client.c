@@ -161,6 +161,10 @@ static void up_arm_timer(struct session *s)
 
     if (s->closing)
         return;
+    if (s->upc.held) {
+        uv_timer_stop(&s->up_timer);
+        return;
+    }
     switch (s->upc.state) {
     case UP_CONNECTING:
         ms = to->connect;
@@ -500,6 +504,8 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
 
 static int up_data(struct session *s, const uint8_t *buf, size_t len)
 {
+    if (s->upc.state == UP_FAILED)
+        return 0; /* the upstream's end is said already (or waits at the gate) */
     while (len > 0 && !s->closing) {
         size_t used;
         int rc;
@@ -517,8 +523,12 @@ static int up_data(struct session *s, const uint8_t *buf, size_t len)
         buf += used;
         len -= used;
         if (rc < 0) {
+            /* nothing after it can be read as replies: the end of this
+             * upstream (said after any reply held before it) */
+            s->upc.state = UP_FAILED;
+            uv_timer_stop(&s->up_timer);
             srv_upstream_gone(s, UP_GONE_MALFORMED, smtp_reply_strerror(rc));
-            return -1;
+            return s->closing ? -1 : 0;
         }
         if (rc == 0)
             break;
@@ -680,6 +690,14 @@ static void upc_discard(struct session *s)
     leg_close_after_flush(&s->up);
 }
 
+/* upc_held - while the server machine holds a reply it does not read the
+ * upstream: the reply timer waits too, and starts afresh after. */
+static void upc_held(struct session *s, int on)
+{
+    s->upc.held = on;
+    up_arm_timer(s);
+}
+
 static void upc_stop(struct session *s)
 {
     if (s->upc.state == UP_RESOLVING)
@@ -704,6 +722,7 @@ const struct upstream_ops upc_ops = {
     .content = upc_content,
     .end = upc_end,
     .discard = upc_discard,
+    .held = upc_held,
     .stop = upc_stop,
     .free = upc_free,
 };

@@ -40,6 +40,7 @@ struct upc {
     struct smtp_reply *reply;    /* the reply being read; NULL between replies */
     uint64_t connected_us;       /* --record: when the TCP connection came up */
     int greet_hinted;            /* the "no greeting yet: implicit TLS?" note was given */
+    int held;                    /* the server machine holds a reply: no reply timer */
     char *caps1;                 /* the EHLO keywords before TLS, for --explain */
     struct smtp_reply *greeting; /* the greeting, kept until ready */
     /* the replies due, oldest first: what each answers, 0x80 if final */

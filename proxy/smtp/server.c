@@ -324,6 +324,8 @@ void srv_upstream_ready(struct session *s, const struct smtp_reply *greeting, in
 static struct srv_pending srv_pop(struct session *s)
 {
     struct srv_pending p = s->srv.pending[s->srv.pend_head];
+    if (p.what != UP_EXP_LOCAL)
+        s->srv.up_due--;
     s->srv.pend_head = (s->srv.pend_head + 1) % SRV_PIPE_MAX;
     if (--s->srv.pend_len == 0) {
         free(s->srv.pending);
@@ -352,6 +354,7 @@ static void srv_push(struct session *s, int what, unsigned flags, const uint8_t 
         s->srv.pend_len++;
         return;
     }
+    s->srv.up_due++;
     if (what == UP_EXP_AUTH_CANCEL)
         s->srv.pending[at].cmd = strndup((const char *)line, len); /* the reply to say */
     else if (line != NULL && tlog_has_consumer())                  /* for the reply's event */
@@ -388,6 +391,8 @@ enum srv_line_how {
     SRV_OWN_UP,   /* smtpscope's own line to the upstream */
 };
 
+static void srv_plaintext_auth(struct session *s);
+
 /* srv_note_command - the transcript event of a command line, built in one
  * place for every line that comes from the client or goes upstream. */
 static void srv_note_command(struct session *s, const struct smtp_cmdline *c, int what,
@@ -421,6 +426,8 @@ static void srv_note_command(struct session *s, const struct smtp_cmdline *c, in
                         c->arglen == 0;
     }
     tlog_emit(&ev);
+    if (how == SRV_RELAYED && c->cmd == SMTP_CMD_AUTH && !response && s->client.tls == NULL)
+        srv_plaintext_auth(s); /* what the line means, said with it */
 }
 
 /* srv_send_up - the one way a line reaches the upstream: recorded, given
@@ -643,20 +650,19 @@ static size_t srv_body(struct session *s, const uint8_t *buf, size_t len)
     }
     srv_out_flush(&o);
     srv_raw(s, TLOG_LEG_CLIENT, buf, off);
-    if (ended) {
+    if (ended && s->srv.msg_poison == NULL) {
+        /* the end went with the content: await the verdict */
+        if (srv_send_up(s, NULL, UP_EXP_EOD, 0, SRV_RELAYED) == 0)
+            srv_set_state(s, SRV_COMMAND);
+    } else if (ended) {
         srv_set_state(s, SRV_COMMAND);
-        if (s->srv.msg_poison != NULL) {
-            srv_abort_upstream(s, s->srv.poison_injected ? "fault injected at end of data"
-                                                         : s->srv.msg_poison);
-            if (s->srv.poison_injected == 2) {
-                session_close(s, "fault injected at eod: connection dropped");
-                return off;
-            }
-            if (srv_say(s, s->srv.msg_poison, 0, s->srv.poison_injected) < 0)
-                return off;
-        } else {
-            (void)!srv_send_up(s, NULL, UP_EXP_EOD, 0, SRV_RELAYED); /* callers check closing */
+        srv_abort_upstream(s, s->srv.poison_injected ? "fault injected at end of data"
+                                                     : s->srv.msg_poison);
+        if (s->srv.poison_injected == 2) {
+            session_close(s, "fault injected at eod: connection dropped");
+            return off;
         }
+        (void)!srv_say(s, s->srv.msg_poison, 0, s->srv.poison_injected); /* callers check */
     }
     return off;
 }
@@ -820,15 +826,6 @@ static int srv_relay_cmd(struct session *s, const struct smtp_cmdline *c)
     return srv_send_up(s, c, c->cmd, c->flags, SRV_RELAYED);
 }
 
-static int srv_auth_cmd(struct session *s, const struct smtp_cmdline *c)
-{
-    if (srv_send_up(s, c, c->cmd, c->flags, SRV_RELAYED) < 0)
-        return -1;
-    if (s->client.tls == NULL)
-        srv_plaintext_auth(s);
-    return 0;
-}
-
 static int srv_data_cmd(struct session *s, const struct smtp_cmdline *c)
 {
     srv_message_start(s);
@@ -878,7 +875,7 @@ static const struct srv_row srv_rows[SMTP_CMD_COUNT] = {
     [SMTP_CMD_EHLO] = {FAULT_EHLO, NULL, srv_relay_cmd},
     [SMTP_CMD_LHLO] = {FAULT_EHLO, NULL, srv_relay_cmd},
     [SMTP_CMD_STARTTLS] = {FAULT_STARTTLS, NULL, srv_starttls_cmd},
-    [SMTP_CMD_AUTH] = {FAULT_AUTH, srv_check_tls, srv_auth_cmd},
+    [SMTP_CMD_AUTH] = {FAULT_AUTH, srv_check_tls, srv_relay_cmd},
     [SMTP_CMD_MAIL] = {FAULT_MAIL, srv_check_tls, srv_relay_cmd},
     [SMTP_CMD_RCPT] = {FAULT_RCPT, NULL, srv_relay_cmd},
     [SMTP_CMD_DATA] = {FAULT_DATA, NULL, srv_data_cmd},
@@ -1268,15 +1265,47 @@ static int srv_answer(struct session *s, const struct smtp_reply *r)
     return srv_process(s);
 }
 
+/* srv_reply_now - a reply past the gate: one must be due from the upstream
+ * (smtpscope's own replies waiting their turn do not count), then it is
+ * answered. */
+static int srv_reply_now(struct session *s, const struct smtp_reply *r)
+{
+    if (s->srv.up_due <= 0) {
+        char reason[300];
+        size_t n;
+        const uint8_t *l = smtp_reply_line(r, 0, &n);
+        snprintf(reason, sizeof(reason), "upstream sent a reply no command asked for (%.*s)",
+                 (int)(n > 3 ? 3 : n), (const char *)l);
+        session_fail(s, "421 4.4.2", "upstream protocol error", reason);
+        return -1;
+    }
+    if (srv_say_local(s) < 0) /* none is first in line: each is said when its turn comes */
+        return -1;
+    return srv_answer(s, r);
+}
+
+static void srv_gone_now(struct session *s, int how, const char *why);
+
 static int srv_hold_pass(void *arg, const struct smtp_reply *r)
 {
     struct session *s = arg;
-    return s->closing ? -1 : srv_answer(s, r);
+    return s->closing ? -1 : srv_reply_now(s, r);
+}
+
+static int srv_hold_gone(void *arg, int how, const char *why)
+{
+    struct session *s = arg;
+    if (!s->closing)
+        srv_gone_now(s, how, why);
+    return s->closing ? -1 : 0;
 }
 
 static void srv_hold_after(void *arg)
 {
-    session_flow(arg);
+    struct session *s = arg;
+    if (s->up_ops->held != NULL)
+        s->up_ops->held(s, 0);
+    session_flow(s);
 }
 
 static void srv_release_cb(uv_timer_t *t)
@@ -1286,18 +1315,19 @@ static void srv_release_cb(uv_timer_t *t)
         hold_release(&s->srv.hold);
 }
 
-/* srv_hold - the reply waits at the gate (--fault eod=delay=T): the final
- * reply T later, and those after it behind it. */
-static int srv_hold(struct session *s, const struct smtp_reply *r, uint64_t delay_ms)
+/* srv_held - a reply (or the upstream's end) was put at the gate: the
+ * first starts the timer, and the upstream leg waits while it holds. */
+static int srv_held(struct session *s, int rc, uint64_t delay_ms)
 {
-    int rc = hold_add(&s->srv.hold, r);
     if (rc < 0) {
         session_fail(s, "421 4.3.0", "out of memory", "out of memory");
         return -1;
     }
     if (rc == 1) {
         uv_timer_start(&s->hold_timer, srv_release_cb, delay_ms, 0);
-        return session_flow(s); /* the upstream leg waits while held */
+        if (s->up_ops->held != NULL)
+            s->up_ops->held(s, 1);
+        return session_flow(s);
     }
     return 0;
 }
@@ -1306,23 +1336,16 @@ int srv_reply(struct session *s, const struct smtp_reply *r)
 {
     if (s->closing)
         return -1;
-    if (s->srv.pend_len - hold_count(&s->srv.hold) <= 0) {
-        char reason[300];
-        size_t n;
-        const uint8_t *l = smtp_reply_line(r, 0, &n);
-        snprintf(reason, sizeof(reason), "upstream sent a reply no command asked for (%.*s)",
-                 (int)(n > 3 ? 3 : n), (const char *)l);
-        session_fail(s, "421 4.4.2", "upstream protocol error", reason);
-        return -1;
-    }
     if (hold_busy(&s->srv.hold))
-        return srv_hold(s, r, 0);
-    if (s->srv.pending[s->srv.pend_head].what == UP_EXP_EOD && s->srv.eod_delay_ms > 0) {
+        return srv_held(s, hold_add(&s->srv.hold, r), 0);
+    if (s->srv.pend_len > 0 && s->srv.pending[s->srv.pend_head].what == UP_EXP_EOD &&
+        s->srv.eod_delay_ms > 0) {
+        /* --fault eod=delay=T: the verdict reaches the client T later */
         uint64_t ms = s->srv.eod_delay_ms;
         s->srv.eod_delay_ms = 0;
-        return srv_hold(s, r, ms);
+        return srv_held(s, hold_add(&s->srv.hold, r), ms);
     }
-    return srv_answer(s, r);
+    return srv_reply_now(s, r);
 }
 
 static void srv_handshake(struct session *s, int rc)
@@ -1413,10 +1436,20 @@ void srv_shutdown_note(struct session *s)
 
 void srv_upstream_gone(struct session *s, int how, const char *why)
 {
-    char reason[400];
-
     if (s->closing)
         return;
+    if (hold_busy(&s->srv.hold)) {
+        /* what the upstream said before its end reaches the client first */
+        (void)srv_held(s, hold_add_gone(&s->srv.hold, how, why), 0);
+        return;
+    }
+    srv_gone_now(s, how, why);
+}
+
+static void srv_gone_now(struct session *s, int how, const char *why)
+{
+    char reason[400];
+
     if (how == UP_GONE_MALFORMED) {
         snprintf(reason, sizeof(reason), "malformed reply from upstream: %s", why);
         session_fail(s, "421 4.4.2", "upstream sent a malformed reply", reason);
@@ -1462,7 +1495,7 @@ int srv_pause_upstream(const struct session *s)
 void srv_init(struct session *s)
 {
     s->srv.state = SRV_WAIT_UPSTREAM;
-    hold_init(&s->srv.hold, srv_hold_pass, srv_hold_after, s);
+    hold_init(&s->srv.hold, srv_hold_pass, srv_hold_gone, srv_hold_after, s);
 }
 
 void srv_free(struct session *s)

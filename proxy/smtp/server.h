@@ -54,6 +54,7 @@ struct srv {
     int lf_hinted;               /* the bare-LF line ending hint was given */
     struct srv_pending *pending; /* a ring of SRV_PIPE_MAX, allocated while replies are due */
     int pend_head, pend_len;
+    int up_due; /* of them, replies due from the upstream (not smtpscope's own) */
     int sync_wait;
     int auth_cont; /* the next client line answers a 334 */
     int auth_step;

@@ -87,6 +87,10 @@ struct upstream_ops {
     /* discard - a message in transfer must never be committed (SMTP cannot
      * cancel one: the relay client closes its connection). */
     void (*discard)(struct session *s);
+    /* held - the server machine holds a reply at its gate and does not read
+     * the upstream (on 1) until it lets go (on 0): no upstream timeout may
+     * run against smtpscope's own pause. NULL: nothing to do. */
+    void (*held)(struct session *s, int on);
     /* stop - the session closes: cancel what is pending. */
     void (*stop)(struct session *s);
     /* free - release the implementation's memory (the session is freed). */
