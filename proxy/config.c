@@ -17,6 +17,7 @@
 #define PX_DEFAULT_UPSTREAM     "smtp.gmail.com:587"
 #define PX_DEFAULT_BODY         20
 #define PX_DEFAULT_MAX_SESSIONS 1000
+#define PX_DEFAULT_HTTP         "127.0.0.1:8025"
 
 enum {
     OPT_LISTEN = 256,
@@ -57,6 +58,10 @@ enum {
     OPT_SEED,
     OPT_RECORD,
     OPT_REPLAY,
+    OPT_HTTP,
+    OPT_HTTP_HOST,
+    OPT_HTTP_CORS,
+    OPT_HTTP_AUTH,
 };
 
 static const struct option px_options[] = {
@@ -98,6 +103,10 @@ static const struct option px_options[] = {
     {"seed", required_argument, NULL, OPT_SEED},
     {"record", required_argument, NULL, OPT_RECORD},
     {"replay", required_argument, NULL, OPT_REPLAY},
+    {"http", required_argument, NULL, OPT_HTTP},
+    {"http-host", required_argument, NULL, OPT_HTTP_HOST},
+    {"http-cors", required_argument, NULL, OPT_HTTP_CORS},
+    {"http-auth", required_argument, NULL, OPT_HTTP_AUTH},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -185,6 +194,20 @@ static const char px_usage[] =
     "  --replay FILE              no upstream: play a recording offline (client\n"
     "                             session N plays recorded session N, in turn)\n"
     "  smtpscope check --help     assertions over a JSON transcript or a sink\n"
+    "\n"
+    "HTTP API (Mailpit's API v1 paths, /livez, /readyz):\n"
+    "  --http HOST:PORT|off       where the API listens (default " PX_DEFAULT_HTTP ");\n"
+    "                             a port alone for 127.0.0.1; off: no API. If the\n"
+    "                             default port is taken, a warning and no API; an\n"
+    "                             address given that cannot be used is an error\n"
+    "  --http-auth FILE           HTTP Basic against user:hash lines: {SHA}, $6$,\n"
+    "                             $5$, $2y$ (htpasswd -s, -5, -2, -B; openssl\n"
+    "                             passwd -6); needed for a non-loopback --http\n"
+    "  --http-host NAME           a Host name the API answers to, besides localhost,\n"
+    "                             127.0.0.1, [::1] and its own address (repeatable);\n"
+    "                             any other Host gets 403 (DNS rebinding)\n"
+    "  --http-cors ORIGIN         pages of this origin (http://host:port) may call\n"
+    "                             the API from a browser (default: none)\n"
     "  -h, --help                 this text\n"
     "  -V, --version              the version\n"
     "\n"
@@ -283,6 +306,53 @@ static int px_bad_hostport(FILE *err, const char *opt, const char *got, int upst
     return PX_PARSE_EXIT_USAGE;
 }
 
+/* px_http_addr - --http's value: "off", HOST:PORT, or a port alone (on
+ * 127.0.0.1). -1 when it is none of them. */
+static int px_http_addr(struct px_config *cfg, const char *v)
+{
+    if (strcmp(v, "off") == 0) {
+        cfg->http_off = 1;
+        return 0;
+    }
+    cfg->http_off = 0;
+    if (v[0] != '\0' && strspn(v, "0123456789") == strlen(v)) {
+        char with_host[64];
+        snprintf(with_host, sizeof(with_host), "127.0.0.1:%.20s", v);
+        return px_split_hostport(with_host, cfg->http_host, sizeof(cfg->http_host), cfg->http_port,
+                                 sizeof(cfg->http_port));
+    }
+    return px_split_hostport(v, cfg->http_host, sizeof(cfg->http_host), cfg->http_port,
+                             sizeof(cfg->http_port));
+}
+
+/* px_http_name_ok - a Host name for --http-host: a DNS name or an address
+ * ([v6] in brackets), without a port. */
+static int px_http_name_ok(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > 253)
+        return 0;
+    if (v[0] == '[')
+        return n > 2 && v[n - 1] == ']' && strspn(v + 1, "0123456789abcdefABCDEF:.") == n - 2;
+    return strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") == n;
+}
+
+/* px_http_origin_ok - an origin for --http-cors: http(s)://host[:port],
+ * nothing after it. */
+static int px_http_origin_ok(const char *v)
+{
+    const char *host;
+    if (strncmp(v, "http://", 7) == 0)
+        host = v + 7;
+    else if (strncmp(v, "https://", 8) == 0)
+        host = v + 8;
+    else
+        return 0;
+    return host[0] != '\0' && strlen(v) <= 200 &&
+           strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") ==
+               strlen(host);
+}
+
 enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **argv, FILE *out,
                                      FILE *err)
 {
@@ -300,6 +370,22 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
     cfg->explain = -1;
     cfg->color = -1;
     cfg->grace_ms = 5000;
+    {
+        /* for tests, which must not meet another program on the default port:
+         * what --http means when it is not given ("off", or an address) */
+        const char *def = getenv("SMTPSCOPE_HTTP_DEFAULT");
+        const char *idle = getenv("SMTPSCOPE_HTTP_IDLE");
+        if (px_http_addr(cfg, def != NULL && def[0] != '\0' ? def : PX_DEFAULT_HTTP) != 0) {
+            fprintf(err,
+                    "smtpscope: $SMTPSCOPE_HTTP_DEFAULT: expected HOST:PORT or off, got '%s'\n",
+                    def);
+            return PX_PARSE_EXIT_USAGE;
+        }
+        if (idle != NULL && idle[0] != '\0' && px_parse_duration(idle, &cfg->http_idle_ms) != 0) {
+            fprintf(err, "smtpscope: $SMTPSCOPE_HTTP_IDLE: expected a duration, got '%s'\n", idle);
+            return PX_PARSE_EXIT_USAGE;
+        }
+    }
     cfg->timeouts = (struct px_timeouts){
         .connect = 30 * 1000,
         .greeting = 5 * 60 * 1000,
@@ -469,6 +555,29 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
             break;
         case OPT_REPLAY:
             cfg->replay = optarg;
+            break;
+        case OPT_HTTP:
+            if (px_http_addr(cfg, optarg) != 0)
+                return px_bad_hostport(err, "--http", optarg, 0);
+            cfg->http_given = 1;
+            break;
+        case OPT_HTTP_HOST:
+            if (!px_http_name_ok(optarg))
+                return px_bad(err, "--http-host", "a host name or address, without a port", optarg);
+            if (cfg->nhttp_names == (int)(sizeof(cfg->http_names) / sizeof(cfg->http_names[0]))) {
+                fprintf(err, "smtpscope: at most 16 --http-host names (see --help)\n");
+                return PX_PARSE_EXIT_USAGE;
+            }
+            cfg->http_names[cfg->nhttp_names++] = optarg;
+            break;
+        case OPT_HTTP_CORS:
+            if (!px_http_origin_ok(optarg))
+                return px_bad(err, "--http-cors", "an origin such as http://localhost:3000",
+                              optarg);
+            cfg->http_cors = optarg;
+            break;
+        case OPT_HTTP_AUTH:
+            cfg->http_auth = optarg;
             break;
         case OPT_SEED: {
             errno = 0;

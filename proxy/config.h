@@ -62,6 +62,16 @@ struct px_config {
     int seed_given;
     const char *record; /* --record FILE */
     const char *replay; /* --replay FILE */
+    /* the HTTP API */
+    int http_off;               /* --http off */
+    int http_given;             /* --http given: not listening there is a start-up error */
+    char http_host[256];        /* --http HOST:PORT */
+    char http_port[16];
+    const char *http_names[16]; /* --http-host NAME: more Host names the API answers to */
+    int nhttp_names;
+    const char *http_cors;      /* --http-cors ORIGIN */
+    const char *http_auth;      /* --http-auth FILE */
+    uint64_t http_idle_ms;      /* $SMTPSCOPE_HTTP_IDLE (tests only); 0: the default */
 };
 
 enum px_parse_result { PX_PARSE_RUN, PX_PARSE_EXIT_OK, PX_PARSE_EXIT_USAGE };

@@ -10,6 +10,9 @@
 #include "ci/check.h"
 #include "ci/replay.h"
 #include "ci/sink.h"
+#include "../http/auth.h"
+#include "../http/info.h"
+#include "../http/server.h"
 #include "../log/transcript.h"
 #include "config.h"
 #include "listener.h"
@@ -38,8 +41,12 @@ struct px_main {
     uv_timer_t grace;
     uv_prepare_t flush; /* the console's lines go out before the loop waits */
     struct tls_keylog *keylog;
-    struct tls_ca *ca; /* the local CA, when it issues the client leg's certificates */
-    char ca_note[600]; /* what the start-up lines say about it */
+    struct tls_ca *ca;        /* the local CA, when it issues the client leg's certificates */
+    char ca_note[600];        /* what the start-up lines say about it */
+    struct http_server *http; /* the HTTP API, or NULL (off, or the default port taken) */
+    struct http_info http_info;
+    char http_note[800]; /* why there is no HTTP API, for the start-up lines */
+    char upstream[300];  /* "host:port", for /api/v1/info */
     int finished;
 };
 
@@ -103,6 +110,8 @@ static void px_signal_cb(uv_signal_t *h, int signum)
         return;
     }
     m.px.stopping = 1;
+    http_server_close(m.http); /* its kept requests and streams end now */
+    m.http = NULL;
     tlog_note(0, TLOG_INFO, "%s: shutting down; %u open session(s) may finish for %llu ms",
               signum == SIGINT ? "SIGINT" : "SIGTERM", atomic_load(&m.shared.nsessions),
               (unsigned long long)m.px.cfg->grace_ms);
@@ -319,6 +328,55 @@ static int px_setup_ci(const struct px_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* px_setup_http - the HTTP API on the first loop. The default address
+ * taken is a warning (said with the start-up lines) and no API; an address
+ * given that cannot be used is a start-up error. */
+static int px_setup_http(const struct px_config *cfg, char *err, size_t errlen)
+{
+    struct http_auth *auth = NULL;
+    struct http_server_opts o;
+    int rc;
+
+    if (cfg->http_off)
+        return 0;
+    if (cfg->http_auth != NULL && http_auth_load(&auth, cfg->http_auth, err, errlen) != 0)
+        return -1;
+    memset(&o, 0, sizeof(o));
+    o.host = cfg->http_host;
+    o.port = cfg->http_port;
+    o.names = cfg->http_names;
+    o.nnames = (size_t)cfg->nhttp_names;
+    o.cors_origin = cfg->http_cors;
+    o.auth = auth; /* the server's now, even if it fails */
+    o.idle_ms = cfg->http_idle_ms;
+    rc = http_server_new(&m.http, m.px.loop, &o, err, errlen);
+    if (rc == UV_EADDRINUSE && !cfg->http_given) {
+        snprintf(m.http_note, sizeof(m.http_note),
+                 "no HTTP API: its default address %s:%s is taken (another smtpscope or a mail "
+                 "catcher?); --http HOST:PORT picks another, --http off says you want none",
+                 cfg->http_host, cfg->http_port);
+        return 0;
+    }
+    if (rc != 0)
+        return -1;
+    snprintf(m.upstream, sizeof(m.upstream), "%s:%s", cfg->up_host, cfg->up_port);
+    m.http_info = (struct http_info){
+        .version = PX_VERSION,
+        .started_us = tlog_now_us(),
+        .smtp_listen = m.listener.addr, /* filled by px_listen, read per request */
+        .mode = cfg->sink_dir != NULL ? "sink"
+                : cfg->replay != NULL ? "replay"
+                                      : "relay",
+        .upstream = cfg->sink_dir == NULL && cfg->replay == NULL ? m.upstream : NULL,
+        .faults = cfg->nfaults,
+    };
+    if (http_info_routes(m.http, &m.http_info) != 0) {
+        snprintf(err, errlen, "the HTTP API's routes could not be set up");
+        return -1;
+    }
+    return 0;
+}
+
 /* px_start_loops - the other event loops of --loops N. */
 static int px_start_loops(const struct px_config *cfg, char *err, size_t errlen)
 {
@@ -385,11 +443,13 @@ int main(int argc, char **argv)
 
     if (px_setup_ci(&cfg, err, sizeof(err)) != 0 ||
         px_setup_transcript(&cfg, err, sizeof(err)) != 0 ||
-        px_setup_tls(&cfg, err, sizeof(err)) != 0 ||
+        px_setup_tls(&cfg, err, sizeof(err)) != 0 || px_setup_http(&cfg, err, sizeof(err)) != 0 ||
         px_listen(&m.listener, &m.px, cfg.listen_host, cfg.listen_port, cfg.loops > 1, err,
                   sizeof(err)) != 0 ||
         px_start_loops(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "smtpscope: %s\n", err);
+        http_server_close(m.http);
+        m.http = NULL;
         uv_run(m.px.loop, UV_RUN_DEFAULT);
         uv_loop_close(m.px.loop);
         px_cleanup();
@@ -430,6 +490,14 @@ int main(int argc, char **argv)
                   loops_text);
     if (m.ca_note[0] != '\0')
         tlog_note(0, m.ca != NULL ? TLOG_INFO : TLOG_WARNING, "%s", m.ca_note);
+    if (m.http != NULL)
+        tlog_note(0, TLOG_INFO, "HTTP API on %s%s", http_server_url(m.http),
+                  http_server_loopback(m.http)
+                      ? ""
+                      : " (not a loopback address: every request needs --http-auth credentials, "
+                        "and they cross the network in the clear)");
+    else if (m.http_note[0] != '\0')
+        tlog_note(0, TLOG_WARNING, "%s", m.http_note);
     if (cfg.sink_dir == NULL && cfg.replay == NULL) {
         unsigned char ip[16];
         if (!cfg.insecure &&
