@@ -140,7 +140,8 @@ static void fz_check(const struct fz *f)
         if (blank == NULL)
             abort(); /* a head cut short */
         if (memcmp(p, "HTTP/1.1 100 ", 13) != 0 &&
-            memmem(p, (size_t)(blank - p), "\r\nX-Content-Type-Options: nosniff\r\n", 35) == NULL)
+            memmem(p, (size_t)(blank + 2 - p), "\r\nX-Content-Type-Options: nosniff\r\n", 35) ==
+                NULL)
             abort();
         p = blank;
     }
