@@ -973,7 +973,7 @@ static void conn_route(struct http_conn *c, struct conn_req *r, int bad)
         const char *authz = http_req_header(q, "Authorization");
         if (!http_auth_check(pol->auth, authz, &q->user)) {
             conn_refuse(c, r, 401, "credentials required (HTTP Basic)",
-                        authz == NULL ? NULL : "refused credentials for the HTTP API%s", NULL,
+                        authz == NULL ? NULL : "refused credentials%s", NULL,
                         "WWW-Authenticate: Basic realm=\"smtpscope\", charset=\"UTF-8\"\r\n");
             return;
         }

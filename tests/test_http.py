@@ -589,7 +589,7 @@ class AuthTest(HttpCase):
         with self.assertRaises(urllib.error.HTTPError) as cm:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/info", timeout=10)
         self.assertEqual(cm.exception.code, 401)
-        self.scope.expect("refused credentials for the HTTP API")
+        self.scope.expect("HTTP API: refused credentials (401; 1 such so far")
 
     def test_non_loopback_with_auth_starts(self):
         self.scope = h.Scope("--sink", tempfile.mkdtemp(), "--http", "0.0.0.0:0",

@@ -562,19 +562,27 @@ static void test_auth(void)
     CHECK(mkdtemp(dir) != NULL);
     snprintf(path, sizeof(path), "%s/htpasswd", dir);
     f = fopen(path, "w");
-    /* {SHA} of "secret" (as htpasswd -s makes it), and a $6$ from crypt */
+    /* {SHA} of "secret" (as htpasswd -s makes it), then hashes made by
+     * crypt: SHA-512 and SHA-256 crypt, bcrypt (htpasswd -B), yescrypt */
     fprintf(f, "# users\nann:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n");
-    CHECK(crypt_gensalt_rn("$6$", 0, NULL, 0, salt, sizeof(salt)) != NULL);
-    fprintf(f, "bob:%s\r\n", crypt("pa:ss", salt));
+    static const char *const kinds[][2] = {
+        {"bob", "$6$"}, {"eve", "$5$"}, {"fay", "$2b$"}, {"gus", "$y$"}};
+    for (size_t i = 0; i < NELEM(kinds); i++) {
+        CHECKF(crypt_gensalt_rn(kinds[i][1], kinds[i][1][1] == '2' ? 4 : 0, NULL, 0, salt,
+                                sizeof(salt)) != NULL,
+               "%s", kinds[i][1]);
+        fprintf(f, "%s:%s\r\n", kinds[i][0], crypt("pa:ss", salt));
+    }
     fclose(f);
     CHECK(http_auth_load(&a, path, err, sizeof(err)) == 0);
-    CHECK(http_auth_users(a) == 2);
+    CHECK(http_auth_users(a) == 5);
     static const struct {
         const char *cred;
         int ok;
     } t[] = {
-        {"ann:secret", 1}, {"ann:Secret", 0}, {"bob:pa:ss", 1}, {"bob:pa", 0},
-        {"bob:pa:ss ", 0}, {"cid:secret", 0}, {"ann", 0},       {":secret", 0},
+        {"ann:secret", 1}, {"ann:Secret", 0}, {"bob:pa:ss", 1}, {"bob:pa", 0},    {"bob:pa:ss ", 0},
+        {"cid:secret", 0}, {"ann", 0},        {":secret", 0},   {"eve:pa:ss", 1}, {"eve:pa:sS", 0},
+        {"fay:pa:ss", 1},  {"fay:pa:s", 0},   {"gus:pa:ss", 1}, {"gus:", 0},
     };
     for (int round = 0; round < 2; round++) /* the second answered from the remembered */
         for (size_t i = 0; i < NELEM(t); i++) {
