@@ -613,13 +613,11 @@ static void test_auth(void)
     http_routes_free(rt);
     http_auth_free(a);
 
-    static const char *const bad[] = {"ann:plain\n",
-                                      "ann:$apr1$abc$def\n",
-                                      "ann\n",
-                                      "ann:{SHA}xx\n",
-                                      "#\n",
-                                      "a:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n"
-                                      "a:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n"};
+    static const char *const bad[] = {"ann:plain\n", "ann:$apr1$abc$def\n", "ann\n",
+                                      "ann:{SHA}xx\n", "#\n",
+                                      /* one user twice */
+                                      ("a:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n"
+                                       "a:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n")};
     for (size_t i = 0; i < NELEM(bad); i++) {
         f = fopen(path, "w");
         fputs(bad[i], f);
