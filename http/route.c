@@ -23,7 +23,7 @@ struct http_seg {
     size_t post_len;
 };
 
-struct http_route {
+struct http_row {
     char method[HTTP_METHOD_LEN];
     char *pattern; /* the copy the segments point into */
     struct http_seg segs[HTTP_SEGMENT_MAX];
@@ -35,7 +35,7 @@ struct http_route {
 };
 
 struct http_routes {
-    struct http_route rows[HTTP_ROUTES_MAX];
+    struct http_row rows[HTTP_ROUTES_MAX];
     size_t n;
 };
 
@@ -84,7 +84,7 @@ static int route_compile_seg(struct http_seg *g, const char *s, size_t len, char
 int http_routes_add(struct http_routes *rt, const char *method, const char *pattern, unsigned flags,
                     http_handler_fn *fn, void *arg, char *err, size_t errlen)
 {
-    struct http_route *r;
+    struct http_row *r;
     size_t nparams = 0;
     const char *p, *end;
 
@@ -156,7 +156,7 @@ fail:
 
 /* route_fit - does the raw path fit r's segments? Fills m's parameters
  * when it does. */
-static int route_fit(const struct http_route *r, const char *path, size_t len, struct http_match *m)
+static int route_fit(const struct http_row *r, const char *path, size_t len, struct http_match *m)
 {
     const char *p = path + 1, *end = path + len;
     size_t i = 0;
@@ -213,7 +213,7 @@ enum http_match_result http_routes_match(const struct http_routes *rt, const cha
                                          const char *path, size_t path_len, struct http_match *m,
                                          char *allow, size_t allowlen)
 {
-    const struct http_route *best = NULL;
+    const struct http_row *best = NULL;
     struct http_match trial;
     int path_known = 0;
     int head = strcmp(method, "HEAD") == 0;
@@ -221,7 +221,7 @@ enum http_match_result http_routes_match(const struct http_routes *rt, const cha
     if (allow != NULL && allowlen > 0)
         allow[0] = '\0';
     for (size_t i = 0; i < rt->n; i++) {
-        const struct http_route *r = &rt->rows[i];
+        const struct http_row *r = &rt->rows[i];
         if (!route_fit(r, path, path_len, &trial))
             continue;
         path_known = 1;
