@@ -7,6 +7,7 @@
  */
 #include "check.h"
 
+#include "mailbox/html.h"
 #include "mailbox/search.h"
 
 #include <stdlib.h>
@@ -172,11 +173,51 @@ static void test_clean_and_size(void)
     free(t);
 }
 
+static void test_html(void)
+{
+    static const struct {
+        const char *html, *text;
+    } rows[] = {
+        {"<p>Hello <b>W&ouml;rld</b></p><p>second</p>", "Hello W\xc3\xb6rld second"},
+        {"<html><head><title>T</title><style>p{}</style></head><body>x<br>y</body></html>", "x y"},
+        {"<script>alert(1)</script>visible", "visible"},
+        {"<div>a<div>b</div>c</div>", "a b c"},
+        {"<p>unclosed <i>tags", "unclosed tags"},
+        {"&lt;not a tag&gt; &amp; &#x263a;", "<not a tag> & \xe2\x98\xba"},
+        {"plain   text\n\twith  spaces", "plain text with spaces"},
+        {"<table><tr><td>1</td><td>2</td></tr></table>", "1 2"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char *t = html_text(rows[i].html, strlen(rows[i].html));
+        CHECKF(t != NULL && strcmp(t, rows[i].text) == 0, "row %zu: [%s]", i, t ? t : "(null)");
+        free(t);
+    }
+    /* malformed markup gives what libxml2 recovers, never an error */
+    static const char *const bad[] = {"<<<>>>", "<p", "</x></y>text", "<a href='>x", "\xff\xfe<b>"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *t = html_text(bad[i], strlen(bad[i]));
+        CHECKF(t != NULL, "bad %zu", i);
+        free(t);
+    }
+    /* deep nesting is cut, not a stack overflow */
+    size_t n = 20000 * 5;
+    char *deep = malloc(n + 8);
+    for (size_t i = 0; i < 20000; i++)
+        memcpy(deep + i * 5, "<div>", 5);
+    memcpy(deep + n, "deep", 5);
+    char *t = html_text(deep, n + 4);
+    CHECK(t != NULL);
+    free(t);
+    free(deep);
+}
+
 int main(void)
 {
     alarm(60);
     test_mailpit_cases();
     test_terms();
     test_clean_and_size();
+    test_html();
     return check_done("unit_search");
 }
