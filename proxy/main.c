@@ -6,11 +6,17 @@
  * accepting and lets open sessions finish for --grace; then (or at a second
  * signal) the rest are told 421 and closed. When the last session is gone a
  * summary is printed, the loop runs dry, everything is freed, exit status 0.
+ *
+ * Owns the mailbox (--keep): the store of kept messages and the transcript
+ * consumer that fills it, made before sessions run and freed at exit.
  */
 #include "ci/check.h"
 #include "ci/replay.h"
 #include "ci/sink.h"
 #include "../log/transcript.h"
+#include "../mailbox/collect.h"
+#include "../mailbox/mime.h"
+#include "../mailbox/store.h"
 #include "config.h"
 #include "listener.h"
 #include "loops.h"
@@ -38,8 +44,10 @@ struct px_main {
     uv_timer_t grace;
     uv_prepare_t flush; /* the console's lines go out before the loop waits */
     struct tls_keylog *keylog;
-    struct tls_ca *ca; /* the local CA, when it issues the client leg's certificates */
-    char ca_note[600]; /* what the start-up lines say about it */
+    struct tls_ca *ca;            /* the local CA, when it issues the client leg's certificates */
+    char ca_note[600];            /* what the start-up lines say about it */
+    struct mbox *mbox;            /* the kept messages (--keep), or NULL */
+    struct mbox_collect *collect; /* fills it from the transcript */
     int finished;
 };
 
@@ -319,6 +327,19 @@ static int px_setup_ci(const struct px_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* px_setup_mailbox - the store of kept messages and its collector, unless
+ * --keep 0. */
+static int px_setup_mailbox(const struct px_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->keep == 0)
+        return 0;
+    if (mbox_new(&m.mbox, (size_t)cfg->keep, cfg->keep_bytes) != 0) {
+        snprintf(err, errlen, "the mailbox: out of memory");
+        return -1;
+    }
+    return mbox_collect_open(&m.collect, m.mbox, err, errlen);
+}
+
 /* px_start_loops - the other event loops of --loops N. */
 static int px_start_loops(const struct px_config *cfg, char *err, size_t errlen)
 {
@@ -348,6 +369,9 @@ static void px_cleanup(void)
     tls_ca_free(m.ca);
     tls_keylog_close(m.keylog);
     record_close(m.px.ci.recorder);
+    mbox_collect_close(m.collect);
+    mbox_free(m.mbox);
+    mbox_mime_shutdown();
     tls_session_free(m.shared.up_session);
     replay_free(m.px.ci.replay);
     tlog_close_all();
@@ -383,7 +407,7 @@ int main(int argc, char **argv)
     else if (uv_os_gethostname(m.px.helo, &hostlen) != 0)
         snprintf(m.px.helo, sizeof(m.px.helo), "localhost");
 
-    if (px_setup_ci(&cfg, err, sizeof(err)) != 0 ||
+    if (px_setup_ci(&cfg, err, sizeof(err)) != 0 || px_setup_mailbox(&cfg, err, sizeof(err)) != 0 ||
         px_setup_transcript(&cfg, err, sizeof(err)) != 0 ||
         px_setup_tls(&cfg, err, sizeof(err)) != 0 ||
         px_listen(&m.listener, &m.px, cfg.listen_host, cfg.listen_port, cfg.loops > 1, err,
