@@ -21,7 +21,8 @@
  *   - the verdict (a TLOG_INFO with msg_result, after the reply to the end
  *     of data or to BDAT LAST, which is the verdict's code and text);
  *   - or smtpscope's refusal (TLOG_ERROR with msg_result -1, "message NOT
- *     submitted"), then the reply smtpscope gives the client for it;
+ *     submitted"; or its own answer to a BDAT, which it then never relays),
+ *     then the reply smtpscope gives the client for it;
  *   - or the end of the session (kept with the reason there was no verdict).
  * Then it goes to the store. Content past the store's byte cap is not kept
  * (the store counts the message as refused).
@@ -591,8 +592,14 @@ static void col_finished(struct mbox_collect *c, struct col_sess *s, uint64_t wh
     s->cur = NULL;
     t->content = COL_DONE;
     if (t->refused_here) {
-        col_commit(c, s, t, 0, 0, "not relayed: smtpscope refused its BDAT command", when_us);
-        return;
+        /* smtpscope answered its BDAT: with that reply said, it is done;
+         * else (pipelined) it waits for that reply in its turn */
+        col_set(&t->refusal, col_strdup("not relayed: smtpscope refused its BDAT command"));
+        if (t->own_text != NULL) {
+            col_commit(c, s, t, 0, 0, NULL, when_us);
+            return;
+        }
+        t->awaiting_own = 1;
     }
     if (s->npending == COL_PENDING_MAX) {
         struct col_tx *old = s->pending;
