@@ -114,7 +114,8 @@ static char *col_strndup(const void *p, size_t n)
 {
     char *s = malloc(n + 1);
     if (s != NULL) {
-        memcpy(s, p, n);
+        if (n > 0)
+            memcpy(s, p, n);
         s[n] = '\0';
     }
     return s;
@@ -792,6 +793,8 @@ static void col_command(struct mbox_collect *c, struct col_sess *s, const struct
     const char *verb = ev->verb;
     struct col_tx *t;
 
+    if (ev->secret != TLOG_SECRET_NONE && ev->bytes == NULL)
+        return;
     if (ev->secret == TLOG_SECRET_AUTH_COMMAND) {
         col_auth_command(s, ev->bytes, ev->len);
         return;

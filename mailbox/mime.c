@@ -974,7 +974,8 @@ static int mime_find_visit(struct mime_walk *w, GMimeObject *o, const char *path
     f->buf = malloc(ba->len ? ba->len : 1);
     f->content_type = mime_content_type(o);
     if (f->buf != NULL && f->content_type != NULL) {
-        memcpy(f->buf, ba->data, ba->len);
+        if (ba->len > 0)
+            memcpy(f->buf, ba->data, ba->len); /* an empty array has no data at all */
         f->len = ba->len;
         f->found = 1;
     }

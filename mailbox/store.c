@@ -438,7 +438,8 @@ int mbox_raw(struct mbox *m, const char *id, uint8_t **buf, size_t *len)
         mbox_msg_unref(msg);
         return -1;
     }
-    memcpy(*buf, msg->raw, msg->len);
+    if (msg->len > 0)
+        memcpy(*buf, msg->raw, msg->len);
     *len = msg->len;
     mbox_msg_unref(msg);
     return 0;
