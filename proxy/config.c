@@ -5,6 +5,7 @@
  * expected, and exit status 2; nothing is guessed.
  */
 #include "config.h"
+#include "../mailbox/store.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -18,6 +19,8 @@
 #define PX_DEFAULT_BODY         20
 #define PX_DEFAULT_MAX_SESSIONS 1000
 #define PX_DEFAULT_HTTP         "127.0.0.1:8025"
+#define PX_KEEP_MAX             10000000ull  /* --keep */
+#define PX_KEEP_BYTES_MAX       (1ull << 40) /* --keep-bytes: 1 TiB */
 
 enum {
     OPT_LISTEN = 256,
@@ -62,6 +65,8 @@ enum {
     OPT_HTTP_HOST,
     OPT_HTTP_CORS,
     OPT_HTTP_AUTH,
+    OPT_KEEP,
+    OPT_KEEP_BYTES,
 };
 
 static const struct option px_options[] = {
@@ -107,6 +112,8 @@ static const struct option px_options[] = {
     {"http-host", required_argument, NULL, OPT_HTTP_HOST},
     {"http-cors", required_argument, NULL, OPT_HTTP_CORS},
     {"http-auth", required_argument, NULL, OPT_HTTP_AUTH},
+    {"keep", required_argument, NULL, OPT_KEEP},
+    {"keep-bytes", required_argument, NULL, OPT_KEEP_BYTES},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -177,6 +184,12 @@ static const char px_usage[] =
     "                             smtpscope's warnings and errors go to stderr\n"
     "  --grace T                  at SIGINT/SIGTERM open sessions may finish for\n"
     "                             this long (default 5s); a second signal ends now\n"
+    "\n"
+    "Mailbox:\n"
+    "  --keep N                   keep the last N messages clients sent, in memory,\n"
+    "                             with the upstream's verdict (default 1000; 0: none)\n"
+    "  --keep-bytes SIZE          and at most SIZE of their bytes (default 256M;\n"
+    "                             K, M, G); the oldest go first\n"
     "\n"
     "CI mode:\n"
     "  --sink DIR                 no upstream: smtpscope is the server and stores each\n"
@@ -276,6 +289,32 @@ int px_parse_duration(const char *s, uint64_t *ms)
     if (v == 0 || v > UINT32_MAX)
         return -1;
     *ms = v * mult;
+    return 0;
+}
+
+int px_parse_size(const char *s, uint64_t *bytes)
+{
+    char *end;
+    unsigned long long v;
+    int shift = 0;
+
+    if (s[0] < '0' || s[0] > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return -1;
+    if (strcmp(end, "K") == 0 || strcmp(end, "k") == 0)
+        shift = 10;
+    else if (strcmp(end, "M") == 0 || strcmp(end, "m") == 0)
+        shift = 20;
+    else if (strcmp(end, "G") == 0 || strcmp(end, "g") == 0)
+        shift = 30;
+    else if (*end != '\0')
+        return -1;
+    if (v == 0 || v > (PX_KEEP_BYTES_MAX >> shift))
+        return -1;
+    *bytes = (uint64_t)v << shift;
     return 0;
 }
 
@@ -386,6 +425,8 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
             return PX_PARSE_EXIT_USAGE;
         }
     }
+    cfg->keep = MBOX_KEEP_DEFAULT;
+    cfg->keep_bytes = MBOX_BYTES_DEFAULT;
     cfg->timeouts = (struct px_timeouts){
         .connect = 30 * 1000,
         .greeting = 5 * 60 * 1000,
@@ -578,6 +619,20 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
             break;
         case OPT_HTTP_AUTH:
             cfg->http_auth = optarg;
+            break;
+        case OPT_KEEP: {
+            errno = 0;
+            unsigned long long v = strtoull(optarg, &endp, 10);
+            if (optarg[0] < '0' || optarg[0] > '9' || *endp != '\0' || errno != 0 ||
+                v > PX_KEEP_MAX)
+                return px_bad(err, "--keep", "a number of messages from 0 to 10000000", optarg);
+            cfg->keep = v;
+            break;
+        }
+        case OPT_KEEP_BYTES:
+            if (px_parse_size(optarg, &cfg->keep_bytes) != 0)
+                return px_bad(err, "--keep-bytes", "a size such as 256M, 1G or 65536 (up to 1 TiB)",
+                              optarg);
             break;
         case OPT_SEED: {
             errno = 0;

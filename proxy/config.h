@@ -72,6 +72,8 @@ struct px_config {
     const char *http_cors;      /* --http-cors ORIGIN */
     const char *http_auth;      /* --http-auth FILE */
     uint64_t http_idle_ms;      /* $SMTPSCOPE_HTTP_IDLE (tests only); 0: the default */
+    uint64_t keep;       /* --keep N: messages kept in memory (0: none) */
+    uint64_t keep_bytes; /* --keep-bytes SIZE: their raw bytes at most */
 };
 
 enum px_parse_result { PX_PARSE_RUN, PX_PARSE_EXIT_OK, PX_PARSE_EXIT_USAGE };
@@ -82,6 +84,9 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
                                      FILE *err);
 /* px_parse_duration - "30", "30s", "500ms", "5m", "1h" to milliseconds. */
 int px_parse_duration(const char *s, uint64_t *ms);
+/* px_parse_size - "1048576", "512K", "256M", "1G" (powers of 1024) to
+ * bytes; 0 or -1. */
+int px_parse_size(const char *s, uint64_t *bytes);
 /* px_split_hostport - "host:port", "[v6]:port"; 0 or -1. */
 int px_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
 

@@ -6,6 +6,9 @@
  * accepting and lets open sessions finish for --grace; then (or at a second
  * signal) the rest are told 421 and closed. When the last session is gone a
  * summary is printed, the loop runs dry, everything is freed, exit status 0.
+ *
+ * Owns the mailbox (--keep): the store of kept messages and the transcript
+ * consumer that fills it, made before sessions run and freed at exit.
  */
 #include "ci/check.h"
 #include "ci/replay.h"
@@ -14,6 +17,10 @@
 #include "../http/info.h"
 #include "../http/server.h"
 #include "../log/transcript.h"
+#include "../mailbox/api.h"
+#include "../mailbox/collect.h"
+#include "../mailbox/mime.h"
+#include "../mailbox/store.h"
 #include "config.h"
 #include "listener.h"
 #include "loops.h"
@@ -41,12 +48,15 @@ struct px_main {
     uv_timer_t grace;
     uv_prepare_t flush; /* the console's lines go out before the loop waits */
     struct tls_keylog *keylog;
-    struct tls_ca *ca;        /* the local CA, when it issues the client leg's certificates */
-    char ca_note[600];        /* what the start-up lines say about it */
+    struct tls_ca *ca;            /* the local CA, when it issues the client leg's certificates */
+    char ca_note[600];            /* what the start-up lines say about it */
+    struct mbox *mbox;            /* the kept messages (--keep), or NULL */
+    struct mbox_collect *collect; /* fills it from the transcript */
     struct http_server *http; /* the HTTP API, or NULL (off, or the default port taken) */
     struct http_info http_info;
     char http_note[800]; /* why there is no HTTP API, for the start-up lines */
     char upstream[300];  /* "host:port", for /api/v1/info */
+    struct mbox_api *api;         /* the kept messages over HTTP, or NULL */
     int finished;
 };
 
@@ -110,6 +120,8 @@ static void px_signal_cb(uv_signal_t *h, int signum)
         return;
     }
     m.px.stopping = 1;
+    api_close(m.api); /* the mailbox routes answer no more */
+    m.api = NULL;
     http_server_close(m.http); /* its kept requests and streams end now */
     m.http = NULL;
     tlog_note(0, TLOG_INFO, "%s: shutting down; %u open session(s) may finish for %llu ms",
@@ -370,11 +382,25 @@ static int px_setup_http(const struct px_config *cfg, char *err, size_t errlen)
         .upstream = cfg->sink_dir == NULL && cfg->replay == NULL ? m.upstream : NULL,
         .faults = cfg->nfaults,
     };
-    if (http_info_routes(m.http, &m.http_info) != 0) {
+    if (http_info_routes(m.http, &m.http_info) != 0 ||
+        (m.mbox != NULL && api_open(&m.api, m.http, m.px.loop, m.mbox) != 0)) {
         snprintf(err, errlen, "the HTTP API's routes could not be set up");
         return -1;
     }
     return 0;
+}
+
+/* px_setup_mailbox - the store of kept messages and its collector, unless
+ * --keep 0. */
+static int px_setup_mailbox(const struct px_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->keep == 0)
+        return 0;
+    if (mbox_new(&m.mbox, (size_t)cfg->keep, cfg->keep_bytes) != 0) {
+        snprintf(err, errlen, "the mailbox: out of memory");
+        return -1;
+    }
+    return mbox_collect_open(&m.collect, m.mbox, err, errlen);
 }
 
 /* px_start_loops - the other event loops of --loops N. */
@@ -406,6 +432,9 @@ static void px_cleanup(void)
     tls_ca_free(m.ca);
     tls_keylog_close(m.keylog);
     record_close(m.px.ci.recorder);
+    mbox_collect_close(m.collect);
+    mbox_free(m.mbox);
+    mbox_mime_shutdown();
     tls_session_free(m.shared.up_session);
     replay_free(m.px.ci.replay);
     tlog_close_all();
@@ -441,13 +470,15 @@ int main(int argc, char **argv)
     else if (uv_os_gethostname(m.px.helo, &hostlen) != 0)
         snprintf(m.px.helo, sizeof(m.px.helo), "localhost");
 
-    if (px_setup_ci(&cfg, err, sizeof(err)) != 0 ||
+    if (px_setup_ci(&cfg, err, sizeof(err)) != 0 || px_setup_mailbox(&cfg, err, sizeof(err)) != 0 ||
         px_setup_transcript(&cfg, err, sizeof(err)) != 0 ||
         px_setup_tls(&cfg, err, sizeof(err)) != 0 || px_setup_http(&cfg, err, sizeof(err)) != 0 ||
         px_listen(&m.listener, &m.px, cfg.listen_host, cfg.listen_port, cfg.loops > 1, err,
                   sizeof(err)) != 0 ||
         px_start_loops(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "smtpscope: %s\n", err);
+        api_close(m.api);
+        m.api = NULL;
         http_server_close(m.http);
         m.http = NULL;
         uv_run(m.px.loop, UV_RUN_DEFAULT);

@@ -18,12 +18,15 @@
  * continuation lines (and a malformed one cancelled upstream); STARTTLS
  * waiting behind pending replies, what followed it discarded, and the
  * capabilities before and after TLS; BDAT with and without CHUNKING; a
- * client write that fails.
+ * client write that fails; the mailbox's collector putting messages
+ * together from what this machine says in the transcript.
  */
 #include "check.h"
 #include "fake_leg.h"
 
 #include "log/transcript.h"
+#include "mailbox/collect.h"
+#include "mailbox/store.h"
 #include "proxy/config.h"
 #include "proxy/session.h"
 #include "proxy/smtp/parse.h"
@@ -738,6 +741,124 @@ static void test_write_fails(void)
     SESSION_FINISH(s, cl);
 }
 
+/* ---- 6. the mailbox, from what the machine says --------------------------- */
+
+/* latest_is - the newest kept message has these bytes; its facts. */
+static const struct mbox_facts *latest_is(struct mbox *m, struct mbox_msg **msg, const char *raw,
+                                          int at)
+{
+    size_t len = 0;
+
+    *msg = mbox_get(m, "latest");
+    CHECKF(*msg != NULL, "(line %d) nothing kept", at);
+    if (*msg == NULL)
+        return NULL;
+    const uint8_t *got = mbox_msg_raw(*msg, &len);
+    CHECKF(len == strlen(raw) && memcmp(got, raw, len) == 0, "(line %d) kept \"%s\", want \"%s\"",
+           at, check_show(got, len), check_show(raw, strlen(raw)));
+    return mbox_msg_facts(*msg);
+}
+#define LATEST_IS(m, msg, raw) latest_is((m), (msg), (raw), __LINE__)
+
+static void test_mailbox(void)
+{
+    struct mbox *m;
+    struct mbox_collect *mc;
+    struct mbox_msg *msg;
+    const struct mbox_facts *f;
+    struct mbox_stats st;
+    struct fake_leg *cl;
+    struct session *s;
+    char err[200];
+
+    CHECK(mbox_new(&m, 10, 1 << 20) == 0);
+    CHECKF(mbox_collect_open(&mc, m, err, sizeof(err)) == 0, "%s", err);
+
+    /* relayed and pipelined, one recipient refused, the content
+     * dot-stuffed and in 3-byte pieces, QUIT before the verdict */
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "EHLO c.example\r\n") == 0);
+    CHECK(up_send(s, "250 up.example\r\n") == 0);
+    CHECK(client_send(s, PIPE_CMDS) == 0);
+    CHECK(up_send(s, PIPE_R1 PIPE_R2 PIPE_R3 PIPE_R4) == 0);
+    CHECK(client_send_step(s, PIPE_BODY "QUIT\r\n", 3) == 0);
+    CHECK(mbox_get(m, "latest") == NULL); /* finished, but no verdict yet */
+    CHECK(up_send(s, "250 2.0.0 Ok: queued as 1234\r\n") == 0);
+    f = LATEST_IS(m, &msg, "Subject: t\r\n\r\n.a line with a dot\r\nbody\r\n");
+    if (f != NULL) {
+        CHECK(f->session == s->id);
+        CHECK(f->helo != NULL && strcmp(f->helo, "c.example") == 0);
+        CHECK(f->mail_from != NULL && strcmp(f->mail_from, "a@x") == 0);
+        CHECK(f->nrcpt == 2 && f->rcpt[0].code == 250 && f->rcpt[1].code == 550);
+        CHECK(f->verdict.accepted && f->verdict.code == 250 && f->verdict.queue_id != NULL &&
+              strcmp(f->verdict.queue_id, "1234") == 0);
+    }
+    mbox_msg_unref(msg);
+    CHECK(up_send(s, "221 2.0.0 Bye\r\n") < 0);
+    SESSION_FINISH(s, cl);
+
+    /* --bare-lf reject: smtpscope never submits it, and says so */
+    cfg.bare_lf = PX_BARE_LF_REJECT;
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n") == 0);
+    CHECK(up_send(s, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n") == 0);
+    CHECK(client_send(s, "a\nb\r\n.\r\n") == 0);
+    CHECK(up.discards == 1);
+    f = LATEST_IS(m, &msg, "a\nb\r\n");
+    if (f != NULL) {
+        CHECK(!f->verdict.accepted && f->verdict.code == 550);
+        CHECK(strcmp(f->verdict.enhanced, "5.6.0") == 0);
+        CHECK(f->verdict.reason != NULL &&
+              strncmp(f->verdict.reason, "message NOT submitted", 21) == 0);
+        CHECK(f->nwarnings == 1); /* "message line 1 holds a bare LF: ... refused" */
+    }
+    mbox_msg_unref(msg);
+    SESSION_FINISH(s, cl);
+    cfg.bare_lf = PX_BARE_LF_NORMALIZE;
+
+    /* BDAT: relayed with CHUNKING; refused here without it */
+    for (int chunking = 1; chunking >= 0; chunking--) {
+        s = session_open(chunking, &cl);
+        CHECK(client_send(s, "MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\n" BDAT_CMDS) == 0);
+        CHECK(up_send(s, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n") == 0);
+        if (chunking)
+            CHECK(up_send(s, "250 2.0.0 5 octets\r\n250 2.0.0 Ok: queued as B1\r\n") == 0);
+        f = LATEST_IS(m, &msg, "hellobye");
+        if (f != NULL) {
+            CHECK(f->bdat);
+            CHECK(f->nrcpt == 1 && f->rcpt[0].code == 250);
+            CHECKF(f->verdict.accepted == chunking, "chunking %d", chunking);
+            if (chunking)
+                CHECK(f->verdict.queue_id != NULL && strcmp(f->verdict.queue_id, "B1") == 0);
+            else
+                CHECK(f->verdict.code == 502 && f->verdict.reason != NULL);
+        }
+        mbox_msg_unref(msg);
+        SESSION_FINISH(s, cl);
+    }
+
+    /* the upstream is lost after the end of data: kept, with why */
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n") == 0);
+    CHECK(up_send(s, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n") == 0);
+    CHECK(client_send(s, "x\r\n.\r\n") == 0);
+    srv_upstream_gone(s, UP_GONE_LOST, "connection reset");
+    CHECK(s->closing);
+    SESSION_FINISH(s, cl);
+    f = LATEST_IS(m, &msg, "x\r\n");
+    if (f != NULL) {
+        CHECK(!f->verdict.accepted && f->verdict.code == 451);
+        CHECKF(f->verdict.reason != NULL && strstr(f->verdict.reason, "connection reset") != NULL,
+               "%s", f->verdict.reason ? f->verdict.reason : "NULL");
+    }
+    mbox_msg_unref(msg);
+    mbox_stats(m, &st);
+    CHECK(st.count == 5 && st.added == 5);
+
+    mbox_collect_close(mc);
+    mbox_free(m);
+}
+
 int main(void)
 {
     char *argv[] = {"smtpscope", NULL};
@@ -773,6 +894,7 @@ int main(void)
     test_starttls();
     test_bdat();
     test_write_fails();
+    test_mailbox();
 
     uv_close((uv_handle_t *)&guard, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);

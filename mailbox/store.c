@@ -1,0 +1,489 @@
+/*
+ * store - the kept messages (see store.h).
+ *
+ * Owns: an array of references, oldest first, its byte count and counters,
+ * under one mutex (mu); each message's read flag belongs to mu as well. A
+ * message owns its raw bytes, its facts and, once a reader asked, its MIME
+ * summary, which is made under a second mutex (parse_mu) so that adding
+ * (the relay's path) never waits for a parse. A message is freed when its
+ * last reference goes (the store's, and each reader's).
+ *
+ * IDs: 22 characters of the alphabet Mailpit's short UUIDs use, from a
+ * counter through a bijective mix keyed at start: unique for the process,
+ * not guessable from one another.
+ */
+#include "store.h"
+#include "mime.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+struct mbox_msg {
+    atomic_int refs;
+    char id[MBOX_ID_LEN + 1];
+    uint8_t *raw;
+    size_t len;
+    uint64_t created_us;
+    struct mbox_facts facts;
+    int read;               /* under the store's mu */
+    struct mbox_mime *mime; /* under the store's parse_mu; NULL until asked */
+};
+
+struct mbox {
+    pthread_mutex_t mu;
+    pthread_mutex_t parse_mu;
+    struct mbox_msg **msgs; /* oldest first */
+    size_t n, cap;
+    size_t keep;
+    uint64_t max_bytes, bytes;
+    size_t unread;
+    uint64_t next_id, key[2];
+    uint64_t added, evicted, refused;
+    mbox_notify_fn *notify;
+    void *notify_arg;
+};
+
+static const char mbox_alphabet[] = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+static void mbox_str_free(char **p)
+{
+    free(*p);
+    *p = NULL;
+}
+
+static void mbox_tls_clear(struct mbox_tls *t)
+{
+    mbox_str_free(&t->text);
+    mbox_str_free(&t->version);
+    mbox_str_free(&t->cipher);
+    mbox_str_free(&t->group);
+    mbox_str_free(&t->subject);
+    mbox_str_free(&t->issuer);
+    mbox_str_free(&t->verify);
+    t->resumed = 0;
+}
+
+void mbox_facts_clear(struct mbox_facts *f)
+{
+    if (f == NULL)
+        return;
+    free(f->client);
+    free(f->helo);
+    free(f->mail_from);
+    for (size_t i = 0; i < f->nrcpt; i++) {
+        free(f->rcpt[i].addr);
+        free(f->rcpt[i].reply);
+    }
+    free(f->rcpt);
+    mbox_tls_clear(&f->tls_client);
+    mbox_tls_clear(&f->tls_upstream);
+    free(f->username);
+    for (size_t i = 0; i < f->nwarnings; i++)
+        free(f->warnings[i]);
+    free(f->warnings);
+    free(f->verdict.text);
+    free(f->verdict.queue_id);
+    free(f->verdict.reason);
+    memset(f, 0, sizeof(*f));
+}
+
+/* mbox_mix - splitmix64's finaliser: a bijection of 64-bit values. */
+static uint64_t mbox_mix(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
+}
+
+/* mbox_make_id - the next ID (mu held): two 64-bit words, 11 characters
+ * each (57^11 > 2^64). The first word is a bijection of the counter, so
+ * no two IDs of a process are the same. */
+static void mbox_make_id(struct mbox *m, char *out)
+{
+    uint64_t n = m->next_id++;
+    uint64_t w[2] = {mbox_mix(n + m->key[0]), mbox_mix(n ^ m->key[1])};
+    size_t o = 0;
+
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 11; i++) {
+            out[o++] = mbox_alphabet[w[k] % 57];
+            w[k] /= 57;
+        }
+    out[o] = '\0';
+}
+
+int mbox_new(struct mbox **out, size_t keep, uint64_t max_bytes)
+{
+    struct mbox *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return -1;
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_mutex_init(&m->parse_mu, NULL);
+    m->keep = keep;
+    m->max_bytes = max_bytes;
+    if (getrandom(m->key, sizeof(m->key), GRND_NONBLOCK) != (ssize_t)sizeof(m->key)) {
+        /* no entropy yet: IDs stay unique, only less surprising */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        m->key[0] = mbox_mix((uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 30);
+        m->key[1] = mbox_mix(m->key[0] ^ (uint64_t)getpid());
+    }
+    *out = m;
+    return 0;
+}
+
+static void mbox_msg_free(struct mbox_msg *msg)
+{
+    free(msg->raw);
+    mbox_facts_clear(&msg->facts);
+    mbox_mime_free(msg->mime);
+    free(msg);
+}
+
+void mbox_msg_unref(struct mbox_msg *msg)
+{
+    if (msg != NULL && atomic_fetch_sub(&msg->refs, 1) == 1)
+        mbox_msg_free(msg);
+}
+
+void mbox_free(struct mbox *m)
+{
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->n; i++)
+        mbox_msg_unref(m->msgs[i]);
+    free(m->msgs);
+    pthread_mutex_destroy(&m->mu);
+    pthread_mutex_destroy(&m->parse_mu);
+    free(m);
+}
+
+uint64_t mbox_max_bytes(const struct mbox *m)
+{
+    return m->max_bytes;
+}
+
+void mbox_set_notify(struct mbox *m, mbox_notify_fn *fn, void *arg)
+{
+    pthread_mutex_lock(&m->mu);
+    m->notify = fn;
+    m->notify_arg = arg;
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* mbox_remove_at - take the message at i out of the array (mu held); the
+ * caller lets go of the reference it gives. */
+static struct mbox_msg *mbox_remove_at(struct mbox *m, size_t i)
+{
+    struct mbox_msg *msg = m->msgs[i];
+
+    memmove(m->msgs + i, m->msgs + i + 1, (m->n - i - 1) * sizeof(*m->msgs));
+    m->n--;
+    m->bytes -= msg->len;
+    if (!msg->read)
+        m->unread--;
+    return msg;
+}
+
+int mbox_add(struct mbox *m, uint8_t *raw, size_t len, struct mbox_facts *facts,
+             uint64_t created_us, char *id)
+{
+    struct mbox_msg *msg = NULL, **gone = NULL;
+    size_t ngone = 0;
+    char new_id[MBOX_ID_LEN + 1];
+    mbox_notify_fn *notify;
+    void *notify_arg;
+
+    if (m->keep == 0 || len > m->max_bytes || (msg = calloc(1, sizeof(*msg))) == NULL) {
+        pthread_mutex_lock(&m->mu);
+        m->refused++;
+        pthread_mutex_unlock(&m->mu);
+        free(raw);
+        mbox_facts_clear(facts);
+        return -1;
+    }
+    atomic_init(&msg->refs, 1);
+    msg->raw = raw;
+    msg->len = len;
+    msg->created_us = created_us;
+    msg->facts = *facts;
+    memset(facts, 0, sizeof(*facts));
+
+    pthread_mutex_lock(&m->mu);
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        struct mbox_msg **p = realloc(m->msgs, cap * sizeof(*p));
+        if (p == NULL) {
+            m->refused++;
+            pthread_mutex_unlock(&m->mu);
+            mbox_msg_free(msg);
+            return -1;
+        }
+        m->msgs = p;
+        m->cap = cap;
+    }
+    /* room first: the oldest go (at most all of them) */
+    size_t drop = 0;
+    uint64_t bytes = m->bytes;
+    while (drop < m->n && (m->n - drop >= m->keep || bytes + len > m->max_bytes))
+        bytes -= m->msgs[drop++]->len;
+    if (drop > 0) {
+        gone = malloc(drop * sizeof(*gone));
+        for (size_t i = 0; i < drop; i++) {
+            struct mbox_msg *old = m->msgs[i];
+            m->bytes -= old->len;
+            if (!old->read)
+                m->unread--;
+            if (gone != NULL)
+                gone[ngone++] = old;
+            else
+                mbox_msg_unref(old); /* no room to say which: said as "all" below */
+        }
+        memmove(m->msgs, m->msgs + drop, (m->n - drop) * sizeof(*m->msgs));
+        m->n -= drop;
+        m->evicted += drop;
+    }
+    mbox_make_id(m, msg->id);
+    memcpy(new_id, msg->id, sizeof(new_id));
+    m->msgs[m->n++] = msg;
+    m->bytes += len;
+    m->unread++;
+    m->added++;
+    notify = m->notify;
+    notify_arg = m->notify_arg;
+    pthread_mutex_unlock(&m->mu);
+
+    for (size_t i = 0; i < ngone; i++) {
+        if (notify != NULL)
+            notify(notify_arg, MBOX_DELETED, gone[i]->id);
+        mbox_msg_unref(gone[i]);
+    }
+    if (drop > 0 && gone == NULL && notify != NULL)
+        notify(notify_arg, MBOX_DELETED, NULL);
+    free(gone);
+    if (notify != NULL)
+        notify(notify_arg, MBOX_ADDED, new_id);
+    if (id != NULL)
+        memcpy(id, new_id, sizeof(new_id));
+    return 0;
+}
+
+/* mbox_find - the index of the message with this ID (mu held), or -1. */
+static long mbox_find(const struct mbox *m, const char *id)
+{
+    if (id == NULL)
+        return -1;
+    if (strcmp(id, "latest") == 0)
+        return m->n > 0 ? (long)m->n - 1 : -1;
+    if (strlen(id) != MBOX_ID_LEN)
+        return -1;
+    for (size_t i = m->n; i-- > 0;)
+        if (memcmp(m->msgs[i]->id, id, MBOX_ID_LEN) == 0)
+            return (long)i;
+    return -1;
+}
+
+struct mbox_msg *mbox_get(struct mbox *m, const char *id)
+{
+    struct mbox_msg *msg = NULL;
+
+    pthread_mutex_lock(&m->mu);
+    long i = mbox_find(m, id);
+    if (i >= 0) {
+        msg = m->msgs[i];
+        atomic_fetch_add(&msg->refs, 1);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return msg;
+}
+
+size_t mbox_list(struct mbox *m, size_t start, size_t limit, struct mbox_entry *out, size_t *total,
+                 size_t *unread)
+{
+    size_t k = 0;
+
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = start; i < m->n && k < limit; i++, k++) {
+        struct mbox_msg *msg = m->msgs[m->n - 1 - i];
+        atomic_fetch_add(&msg->refs, 1);
+        out[k].msg = msg;
+        out[k].read = msg->read;
+    }
+    if (total != NULL)
+        *total = m->n;
+    if (unread != NULL)
+        *unread = m->unread;
+    pthread_mutex_unlock(&m->mu);
+    return k;
+}
+
+void mbox_list_release(struct mbox_entry *entries, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        mbox_msg_unref(entries[i].msg);
+}
+
+size_t mbox_delete(struct mbox *m, const char *const *ids, size_t n)
+{
+    struct mbox_msg **gone = NULL;
+    size_t ngone = 0;
+    mbox_notify_fn *notify;
+    void *notify_arg;
+
+    pthread_mutex_lock(&m->mu);
+    notify = m->notify;
+    notify_arg = m->notify_arg;
+    if (ids == NULL) {
+        gone = m->msgs;
+        ngone = m->n;
+        m->msgs = NULL;
+        m->n = m->cap = 0;
+        m->bytes = 0;
+        m->unread = 0;
+        pthread_mutex_unlock(&m->mu);
+        for (size_t i = 0; i < ngone; i++)
+            mbox_msg_unref(gone[i]);
+        free(gone);
+        if (notify != NULL)
+            notify(notify_arg, MBOX_DELETED, NULL);
+        return ngone;
+    }
+    gone = malloc((n ? n : 1) * sizeof(*gone));
+    if (gone == NULL) {
+        pthread_mutex_unlock(&m->mu);
+        return 0;
+    }
+    for (size_t j = 0; j < n; j++) {
+        long i = ids[j] != NULL && strcmp(ids[j], "latest") != 0 ? mbox_find(m, ids[j]) : -1;
+        if (i >= 0)
+            gone[ngone++] = mbox_remove_at(m, (size_t)i);
+    }
+    pthread_mutex_unlock(&m->mu);
+    for (size_t i = 0; i < ngone; i++) {
+        if (notify != NULL)
+            notify(notify_arg, MBOX_DELETED, gone[i]->id);
+        mbox_msg_unref(gone[i]);
+    }
+    free(gone);
+    return ngone;
+}
+
+/* mbox_mark - one message's flag (mu held). */
+static void mbox_mark(struct mbox *m, struct mbox_msg *msg, int read)
+{
+    if (msg->read == read)
+        return;
+    msg->read = read;
+    if (read)
+        m->unread--;
+    else
+        m->unread++;
+}
+
+size_t mbox_set_read(struct mbox *m, const char *const *ids, size_t n, int read)
+{
+    size_t found = 0;
+    char one[MBOX_ID_LEN + 1] = "";
+    mbox_notify_fn *notify;
+    void *notify_arg;
+
+    read = read != 0;
+    pthread_mutex_lock(&m->mu);
+    if (ids == NULL) {
+        for (size_t i = 0; i < m->n; i++)
+            mbox_mark(m, m->msgs[i], read);
+        found = m->n;
+    } else {
+        for (size_t j = 0; j < n; j++) {
+            long i = mbox_find(m, ids[j]);
+            if (i < 0)
+                continue;
+            mbox_mark(m, m->msgs[i], read);
+            memcpy(one, m->msgs[i]->id, sizeof(one));
+            found++;
+        }
+    }
+    notify = m->notify;
+    notify_arg = m->notify_arg;
+    pthread_mutex_unlock(&m->mu);
+    if (notify != NULL && found > 0)
+        notify(notify_arg, MBOX_READ, found == 1 && ids != NULL ? one : NULL);
+    return found;
+}
+
+int mbox_is_read(struct mbox *m, const struct mbox_msg *msg)
+{
+    pthread_mutex_lock(&m->mu);
+    int read = msg->read;
+    pthread_mutex_unlock(&m->mu);
+    return read;
+}
+
+int mbox_raw(struct mbox *m, const char *id, uint8_t **buf, size_t *len)
+{
+    struct mbox_msg *msg = mbox_get(m, id);
+
+    if (msg == NULL)
+        return -1;
+    *buf = malloc(msg->len ? msg->len : 1);
+    if (*buf == NULL) {
+        mbox_msg_unref(msg);
+        return -1;
+    }
+    if (msg->len > 0)
+        memcpy(*buf, msg->raw, msg->len);
+    *len = msg->len;
+    mbox_msg_unref(msg);
+    return 0;
+}
+
+void mbox_stats(struct mbox *m, struct mbox_stats *st)
+{
+    pthread_mutex_lock(&m->mu);
+    st->count = m->n;
+    st->unread = m->unread;
+    st->bytes = m->bytes;
+    st->added = m->added;
+    st->evicted = m->evicted;
+    st->refused = m->refused;
+    pthread_mutex_unlock(&m->mu);
+}
+
+const char *mbox_msg_id(const struct mbox_msg *msg)
+{
+    return msg->id;
+}
+
+const uint8_t *mbox_msg_raw(const struct mbox_msg *msg, size_t *len)
+{
+    *len = msg->len;
+    return msg->raw;
+}
+
+const struct mbox_facts *mbox_msg_facts(const struct mbox_msg *msg)
+{
+    return &msg->facts;
+}
+
+uint64_t mbox_msg_created(const struct mbox_msg *msg)
+{
+    return msg->created_us;
+}
+
+const struct mbox_mime *mbox_msg_mime(struct mbox *m, struct mbox_msg *msg)
+{
+    pthread_mutex_lock(&m->parse_mu);
+    if (msg->mime == NULL)
+        msg->mime = mbox_mime_parse(msg->raw, msg->len);
+    const struct mbox_mime *mm = msg->mime;
+    pthread_mutex_unlock(&m->parse_mu);
+    return mm;
+}

@@ -1,0 +1,353 @@
+/*
+ * view - Mailpit API v1 JSON of the kept messages (see view.h).
+ *
+ * Owns nothing between calls: each takes a reference to the message(s)
+ * from the store, reads the MIME summary the store keeps (parsed on first
+ * use), builds the JSON and lets go. Bodies, headers and parts are parsed
+ * again for each call, so the store keeps no decoded copies. Every string
+ * goes through mbox_utf8, so bytes that are not UTF-8 never make jansson
+ * fail; a key whose value cannot be made (no memory) is left out.
+ */
+#include "view.h"
+#include "mime.h"
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+/* view_str - a string as JSON (NULL: null), made valid UTF-8. */
+static json_t *view_str(const char *s)
+{
+    if (s == NULL)
+        return json_null();
+    char *u = mbox_utf8(s, strlen(s));
+    json_t *j = u != NULL ? json_string_nocheck(u) : NULL;
+    free(u);
+    return j;
+}
+
+/* view_time - microseconds since the epoch as RFC 3339 in UTC, with
+ * milliseconds unless they are 0 (Go's RFC3339Nano trims zeros too). */
+static json_t *view_time(uint64_t us)
+{
+    time_t t = (time_t)(us / 1000000u);
+    unsigned ms = (unsigned)(us / 1000u % 1000u);
+    struct tm tm;
+    char buf[48], frac[8] = "";
+
+    gmtime_r(&t, &tm);
+    if (ms != 0) {
+        snprintf(frac, sizeof(frac), ".%03u", ms);
+        for (size_t n = strlen(frac); frac[n - 1] == '0'; n--)
+            frac[n - 1] = '\0';
+    }
+    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d%sZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    return json_string(buf);
+}
+
+static json_t *view_addr(const struct mbox_addr *a)
+{
+    return json_pack("{s:o,s:o}", "Name", view_str(a->name ? a->name : ""), "Address",
+                     view_str(a->address ? a->address : ""));
+}
+
+static json_t *view_addrs(const struct mbox_addr *a, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < n; i++)
+        json_array_append_new(arr, view_addr(&a[i]));
+    return arr;
+}
+
+static json_t *view_tls(const struct mbox_tls *t)
+{
+    if (t->text == NULL)
+        return json_null();
+    return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o}", "Version", view_str(t->version), "Cipher",
+                     view_str(t->cipher), "Group", view_str(t->group), "PeerSubject",
+                     view_str(t->subject), "PeerIssuer", view_str(t->issuer), "Verification",
+                     view_str(t->verify), "Resumed", t->resumed, "Text", view_str(t->text));
+}
+
+static json_t *view_code(int code)
+{
+    return code > 0 ? json_integer(code) : json_null();
+}
+
+/* view_smtp_of - smtpscope's facts about a message (view.h). */
+static json_t *view_smtp_of(const struct mbox_facts *f)
+{
+    json_t *to = json_array(), *rcpts = json_array(), *warnings = json_array();
+    const struct mbox_verdict *v = &f->verdict;
+
+    for (size_t i = 0; i < f->nrcpt; i++) {
+        const struct mbox_rcpt *r = &f->rcpt[i];
+        json_array_append_new(to, view_str(r->addr));
+        json_array_append_new(
+            rcpts,
+            json_pack("{s:o,s:b,s:o,s:o,s:o}", "Address", view_str(r->addr), "Relayed", r->relayed,
+                      "Code", view_code(r->code), "Reply", view_str(r->reply), "Accepted",
+                      r->code > 0 ? json_boolean(r->code / 100 == 2) : json_null()));
+    }
+    for (size_t i = 0; i < f->nwarnings; i++)
+        json_array_append_new(warnings, view_str(f->warnings[i]));
+    return json_pack(
+        "{s:I,s:o,s:o,s:s,s:{s:o,s:o,s:o},s:{s:o,s:o},s:o,s:{s:o,s:o,s:o,s:o,s:b,s:o}}", "Session",
+        (json_int_t)f->session, "Client", view_str(f->client), "Helo", view_str(f->helo),
+        "Transfer", f->bdat ? "BDAT" : "DATA", "Envelope", "From", view_str(f->mail_from), "To", to,
+        "Recipients", rcpts, "TLS", "Client", view_tls(&f->tls_client), "Upstream",
+        view_tls(&f->tls_upstream), "Warnings", warnings, "Verdict", "Code", view_code(v->code),
+        "Enhanced", v->enhanced[0] ? view_str(v->enhanced) : json_null(), "Text", view_str(v->text),
+        "QueueID", view_str(v->queue_id), "Accepted", v->accepted, "Reason", view_str(v->reason));
+}
+
+/* view_summary_of - Mailpit's MessageSummary, with "SMTP". */
+static json_t *view_summary_of(struct mbox *m, struct mbox_msg *msg, int read)
+{
+    const struct mbox_mime *mm = mbox_msg_mime(m, msg);
+    const struct mbox_facts *f = mbox_msg_facts(msg);
+    size_t len;
+
+    if (mm == NULL)
+        return NULL;
+    mbox_msg_raw(msg, &len);
+    return json_pack(
+        "{s:s,s:o,s:b,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:[],s:I,s:I,s:o,s:o}", "ID",
+        mbox_msg_id(msg), "MessageID", view_str(mm->message_id), "Read", read, "From",
+        view_addr(&mm->from), "To", view_addrs(mm->to, mm->nto), "Cc", view_addrs(mm->cc, mm->ncc),
+        "Bcc", view_addrs(mm->bcc, mm->nbcc), "ReplyTo", view_addrs(mm->reply_to, mm->nreply_to),
+        "Subject", view_str(mm->subject), "Created", view_time(mbox_msg_created(msg)), "Username",
+        view_str(f->username ? f->username : ""), "Tags", "Size", (json_int_t)len, "Attachments",
+        (json_int_t)mm->nattachments, "Snippet", view_str(mm->snippet), "SMTP", view_smtp_of(f));
+}
+
+json_t *mbox_view_list(struct mbox *m, size_t start, size_t limit)
+{
+    struct mbox_entry *e;
+    size_t total = 0, unread = 0, n;
+    json_t *msgs, *out;
+
+    struct mbox_stats st;
+    mbox_stats(m, &st);
+    if (limit == 0 || limit > st.count)
+        limit = st.count; /* 0 as Mailpit: every message; never more room than messages */
+    e = malloc((limit ? limit : 1) * sizeof(*e));
+    if (e == NULL)
+        return NULL;
+    n = mbox_list(m, start, limit, e, &total, &unread);
+    msgs = json_array();
+    for (size_t i = 0; msgs != NULL && i < n; i++) {
+        json_t *s = view_summary_of(m, e[i].msg, e[i].read);
+        if (s != NULL)
+            json_array_append_new(msgs, s);
+    }
+    mbox_list_release(e, n);
+    free(e);
+    if (msgs == NULL)
+        return NULL;
+    out = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:[],s:o}", "total", (json_int_t)total, "unread",
+                    (json_int_t)unread, "count", (json_int_t)json_array_size(msgs),
+                    "messages_count", (json_int_t)total, "messages_unread", (json_int_t)unread,
+                    "start", (json_int_t)start, "tags", "messages", msgs);
+    return out;
+}
+
+json_t *mbox_view_summary(struct mbox *m, const char *id)
+{
+    struct mbox_msg *msg = mbox_get(m, id);
+    if (msg == NULL)
+        return NULL;
+    json_t *s = view_summary_of(m, msg, mbox_is_read(m, msg));
+    mbox_msg_unref(msg);
+    return s;
+}
+
+static json_t *view_part(const struct mbox_part_info *p)
+{
+    return json_pack("{s:o,s:o,s:o,s:o,s:I,s:{s:s,s:s,s:s}}", "PartID", view_str(p->part_id),
+                     "FileName", view_str(p->file_name), "ContentType", view_str(p->content_type),
+                     "ContentID", view_str(p->content_id), "Size", (json_int_t)p->size, "Checksums",
+                     "MD5", p->md5, "SHA1", p->sha1, "SHA256", p->sha256);
+}
+
+/* view_unsubscribe - Mailpit's ListUnsubscribe: the header, and the links
+ * in its angle brackets (at most one mailto: and one http(s):). */
+static json_t *view_unsubscribe(const struct mbox_mime *mm)
+{
+    json_t *links = json_array();
+    const char *h = mm->list_unsubscribe;
+    int mailto = 0, web = 0;
+
+    for (const char *p = h; p != NULL && (p = strchr(p, '<')) != NULL;) {
+        const char *e = strchr(++p, '>');
+        if (e == NULL)
+            break;
+        size_t n = (size_t)(e - p);
+        int is_mail = n > 7 && strncasecmp(p, "mailto:", 7) == 0;
+        int is_web = (n > 7 && strncasecmp(p, "http://", 7) == 0) ||
+                     (n > 8 && strncasecmp(p, "https://", 8) == 0);
+        if ((is_mail && !mailto++) || (is_web && !web++)) {
+            char *link = strndup(p, n);
+            if (link != NULL)
+                json_array_append_new(links, view_str(link));
+            free(link);
+        }
+        p = e + 1;
+    }
+    return json_pack("{s:o,s:o,s:s,s:o}", "Header", view_str(h ? h : ""), "Links", links, "Errors",
+                     "", "HeaderPost",
+                     view_str(mm->list_unsubscribe_post ? mm->list_unsubscribe_post : ""));
+}
+
+json_t *mbox_view_message(struct mbox *m, const char *id, int mark_read)
+{
+    struct mbox_msg *msg = mbox_get(m, id);
+    const struct mbox_mime *mm;
+    json_t *inl, *att, *out = NULL;
+    char *text = NULL, *html = NULL;
+    const uint8_t *raw;
+    size_t len;
+
+    if (msg == NULL)
+        return NULL;
+    mm = mbox_msg_mime(m, msg);
+    raw = mbox_msg_raw(msg, &len);
+    if (mm == NULL || mbox_mime_bodies(raw, len, &text, &html) != 0)
+        goto done;
+    inl = json_array();
+    att = json_array();
+    for (size_t i = 0; i < mm->nparts; i++)
+        json_array_append_new(mm->parts[i].is_inline ? inl : att, view_part(&mm->parts[i]));
+    out = json_pack(
+        "{s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:[],s:o,s:o,s:o,s:I,s:o,s:o,s:o}", "ID",
+        mbox_msg_id(msg), "MessageID", view_str(mm->message_id), "From", view_addr(&mm->from), "To",
+        view_addrs(mm->to, mm->nto), "Cc", view_addrs(mm->cc, mm->ncc), "Bcc",
+        view_addrs(mm->bcc, mm->nbcc), "ReplyTo", view_addrs(mm->reply_to, mm->nreply_to),
+        "ReturnPath", view_str(mm->return_path), "Subject", view_str(mm->subject),
+        "ListUnsubscribe", view_unsubscribe(mm), "Date",
+        mm->date != NULL ? view_str(mm->date) : view_time(mbox_msg_created(msg)), "Tags",
+        "Username", view_str(mbox_msg_facts(msg)->username ? mbox_msg_facts(msg)->username : ""),
+        "Text", view_str(text), "HTML", view_str(html), "Size", (json_int_t)len, "Inline", inl,
+        "Attachments", att, "SMTP", view_smtp_of(mbox_msg_facts(msg)));
+    if (out != NULL && mark_read) {
+        const char *ids[1] = {mbox_msg_id(msg)};
+        mbox_set_read(m, ids, 1, 1);
+    }
+done:
+    free(text);
+    free(html);
+    mbox_msg_unref(msg);
+    return out;
+}
+
+/* view_canonical - a header name as Go's textproto writes it: the first
+ * letter and each after a '-' upper case, the rest lower case; a name
+ * with a space or a byte Go refuses stays as it is. */
+static void view_canonical(char *name)
+{
+    int upper = 1;
+
+    for (const char *p = name; *p; p++)
+        if (*p == ' ' || (unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
+            return;
+    for (char *p = name; *p; p++) {
+        if (upper && *p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 'a' + 'A');
+        else if (!upper && *p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+        upper = *p == '-';
+    }
+}
+
+static int view_cmp_names(const void *a, const void *b)
+{
+    const struct mbox_header *x = *(const struct mbox_header *const *)a;
+    const struct mbox_header *y = *(const struct mbox_header *const *)b;
+    int c = strcmp(x->name, y->name);
+    /* stable: the header's order among its namesakes */
+    return c != 0 ? c : (x < y ? -1 : x > y);
+}
+
+json_t *mbox_view_headers(struct mbox *m, const char *id)
+{
+    struct mbox_msg *msg = mbox_get(m, id);
+    struct mbox_header *h = NULL, **order = NULL;
+    json_t *out = NULL;
+    const uint8_t *raw;
+    size_t len, n = 0;
+
+    if (msg == NULL)
+        return NULL;
+    raw = mbox_msg_raw(msg, &len);
+    if (mbox_mime_headers(raw, len, &h, &n) != 0)
+        goto done;
+    order = malloc((n ? n : 1) * sizeof(*order));
+    out = json_object();
+    if (order == NULL || out == NULL) {
+        json_decref(out);
+        out = NULL;
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        view_canonical(h[i].name);
+        order[i] = &h[i];
+    }
+    qsort(order, n, sizeof(*order), view_cmp_names);
+    for (size_t i = 0; i < n; i++) {
+        json_t *list = json_object_get(out, order[i]->name);
+        if (list == NULL) {
+            list = json_array();
+            json_object_set_new_nocheck(out, order[i]->name, list);
+        }
+        json_array_append_new(list, view_str(order[i]->value));
+    }
+done:
+    free(order);
+    mbox_mime_headers_free(h, n);
+    mbox_msg_unref(msg);
+    return out;
+}
+
+json_t *mbox_view_smtp(struct mbox *m, const char *id)
+{
+    struct mbox_msg *msg = mbox_get(m, id);
+    if (msg == NULL)
+        return NULL;
+    json_t *s = view_smtp_of(mbox_msg_facts(msg));
+    mbox_msg_unref(msg);
+    return s;
+}
+
+int mbox_part(struct mbox *m, const char *id, const char *part_id, uint8_t **buf, size_t *len,
+              char **content_type)
+{
+    struct mbox_msg *msg = mbox_get(m, id);
+    const uint8_t *raw;
+    size_t n;
+    int rc;
+
+    if (msg == NULL)
+        return -1;
+    raw = mbox_msg_raw(msg, &n);
+    rc = mbox_mime_part(raw, n, part_id, buf, len, content_type);
+    mbox_msg_unref(msg);
+    return rc;
+}
+
+int mbox_bodies(struct mbox *m, const char *id, char **text, char **html)
+{
+    struct mbox_msg *msg = mbox_get(m, id);
+    const uint8_t *raw;
+    size_t n;
+    int rc;
+
+    if (msg == NULL)
+        return -1;
+    raw = mbox_msg_raw(msg, &n);
+    rc = mbox_mime_bodies(raw, n, text, html);
+    mbox_msg_unref(msg);
+    return rc;
+}

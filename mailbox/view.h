@@ -1,0 +1,74 @@
+/*
+ * view - the kept messages as Mailpit's API v1 JSON (field names as
+ * Mailpit's, so that clients written for Mailpit work unchanged), plus
+ * smtpscope's own facts under one key, "SMTP". For the HTTP server: each
+ * function answers one route and takes the store's lock only briefly.
+ *
+ * Ownership: a json_t * returned is a new reference, the caller's
+ * (json_decref); a buffer or string returned through a pointer is
+ * malloc'd, the caller's (free). IDs are the store's (22 characters) or
+ * "latest" (the newest message). The other routes' calls are in store.h:
+ * mbox_raw (GET .../raw), mbox_delete (DELETE /api/v1/messages),
+ * mbox_set_read (PUT /api/v1/messages).
+ *
+ * The "SMTP" object:
+ *   {"Session": 7, "Client": "127.0.0.1:50000", "Helo": "app.local",
+ *    "Transfer": "DATA" | "BDAT",
+ *    "Envelope": {"From": "a@x", "To": ["b@y"],
+ *                 "Recipients": [{"Address": "b@y", "Relayed": true,
+ *                                 "Code": 250, "Reply": "2.1.5 OK",
+ *                                 "Accepted": true}]},
+ *    "TLS": {"Client": null | TLS, "Upstream": null | TLS},
+ *    "Warnings": ["..."],
+ *    "Verdict": {"Code": 250, "Enhanced": "2.0.0", "Text": "OK: queued as X",
+ *                "QueueID": "X", "Accepted": true, "Reason": null}}
+ * with TLS = {"Version", "Cipher", "Group", "PeerSubject", "PeerIssuer",
+ * "Verification", "Resumed", "Text"} (null where the transcript named
+ * none). Verdict.Code is null when no reply decided the message (the
+ * session ended first); Reason says why a message was not accepted: the
+ * upstream refused it, smtpscope did not submit it, or no verdict came.
+ * A recipient's Code and Accepted are null while no reply came for it.
+ */
+#ifndef SMTPSCOPE_MBOX_VIEW_H
+#define SMTPSCOPE_MBOX_VIEW_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct mbox;
+
+/* mbox_view_list - GET /api/v1/messages?start&limit: Mailpit's
+ * MessagesSummary ({"total", "unread", "count", "messages_count",
+ * "messages_unread", "start", "tags", "messages": [summaries]}), newest
+ * first; limit 0: all of them, as Mailpit. NULL only when out of memory. */
+json_t *mbox_view_list(struct mbox *m, size_t start, size_t limit);
+
+/* mbox_view_summary - one message's summary, as in the list (for a "new
+ * message" event). NULL: no such message. */
+json_t *mbox_view_summary(struct mbox *m, const char *id);
+
+/* mbox_view_message - GET /api/v1/message/{ID}: Mailpit's Message, with
+ * "SMTP"; the message is marked read when mark_read (as Mailpit does).
+ * NULL: no such message. */
+json_t *mbox_view_message(struct mbox *m, const char *id, int mark_read);
+
+/* mbox_view_headers - GET /api/v1/message/{ID}/headers: {"Name": [values]}
+ * with names as Go writes them ("Message-Id"), sorted, values unfolded and
+ * not decoded. NULL: no such message. */
+json_t *mbox_view_headers(struct mbox *m, const char *id);
+
+/* mbox_view_smtp - the "SMTP" object alone. NULL: no such message. */
+json_t *mbox_view_smtp(struct mbox *m, const char *id);
+
+/* mbox_part - GET /api/v1/message/{ID}/part/{PartID}: the part's decoded
+ * bytes (*buf, *len) and its content type ("image/png"). 0, or -1 when
+ * there is no such message or part. */
+int mbox_part(struct mbox *m, const char *id, const char *part_id, uint8_t **buf, size_t *len,
+              char **content_type);
+
+/* mbox_bodies - /view/{ID}.txt and .html: the text and HTML bodies in
+ * UTF-8 ("" when there is none). 0, or -1 when there is no such message. */
+int mbox_bodies(struct mbox *m, const char *id, char **text, char **html);
+
+#endif
