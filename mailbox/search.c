@@ -44,6 +44,13 @@ struct search {
     size_t n;
 };
 
+/* search_lc - ASCII lower case, whatever the locale (SQLite's LIKE, which
+ * Mailpit's search is, folds ASCII only; UTF-8 bytes stay as they are). */
+static unsigned char search_lc(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+}
+
 char *search_clean(const char *s)
 {
     size_t n = strlen(s), o = 0;
@@ -68,7 +75,7 @@ char *search_clean(const char *s)
             space = 1;
             continue;
         }
-        out[o++] = (char)tolower(c);
+        out[o++] = (char)search_lc(c);
         space = 0;
     }
     if (o > 0 && out[o - 1] == ' ')
@@ -266,7 +273,7 @@ static char *search_lower(const char *s)
 {
     char *out = strdup(s);
     for (char *p = out; p != NULL && *p != '\0'; p++)
-        *p = (char)tolower((unsigned char)*p);
+        *p = (char)search_lc((unsigned char)*p);
     return out;
 }
 
@@ -412,7 +419,7 @@ static int search_has(const char *hay, const char *needle)
         return nl == 0;
     for (const char *p = hay; *p != '\0'; p++) {
         size_t i = 0;
-        while (i < nl && p[i] != '\0' && tolower((unsigned char)p[i]) == needle[i])
+        while (i < nl && p[i] != '\0' && search_lc((unsigned char)p[i]) == (unsigned char)needle[i])
             i++;
         if (i == nl)
             return 1;

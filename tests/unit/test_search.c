@@ -111,7 +111,17 @@ static void test_terms(void)
     CHECK(!matches("-subject:line", &m.d));
     CHECK(!matches("!from:from-7", &m.d));
     CHECK(matches("-from:from-8", &m.d));
-    CHECK(matches("SUBJECT:LINE 7", &m.d));              /* case-insensitive, ASCII */
+    CHECK(matches("SUBJECT:LINE 7", &m.d)); /* case-insensitive, ASCII */
+    /* UTF-8 words and fields: bytes above 127 compared as they are */
+    struct search_doc u = {.subject = "Gr\xc3\xbc\xc3\x9f"
+                                      "e aus K\xc3\xb6ln",
+                           .text = "gr\xc3\xbc\xc3\x9f"
+                                   "e aus k\xc3\xb6ln"};
+    CHECK(matches("subject:K\xc3\xb6ln", &u) && matches("subject:k\xc3\xb6LN", &u));
+    CHECK(matches("GR\xc3\xbc\xc3\x9f"
+                  "E",
+                  &u));
+    CHECK(!matches("subject:K\xc3\x96ln", &u));          /* Ö is not ö: ASCII folding only */
     CHECK(matches("-", &m.d) == matches("\"-\"", &m.d)); /* a lone - is a word */
     /* flags */
     CHECK(matches("is:unread", &m.d) && !matches("is:read", &m.d));
