@@ -575,8 +575,12 @@ static void col_commit(struct mbox_collect *c, struct col_sess *s, struct col_tx
         len = t->total > max ? (size_t)t->total : (size_t)max + 1;
     } else if (raw == NULL) {
         raw = malloc(1);
-    } else if (len < t->cap) {
-        uint8_t *fit = realloc(raw, len); /* kept for long: give back the slack */
+    } else if (len < t->cap - t->cap / 4) {
+        /* kept for long: give back a slack of more than a quarter. (Not
+         * less: a buffer freed at its doubled size keeps malloc's mmap
+         * threshold above the sizes that follow, so the next messages
+         * reuse heap memory instead of faulting in fresh pages.) */
+        uint8_t *fit = realloc(raw, len);
         if (fit != NULL)
             raw = fit;
     }
@@ -679,6 +683,8 @@ static void col_put(struct mbox_collect *c, struct col_tx *t, const uint8_t *p, 
     t->total += n;
     if (t->too_big || n == 0)
         return;
+    if (t->buf == NULL)
+        t->buf = mbox_take_spare(c->m, &t->cap); /* memory an evicted message used */
     if (t->total > mbox_max_bytes(c->m)) {
         t->too_big = 1;
         free(t->buf);
@@ -723,12 +729,18 @@ static int col_unstuff(struct mbox_collect *c, struct col_tx *t, const uint8_t *
             }
             break;
         case US_MID: {
-            const uint8_t *r = memchr(p + i, '\r', n - i);
-            size_t end = r != NULL ? (size_t)(r - p) + 1 : n;
+            /* a run up to the next line that starts with a dot, copied
+             * whole (most content has no such line at all) */
+            const uint8_t *d = memmem(p + i, n - i, "\r\n.", 3);
+            size_t end = d != NULL ? (size_t)(d - p) + 2 : n;
             col_put(c, t, p + i, end - i);
-            i = end;
-            if (r != NULL)
+            if (d != NULL)
+                t->us = US_BOL;
+            else if (p[end - 1] == '\r')
                 t->us = US_CR;
+            else if (end - i >= 2 && p[end - 2] == '\r' && p[end - 1] == '\n')
+                t->us = US_BOL;
+            i = end;
             break;
         }
         case US_CR:

@@ -8,6 +8,11 @@
  * (the relay's path) never waits for a parse. A message is freed when its
  * last reference goes (the store's, and each reader's).
  *
+ * The buffer of an evicted message that no reader holds is kept (one, the
+ * largest) for the collector's next message (mbox_take_spare): once the
+ * store is full, keeping a message costs a copy into memory that is already
+ * there, not fresh pages.
+ *
  * IDs: 22 characters of the alphabet Mailpit's short UUIDs use, from a
  * counter through a bijective mix keyed at start: unique for the process,
  * not guessable from one another.
@@ -15,6 +20,7 @@
 #include "store.h"
 #include "mime.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -44,6 +50,8 @@ struct mbox {
     size_t unread;
     uint64_t next_id, key[2];
     uint64_t added, evicted, refused;
+    uint8_t *spare; /* the bytes of an evicted message nobody reads, for the next one */
+    size_t spare_cap;
     mbox_notify_fn *notify;
     void *notify_arg;
 };
@@ -161,6 +169,7 @@ void mbox_free(struct mbox *m)
     for (size_t i = 0; i < m->n; i++)
         mbox_msg_unref(m->msgs[i]);
     free(m->msgs);
+    free(m->spare);
     pthread_mutex_destroy(&m->mu);
     pthread_mutex_destroy(&m->parse_mu);
     free(m);
@@ -242,6 +251,18 @@ int mbox_add(struct mbox *m, uint8_t *raw, size_t len, struct mbox_facts *facts,
             m->bytes -= old->len;
             if (!old->read)
                 m->unread--;
+            /* out of the array and nobody else holds it (a reader's
+             * reference is taken under mu): its buffer can be the next
+             * message's, already in memory (mbox_take_spare) */
+            if (atomic_load(&old->refs) == 1 && old->raw != NULL) {
+                size_t cap = malloc_usable_size(old->raw);
+                if (cap > m->spare_cap) {
+                    free(m->spare);
+                    m->spare = old->raw;
+                    m->spare_cap = cap;
+                    old->raw = NULL;
+                }
+            }
             if (gone != NULL)
                 gone[ngone++] = old;
             else
@@ -274,6 +295,17 @@ int mbox_add(struct mbox *m, uint8_t *raw, size_t len, struct mbox_facts *facts,
     if (id != NULL)
         memcpy(id, new_id, sizeof(new_id));
     return 0;
+}
+
+uint8_t *mbox_take_spare(struct mbox *m, size_t *cap)
+{
+    pthread_mutex_lock(&m->mu);
+    uint8_t *p = m->spare;
+    *cap = p != NULL ? m->spare_cap : 0;
+    m->spare = NULL;
+    m->spare_cap = 0;
+    pthread_mutex_unlock(&m->mu);
+    return p;
 }
 
 /* mbox_find - the index of the message with this ID (mu held), or -1. */

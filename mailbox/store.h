@@ -92,6 +92,12 @@ uint64_t mbox_max_bytes(const struct mbox *m);
 int mbox_add(struct mbox *m, uint8_t *raw, size_t len, struct mbox_facts *facts,
              uint64_t created_us, char *id);
 
+/* mbox_take_spare - a buffer of at least *cap bytes to fill with the next
+ * message (the bytes of an evicted one that nobody reads: already in
+ * memory, where a new one would fault in fresh pages), or NULL (*cap 0).
+ * The caller owns it (it goes back with mbox_add, or free). */
+uint8_t *mbox_take_spare(struct mbox *m, size_t *cap);
+
 /* What changed, for mbox_set_notify. */
 enum mbox_change {
     MBOX_ADDED,   /* id: the new message */
