@@ -83,8 +83,7 @@ static char *api_addrs(const struct mbox_addr *a, size_t n)
 }
 
 /* api_matches - does the message match q? */
-static int api_matches(struct mbox_api *a, struct mbox_msg *msg, int read,
-                       const struct search *q)
+static int api_matches(struct mbox_api *a, struct mbox_msg *msg, int read, const struct search *q)
 {
     const struct mbox_mime *mm;
     struct search_doc d = {0};
@@ -188,10 +187,10 @@ static json_t *api_search(struct mbox_api *a, const char *query, size_t start, s
     free(e);
     search_free(q);
     *matched = hits;
-    out = json_pack("{s:I, s:I, s:I, s:I, s:I, s:[], s:o}", "total", (json_int_t)total, "unread",
-                    (json_int_t)unread, "count", (json_int_t)json_array_size(list),
-                    "messages_count", (json_int_t)hits, "start", (json_int_t)start, "tags",
-                    "messages", list);
+    out =
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:[], s:o}", "total", (json_int_t)total, "unread",
+                  (json_int_t)unread, "count", (json_int_t)json_array_size(list), "messages_count",
+                  (json_int_t)hits, "start", (json_int_t)start, "tags", "messages", list);
     return out;
 }
 
@@ -341,7 +340,7 @@ static void api_part(struct http_req *req, void *arg)
 /* The CSP of a message's HTML: no scripts, nothing remote, no forms or
  * navigation (sandbox); pictures only from the message itself. */
 #define API_HTML_CSP                                                                               \
-    "Content-Security-Policy: sandbox; default-src 'none'; img-src data: cid:; "                  \
+    "Content-Security-Policy: sandbox; default-src 'none'; img-src data: cid:; "                   \
     "style-src 'unsafe-inline'; font-src data:\r\n"
 
 static void api_view(struct http_req *req, void *arg, int html)
