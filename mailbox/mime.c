@@ -156,13 +156,16 @@ static char *mime_to_utf8(const char *charset, const uint8_t *p, size_t n)
     size_t cap, left, outleft;
     char *in = (char *)p;
 
+    /* iconv itself, on GMime's name for the charset: g_mime_iconv_open
+     * falls back to a charset of its own for one it does not know (GMime
+     * 3.2.15, Debian 13), and the text would be read as that */
     if (charset == NULL || mime_is_utf8_charset(charset) ||
-        (cd = g_mime_iconv_open("UTF-8", charset)) == (iconv_t)-1)
+        (cd = iconv_open("UTF-8", g_mime_charset_iconv_name(charset))) == (iconv_t)-1)
         return mbox_utf8((const char *)p, n);
     cap = n * 4 + 16;
     out = malloc(cap);
     if (out == NULL) {
-        g_mime_iconv_close(cd);
+        iconv_close(cd);
         return NULL;
     }
     iconv(cd, NULL, NULL, NULL, NULL);
@@ -183,7 +186,7 @@ static char *mime_to_utf8(const char *charset, const uint8_t *p, size_t n)
         left--;
     }
     iconv(cd, NULL, NULL, &op, &outleft);
-    g_mime_iconv_close(cd);
+    iconv_close(cd);
     char *s = mbox_utf8(out, (size_t)(op - out)); /* NUL and the like, never trusted */
     free(out);
     return s;

@@ -159,7 +159,7 @@ class RoutesTest(HttpCase):
                             f"http://localhost:{port}/readyz", f"http://127.0.0.1:{port}/readyz"],
                            capture_output=True, timeout=30)
         self.assertEqual(r.stdout, b"okokok")
-        self.assertRegex(r.stderr, rb"[Rr]e-?using existing connection")
+        self.assertRegex(r.stderr, rb"[Rr]e-?using existing (http: )?connection")  # curl 7.88, 8.14
 
     def test_unknown_path_404_and_wrong_method_405(self):
         port = self.api()
