@@ -46,6 +46,8 @@
 #define COL_TEXT_MAX    4096 /* bytes of a reply kept */
 #define COL_USER_MAX    256  /* an AUTH user name's bytes */
 #define COL_BUF_START   16384
+#define COL_POOL_MAX    64          /* buffers kept for the next messages */
+#define COL_POOL_BYTES  (32u << 20) /* ... and their bytes at most */
 
 /* Unstuffing DATA (RFC 5321 4.5.2), on the client's raw bytes: a line
  * starts after CRLF; a dot that starts a line is dropped; CRLF "." CRLF is
@@ -101,9 +103,19 @@ struct col_sess {
     size_t npending;
 };
 
+/* A buffer a message was put together in, kept for the next one: its
+ * pages are already in memory, where a new buffer's would each cost a
+ * page fault. */
+struct col_buf {
+    uint8_t *p;
+    size_t cap;
+};
+
 struct mbox_collect {
     struct mbox *m;
     struct col_sess *buckets[COL_BUCKETS];
+    struct col_buf pool[COL_POOL_MAX]; /* the last given back on top */
+    size_t npool, pool_bytes;
 };
 
 static void col_event(const struct tlog_event *ev, void *arg);
@@ -525,6 +537,35 @@ static void col_tls_copy(struct mbox_tls *to, const struct mbox_tls *from)
     to->resumed = from->resumed;
 }
 
+/* col_pool_get - a buffer kept from an earlier message (*cap its size), or
+ * NULL (*cap 0). The caller owns it. */
+static uint8_t *col_pool_get(struct mbox_collect *c, size_t *cap)
+{
+    if (c->npool == 0) {
+        *cap = 0;
+        return NULL;
+    }
+    struct col_buf b = c->pool[--c->npool];
+    c->pool_bytes -= b.cap;
+    *cap = b.cap;
+    return b.p;
+}
+
+/* col_pool_put - p (cap bytes, or NULL) is kept for a next message while
+ * the pool has room, else freed. */
+static void col_pool_put(struct mbox_collect *c, uint8_t *p, size_t cap)
+{
+    if (p == NULL)
+        return;
+    if (c->npool == COL_POOL_MAX || cap > COL_POOL_BYTES - c->pool_bytes) {
+        free(p);
+        return;
+    }
+    c->pool[c->npool].p = p;
+    c->pool[c->npool++].cap = cap;
+    c->pool_bytes += cap;
+}
+
 /* col_commit - a finished message to the store, with what its session
  * knows; t is freed. upstream: the verdict is the upstream's (its reply
  * is the session's last reply to an end of data or BDAT), else smtpscope
@@ -566,26 +607,16 @@ static void col_commit(struct mbox_collect *c, struct col_sess *s, struct col_tx
                                : t->refusal != NULL ? t->refusal
                                                     : "no verdict came for it");
     v->queue_id = accepted ? col_queue_id(v->text) : NULL;
+    size_t cap = t->cap;
     t->buf = NULL;
     if (t->too_big) {
         /* over the cap (or no memory): the store refuses it, and counts it */
         uint64_t max = mbox_max_bytes(c->m);
-        free(raw);
-        raw = NULL;
         len = t->total > max ? (size_t)t->total : (size_t)max + 1;
-    } else if (raw == NULL) {
-        raw = malloc(1);
-    } else if (len < t->cap - t->cap / 4) {
-        /* kept for long: give back a slack of more than a quarter. (Not
-         * less: a buffer freed at its doubled size keeps malloc's mmap
-         * threshold above the sizes that follow, so the next messages
-         * reuse heap memory instead of faulting in fresh pages.) */
-        uint8_t *fit = realloc(raw, len);
-        if (fit != NULL)
-            raw = fit;
     }
     col_tx_free(t);
-    mbox_add(c->m, raw, len, &f, when_us, NULL);
+    mbox_add(c->m, raw, len, &f, when_us, NULL); /* copied (or refused for its size) */
+    col_pool_put(c, raw, cap);
 }
 
 /* col_finished - the client finished cur: it awaits its verdict (or,
@@ -684,7 +715,7 @@ static void col_put(struct mbox_collect *c, struct col_tx *t, const uint8_t *p, 
     if (t->too_big || n == 0)
         return;
     if (t->buf == NULL)
-        t->buf = mbox_take_spare(c->m, &t->cap); /* memory an evicted message used */
+        t->buf = col_pool_get(c, &t->cap);
     if (t->total > mbox_max_bytes(c->m)) {
         t->too_big = 1;
         free(t->buf);
@@ -1083,5 +1114,7 @@ void mbox_collect_close(struct mbox_collect *c)
     for (size_t i = 0; i < COL_BUCKETS; i++)
         while (c->buckets[i] != NULL)
             col_session_free(c, c->buckets[i]);
+    while (c->npool > 0)
+        free(c->pool[--c->npool].p);
     free(c);
 }

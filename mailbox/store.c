@@ -8,19 +8,18 @@
  * (the relay's path) never waits for a parse. A message is freed when its
  * last reference goes (the store's, and each reader's).
  *
- * The buffer of an evicted message that no reader holds is kept (one, the
- * largest) for the collector's next message (mbox_take_spare): once the
- * store is full, keeping a message costs a copy into memory that is already
- * there, not fresh pages.
+ * Raw bytes are copied into the store's arena (arena.h): huge pages that
+ * the oldest messages give back as they go, so that keeping a message
+ * costs a copy, not a page fault per 4 KiB.
  *
  * IDs: 22 characters of the alphabet Mailpit's short UUIDs use, from a
  * counter through a bijective mix keyed at start: unique for the process,
  * not guessable from one another.
  */
 #include "store.h"
+#include "arena.h"
 #include "mime.h"
 
-#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -31,6 +30,7 @@
 
 struct mbox_msg {
     atomic_int refs;
+    struct mbox_arena *arena; /* where raw lives */
     char id[MBOX_ID_LEN + 1];
     uint8_t *raw;
     size_t len;
@@ -50,8 +50,7 @@ struct mbox {
     size_t unread;
     uint64_t next_id, key[2];
     uint64_t added, evicted, refused;
-    uint8_t *spare; /* the bytes of an evicted message nobody reads, for the next one */
-    size_t spare_cap;
+    struct mbox_arena *arena; /* the messages' raw bytes */
     mbox_notify_fn *notify;
     void *notify_arg;
 };
@@ -137,6 +136,10 @@ int mbox_new(struct mbox **out, size_t keep, uint64_t max_bytes)
     pthread_mutex_init(&m->parse_mu, NULL);
     m->keep = keep;
     m->max_bytes = max_bytes;
+    if ((m->arena = mbox_arena_new(true)) == NULL) {
+        free(m);
+        return -1;
+    }
     if (getrandom(m->key, sizeof(m->key), GRND_NONBLOCK) != (ssize_t)sizeof(m->key)) {
         /* no entropy yet: IDs stay unique, only less surprising */
         struct timespec ts;
@@ -150,7 +153,7 @@ int mbox_new(struct mbox **out, size_t keep, uint64_t max_bytes)
 
 static void mbox_msg_free(struct mbox_msg *msg)
 {
-    free(msg->raw);
+    mbox_arena_release(msg->arena, msg->raw, msg->len);
     mbox_facts_clear(&msg->facts);
     mbox_mime_free(msg->mime);
     free(msg);
@@ -169,7 +172,7 @@ void mbox_free(struct mbox *m)
     for (size_t i = 0; i < m->n; i++)
         mbox_msg_unref(m->msgs[i]);
     free(m->msgs);
-    free(m->spare);
+    mbox_arena_free(m->arena);
     pthread_mutex_destroy(&m->mu);
     pthread_mutex_destroy(&m->parse_mu);
     free(m);
@@ -202,7 +205,7 @@ static struct mbox_msg *mbox_remove_at(struct mbox *m, size_t i)
     return msg;
 }
 
-int mbox_add(struct mbox *m, uint8_t *raw, size_t len, struct mbox_facts *facts,
+int mbox_add(struct mbox *m, const uint8_t *raw, size_t len, struct mbox_facts *facts,
              uint64_t created_us, char *id)
 {
     struct mbox_msg *msg = NULL, **gone = NULL;
@@ -215,13 +218,22 @@ int mbox_add(struct mbox *m, uint8_t *raw, size_t len, struct mbox_facts *facts,
         pthread_mutex_lock(&m->mu);
         m->refused++;
         pthread_mutex_unlock(&m->mu);
-        free(raw);
         mbox_facts_clear(facts);
         return -1;
     }
     atomic_init(&msg->refs, 1);
-    msg->raw = raw;
+    msg->arena = m->arena;
     msg->len = len;
+    if ((msg->raw = mbox_arena_alloc(m->arena, len)) == NULL) {
+        free(msg);
+        mbox_facts_clear(facts);
+        pthread_mutex_lock(&m->mu);
+        m->refused++;
+        pthread_mutex_unlock(&m->mu);
+        return -1;
+    }
+    if (len > 0)
+        memcpy(msg->raw, raw, len);
     msg->created_us = created_us;
     msg->facts = *facts;
     memset(facts, 0, sizeof(*facts));
@@ -251,18 +263,6 @@ int mbox_add(struct mbox *m, uint8_t *raw, size_t len, struct mbox_facts *facts,
             m->bytes -= old->len;
             if (!old->read)
                 m->unread--;
-            /* out of the array and nobody else holds it (a reader's
-             * reference is taken under mu): its buffer can be the next
-             * message's, already in memory (mbox_take_spare) */
-            if (atomic_load(&old->refs) == 1 && old->raw != NULL) {
-                size_t cap = malloc_usable_size(old->raw);
-                if (cap > m->spare_cap) {
-                    free(m->spare);
-                    m->spare = old->raw;
-                    m->spare_cap = cap;
-                    old->raw = NULL;
-                }
-            }
             if (gone != NULL)
                 gone[ngone++] = old;
             else
@@ -295,17 +295,6 @@ int mbox_add(struct mbox *m, uint8_t *raw, size_t len, struct mbox_facts *facts,
     if (id != NULL)
         memcpy(id, new_id, sizeof(new_id));
     return 0;
-}
-
-uint8_t *mbox_take_spare(struct mbox *m, size_t *cap)
-{
-    pthread_mutex_lock(&m->mu);
-    uint8_t *p = m->spare;
-    *cap = p != NULL ? m->spare_cap : 0;
-    m->spare = NULL;
-    m->spare_cap = 0;
-    pthread_mutex_unlock(&m->mu);
-    return p;
 }
 
 /* mbox_find - the index of the message with this ID (mu held), or -1. */
@@ -487,6 +476,7 @@ void mbox_stats(struct mbox *m, struct mbox_stats *st)
     st->evicted = m->evicted;
     st->refused = m->refused;
     pthread_mutex_unlock(&m->mu);
+    st->mapped = mbox_arena_mapped(m->arena);
 }
 
 const char *mbox_msg_id(const struct mbox_msg *msg)

@@ -78,25 +78,19 @@ struct mbox_msg; /* one kept message: immutable once added, but for its read fla
 /* mbox_new - a store keeping up to keep messages and max_bytes of their
  * raw bytes. 0, or -1 (out of memory). */
 int mbox_new(struct mbox **out, size_t keep, uint64_t max_bytes);
-/* mbox_free - every message it still holds is let go (held references
- * stay valid until their unref). */
+/* mbox_free - every message it still holds is let go. Readers' references
+ * must all have been let go before (their bytes live in the store). */
 void mbox_free(struct mbox *m);
 uint64_t mbox_max_bytes(const struct mbox *m);
 
-/* mbox_add - keep a message: raw (malloc'd, len bytes) and *facts are
- * taken on success and failure alike (facts is cleared); created_us is its
+/* mbox_add - keep a message: a copy of raw (len bytes); *facts is taken
+ * on success and failure alike (facts is cleared); created_us is its
  * time (microseconds since the epoch). The oldest messages go to make room.
  * Writes the new ID to id (MBOX_ID_LEN + 1 bytes) when id is not NULL.
  * 0, or -1 when it cannot be kept (larger than the byte cap, out of
  * memory). */
-int mbox_add(struct mbox *m, uint8_t *raw, size_t len, struct mbox_facts *facts,
+int mbox_add(struct mbox *m, const uint8_t *raw, size_t len, struct mbox_facts *facts,
              uint64_t created_us, char *id);
-
-/* mbox_take_spare - a buffer of at least *cap bytes to fill with the next
- * message (the bytes of an evicted one that nobody reads: already in
- * memory, where a new one would fault in fresh pages), or NULL (*cap 0).
- * The caller owns it (it goes back with mbox_add, or free). */
-uint8_t *mbox_take_spare(struct mbox *m, size_t *cap);
 
 /* What changed, for mbox_set_notify. */
 enum mbox_change {
@@ -149,6 +143,7 @@ struct mbox_stats {
     uint64_t added;   /* messages kept since start */
     uint64_t evicted; /* dropped for --keep or --keep-bytes */
     uint64_t refused; /* never kept: larger than --keep-bytes */
+    uint64_t mapped;  /* memory the kept bytes occupy (arena.h), malloc'd small ones aside */
 };
 void mbox_stats(struct mbox *m, struct mbox_stats *st);
 

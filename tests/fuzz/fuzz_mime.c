@@ -49,12 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (m == NULL && mbox_new(&m, 4, 1 << 20) != 0)
         abort();
-    uint8_t *raw = malloc(size ? size : 1);
-    if (raw == NULL)
-        return 0;
-    memcpy(raw, data, size);
     memset(&f, 0, sizeof(f));
-    if (mbox_add(m, raw, size, &f, 1, id) != 0)
+    if (mbox_add(m, data, size, &f, 1, id) != 0)
         abort();
     dump(mbox_view_list(m, 0, 10));
     json_t *msg = mbox_view_message(m, id, 1);

@@ -8,6 +8,7 @@
 #include "check.h"
 
 #include "log/transcript.h"
+#include "mailbox/arena.h"
 #include "mailbox/collect.h"
 #include "mailbox/mime.h"
 #include "mailbox/store.h"
@@ -27,22 +28,12 @@
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static uint8_t *dup_bytes(const char *s, size_t *len)
-{
-    *len = strlen(s);
-    uint8_t *p = malloc(*len + 1);
-    memcpy(p, s, *len + 1);
-    return p;
-}
-
 /* add - keep the message s in m; its ID into id. */
 static int add(struct mbox *m, const char *s, char *id)
 {
-    size_t len;
-    uint8_t *raw = dup_bytes(s, &len);
     struct mbox_facts f;
     memset(&f, 0, sizeof(f));
-    return mbox_add(m, raw, len, &f, 1700000000123456ull, id);
+    return mbox_add(m, (const uint8_t *)s, strlen(s), &f, 1700000000123456ull, id);
 }
 
 static const char *jstr(json_t *o, const char *key)
@@ -474,30 +465,77 @@ static void test_store_delete_read(void)
     mbox_free(m);
 }
 
-/* An evicted message nobody reads gives its buffer to the next one; one a
- * reader holds does not. */
-static void test_store_spare(void)
+/* The arena: pieces share a region, a region that empties is filled
+ * again, a piece larger than a region has a mapping of its own, small
+ * pieces are malloc's; what is mapped is counted. */
+static void test_arena(void)
+{
+    struct mbox_arena *a = mbox_arena_new(false);
+    const size_t piece = 100 * 1024;
+    uint8_t *p[64];
+
+    CHECK(a != NULL && mbox_arena_mapped(a) == 0);
+    uint8_t *small = mbox_arena_alloc(a, 100);
+    CHECK(small != NULL && mbox_arena_mapped(a) == 0); /* malloc's */
+    for (int i = 0; i < 40; i++) {
+        p[i] = mbox_arena_alloc(a, piece);
+        CHECK(p[i] != NULL && ((uintptr_t)p[i] & 15) == 0);
+        memset(p[i], i, piece);
+    }
+    /* 20 pieces of 100 KB to a 2 MiB region: 40 fill two */
+    CHECK(mbox_arena_mapped(a) == 2u << 21);
+    for (int i = 0; i < 40; i++)
+        CHECK(p[i][0] == i && p[i][piece - 1] == i); /* none overlaps another */
+    for (int i = 0; i < 20; i++)
+        mbox_arena_release(a, p[i], piece); /* the first region empties: a spare */
+    CHECK(mbox_arena_mapped(a) == 2u << 21);
+    for (int i = 40; i < 60; i++)
+        p[i] = mbox_arena_alloc(a, piece); /* the spare is used again */
+    CHECK(mbox_arena_mapped(a) == 2u << 21);
+    CHECK(p[40] == p[0]); /* from its front */
+    uint8_t *big = mbox_arena_alloc(a, 5u << 20);
+    CHECK(big != NULL && mbox_arena_mapped(a) == (2u << 21) + (6u << 20));
+    big[0] = 1;
+    big[(5u << 20) - 1] = 2;
+    mbox_arena_release(a, big, 5u << 20); /* its own mapping goes at once */
+    CHECK(mbox_arena_mapped(a) == 2u << 21);
+    for (int i = 20; i < 60; i++)
+        mbox_arena_release(a, p[i], piece);
+    CHECK(mbox_arena_mapped(a) <= 5u << 21); /* four spares and the open one at most */
+    mbox_arena_release(a, small, 100);
+    mbox_arena_free(a);
+}
+
+/* The store's bytes live in the arena: a full store of 100 KB messages
+ * maps little more than it keeps, and gives it back as messages go. */
+static void test_store_arena_bytes(void)
 {
     struct mbox *m;
-    size_t cap = 1;
-    char big[3000];
+    const size_t piece = 100 * 1024;
+    uint8_t *raw = malloc(piece);
+    struct mbox_facts f;
+    struct mbox_stats st;
 
-    memset(big, 'x', sizeof(big) - 1);
-    big[sizeof(big) - 1] = '\0';
-    CHECK(mbox_new(&m, 1, 1 << 20) == 0);
-    CHECK(mbox_take_spare(m, &cap) == NULL && cap == 0);
-    CHECK(add(m, big, NULL) == 0);
-    struct mbox_msg *held = mbox_get(m, "latest");
-    CHECK(add(m, "Subject: 2\r\n\r\n", NULL) == 0); /* evicts the held one */
-    CHECK(mbox_take_spare(m, &cap) == NULL);
+    CHECK(raw != NULL && mbox_new(&m, 100, 1ull << 30) == 0);
+    memset(raw, 'x', piece);
+    for (int i = 0; i < 1000; i++) {
+        memset(&f, 0, sizeof(f));
+        raw[0] = (uint8_t)i;
+        CHECK(mbox_add(m, raw, piece, &f, 1, NULL) == 0);
+    }
+    mbox_stats(m, &st);
+    CHECK(st.count == 100 && st.bytes == 100 * piece);
+    struct mbox_msg *msg = mbox_get(m, "latest");
     size_t len;
-    CHECK(held != NULL && mbox_msg_raw(held, &len) != NULL && len == sizeof(big) - 1);
-    mbox_msg_unref(held);
-    CHECK(add(m, "Subject: 3\r\n\r\n", NULL) == 0); /* evicts one nobody holds */
-    uint8_t *spare = mbox_take_spare(m, &cap);
-    CHECK(spare != NULL && cap >= 14); /* "Subject: 2\r\n\r\n" */
-    CHECK(mbox_take_spare(m, &cap) == NULL); /* taken once */
-    free(spare);
+    const uint8_t *r = mbox_msg_raw(msg, &len);
+    CHECK(len == piece && r[0] == (uint8_t)999 && r[piece - 1] == 'x');
+    mbox_msg_unref(msg);
+    /* what the messages fill, and the spares the preparer keeps */
+    CHECK(st.mapped >= 100 * piece && st.mapped <= 100 * piece + (12u << 20));
+    CHECK(mbox_delete(m, NULL, 0) == 100);
+    mbox_stats(m, &st);
+    CHECK(st.mapped <= 10u << 20); /* the open region and four spares at most */
+    free(raw);
     mbox_free(m);
 }
 
@@ -1127,7 +1165,8 @@ int main(void)
     test_store_keep();
     test_store_bytes();
     test_store_delete_read();
-    test_store_spare();
+    test_arena();
+    test_store_arena_bytes();
     test_store_many();
     test_view();
     test_collect_relay();
