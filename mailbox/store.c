@@ -49,7 +49,7 @@ struct mbox {
     uint64_t max_bytes, bytes;
     size_t unread;
     uint64_t next_id, key[2];
-    uint64_t added, evicted, refused;
+    uint64_t added, evicted, refused, deleted;
     struct mbox_arena *arena; /* the messages' raw bytes */
     mbox_notify_fn *notify;
     void *notify_arg;
@@ -369,6 +369,7 @@ size_t mbox_delete(struct mbox *m, const char *const *ids, size_t n)
         m->n = m->cap = 0;
         m->bytes = 0;
         m->unread = 0;
+        m->deleted += ngone;
         pthread_mutex_unlock(&m->mu);
         for (size_t i = 0; i < ngone; i++)
             mbox_msg_unref(gone[i]);
@@ -387,6 +388,7 @@ size_t mbox_delete(struct mbox *m, const char *const *ids, size_t n)
         if (i >= 0)
             gone[ngone++] = mbox_remove_at(m, (size_t)i);
     }
+    m->deleted += ngone;
     pthread_mutex_unlock(&m->mu);
     for (size_t i = 0; i < ngone; i++) {
         if (notify != NULL)
@@ -475,6 +477,7 @@ void mbox_stats(struct mbox *m, struct mbox_stats *st)
     st->added = m->added;
     st->evicted = m->evicted;
     st->refused = m->refused;
+    st->deleted = m->deleted;
     pthread_mutex_unlock(&m->mu);
     st->mapped = mbox_arena_mapped(m->arena);
 }

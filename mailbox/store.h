@@ -143,6 +143,7 @@ struct mbox_stats {
     uint64_t added;   /* messages kept since start */
     uint64_t evicted; /* dropped for --keep or --keep-bytes */
     uint64_t refused; /* never kept: larger than --keep-bytes */
+    uint64_t deleted; /* deleted through the API */
     uint64_t mapped;  /* memory the kept bytes occupy (arena.h), malloc'd small ones aside */
 };
 void mbox_stats(struct mbox *m, struct mbox_stats *st);

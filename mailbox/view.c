@@ -155,6 +155,19 @@ json_t *mbox_view_list(struct mbox *m, size_t start, size_t limit)
     return out;
 }
 
+void mbox_view_info(json_t *info, void *arg)
+{
+    struct mbox_stats st;
+    mbox_stats(arg, &st);
+    json_object_set_new(info, "Messages", json_integer((json_int_t)st.count));
+    json_object_set_new(info, "Unread", json_integer((json_int_t)st.unread));
+    json_object_set_new(info, "DatabaseSize", json_integer((json_int_t)st.bytes));
+    json_t *rt = json_object_get(info, "RuntimeStats");
+    if (rt != NULL)
+        json_object_set_new(rt, "MessagesDeleted",
+                            json_integer((json_int_t)(st.deleted + st.evicted)));
+}
+
 json_t *mbox_view_summary(struct mbox *m, const char *id)
 {
     struct mbox_msg *msg = mbox_get(m, id);

@@ -58,6 +58,12 @@ json_t *mbox_view_message(struct mbox *m, const char *id, int mark_read);
  * not decoded. NULL: no such message. */
 json_t *mbox_view_headers(struct mbox *m, const char *id);
 
+/* mbox_view_info - the store's part of GET /api/v1/info (Mailpit's
+ * AppInformation): Messages, Unread, Database ("" : in memory),
+ * DatabaseSize (raw bytes kept) and RuntimeStats.MessagesDeleted (deleted
+ * and evicted); arg is the store. For struct http_info's mailbox hook. */
+void mbox_view_info(json_t *info, void *arg);
+
 /* mbox_view_smtp - the "SMTP" object alone. NULL: no such message. */
 json_t *mbox_view_smtp(struct mbox *m, const char *id);
 

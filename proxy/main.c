@@ -21,6 +21,7 @@
 #include "../mailbox/collect.h"
 #include "../mailbox/mime.h"
 #include "../mailbox/store.h"
+#include "../mailbox/view.h"
 #include "config.h"
 #include "listener.h"
 #include "loops.h"
@@ -52,11 +53,11 @@ struct px_main {
     char ca_note[600];            /* what the start-up lines say about it */
     struct mbox *mbox;            /* the kept messages (--keep), or NULL */
     struct mbox_collect *collect; /* fills it from the transcript */
-    struct http_server *http; /* the HTTP API, or NULL (off, or the default port taken) */
+    struct http_server *http;     /* the HTTP API, or NULL (off, or the default port taken) */
     struct http_info http_info;
-    char http_note[800]; /* why there is no HTTP API, for the start-up lines */
-    char upstream[300];  /* "host:port", for /api/v1/info */
-    struct mbox_api *api;         /* the kept messages over HTTP, or NULL */
+    char http_note[800];  /* why there is no HTTP API, for the start-up lines */
+    char upstream[300];   /* "host:port", for /api/v1/info */
+    struct mbox_api *api; /* the kept messages over HTTP, or NULL */
     int finished;
 };
 
@@ -381,6 +382,8 @@ static int px_setup_http(const struct px_config *cfg, char *err, size_t errlen)
                                       : "relay",
         .upstream = cfg->sink_dir == NULL && cfg->replay == NULL ? m.upstream : NULL,
         .faults = cfg->nfaults,
+        .mailbox = m.mbox != NULL ? mbox_view_info : NULL,
+        .mailbox_arg = m.mbox,
     };
     if (http_info_routes(m.http, &m.http_info) != 0 ||
         (m.mbox != NULL && api_open(&m.api, m.http, m.px.loop, m.mbox) != 0)) {

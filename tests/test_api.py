@@ -170,6 +170,20 @@ class MessagesTest(ApiCase):
         st, _, _ = call(self.port, "/api/v1/messages", "DELETE", "not an object")
         self.assertEqual(st, 400)
 
+    def test_info_counts_the_kept_messages(self):
+        self.api("--keep", "3")
+        sizes = [len(self.send(rich_message(n))) for n in range(4)]  # the first is evicted
+        info = self.get("/api/v1/info")
+        self.assertEqual((info["Messages"], info["Unread"]), (3, 3))
+        self.assertEqual(info["DatabaseSize"], sum(sizes[1:]))
+        self.assertEqual(info["RuntimeStats"]["MessagesDeleted"], 1)
+        self.get("/api/v1/message/latest")  # marks it read
+        ids = [m["ID"] for m in self.get("/api/v1/messages")["messages"]]
+        call(self.port, "/api/v1/messages", "DELETE", {"IDs": [ids[-1]]})
+        info = self.get("/api/v1/info")
+        self.assertEqual((info["Messages"], info["Unread"]), (2, 1))
+        self.assertEqual(info["RuntimeStats"]["MessagesDeleted"], 2)
+
     def test_list_paging_newest_first(self):
         self.api()
         for n in range(5):
