@@ -144,30 +144,32 @@ static int api_matches(struct mbox_api *a, struct mbox_msg *msg, int read, const
 
 /* api_search - Mailpit's search result: the summaries of the matching
  * messages from start (limit 0: all), newest first, with the mailbox's
- * totals; *matched: how many match in all. ids: when not NULL, gets the
- * matching IDs (malloc'd array of malloc'd strings, *nids of them). NULL
- * when out of memory or the query cannot be compiled. */
-static json_t *api_search(struct mbox_api *a, const char *query, size_t start, size_t limit,
-                          size_t *matched, char ***ids, size_t *nids)
+ * totals, as JSON text (malloc'd, *len); *matched: how many match in all.
+ * ids: when not NULL, gets the matching IDs (malloc'd array of malloc'd
+ * strings, *nids of them). NULL when out of memory or the query cannot be
+ * compiled. */
+static char *api_search(struct mbox_api *a, const char *query, size_t start, size_t limit,
+                        size_t *len, size_t *matched, char ***ids, size_t *nids)
 {
     struct mbox_stats st;
     struct search *q = search_compile(query != NULL ? query : "", api_tz_offset());
-    struct mbox_entry *e;
-    size_t total = 0, unread = 0, n, hits = 0;
-    json_t *list, *out;
+    struct mbox_entry *e, *page;
+    struct mbox_page pg = {.start = start};
+    size_t n, npage = 0;
+    char *out = NULL;
 
     if (q == NULL)
         return NULL;
     mbox_stats(a->m, &st);
     e = calloc(st.count + 1, sizeof(*e));
-    list = json_array();
-    if (e == NULL || list == NULL) {
+    page = calloc(st.count + 1, sizeof(*page));
+    if (e == NULL || page == NULL) {
         free(e);
-        json_decref(list);
+        free(page);
         search_free(q);
         return NULL;
     }
-    n = mbox_list(a->m, 0, st.count, e, &total, &unread);
+    n = mbox_list(a->m, 0, st.count, e, &pg.total, &pg.unread);
     if (ids != NULL) {
         *ids = calloc(n + 1, sizeof(**ids));
         *nids = 0;
@@ -177,20 +179,16 @@ static json_t *api_search(struct mbox_api *a, const char *query, size_t start, s
             continue;
         if (ids != NULL && *ids != NULL)
             (*ids)[(*nids)++] = strdup(mbox_msg_id(e[i].msg));
-        if (hits++ < start || (limit > 0 && json_array_size(list) >= limit))
-            continue;
-        json_t *sum = mbox_view_summary(a->m, mbox_msg_id(e[i].msg));
-        if (sum != NULL)
-            json_array_append_new(list, sum);
+        pg.unread_matched += !e[i].read;
+        if (pg.matched++ >= start && (limit == 0 || npage < limit))
+            page[npage++] = e[i]; /* the reference stays e's */
     }
+    search_free(q);
+    *matched = pg.matched;
+    out = mbox_view_page(a->m, page, npage, &pg, len);
     mbox_list_release(e, n);
     free(e);
-    search_free(q);
-    *matched = hits;
-    out =
-        json_pack("{s:I, s:I, s:I, s:I, s:I, s:[], s:o}", "total", (json_int_t)total, "unread",
-                  (json_int_t)unread, "count", (json_int_t)json_array_size(list), "messages_count",
-                  (json_int_t)hits, "start", (json_int_t)start, "tags", "messages", list);
+    free(page);
     return out;
 }
 
@@ -242,11 +240,13 @@ static int api_ids(const struct http_req *req, const char ***ids, size_t *n, jso
 static void api_list(struct http_req *req, void *arg)
 {
     struct mbox_api *a = arg;
-    json_t *j = mbox_view_list(a->m, api_num(req, "start", 0), api_num(req, "limit", 50));
+    size_t len;
+    char *j = mbox_view_list(a->m, api_num(req, "start", 0), api_num(req, "limit", 50), &len);
     if (j == NULL)
         http_reply_error(req, 500, "out of memory");
     else
-        http_reply_json(req, 200, j);
+        http_reply(req, 200, "application/json", j, len, NULL);
+    free(j);
 }
 
 static void api_set_read(struct http_req *req, void *arg)
@@ -374,19 +374,20 @@ static void api_view_html(struct http_req *req, void *arg)
 
 static void api_search_get(struct http_req *req, void *arg)
 {
-    size_t matched;
-    json_t *j = api_search(arg, http_req_query(req, "query"), api_num(req, "start", 0),
-                           api_num(req, "limit", 50), &matched, NULL, NULL);
+    size_t matched, len;
+    char *j = api_search(arg, http_req_query(req, "query"), api_num(req, "start", 0),
+                         api_num(req, "limit", 50), &len, &matched, NULL, NULL);
     if (j == NULL)
         http_reply_error(req, 500, "out of memory");
     else
-        http_reply_json(req, 200, j);
+        http_reply(req, 200, "application/json", j, len, NULL);
+    free(j);
 }
 
 static void api_search_delete(struct http_req *req, void *arg)
 {
     struct mbox_api *a = arg;
-    size_t matched, nids = 0;
+    size_t matched, nids = 0, len;
     char **ids = NULL;
     const char *query = http_req_query(req, "query");
 
@@ -394,8 +395,8 @@ static void api_search_delete(struct http_req *req, void *arg)
         http_reply_error(req, 400, "no query");
         return;
     }
-    json_t *j = api_search(a, query, 0, 0, &matched, &ids, &nids);
-    json_decref(j);
+    char *j = api_search(a, query, 0, 0, &len, &matched, &ids, &nids);
+    free(j);
     if (j == NULL || ids == NULL) {
         http_reply_error(req, 500, "out of memory");
     } else {
@@ -438,19 +439,20 @@ static void api_wait_end(struct api_wait *w)
  * is and 408). Returns 1 when answered. */
 static int api_wait_try(struct api_wait *w, int timed_out)
 {
-    size_t matched;
-    json_t *j = api_search(w->a, w->query, 0, 0, &matched, NULL, NULL);
+    size_t matched, len;
+    char *j = api_search(w->a, w->query, 0, 0, &len, &matched, NULL, NULL);
     struct http_req *req = w->req;
 
     if (j != NULL && matched < w->count && !timed_out) {
-        json_decref(j);
+        free(j);
         return 0;
     }
     api_wait_end(w);
     if (j == NULL)
         http_reply_error(req, 500, "out of memory");
     else
-        http_reply_json(req, matched >= w->count ? 200 : 408, j);
+        http_reply(req, matched >= w->count ? 200 : 408, "application/json", j, len, NULL);
+    free(j);
     return 1;
 }
 

@@ -38,6 +38,8 @@ struct mbox_msg {
     struct mbox_facts facts;
     int read;               /* under the store's mu */
     struct mbox_mime *mime; /* under the store's parse_mu; NULL until asked */
+    char *memo;             /* a reader's text of it (view.c's summary), under parse_mu */
+    size_t memo_len;
 };
 
 struct mbox {
@@ -156,6 +158,7 @@ static void mbox_msg_free(struct mbox_msg *msg)
     mbox_arena_release(msg->arena, msg->raw, msg->len);
     mbox_facts_clear(&msg->facts);
     mbox_mime_free(msg->mime);
+    free(msg->memo);
     free(msg);
 }
 
@@ -501,6 +504,30 @@ const struct mbox_facts *mbox_msg_facts(const struct mbox_msg *msg)
 uint64_t mbox_msg_created(const struct mbox_msg *msg)
 {
     return msg->created_us;
+}
+
+const char *mbox_msg_memo(struct mbox *m, struct mbox_msg *msg, size_t *len)
+{
+    pthread_mutex_lock(&m->parse_mu);
+    const char *s = msg->memo;
+    *len = msg->memo_len;
+    pthread_mutex_unlock(&m->parse_mu);
+    return s;
+}
+
+const char *mbox_msg_keep_memo(struct mbox *m, struct mbox_msg *msg, char *s, size_t *len)
+{
+    pthread_mutex_lock(&m->parse_mu);
+    if (msg->memo == NULL) {
+        msg->memo = s;
+        msg->memo_len = *len;
+    } else {
+        free(s); /* another reader made it first */
+    }
+    s = msg->memo;
+    *len = msg->memo_len;
+    pthread_mutex_unlock(&m->parse_mu);
+    return s;
 }
 
 const struct mbox_mime *mbox_msg_mime(struct mbox *m, struct mbox_msg *msg)

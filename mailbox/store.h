@@ -160,4 +160,13 @@ struct mbox_mime;
  * waits for it: only readers parse, under a lock of their own. */
 const struct mbox_mime *mbox_msg_mime(struct mbox *m, struct mbox_msg *msg);
 
+/* mbox_msg_memo - the text a reader made of the message once and asked
+ * the store to keep with it (view.c: its summary as JSON), or NULL; valid
+ * while the reference is held. */
+const char *mbox_msg_memo(struct mbox *m, struct mbox_msg *msg, size_t *len);
+/* mbox_msg_keep_memo - keep s (malloc'd, *len bytes; taken) as the
+ * message's memo, unless it has one already (then s is freed). Gives the
+ * memo kept, *len its length. */
+const char *mbox_msg_keep_memo(struct mbox *m, struct mbox_msg *msg, char *s, size_t *len);
+
 #endif

@@ -124,34 +124,98 @@ static json_t *view_summary_of(struct mbox *m, struct mbox_msg *msg, int read)
         (json_int_t)mm->nattachments, "Snippet", view_str(mm->snippet), "SMTP", view_smtp_of(f));
 }
 
-json_t *mbox_view_list(struct mbox *m, size_t start, size_t limit)
+#define VIEW_READ_KEY "\"Read\":false" /* in a kept summary: the flag's place */
+
+/* view_summary_text - the message's summary as compact JSON with
+ * "Read":false, made on first use and kept with the message; *read_at is
+ * the offset of that false (a quote in a JSON string is escaped, so the
+ * first unescaped "Read": is the key). NULL when out of memory. */
+static const char *view_summary_text(struct mbox *m, struct mbox_msg *msg, size_t *len,
+                                     size_t *read_at)
+{
+    const char *t = mbox_msg_memo(m, msg, len);
+    if (t == NULL) {
+        json_t *j = view_summary_of(m, msg, 0);
+        char *s = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        if (s == NULL)
+            return NULL;
+        *len = strlen(s);
+        t = mbox_msg_keep_memo(m, msg, s, len);
+    }
+    const char *k = strstr(t, VIEW_READ_KEY);
+    if (k == NULL)
+        return NULL;
+    *read_at = (size_t)(k - t) + strlen(VIEW_READ_KEY) - strlen("false");
+    return t;
+}
+
+char *mbox_view_page(struct mbox *m, const struct mbox_entry *e, size_t n,
+                     const struct mbox_page *pg, size_t *len)
+{
+    const char **text = calloc(n + 1, sizeof(*text));
+    size_t *tlen = calloc(n + 1, sizeof(*tlen)), *at = calloc(n + 1, sizeof(*at));
+    size_t count = 0, room = 256;
+    char head[256], *out = NULL;
+
+    if (text == NULL || tlen == NULL || at == NULL)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        text[i] = view_summary_text(m, e[i].msg, &tlen[i], &at[i]);
+        if (text[i] != NULL) {
+            count++;
+            room += tlen[i] + 2; /* "true" for "false", and a comma */
+        }
+    }
+    int hn = snprintf(head, sizeof(head),
+                      "{\"total\":%zu,\"unread\":%zu,\"count\":%zu,\"messages_count\":%zu,"
+                      "\"messages_unread\":%zu,\"start\":%zu,\"tags\":[],\"messages\":[",
+                      pg->total, pg->unread, count, pg->matched, pg->unread_matched, pg->start);
+    if ((out = malloc(room + (size_t)hn)) == NULL)
+        goto done;
+    size_t o = (size_t)hn;
+    memcpy(out, head, o);
+    for (size_t i = 0, k = 0; i < n; i++) {
+        if (text[i] == NULL)
+            continue;
+        if (k++ > 0)
+            out[o++] = ',';
+        memcpy(out + o, text[i], at[i]);
+        o += at[i];
+        const char *flag = e[i].read ? "true" : "false";
+        memcpy(out + o, flag, strlen(flag));
+        o += strlen(flag);
+        size_t rest = at[i] + strlen("false");
+        memcpy(out + o, text[i] + rest, tlen[i] - rest);
+        o += tlen[i] - rest;
+    }
+    memcpy(out + o, "]}", 3);
+    *len = o + 2;
+done:
+    free(text);
+    free(tlen);
+    free(at);
+    return out;
+}
+
+char *mbox_view_list(struct mbox *m, size_t start, size_t limit, size_t *len)
 {
     struct mbox_entry *e;
-    size_t total = 0, unread = 0, n;
-    json_t *msgs, *out;
-
+    struct mbox_page pg = {.start = start};
     struct mbox_stats st;
+
     mbox_stats(m, &st);
     if (limit == 0 || limit > st.count)
         limit = st.count; /* 0 as Mailpit: every message; never more room than messages */
     e = malloc((limit ? limit : 1) * sizeof(*e));
     if (e == NULL)
         return NULL;
-    n = mbox_list(m, start, limit, e, &total, &unread);
-    msgs = json_array();
-    for (size_t i = 0; msgs != NULL && i < n; i++) {
-        json_t *s = view_summary_of(m, e[i].msg, e[i].read);
-        if (s != NULL)
-            json_array_append_new(msgs, s);
-    }
+    size_t n = mbox_list(m, start, limit, e, &pg.total, &pg.unread);
+    pg.matched = pg.total;
+    pg.unread_matched = pg.unread;
+    char *out = mbox_view_page(m, e, n, &pg, len);
     mbox_list_release(e, n);
     free(e);
-    if (msgs == NULL)
-        return NULL;
-    out = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:[],s:o}", "total", (json_int_t)total, "unread",
-                    (json_int_t)unread, "count", (json_int_t)json_array_size(msgs),
-                    "messages_count", (json_int_t)total, "messages_unread", (json_int_t)unread,
-                    "start", (json_int_t)start, "tags", "messages", msgs);
     return out;
 }
 

@@ -37,12 +37,28 @@
 #include <stdint.h>
 
 struct mbox;
+struct mbox_entry;
 
-/* mbox_view_list - GET /api/v1/messages?start&limit: Mailpit's
- * MessagesSummary ({"total", "unread", "count", "messages_count",
- * "messages_unread", "start", "tags", "messages": [summaries]}), newest
- * first; limit 0: all of them, as Mailpit. NULL only when out of memory. */
-json_t *mbox_view_list(struct mbox *m, size_t start, size_t limit);
+/* The counts of a page of summaries (Mailpit's MessagesSummary). */
+struct mbox_page {
+    size_t total, unread;           /* the whole mailbox */
+    size_t matched, unread_matched; /* what the listing or search selected */
+    size_t start;
+};
+
+/* mbox_view_page - Mailpit's MessagesSummary as JSON text ({"total",
+ * "unread", "count", "messages_count", "messages_unread", "start", "tags",
+ * "messages": [summaries]}) of the n entries given, in their order:
+ * malloc'd, NUL-terminated, *len bytes; NULL when out of memory. Each
+ * summary is made once and kept with its message (mbox_msg_keep_memo):
+ * a message's summary never changes but for its read flag, written in
+ * here, so listing thousands is a copy of each. */
+char *mbox_view_page(struct mbox *m, const struct mbox_entry *e, size_t n,
+                     const struct mbox_page *pg, size_t *len);
+
+/* mbox_view_list - GET /api/v1/messages?start&limit: the page of the
+ * mailbox from start, newest first; limit 0: all of them, as Mailpit. */
+char *mbox_view_list(struct mbox *m, size_t start, size_t limit, size_t *len);
 
 /* mbox_view_summary - one message's summary, as in the list (for a "new
  * message" event). NULL: no such message. */

@@ -52,7 +52,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&f, 0, sizeof(f));
     if (mbox_add(m, data, size, &f, 1, id) != 0)
         abort();
-    dump(mbox_view_list(m, 0, 10));
+    size_t len;
+    char *list = mbox_view_list(m, 0, 10, &len);
+    json_t *parsed = list != NULL ? json_loadb(list, len, 0, NULL) : NULL;
+    free(list);
+    dump(parsed); /* the list is JSON */
     json_t *msg = mbox_view_message(m, id, 1);
     if (msg == NULL)
         abort();
