@@ -277,6 +277,20 @@ static char *search_lower(const char *s)
     return out;
 }
 
+/* search_value - t takes v as its value: 1, or 0 when v is empty (a term
+ * of nothing, which Mailpit drops), -1 when v is NULL (out of memory). */
+static int search_value(struct search_term *t, char *v)
+{
+    if (v == NULL)
+        return -1;
+    if (v[0] == '\0') {
+        free(v);
+        return 0;
+    }
+    t->value = v;
+    return 1;
+}
+
 /* search_term - one argument as a term; 0 when it adds none (an empty
  * value, an unreadable date: Mailpit ignores those), -1 out of memory. */
 static int search_term(const char *w, long tz, struct search_term *t)
@@ -291,15 +305,8 @@ static int search_term(const char *w, long tz, struct search_term *t)
         if (strncasecmp(w, search_fields[i].prefix, pl) != 0)
             continue;
         t->kind = search_fields[i].kind;
-        t->value = search_fields[i].clean ? search_clean(w + pl) : search_lower(w + pl);
-        if (t->value == NULL)
-            return -1;
-        if (t->value[0] == '\0') {
-            free(t->value);
-            t->value = NULL;
-            return 0;
-        }
-        return 1;
+        return search_value(t,
+                            search_fields[i].clean ? search_clean(w + pl) : search_lower(w + pl));
     }
     static const struct {
         const char *word;
@@ -347,16 +354,9 @@ static int search_term(const char *w, long tz, struct search_term *t)
     char *low = search_lower(w);
     if (low == NULL)
         return -1;
-    t->value = search_clean(low);
+    char *v = search_clean(low);
     free(low);
-    if (t->value == NULL)
-        return -1;
-    if (t->value[0] == '\0') {
-        free(t->value);
-        t->value = NULL;
-        return 0;
-    }
-    return 1;
+    return search_value(t, v);
 }
 
 struct search *search_compile(const char *query, long tz_offset_s)

@@ -402,14 +402,11 @@ int mbox_part(struct mbox *m, const char *id, const char *part_id, uint8_t **buf
               char **content_type)
 {
     struct mbox_msg *msg = mbox_get(m, id);
-    const uint8_t *raw;
     size_t n;
-    int rc;
 
     if (msg == NULL)
         return -1;
-    raw = mbox_msg_raw(msg, &n);
-    rc = mbox_mime_part(raw, n, part_id, buf, len, content_type);
+    int rc = mbox_mime_part(mbox_msg_raw(msg, &n), n, part_id, buf, len, content_type);
     mbox_msg_unref(msg);
     return rc;
 }
@@ -417,14 +414,11 @@ int mbox_part(struct mbox *m, const char *id, const char *part_id, uint8_t **buf
 int mbox_bodies(struct mbox *m, const char *id, char **text, char **html)
 {
     struct mbox_msg *msg = mbox_get(m, id);
-    const uint8_t *raw;
     size_t n;
-    int rc;
 
     if (msg == NULL)
         return -1;
-    raw = mbox_msg_raw(msg, &n);
-    rc = mbox_mime_bodies(raw, n, text, html);
+    int rc = mbox_mime_bodies(mbox_msg_raw(msg, &n), n, text, html);
     mbox_msg_unref(msg);
     return rc;
 }

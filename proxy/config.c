@@ -264,17 +264,25 @@ int px_split_hostport(const char *s, char *host, size_t hostlen, char *port, siz
     return 0;
 }
 
+/* px_leading_number - the decimal number s starts with (no sign, no
+ * blank), and in *end what follows it. -1 when s does not start with a
+ * digit or the number is out of range. */
+static int px_leading_number(const char *s, unsigned long long *v, char **end)
+{
+    if (s[0] < '0' || s[0] > '9')
+        return -1;
+    errno = 0;
+    *v = strtoull(s, end, 10);
+    return errno != 0 ? -1 : 0;
+}
+
 int px_parse_duration(const char *s, uint64_t *ms)
 {
     char *end;
     unsigned long long v;
     uint64_t mult = 1000;
 
-    if (s[0] < '0' || s[0] > '9')
-        return -1;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno != 0)
+    if (px_leading_number(s, &v, &end) != 0)
         return -1;
     if (strcmp(end, "ms") == 0)
         mult = 1;
@@ -298,11 +306,7 @@ int px_parse_size(const char *s, uint64_t *bytes)
     unsigned long long v;
     int shift = 0;
 
-    if (s[0] < '0' || s[0] > '9')
-        return -1;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno != 0)
+    if (px_leading_number(s, &v, &end) != 0)
         return -1;
     if (strcmp(end, "K") == 0 || strcmp(end, "k") == 0)
         shift = 10;
