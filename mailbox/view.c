@@ -406,7 +406,8 @@ int mbox_part(struct mbox *m, const char *id, const char *part_id, uint8_t **buf
 
     if (msg == NULL)
         return -1;
-    int rc = mbox_mime_part(mbox_msg_raw(msg, &n), n, part_id, buf, len, content_type);
+    const uint8_t *raw = mbox_msg_raw(msg, &n);
+    int rc = mbox_mime_part(raw, n, part_id, buf, len, content_type);
     mbox_msg_unref(msg);
     return rc;
 }
@@ -418,7 +419,8 @@ int mbox_bodies(struct mbox *m, const char *id, char **text, char **html)
 
     if (msg == NULL)
         return -1;
-    int rc = mbox_mime_bodies(mbox_msg_raw(msg, &n), n, text, html);
+    const uint8_t *raw = mbox_msg_raw(msg, &n);
+    int rc = mbox_mime_bodies(raw, n, text, html);
     mbox_msg_unref(msg);
     return rc;
 }
