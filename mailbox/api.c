@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 #include <time.h>
 
@@ -52,6 +53,14 @@ static size_t api_num(const struct http_req *req, const char *name, size_t dflt)
         return dflt;
     unsigned long long n = strtoull(v, &end, 10);
     return *end == '\0' && v[0] != '-' ? (size_t)n : dflt;
+}
+
+/* api_flag - a query parameter that says yes: "1", "true" or "yes". */
+static int api_flag(const struct http_req *req, const char *name)
+{
+    const char *v = http_req_query(req, name);
+    return v != NULL &&
+           (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0);
 }
 
 static long api_tz_offset(void)
@@ -338,9 +347,11 @@ static void api_part(struct http_req *req, void *arg)
 }
 
 /* The CSP of a message's HTML: no scripts, nothing remote, no forms or
- * navigation (sandbox); pictures only from the message itself. */
-#define API_HTML_CSP                                                                               \
-    "Content-Security-Policy: sandbox; default-src 'none'; img-src data: cid:; "                   \
+ * navigation (sandbox); pictures only from the message itself (its parts,
+ * served here, and data: URLs), or from anywhere when the user asks
+ * (?remote=1). */
+#define API_HTML_CSP(img)                                                                          \
+    "Content-Security-Policy: sandbox; default-src 'none'; img-src 'self' data:" img "; "          \
     "style-src 'unsafe-inline'; font-src data:\r\n"
 
 static void api_view(struct http_req *req, void *arg, int html)
@@ -355,7 +366,8 @@ static void api_view(struct http_req *req, void *arg, int html)
     if (html && (h == NULL || h[0] == '\0'))
         http_reply_text(req, 404, "the message has no HTML part");
     else if (html)
-        http_reply(req, 200, "text/html; charset=utf-8", h, strlen(h), API_HTML_CSP);
+        http_reply(req, 200, "text/html; charset=utf-8", h, strlen(h),
+                   api_flag(req, "remote") ? API_HTML_CSP(" http: https:") : API_HTML_CSP(""));
     else
         http_reply(req, 200, "text/plain; charset=utf-8", text, strlen(text), NULL);
     free(text);

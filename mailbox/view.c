@@ -412,6 +412,57 @@ int mbox_part(struct mbox *m, const char *id, const char *part_id, uint8_t **buf
     return rc;
 }
 
+/* view_cid_part - the part whose Content-ID p starts with (followed by
+ * the end of the reference: a quote, a blank, '>' or ')'), or NULL. */
+static const struct mbox_part_info *view_cid_part(const struct mbox_mime *mm, const char *p)
+{
+    for (size_t i = 0; i < mm->nparts; i++) {
+        const char *cid = mm->parts[i].content_id;
+        size_t n = cid != NULL ? strlen(cid) : 0;
+        if (n > 0 && strncmp(p, cid, n) == 0 && strchr("\"' \t\r\n>)", p[n]) != NULL)
+            return &mm->parts[i];
+    }
+    return NULL;
+}
+
+/* view_cid_links - html with its cid: references to the message's parts
+ * made part URLs (see mbox_bodies); html is freed. NULL: out of memory. */
+static char *view_cid_links(char *html, const char *id, const struct mbox_mime *mm)
+{
+    size_t len = strlen(html), cap = len + 1, o = 0;
+    char *out = malloc(cap);
+
+    for (const char *p = html; out != NULL && *p != '\0';) {
+        const struct mbox_part_info *part =
+            strncasecmp(p, "cid:", 4) == 0 ? view_cid_part(mm, p + 4) : NULL;
+        char url[256];
+        size_t n = 1;
+        const char *put = p;
+        if (part != NULL) {
+            n = (size_t)snprintf(url, sizeof(url), "/api/v1/message/%s/part/%s", id, part->part_id);
+            put = url;
+            p += 4 + strlen(part->content_id);
+        } else {
+            p++;
+        }
+        if (o + n + 1 > cap) {
+            char *grown = realloc(out, cap = (o + n + 1) * 2);
+            if (grown == NULL) {
+                free(out);
+                out = NULL;
+                break;
+            }
+            out = grown;
+        }
+        memcpy(out + o, put, n);
+        o += n;
+    }
+    if (out != NULL)
+        out[o] = '\0';
+    free(html);
+    return out;
+}
+
 int mbox_bodies(struct mbox *m, const char *id, char **text, char **html)
 {
     struct mbox_msg *msg = mbox_get(m, id);
@@ -421,6 +472,13 @@ int mbox_bodies(struct mbox *m, const char *id, char **text, char **html)
         return -1;
     const uint8_t *raw = mbox_msg_raw(msg, &n);
     int rc = mbox_mime_bodies(raw, n, text, html);
+    const struct mbox_mime *mm = rc == 0 ? mbox_msg_mime(m, msg) : NULL;
+    if (mm != NULL && mm->ninline + mm->nattachments > 0 && strstr(*html, "cid:") != NULL &&
+        (*html = view_cid_links(*html, mbox_msg_id(msg), mm)) == NULL) {
+        free(*text);
+        *text = NULL;
+        rc = -1;
+    }
     mbox_msg_unref(msg);
     return rc;
 }

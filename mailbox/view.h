@@ -90,7 +90,10 @@ int mbox_part(struct mbox *m, const char *id, const char *part_id, uint8_t **buf
               char **content_type);
 
 /* mbox_bodies - /view/{ID}.txt and .html: the text and HTML bodies in
- * UTF-8 ("" when there is none). 0, or -1 when there is no such message. */
+ * UTF-8 ("" when there is none). In the HTML, each cid: reference to a
+ * part of the message (by its Content-ID) becomes that part's URL,
+ * /api/v1/message/{ID}/part/{PartID}, so that a page shows the message's
+ * own pictures. 0, or -1 when there is no such message. */
 int mbox_bodies(struct mbox *m, const char *id, char **text, char **html);
 
 #endif

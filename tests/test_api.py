@@ -149,6 +149,34 @@ class MessagesTest(ApiCase):
         mid = self.get("/api/v1/messages")["messages"][0]["ID"]
         self.assertEqual(call(self.port, f"/view/{mid}.html")[0], 404)
 
+    def test_html_view_shows_the_messages_own_pictures_and_remote_ones_on_request(self):
+        self.api()
+        m = EmailMessage()
+        m["From"], m["To"], m["Subject"] = "a@x.test", "b@x.test", "pictures"
+        m.set_content("see the logo\n")
+        m.add_alternative('<p><img src="cid:logo@x.test"> and <img src="https://example.test/t.png">'
+                          ' and <img src="cid:unknown@x.test"></p>', subtype="html")
+        m.get_payload()[1].add_related(PNG, maintype="image", subtype="png", cid="<logo@x.test>",
+                                       filename="logo.png")
+        self.send(m)
+        msg = self.get("/api/v1/message/latest")
+        part = [p for p in msg["Inline"] + msg["Attachments"] if p["ContentID"] == "logo@x.test"]
+        self.assertEqual(len(part), 1, msg)
+        url = f"/api/v1/message/{msg['ID']}/part/{part[0]['PartID']}"
+        st, hd, body = call(self.port, f"/view/{msg['ID']}.html")
+        self.assertEqual(st, 200)
+        html = body.decode()
+        self.assertIn(f'<img src="{url}">', html)
+        self.assertIn('src="cid:unknown@x.test"', html)  # no such part: left as it is
+        csp = hd["Content-Security-Policy"]
+        self.assertIn("img-src 'self' data:;", csp)
+        self.assertNotIn("https:", csp)
+        st, _, img = call(self.port, url)
+        self.assertEqual((st, img), (200, PNG))
+        st, hd, _ = call(self.port, f"/view/{msg['ID']}.html?remote=1")
+        self.assertIn("img-src 'self' data: http: https:;", hd["Content-Security-Policy"])
+        self.assertIn("default-src 'none'", hd["Content-Security-Policy"])
+
     def test_read_flags_and_delete(self):
         self.api()
         for n in range(3):
