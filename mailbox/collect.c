@@ -28,6 +28,7 @@
  * (the store counts the message as refused).
  */
 #include "collect.h"
+#include "arena.h"
 #include "store.h"
 #include "../log/sasl.h"
 #include "../log/transcript.h"
@@ -77,7 +78,8 @@ struct col_tx {
     enum col_us us;
     uint8_t *buf;
     size_t len, cap;
-    uint64_t total; /* content bytes, kept or not */
+    struct mbox_arena *big; /* buf is a big piece of the store's arena (else malloc's) */
+    uint64_t total;         /* content bytes, kept or not */
     int too_big;
     int own_code; /* smtpscope's own latest reply in this transaction */
     char *own_text;
@@ -489,6 +491,18 @@ static struct col_sess *col_session(struct mbox_collect *c, uint64_t id, int mak
     return s;
 }
 
+/* col_buf_drop - t's buffer let go, wherever it came from. */
+static void col_buf_drop(struct col_tx *t)
+{
+    if (t->big != NULL)
+        mbox_arena_release(t->big, t->buf, t->cap);
+    else
+        free(t->buf);
+    t->buf = NULL;
+    t->big = NULL;
+    t->len = t->cap = 0;
+}
+
 static void col_tx_free(struct col_tx *t)
 {
     if (t == NULL)
@@ -500,7 +514,7 @@ static void col_tx_free(struct col_tx *t)
     }
     free(t->rcpt);
     col_free_strs(t->warn, t->nwarn);
-    free(t->buf);
+    col_buf_drop(t);
     free(t->own_text);
     free(t->refusal);
     free(t);
@@ -608,15 +622,21 @@ static void col_commit(struct mbox_collect *c, struct col_sess *s, struct col_tx
                                                     : "no verdict came for it");
     v->queue_id = accepted ? col_queue_id(v->text) : NULL;
     size_t cap = t->cap;
+    int big = t->big != NULL;
     t->buf = NULL;
+    t->big = NULL;
     if (t->too_big) {
         /* over the cap (or no memory): the store refuses it, and counts it */
         uint64_t max = mbox_max_bytes(c->m);
         len = t->total > max ? (size_t)t->total : (size_t)max + 1;
     }
     col_tx_free(t);
-    mbox_add(c->m, raw, len, &f, when_us, NULL); /* copied (or refused for its size) */
-    col_pool_put(c, raw, cap);
+    if (big) {
+        mbox_add_piece(c->m, raw, len, &f, when_us, NULL); /* handed over as it is */
+    } else {
+        mbox_add(c->m, raw, len, &f, when_us, NULL); /* copied (or refused for its size) */
+        col_pool_put(c, raw, cap);
+    }
 }
 
 /* col_finished - the client finished cur: it awaits its verdict (or,
@@ -718,21 +738,31 @@ static void col_put(struct mbox_collect *c, struct col_tx *t, const uint8_t *p, 
         t->buf = col_pool_get(c, &t->cap);
     if (t->total > mbox_max_bytes(c->m)) {
         t->too_big = 1;
-        free(t->buf);
-        t->buf = NULL;
-        t->len = t->cap = 0;
+        col_buf_drop(t);
         return;
     }
     if (t->len + n > t->cap) {
         size_t cap = t->cap ? t->cap : COL_BUF_START;
         while (cap < t->len + n)
             cap *= 2;
-        uint8_t *b = realloc(t->buf, cap);
+        uint8_t *b;
+        if (t->big != NULL) {
+            b = mbox_arena_grow(t->big, t->buf, t->len + n, &cap); /* in place */
+        } else if (cap >= MBOX_ARENA_BIG) {
+            /* big: a piece of the store's arena that grows in place, handed
+             * to the store as it is when done */
+            struct mbox_arena *a = mbox_store_arena(c->m);
+            if ((b = mbox_arena_grow(a, NULL, cap, &cap)) != NULL) {
+                memcpy(b, t->buf, t->len);
+                col_pool_put(c, t->buf, t->cap); /* for the next message's start */
+                t->big = a;
+            }
+        } else {
+            b = realloc(t->buf, cap);
+        }
         if (b == NULL) {
             t->too_big = 1; /* not kept: said as too big */
-            free(t->buf);
-            t->buf = NULL;
-            t->len = t->cap = 0;
+            col_buf_drop(t);
             return;
         }
         t->buf = b;

@@ -138,7 +138,7 @@ int mbox_new(struct mbox **out, size_t keep, uint64_t max_bytes)
     pthread_mutex_init(&m->parse_mu, NULL);
     m->keep = keep;
     m->max_bytes = max_bytes;
-    if ((m->arena = mbox_arena_new(true)) == NULL) {
+    if ((m->arena = mbox_arena_new(true, max_bytes / 4, max_bytes)) == NULL) {
         free(m);
         return -1;
     }
@@ -208,35 +208,67 @@ static struct mbox_msg *mbox_remove_at(struct mbox *m, size_t i)
     return msg;
 }
 
+/* mbox_keep - the store takes msg (its raw and len set) and *facts. */
+static int mbox_keep(struct mbox *m, struct mbox_msg *msg, struct mbox_facts *facts,
+                     uint64_t created_us, char *id);
+
+/* mbox_refuse - nothing kept: counted; piece (if any) and facts let go. */
+static int mbox_refuse(struct mbox *m, uint8_t *piece, size_t len, struct mbox_facts *facts)
+{
+    mbox_arena_release(m->arena, piece, len);
+    mbox_facts_clear(facts);
+    pthread_mutex_lock(&m->mu);
+    m->refused++;
+    pthread_mutex_unlock(&m->mu);
+    return -1;
+}
+
 int mbox_add(struct mbox *m, const uint8_t *raw, size_t len, struct mbox_facts *facts,
              uint64_t created_us, char *id)
 {
-    struct mbox_msg *msg = NULL, **gone = NULL;
-    size_t ngone = 0;
+    struct mbox_msg *msg = NULL;
+
+    if (m->keep == 0 || len > m->max_bytes || (msg = calloc(1, sizeof(*msg))) == NULL)
+        return mbox_refuse(m, NULL, 0, facts);
+    if ((msg->raw = mbox_arena_alloc(m->arena, len)) == NULL) {
+        free(msg);
+        return mbox_refuse(m, NULL, 0, facts);
+    }
+    if (len > 0)
+        memcpy(msg->raw, raw, len);
+    msg->len = len;
+    return mbox_keep(m, msg, facts, created_us, id);
+}
+
+int mbox_add_piece(struct mbox *m, uint8_t *piece, size_t len, struct mbox_facts *facts,
+                   uint64_t created_us, char *id)
+{
+    struct mbox_msg *msg = NULL;
+
+    if (m->keep == 0 || len > m->max_bytes || (msg = calloc(1, sizeof(*msg))) == NULL)
+        return mbox_refuse(m, piece, len, facts);
+    mbox_arena_fit(m->arena, piece, len);
+    msg->raw = piece;
+    msg->len = len;
+    return mbox_keep(m, msg, facts, created_us, id);
+}
+
+struct mbox_arena *mbox_store_arena(struct mbox *m)
+{
+    return m->arena;
+}
+
+static int mbox_keep(struct mbox *m, struct mbox_msg *msg, struct mbox_facts *facts,
+                     uint64_t created_us, char *id)
+{
+    struct mbox_msg **gone = NULL;
+    size_t ngone = 0, len = msg->len;
     char new_id[MBOX_ID_LEN + 1];
     mbox_notify_fn *notify;
     void *notify_arg;
 
-    if (m->keep == 0 || len > m->max_bytes || (msg = calloc(1, sizeof(*msg))) == NULL) {
-        pthread_mutex_lock(&m->mu);
-        m->refused++;
-        pthread_mutex_unlock(&m->mu);
-        mbox_facts_clear(facts);
-        return -1;
-    }
     atomic_init(&msg->refs, 1);
     msg->arena = m->arena;
-    msg->len = len;
-    if ((msg->raw = mbox_arena_alloc(m->arena, len)) == NULL) {
-        free(msg);
-        mbox_facts_clear(facts);
-        pthread_mutex_lock(&m->mu);
-        m->refused++;
-        pthread_mutex_unlock(&m->mu);
-        return -1;
-    }
-    if (len > 0)
-        memcpy(msg->raw, raw, len);
     msg->created_us = created_us;
     msg->facts = *facts;
     memset(facts, 0, sizeof(*facts));

@@ -92,6 +92,16 @@ uint64_t mbox_max_bytes(const struct mbox *m);
 int mbox_add(struct mbox *m, const uint8_t *raw, size_t len, struct mbox_facts *facts,
              uint64_t created_us, char *id);
 
+struct mbox_arena;
+/* mbox_store_arena - the arena the store's bytes live in (arena.h), for
+ * the collector's big buffers, which it hands over (mbox_add_piece). */
+struct mbox_arena *mbox_store_arena(struct mbox *m);
+/* mbox_add_piece - mbox_add without a copy: piece is a piece of the
+ * store's arena holding len bytes (at least half of what it was asked
+ * for), taken on success and failure alike. */
+int mbox_add_piece(struct mbox *m, uint8_t *piece, size_t len, struct mbox_facts *facts,
+                   uint64_t created_us, char *id);
+
 /* What changed, for mbox_set_notify. */
 enum mbox_change {
     MBOX_ADDED,   /* id: the new message */

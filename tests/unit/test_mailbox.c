@@ -477,11 +477,11 @@ static void test_store_delete_read(void)
 }
 
 /* The arena: pieces share a region, a region that empties is filled
- * again, a piece larger than a region has a mapping of its own, small
- * pieces are malloc's; what is mapped is counted. */
+ * again, a big piece is regions of its own, small pieces are malloc's;
+ * what is mapped is counted. */
 static void test_arena(void)
 {
-    struct mbox_arena *a = mbox_arena_new(false);
+    struct mbox_arena *a = mbox_arena_new(false, 0, 64u << 20);
     const size_t piece = 100 * 1024;
     uint8_t *p[64];
 
@@ -508,12 +508,51 @@ static void test_arena(void)
     CHECK(big != NULL && mbox_arena_mapped(a) == (2u << 21) + (6u << 20));
     big[0] = 1;
     big[(5u << 20) - 1] = 2;
-    mbox_arena_release(a, big, 5u << 20); /* its own mapping goes at once */
-    CHECK(mbox_arena_mapped(a) == 2u << 21);
+    mbox_arena_release(a, big, 5u << 20); /* its three regions: spares */
+    CHECK(mbox_arena_mapped(a) == (2u << 21) + (6u << 20));
     for (int i = 20; i < 60; i++)
         mbox_arena_release(a, p[i], piece);
     CHECK(mbox_arena_mapped(a) <= 5u << 21); /* four spares and the open one at most */
     mbox_arena_release(a, small, 100);
+    mbox_arena_free(a);
+}
+
+/* Big pieces grow in place (their bytes stay where they are), give back
+ * what they do not need when fitted, and their regions serve the next
+ * pieces: no new memory once some was let go. */
+static void test_arena_big(void)
+{
+    const uint64_t MiB = 1u << 20;
+    struct mbox_arena *a = mbox_arena_new(false, 16 * MiB, 64 * MiB);
+    size_t room;
+
+    uint8_t *p = mbox_arena_grow(a, NULL, 3 * MiB, &room);
+    CHECK(p != NULL && room == 4 * MiB - 64 && mbox_arena_mapped(a) == 4 * MiB);
+    for (size_t o = 0; o < 3 * MiB; o += 4096)
+        p[o] = (uint8_t)(o / 4096);
+    CHECK(mbox_arena_grow(a, p, 7 * MiB, &room) == p && room == 8 * MiB - 64);
+    CHECK(mbox_arena_mapped(a) == 8 * MiB);
+    int same = 1;
+    for (size_t o = 0; o < 3 * MiB; o += 4096)
+        same &= p[o] == (uint8_t)(o / 4096); /* grown in place, bytes kept */
+    CHECK(same);
+    p[7 * MiB - 1] = 'z';
+    CHECK(mbox_arena_grow(a, p, 67 * MiB, &room) == NULL); /* past the largest */
+    CHECK(p[7 * MiB - 1] == 'z' && mbox_arena_mapped(a) == 8 * MiB);
+    mbox_arena_fit(a, p, 5 * MiB); /* 6 MiB of it stay, one region a spare */
+    CHECK(mbox_arena_mapped(a) == 8 * MiB && p[5 * MiB - 1] == 0);
+    uint8_t *q = mbox_arena_alloc(a, MiB);
+    CHECK(q != NULL && mbox_arena_mapped(a) == 8 * MiB); /* into the spare */
+    mbox_arena_release(a, p, 5 * MiB);                   /* three spares more */
+    uint8_t *r = mbox_arena_grow(a, NULL, 5 * MiB, &room);
+    CHECK(r != NULL && mbox_arena_mapped(a) == 8 * MiB); /* no new memory */
+    mbox_arena_release(a, r, 5 * MiB);
+    mbox_arena_release(a, q, MiB);
+    uint8_t *big = mbox_arena_alloc(a, 30 * MiB); /* 16 regions: 3 spares and 13 new */
+    CHECK(big != NULL && mbox_arena_mapped(a) == 34 * MiB);
+    big[30 * MiB - 1] = 1;
+    mbox_arena_release(a, big, 30 * MiB); /* spares up to 16 MiB (8): the rest unmapped */
+    CHECK(mbox_arena_mapped(a) <= 18 * MiB);
     mbox_arena_free(a);
 }
 
@@ -543,9 +582,10 @@ static void test_store_arena_bytes(void)
     mbox_msg_unref(msg);
     /* what the messages fill, and the spares the preparer keeps */
     CHECK(st.mapped >= 100 * piece && st.mapped <= 100 * piece + (12u << 20));
+    uint64_t full = st.mapped;
     CHECK(mbox_delete(m, NULL, 0) == 100);
     mbox_stats(m, &st);
-    CHECK(st.mapped <= 10u << 20); /* the open region and four spares at most */
+    CHECK(st.mapped <= full); /* kept as spares (up to a quarter of --keep-bytes) */
     free(raw);
     mbox_free(m);
 }
@@ -596,7 +636,12 @@ static void test_store_many(void)
     char *text = mbox_view_list(m, 0, 0, &len);
     double t4 = now_ms();
     printf("unit_mailbox: listing all 10000: %.1f ms, %zu bytes\n", t4 - t3, len);
-    CHECKF(t4 - t3 < 50, "%.1f ms", t4 - t3);
+#ifdef __SANITIZE_ADDRESS__
+    const double bound = 250; /* every copy checked */
+#else
+    const double bound = 50; /* issue 14: listing 10,000 kept messages within 50 ms */
+#endif
+    CHECKF(t4 - t3 < bound, "%.1f ms", t4 - t3);
     all = text != NULL ? json_loadb(text, len, 0, NULL) : NULL;
     CHECK(json_array_size(json_object_get(all, "messages")) == 10000);
     json_decref(all);
@@ -1109,6 +1154,42 @@ static void test_collect_sink(void)
     mbox_free(m);
 }
 
+/* A message of 3 MB through the collector: its buffer becomes a big piece
+ * of the arena, handed to the store without a copy, bytes intact. */
+static void test_collect_big(void)
+{
+    struct mbox *m;
+    struct mbox_collect *c;
+    char err[200];
+    const size_t n = 3u << 20;
+    char *line = malloc(1000);
+    const uint64_t sid = 77;
+
+    CHECK(line != NULL && mbox_new(&m, 10, 64u << 20) == 0);
+    CHECK(mbox_collect_open(&c, m, err, sizeof(err)) == 0);
+    memset(line, 'q', 998);
+    memcpy(line + 998, "\r\n", 2);
+    ev_cmd(sid, "MAIL", "FROM:<a@x.org>", 0);
+    ev_cmd(sid, "DATA", "", 0);
+    for (size_t o = 0; o < n; o += 1000)
+        ev_raw(sid, line, 1000);
+    ev_raw(sid, ".\r\n", 3);
+    ev_close(sid);
+    struct mbox_msg *msg = mbox_get(m, "latest");
+    size_t len = 0;
+    const uint8_t *raw = msg != NULL ? mbox_msg_raw(msg, &len) : NULL;
+    size_t want = (n + 999) / 1000 * 1000;
+    CHECK(raw != NULL && len == want);
+    int same = raw != NULL;
+    for (size_t o = 0; same && o < len; o += 1000)
+        same = memcmp(raw + o, line, 1000) == 0;
+    CHECK(same);
+    mbox_msg_unref(msg);
+    mbox_collect_close(c);
+    mbox_free(m);
+    free(line);
+}
+
 /* ref_unstuff - the reference: byte by byte, a line starts after CRLF,
  * its first dot is dropped, CRLF "." CRLF ends (the framer's rule). The
  * content up to the first end into out; its length, or -1 if no end. */
@@ -1196,12 +1277,14 @@ int main(void)
     test_store_bytes();
     test_store_delete_read();
     test_arena();
+    test_arena_big();
     test_store_arena_bytes();
     test_store_many();
     test_view();
     test_collect_relay();
     test_collect_sink();
     test_collect_unstuff_random();
+    test_collect_big();
     tlog_close_all();
     mbox_mime_shutdown();
     return check_done("unit_mailbox");
