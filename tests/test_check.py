@@ -216,3 +216,204 @@ def _epoch(created):
     """Mailpit's "Created" (RFC 3339, UTC) as seconds."""
     import datetime
     return datetime.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+
+
+class CheckMimeTest(SinkApiCase):
+    """Each filter on the MIME model, the same from the sink directory, the
+    JSON transcript (whole messages: --body-lines 1000) and the API."""
+
+    def fill(self):
+        self.start()
+        self.send(greetings())
+        self.send(notice(), tls=True, login=("u1", "p1"))
+
+    def sources(self):
+        return [["--sink", self.dir], ["--json", self.jpath], ["--url", self.url]]
+
+    def judge(self, args, ok):
+        for src in self.sources():
+            r = check(*src, *args)
+            self.assertEqual(r.returncode, 0 if ok else 1,
+                             f"{src[0]} {args}:\n{r.stdout}{r.stderr}")
+            self.assertIn("OK" if ok else "FAILED", r.stdout)
+
+    def test_subject_is_the_decoded_one(self):
+        self.fill()
+        for args, ok in [
+            (["--subject", "Grüße", "--count", "1"], True),
+            (["--subject", "^Grüße$", "--count", "1"], True),
+            (["--subject", "^K.ndigung$", "--count", "1"], True),  # one character, two bytes
+            (["--subject", "R3LDvMOfZQ"], False),  # the encoded word is not the subject
+            (["--subject", "utf-8"], False),
+            (["--subject", "grüße"], False),  # a regex is case-sensitive
+        ]:
+            with self.subTest(args=args):
+                self.judge(args, ok)
+        r = check("--sink", self.dir, "--subject", "^nothing")
+        self.assertIn("from <juergen@example.test> to <bob@example.test> Subject: Grüße",
+                      r.stdout)
+
+    def test_body_contains_the_decoded_text_and_the_html_as_text(self):
+        self.fill()
+        for args, ok in [
+            (["--body-contains", "Zahlungseingang über 42 €", "--count", "1"], True),  # base64
+            (["--body-contains", "Kündigungsfrist endet", "--count", "1"], True),  # QP
+            # in the HTML only, with tags inside and an entity
+            (["--body-contains", "Bitte bestätigen Sie den Eingang.", "--count", "1"], True),
+            (["--body-contains", "bitte bestätigen"], False),  # case-sensitive
+            (["--body-contains", "<b>best"], False),  # tags are not text
+            (["--body-contains", "RGVyIFphaGx1bmdz"], False),  # nor is the base64
+            (["--body-contains", "K=C3=BCndigungsfrist"], False),  # nor the QP
+            (["--body-contains", "PDF-1.4"], False),  # nor an attachment
+        ]:
+            with self.subTest(args=args):
+                self.judge(args, ok)
+
+    def test_attachment_is_a_glob_over_file_names(self):
+        self.fill()
+        for args, ok in [
+            (["--attachment", "report-*.pdf", "--count", "1"], True),
+            (["--attachment", "report-2024.pdf", "--to", "bob@example.test"], True),
+            (["--attachment", "*.pdf", "--count", "1"], True),
+            (["--attachment", "invoice-*.pdf"], False),
+            (["--attachment", "REPORT-*.pdf"], False),  # case-sensitive
+            (["--attachment", "report-*.pdf", "--to", "carol@example.test"], False),
+        ]:
+            with self.subTest(args=args):
+                self.judge(args, ok)
+
+    def test_query_is_mailpits_search_syntax(self):
+        self.fill()
+        for args, ok in [
+            (["--query", "subject:Grüße has:attachment", "--count", "1"], True),
+            (["--query", "subject:grüße", "--count", "1"], True),  # ASCII-folded as Mailpit
+            (["--query", "subject:Grüße -has:attachment", "--count", "0"], True),
+            (["--query", "Kündigungsfrist", "--count", "1"], True),  # free text: the body
+            (["--query", "from:ops@example.test to:carol", "--count", "1"], True),
+            (["--query", "is:unread", "--count", "2"], True),
+            (["--query", "subject:Grüße has:attachment", "--to", "carol@example.test"], False),
+            (["--query", "larger:1m"], False),
+        ]:
+            with self.subTest(args=args):
+                self.judge(args, ok)
+
+    def test_session_expectations_the_same_over_the_api(self):
+        self.fill()
+        c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
+        c.docmd("MAIL FROM:<lf@example.test>")
+        c.docmd("RCPT TO:<bob@example.test>")
+        c.docmd("DATA")
+        c.send(b"Subject: odd\r\n\r\nbare\nlf\r\n.\r\n")
+        c.getreply()
+        c.quit()
+        self.scope.wait_for(r"\[#3\] smtpscope: disconnect")
+        for args, ok in [
+            (["--count", "3"], True), (["--count", "2"], False),
+            (["--from", "ops@example.test", "--tls", "--count", "1"], True),
+            (["--tls"], False),
+            (["--from", "ops@example.test", "--no-plaintext-auth"], True),
+            (["--from", "ops@example.test", "--no-warnings"], True),
+            (["--no-warnings"], False),
+            (["--to", "carol@example.test", "--count", "1"], True),
+            (["--header", "Message-ID: ^<gruesse@example", "--count", "1"], True),
+        ]:
+            with self.subTest(args=args):
+                self.judge(args, ok)
+        r = check("--url", self.url, "--no-warnings")
+        self.assertIn("--no-warnings: session 3 had 1 warning(s), the first: message line 3 "
+                      "holds a bare LF", r.stdout)
+
+    def test_url_marks_nothing_read_and_waits(self):
+        self.fill()
+        for args in (["--subject", "Grüße"], ["--body-contains", "Bitte"], ["--count", "2"]):
+            self.assertEqual(check("--url", self.url, *args).returncode, 0)
+        self.assertEqual(self.messages()["unread"], 2)
+
+        late = notice()
+        del late["Subject"]
+        late["Subject"] = "Spät"
+
+        def later():
+            time.sleep(1.0)
+            self.send(late)
+
+        t = threading.Thread(target=later)
+        t.start()
+        t0 = time.time()
+        r = check("--url", self.url + "/", "--wait", "20", "--subject", "^Spät$", "--count", "1")
+        t.join()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertGreater(time.time() - t0, 0.9)
+        t0 = time.time()
+        r = check("--url", self.url, "--wait", "0.6", "--subject", "^never$", "--count", "1")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertGreater(time.time() - t0, 0.55)
+        self.assertIn("after waiting", r.stdout)
+
+    def test_url_errors_exit_2_with_the_url(self):
+        port = h.free_port()
+        r = check("--url", f"http://127.0.0.1:{port}", "--count", "1")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertEqual(r.stderr, f"smtpscope check: --url http://127.0.0.1:{port}: cannot "
+                                   f"connect to 127.0.0.1:{port}: Connection refused (is "
+                                   "smtpscope running there with its HTTP API?)\n")
+        r = check("--url", f"http://me:s3cret@127.0.0.1:{port}", "--count", "1")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(f"--url http://me:***@127.0.0.1:{port}: cannot connect", r.stderr)
+        self.assertNotIn("s3cret", r.stderr)
+        t0 = time.time()  # --wait waits for it to come up, then says the same
+        r = check("--url", f"http://127.0.0.1:{port}", "--count", "1", "--wait", "0.5")
+        self.assertEqual(r.returncode, 2)
+        self.assertGreater(time.time() - t0, 0.45)
+        for url, words in [("https://127.0.0.1:8025", "https is not supported"),
+                           ("ftp://127.0.0.1", "expected http://HOST:PORT"),
+                           ("http://127.0.0.1:99999", "the port must be a number"),
+                           ("http://127.0.0.1:8025/?x=1", "may not have a query")]:
+            r = check("--url", url, "--count", "1")
+            self.assertEqual(r.returncode, 2, url)
+            self.assertIn(words, r.stderr)
+            self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+        r = check("--url", "http://127.0.0.1:8025", "--reply", "250")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--reply and --no-reply need --json (the API keeps messages", r.stderr)
+        r = check("--url", "http://127.0.0.1:8025", "--sink", self.dir)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("exactly one of --json FILE, --sink DIR or --url URL", r.stderr)
+        # an HTTP server that is not smtpscope's API
+        self.start()
+        r = check("--url", self.url + "/nothing-here", "--count", "0")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("GET /api/v1/messages?limit=0 answered 404", r.stderr)
+
+    def test_url_credentials(self):
+        users = os.path.join(self.dir, "users")
+        pw = subprocess.run(["openssl", "passwd", "-6", "pa:ss@word"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+        with open(users, "w") as f:
+            f.write(f"ann:{pw}\n")
+        self.start("--http-auth", users)
+        self.send(greetings())
+        r = check("--url", self.url, "--count", "1")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("the API wants credentials (401)", r.stderr)
+        r = check("--url", f"http://ann:wrong@127.0.0.1:{self.port}", "--count", "1")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("(401, and refused the ones given)", r.stderr)
+        r = check("--url", f"http://ann:pa%3Ass%40word@127.0.0.1:{self.port}",
+                  "--subject", "Grüße", "--count", "1")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = check("--url", self.url, "--attachment", "report-*.pdf", "--count", "1",
+                  env={"SMTPSCOPE_CHECK_AUTH": "ann:pa:ss@word"})
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_json_says_when_the_transcript_shows_part_of_a_message(self):
+        self.start("--body-lines", "3")
+        self.send(greetings())
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
+        r = check("--json", self.jpath, "--attachment", "report-*.pdf")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("note: 1 message(s) are only partly in the transcript", r.stdout)
+        # the same message whole, from the sink: found
+        self.assertEqual(check("--sink", self.dir, "--attachment", "report-*.pdf").returncode, 0)
+        # the headers were shown: the subject is still judged
+        self.assertEqual(check("--json", self.jpath, "--subject", "^Grüße$").returncode, 0)
