@@ -69,24 +69,21 @@ uint64_t mbox_sink_time(const char *s)
 static char *load_queue_id(const char *file, uint64_t session)
 {
     unsigned long long s, n;
-    const char *dash;
-    char tail[64];
+    size_t len = file != NULL ? strlen(file) : 0;
+    const char *d1, *d2;
+    char id[64];
     int end = 0;
 
-    if (file == NULL || strlen(file) < 8)
+    if (len < 4 || strcmp(file + len - 4, ".eml") != 0)
         return NULL;
-    /* the last two '-' fields before ".eml" */
-    dash = file + strlen(file);
-    for (int k = 0; k < 2 && dash != NULL; k++) {
-        while (dash > file && dash[-1] != '-')
-            dash--;
-        dash = dash > file ? dash - 1 : NULL;
-    }
-    if (dash == NULL || sscanf(dash, "-%llu-%llu.eml%n", &s, &n, &end) != 2 || dash[end] != '\0' ||
+    /* the last two '-' before ".eml" */
+    d2 = memrchr(file, '-', len - 4);
+    d1 = d2 != NULL ? memrchr(file, '-', (size_t)(d2 - file)) : NULL;
+    if (d1 == NULL || sscanf(d1, "-%llu-%llu.eml%n", &s, &n, &end) != 2 || d1[end] != '\0' ||
         s != session)
         return NULL;
-    snprintf(tail, sizeof(tail), "%llu-%llu", s, n);
-    return strdup(tail);
+    snprintf(id, sizeof(id), "%llu-%llu", s, n);
+    return strdup(id);
 }
 
 /* load_facts - what the index line says, as facts. -1: out of memory. */

@@ -104,8 +104,9 @@ struct copts {
  * message's bytes never change under its ID). */
 struct curl_msg {
     char *id;
-    uint8_t *raw;
+    uint8_t *raw; /* NUL-terminated */
     size_t len;
+    int listed; /* asked for in this poll: still in the mailbox */
 };
 
 struct curl_cache {
@@ -181,8 +182,8 @@ static void check_add_to(struct cmsg *m, const char *addr)
     m->to[m->nto++] = check_strdup(addr);
 }
 
-/* check_set_raw - the message's bytes (taken: malloc'd, NUL after len or
- * not) and its header section. */
+/* check_set_raw - the message's bytes (taken: malloc'd, len bytes and a
+ * NUL after them; NULL: none fetched) and its header section. */
 static void check_set_raw(struct cmsg *m, uint8_t *raw, size_t len)
 {
     const uint8_t *sep = raw != NULL ? memmem(raw, len, "\r\n\r\n", 4) : NULL;
@@ -524,8 +525,10 @@ static const struct curl_msg *check_url_raw(const struct httpc_url *u, struct cu
     char path[128];
 
     for (size_t i = 0; i < c->n; i++)
-        if (strcmp(c->m[i].id, id) == 0)
+        if (strcmp(c->m[i].id, id) == 0) {
+            c->m[i].listed = 1;
             return &c->m[i];
+        }
     /* the ID is the API's: 22 characters of an alphabet with no need of
      * escaping; anything else is not asked for */
     if (strlen(id) > 64 || strspn(id, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu"
@@ -544,7 +547,7 @@ static const struct curl_msg *check_url_raw(const struct httpc_url *u, struct cu
     if (p == NULL)
         abort();
     c->m = p;
-    p[c->n] = (struct curl_msg){.id = check_strdup(id), .raw = r.body, .len = r.len};
+    p[c->n] = (struct curl_msg){.id = check_strdup(id), .raw = r.body, .len = r.len, .listed = 1};
     return &p[c->n++];
 }
 
@@ -558,20 +561,14 @@ static void check_url_cache_free(struct curl_cache *c)
     memset(c, 0, sizeof(*c));
 }
 
-/* check_url_cache_keep - only the messages the mailbox still lists stay. */
-static void check_url_cache_keep(struct curl_cache *c, json_t *list)
+/* check_url_cache_prune - after a poll: the messages the mailbox no
+ * longer lists (evicted, deleted) go; the others wait for the next. */
+static void check_url_cache_prune(struct curl_cache *c)
 {
     size_t k = 0;
     for (size_t i = 0; i < c->n; i++) {
-        int listed = 0;
-        json_t *v;
-        size_t j;
-        json_array_foreach(list, j, v)
-        {
-            const char *id = json_string_value(json_object_get(v, "ID"));
-            listed |= id != NULL && strcmp(id, c->m[i].id) == 0;
-        }
-        if (listed) {
+        if (c->m[i].listed) {
+            c->m[i].listed = 0;
             c->m[k++] = c->m[i];
         } else {
             free(c->m[i].id);
@@ -662,9 +659,10 @@ static int check_load_url(const struct httpc_url *u, struct curl_cache *c, int c
         json_decref(doc);
         return -1;
     }
-    check_url_cache_keep(c, list);
     for (size_t i = json_array_size(list); rc == 0 && i-- > 0;) /* newest first: turned */
         rc = check_url_msg(u, c, json_array_get(list, i), content, d, err, errlen);
+    if (rc == 0)
+        check_url_cache_prune(c);
     json_decref(doc);
     return rc;
 }
