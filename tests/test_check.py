@@ -27,8 +27,12 @@ def check(*args, env=None):
     penv = dict(os.environ)
     penv.pop("SMTPSCOPE_CHECK_AUTH", None)
     penv.update(env or {})
-    return subprocess.run([h.BIN, "check", *args], capture_output=True, text=True, timeout=60,
-                          env=penv)
+    r = subprocess.run([h.BIN, "check", *args], capture_output=True, text=True, timeout=60,
+                       env=penv)
+    for marker in ("Sanitizer", "runtime error"):  # a sanitizer build says so here
+        if marker in r.stderr:
+            raise AssertionError(f"check {args}:\n{r.stderr}")
+    return r
 
 
 def wire(msg):
