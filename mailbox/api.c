@@ -6,8 +6,7 @@
  * change, brought here by an async handle) or its timer fires (408).
  */
 #include "api.h"
-#include "html.h"
-#include "mime.h"
+#include "match.h"
 #include "search.h"
 #include "store.h"
 #include "view.h"
@@ -18,7 +17,6 @@
 #include <stdlib.h>
 #include <strings.h>
 #include <string.h>
-#include <time.h>
 
 #define API_WAIT_DEFAULT_S 30
 #define API_WAIT_MAX_S     600
@@ -63,92 +61,18 @@ static int api_flag(const struct http_req *req, const char *name)
            (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0);
 }
 
-static long api_tz_offset(void)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    return tm.tm_gmtoff;
-}
-
-/* api_addrs - "Name <address>, ..." of a list, for search. */
-static char *api_addrs(const struct mbox_addr *a, size_t n)
-{
-    size_t len = 1;
-    for (size_t i = 0; i < n; i++)
-        len += strlen(a[i].name) + strlen(a[i].address) + 6;
-    char *out = malloc(len);
-    if (out == NULL)
-        return NULL;
-    out[0] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0)
-            strcat(out, ", ");
-        if (a[i].name[0] != '\0')
-            strcat(strcat(out, a[i].name), " ");
-        strcat(strcat(strcat(out, "<"), a[i].address), ">");
-    }
-    return out;
-}
-
 /* api_matches - does the message match q? */
 static int api_matches(struct mbox_api *a, struct mbox_msg *msg, int read, const struct search *q)
 {
     const struct mbox_mime *mm;
-    struct search_doc d = {0};
-    char *from = NULL, *to = NULL, *cc = NULL, *bcc = NULL, *rt = NULL, *text = NULL;
-    char *body = NULL, *html = NULL, *html_plain = NULL;
-    const char **names = NULL;
-    size_t raw_len;
-    int hit = 0;
+    const uint8_t *raw;
+    size_t len;
 
     if (search_terms(q) == 0)
         return 1;
     mm = mbox_msg_mime(a->m, msg);
-    if (mm == NULL)
-        return 0;
-    from = api_addrs(&mm->from, mm->has_from ? 1 : 0);
-    to = api_addrs(mm->to, mm->nto);
-    cc = api_addrs(mm->cc, mm->ncc);
-    bcc = api_addrs(mm->bcc, mm->nbcc);
-    rt = api_addrs(mm->reply_to, mm->nreply_to);
-    if (mbox_bodies(a->m, mbox_msg_id(msg), &body, &html) == 0 && html != NULL && html[0] != '\0')
-        html_plain = html_text(html, strlen(html));
-    names = calloc(mm->nparts + 1, sizeof(*names));
-    size_t nnames = 0;
-    for (size_t i = 0; names != NULL && i < mm->nparts; i++)
-        if (!mm->parts[i].is_inline && mm->parts[i].file_name != NULL)
-            names[nnames++] = mm->parts[i].file_name;
-    const char *hdrs[] = {from, mm->subject, to, cc, bcc, rt, mm->return_path};
-    text = search_text(hdrs, sizeof(hdrs) / sizeof(hdrs[0]), html_plain, body, names, nnames);
-    if (from != NULL && to != NULL && cc != NULL && bcc != NULL && rt != NULL && text != NULL) {
-        d.from = from;
-        d.to = to;
-        d.cc = cc;
-        d.bcc = bcc;
-        d.reply_to = rt;
-        d.subject = mm->subject;
-        d.message_id = mm->message_id;
-        d.text = text;
-        d.read = read;
-        d.attachments = (unsigned)mm->nattachments;
-        d.inlines = (unsigned)mm->ninline;
-        d.created_ms = (int64_t)(mbox_msg_created(msg) / 1000);
-        (void)mbox_msg_raw(msg, &raw_len);
-        d.size = raw_len;
-        hit = search_match(q, &d);
-    }
-    free(from);
-    free(to);
-    free(cc);
-    free(bcc);
-    free(rt);
-    free(text);
-    free(body);
-    free(html);
-    free(html_plain);
-    free(names);
-    return hit;
+    raw = mbox_msg_raw(msg, &len);
+    return mm != NULL && mbox_match(q, mm, raw, len, read, mbox_msg_created(msg));
 }
 
 /* api_search - Mailpit's search result: the summaries of the matching
@@ -161,7 +85,7 @@ static char *api_search(struct mbox_api *a, const char *query, size_t start, siz
                         size_t *len, size_t *matched, char ***ids, size_t *nids)
 {
     struct mbox_stats st;
-    struct search *q = search_compile(query != NULL ? query : "", api_tz_offset());
+    struct search *q = search_compile(query != NULL ? query : "", mbox_tz_offset());
     struct mbox_entry *e, *page;
     struct mbox_page pg = {.start = start};
     size_t n, npage = 0;

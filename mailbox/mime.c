@@ -839,6 +839,67 @@ int mbox_mime_bodies(const uint8_t *raw, size_t len, char **text, char **html)
     return 0;
 }
 
+struct mime_texts {
+    struct mbox_text *t;
+    size_t n, cap;
+    int failed;
+};
+
+static int mime_texts_visit(struct mime_walk *w, GMimeObject *o, const char *path,
+                            enum mime_role role)
+{
+    struct mime_texts *x = w->arg;
+    GMimeContentType *ct = g_mime_object_get_content_type(o);
+    (void)path;
+    /* a second text body plays MIME_SKIP: still a text part of the body */
+    if (role != MIME_TEXT && role != MIME_HTML && role != MIME_SKIP)
+        return 0;
+    if (x->n == x->cap) {
+        size_t c = x->cap ? x->cap * 2 : 4;
+        struct mbox_text *p = realloc(x->t, c * sizeof(*p));
+        if (p == NULL) {
+            x->failed = 1;
+            return 1;
+        }
+        x->t = p;
+        x->cap = c;
+    }
+    x->t[x->n].html = ct != NULL && g_mime_content_type_is_type(ct, "text", "html");
+    x->t[x->n].text = mime_text_of(o);
+    if (x->t[x->n].text == NULL) {
+        x->failed = 1;
+        return 1;
+    }
+    x->n++;
+    return 0;
+}
+
+int mbox_mime_texts(const uint8_t *raw, size_t len, struct mbox_text **out, size_t *n)
+{
+    struct mime_texts x = {0};
+    GMimeMessage *msg = mime_open(raw, len);
+
+    if (msg != NULL) {
+        struct mime_walk w = {.visit = mime_texts_visit, .arg = &x};
+        mime_walk_message(&w, msg);
+        g_object_unref(msg);
+    }
+    if (x.failed) {
+        mbox_mime_texts_free(x.t, x.n);
+        return -1;
+    }
+    *out = x.t;
+    *n = x.n;
+    return 0;
+}
+
+void mbox_mime_texts_free(struct mbox_text *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(t[i].text);
+    free(t);
+}
+
 /* mime_unfold - a raw (folded) header value as one line: each line
  * trimmed of white space, joined with one space (as Go's textproto, which
  * Mailpit's headers come from). */

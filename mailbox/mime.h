@@ -70,6 +70,20 @@ void mbox_mime_free(struct mbox_mime *mm);
  * none), the caller frees them. 0, or -1 (out of memory). */
 int mbox_mime_bodies(const uint8_t *raw, size_t len, char **text, char **html);
 
+/* A text part of the body: text/plain or text/html that is no attachment
+ * (no "attachment" disposition, no file name), decoded to UTF-8. */
+struct mbox_text {
+    char *text;
+    int html; /* text/html, as it came (html.h gives its text) */
+};
+
+/* mbox_mime_texts - every text part of the body in tree order: the two
+ * mbox_mime_bodies gives and any further ones (a second text/plain part).
+ * *out malloc'd (NULL when there is none; free with mbox_mime_texts_free),
+ * *n of them. 0, or -1 (out of memory). */
+int mbox_mime_texts(const uint8_t *raw, size_t len, struct mbox_text **out, size_t *n);
+void mbox_mime_texts_free(struct mbox_text *t, size_t n);
+
 /* mbox_mime_headers - the top-level headers, in order: *out malloc'd (free
  * with mbox_mime_headers_free), *n of them. 0, or -1 (out of memory). */
 int mbox_mime_headers(const uint8_t *raw, size_t len, struct mbox_header **out, size_t *n);

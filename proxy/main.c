@@ -8,7 +8,8 @@
  * summary is printed, the loop runs dry, everything is freed, exit status 0.
  *
  * Owns the mailbox (--keep): the store of kept messages and the transcript
- * consumer that fills it, made before sessions run and freed at exit.
+ * consumer that fills it, made before sessions run (in sink mode filled
+ * first from the sink directory) and freed at exit.
  */
 #include "ci/check.h"
 #include "ci/replay.h"
@@ -19,6 +20,7 @@
 #include "../log/transcript.h"
 #include "../mailbox/api.h"
 #include "../mailbox/collect.h"
+#include "../mailbox/load.h"
 #include "../mailbox/mime.h"
 #include "../mailbox/store.h"
 #include "../mailbox/view.h"
@@ -406,6 +408,17 @@ static int px_setup_mailbox(const struct px_config *cfg, char *err, size_t errle
     return mbox_collect_open(&m.collect, m.mbox, err, errlen);
 }
 
+/* px_load_sink - in sink mode the sink directory is the persistent store:
+ * the messages it holds go into the mailbox, after the transcript is set
+ * up (what is skipped is a warning there) and before any session can add
+ * a newer one. Never fails. */
+static int px_load_sink(const struct px_config *cfg)
+{
+    if (cfg->sink_dir != NULL && m.mbox != NULL)
+        mbox_load_sink(m.mbox, cfg->sink_dir, (size_t)cfg->keep);
+    return 0;
+}
+
 /* px_start_loops - the other event loops of --loops N. */
 static int px_start_loops(const struct px_config *cfg, char *err, size_t errlen)
 {
@@ -474,7 +487,7 @@ int main(int argc, char **argv)
         snprintf(m.px.helo, sizeof(m.px.helo), "localhost");
 
     if (px_setup_ci(&cfg, err, sizeof(err)) != 0 || px_setup_mailbox(&cfg, err, sizeof(err)) != 0 ||
-        px_setup_transcript(&cfg, err, sizeof(err)) != 0 ||
+        px_setup_transcript(&cfg, err, sizeof(err)) != 0 || px_load_sink(&cfg) != 0 ||
         px_setup_tls(&cfg, err, sizeof(err)) != 0 || px_setup_http(&cfg, err, sizeof(err)) != 0 ||
         px_listen(&m.listener, &m.px, cfg.listen_host, cfg.listen_port, cfg.loops > 1, err,
                   sizeof(err)) != 0 ||

@@ -9,7 +9,8 @@
  * loop turn later (respond.c). Accepted messages are stored in --sink DIR
  * as .eml files (the bytes received, dot-stuffing removed), written to a
  * temporary name and renamed when complete, plus one JSON line per message
- * in DIR/index.jsonl.
+ * in DIR/index.jsonl (mailbox/load.c reads them back: check --sink, and the
+ * mailbox at start).
  *
  * Owns per session: a struct sink (s->up_impl: the envelope, the open
  * message file, the queued replies). A message that does not complete is
@@ -18,6 +19,7 @@
 #include "sink.h"
 #include "respond.h"
 #include "../../log/json.h"
+#include "../../mailbox/load.h"
 #include "../../log/sasl.h"
 #include "../../log/transcript.h"
 #include "../session.h"
@@ -36,7 +38,6 @@
 #define SINK_SIZE     (50 * 1024 * 1024) /* advertised SIZE */
 #define SINK_HDR_MAX  16384              /* headers kept for the index */
 #define SINK_ADDR_MAX 512
-#define SINK_INDEX    "index.jsonl"
 
 enum sink_state { K_CMD, K_DATA, K_BDAT, K_AUTH_PLAIN, K_AUTH_USER, K_AUTH_PASS };
 
@@ -387,7 +388,7 @@ static void sink_commit(struct session *s)
     }
     tlog_json_string(tmp, sizeof(tmp), (const uint8_t *)k->helo, strlen(k->helo));
     o = sink_cat(line, cap, o, "\"helo\":%s,\"warnings\":%u}\n", tmp, srv_message_warnings(s));
-    snprintf(path, sizeof(path), "%s/%s", s->px->cfg->sink_dir, SINK_INDEX);
+    snprintf(path, sizeof(path), "%s/%s", s->px->cfg->sink_dir, MBOX_SINK_INDEX);
     ifd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (ifd < 0 || write(ifd, line, o) != (ssize_t)o)
         tlog_note(s->id, TLOG_WARNING, "sink: could not append to %s: %s", path, strerror(errno));

@@ -3,11 +3,12 @@
  * connection machine is fed bytes and its transport is a fake that keeps
  * what was written and what was asked (finish, hold, wake, idle). Every
  * exchange is also run split at every offset: responses must not depend on
- * how the bytes arrive.
+ * how the bytes arrive. And the URLs check --url takes (http/client.c).
  */
 #include "check.h"
 
 #include "http/auth.h"
+#include "http/client.h"
 #include "http/conn.h"
 #include "http/route.h"
 
@@ -628,6 +629,68 @@ static void test_auth(void)
     rmdir(dir);
 }
 
+/* ---- check --url's URLs (http/client.c) ------------------------------------ */
+
+static void test_client_urls(void)
+{
+    static const struct {
+        const char *url, *cred;
+        int ok;
+        const char *host, *port, *authority, *prefix, *basic, *shown;
+    } rows[] = {
+        {"http://127.0.0.1:8025", NULL, 1, "127.0.0.1", "8025", "127.0.0.1:8025", "", NULL,
+         "http://127.0.0.1:8025"},
+        {"HTTP://localhost:8025/", NULL, 1, "localhost", "8025", "localhost:8025", "", NULL,
+         "http://localhost:8025"},
+        {"http://[::1]:8025/mail//", NULL, 1, "::1", "8025", "[::1]:8025", "/mail", NULL,
+         "http://[::1]:8025/mail"},
+        {"http://example.test", NULL, 1, "example.test", "80", "example.test", "", NULL,
+         "http://example.test"},
+        /* ann:pa:ss@word, %-escaped in the URL; the password never shown */
+        {"http://ann:pa%3Ass%40word@127.0.0.1:8025", NULL, 1, "127.0.0.1", "8025", "127.0.0.1:8025",
+         "", "Basic YW5uOnBhOnNzQHdvcmQ=", "http://ann:***@127.0.0.1:8025"},
+        {"http://127.0.0.1:8025", "ann:pa:ss@word", 1, "127.0.0.1", "8025", "127.0.0.1:8025", "",
+         "Basic YW5uOnBhOnNzQHdvcmQ=", "http://127.0.0.1:8025"},
+        {"http://bob:x@127.0.0.1:1", "ann:y", 1, "127.0.0.1", "1", "127.0.0.1:1", "",
+         "Basic Ym9iOng=", "http://bob:***@127.0.0.1:1"}, /* the URL's win */
+        {"https://127.0.0.1:8025", NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+        {"127.0.0.1:8025", NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+        {"http://", NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+        {"http://:8025", NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+        {"http://127.0.0.1:0", NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+        {"http://127.0.0.1:65536", NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+        {"http://127.0.0.1:80x", NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+        {"http://127.0.0.1:", NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+        {"http://[::1", NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+        {"http://[::1]x", NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+        {"http://127.0.0.1/api?x=1", NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+        {"http://127.0.0.1/#top", NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+        {"http://a:%zz@127.0.0.1", NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+        {"http://a:%4@127.0.0.1", NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+    };
+
+    for (size_t i = 0; i < NELEM(rows); i++) {
+        struct httpc_url u;
+        char err[300] = "";
+        int rc = httpc_url_parse(&u, rows[i].url, rows[i].cred, err, sizeof(err));
+        CHECKF((rc == 0) == rows[i].ok, "%s: %s", rows[i].url, err);
+        if (rc == 0 && rows[i].ok) {
+            CHECKF(strcmp(u.host, rows[i].host) == 0, "%s: host %s", rows[i].url, u.host);
+            CHECKF(strcmp(u.port, rows[i].port) == 0, "%s: port %s", rows[i].url, u.port);
+            CHECKF(strcmp(u.authority, rows[i].authority) == 0, "%s: %s", rows[i].url, u.authority);
+            CHECKF(strcmp(u.prefix, rows[i].prefix) == 0, "%s: prefix %s", rows[i].url, u.prefix);
+            CHECKF(rows[i].basic == NULL
+                       ? u.authorization == NULL
+                       : u.authorization != NULL && strcmp(u.authorization, rows[i].basic) == 0,
+                   "%s: %s", rows[i].url, u.authorization ? u.authorization : "(none)");
+            CHECKF(strcmp(u.shown, rows[i].shown) == 0, "%s: shown %s", rows[i].url, u.shown);
+        }
+        if (rc != 0)
+            CHECKF(err[0] != '\0', "%s: no words", rows[i].url);
+        httpc_url_free(&u);
+    }
+}
+
 int main(void)
 {
     test_routes();
@@ -636,5 +699,6 @@ int main(void)
     test_bounds();
     test_kept();
     test_auth();
+    test_client_urls();
     return check_done("unit_http");
 }

@@ -259,6 +259,37 @@ static void test_mime_multipart(void)
     CHECK(mbox_mime_part(raw, len, "", &buf, &n, &ct) == -1);
 }
 
+/* Every text part of the body, for check --body-contains: a second
+ * text/plain part too, none of the attachments (a .txt file included). */
+static void test_mime_texts(void)
+{
+    static const char msg[] =
+        "Subject: t\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        "--b\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\nR3LDvMOfZSBmaXJzdA==\r\n"
+        "--b\r\nContent-Type: text/html; charset=iso-8859-1\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n<p>Gr=FC=DFe</p>\r\n"
+        "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsecond part\r\n"
+        "--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=a.txt\r\n"
+        "\r\nattached words\r\n--b--\r\n";
+    struct mbox_text *t = NULL;
+    size_t n = 0;
+
+    CHECK(mbox_mime_texts((const uint8_t *)msg, strlen(msg), &t, &n) == 0);
+    CHECKF(n == 3, "%zu texts", n);
+    if (n == 3) {
+        CHECK_STR(t[0].text, "Gr\xc3\xbc\xc3\x9f"
+                             "e first");
+        CHECK(!t[0].html);
+        CHECK(t[1].html && strstr(t[1].text, "<p>Gr\xc3\xbc\xc3\x9f"
+                                             "e</p>") != NULL);
+        CHECK(!t[2].html && strstr(t[2].text, "second part") != NULL);
+    }
+    mbox_mime_texts_free(t, n);
+    CHECK(mbox_mime_texts((const uint8_t *)"", 0, &t, &n) == 0 && n == 0);
+    mbox_mime_texts_free(t, n);
+}
+
 /* Malformed messages: never a crash, always a summary with the strings
  * present. */
 static void test_mime_malformed(void)
@@ -1271,6 +1302,7 @@ int main(void)
     test_mime_headers_and_qp();
     test_mime_charsets();
     test_mime_multipart();
+    test_mime_texts();
     test_mime_malformed();
     test_utf8();
     test_store_keep();
