@@ -496,7 +496,7 @@ static int check_url_get(const struct httpc_url *u, const char *path, int missin
     char why[600];
 
     if (httpc_get(u, path, CHECK_HTTP_MS, r, why, sizeof(why)) != 0) {
-        snprintf(err, errlen, "--url %s: %s (is smtpscope running there with its HTTP API?)",
+        snprintf(err, errlen, "--url %.300s: %s (is smtpscope running there with its HTTP API?)",
                  u->shown, why);
         return -1;
     }
@@ -504,12 +504,12 @@ static int check_url_get(const struct httpc_url *u, const char *path, int missin
         return 0;
     if (r->status == 401)
         snprintf(err, errlen,
-                 "--url %s: the API wants credentials (401%s): give them as "
+                 "--url %.300s: the API wants credentials (401%s): give them as "
                  "http://USER:PASSWORD@HOST:PORT or in %s=USER:PASSWORD",
                  u->shown, u->authorization != NULL ? ", and refused the ones given" : "",
                  CHECK_AUTH_ENV);
     else
-        snprintf(err, errlen, "--url %s: GET %s answered %d%s%.200s", u->shown, path, r->status,
+        snprintf(err, errlen, "--url %.300s: GET %s answered %d%s%.200s", u->shown, path, r->status,
                  r->len > 0 ? ": " : "", r->len > 0 ? (const char *)r->body : "");
     httpc_response_free(r);
     return -1;
@@ -595,7 +595,7 @@ static int check_url_msg(const struct httpc_url *u, struct curl_cache *c, json_t
 
     if (!json_is_object(smtp) || id == NULL) {
         snprintf(err, errlen,
-                 "--url %s: a message of /api/v1/messages has no ID or no \"SMTP\" "
+                 "--url %.300s: a message of /api/v1/messages has no ID or no \"SMTP\" "
                  "(not smtpscope's API?)",
                  u->shown);
         return -1;
@@ -654,7 +654,7 @@ static int check_load_url(const struct httpc_url *u, struct curl_cache *c, int c
     httpc_response_free(&r);
     list = json_object_get(doc, "messages");
     if (!json_is_array(list)) {
-        snprintf(err, errlen, "--url %s: /api/v1/messages is not the list smtpscope gives (%s)",
+        snprintf(err, errlen, "--url %.300s: /api/v1/messages is not the list smtpscope gives (%s)",
                  u->shown, doc == NULL ? jerr.text : "no \"messages\"");
         json_decref(doc);
         return -1;
