@@ -190,8 +190,7 @@ static char *col_path(const uint8_t *arg, size_t n)
     return col_strndup(arg + i, e - i);
 }
 
-/* col_addr - "127.0.0.1:5000" or "[::1]:5000". */
-static char *col_addr(const struct sockaddr *sa)
+char *mbox_collect_addr(const struct sockaddr *sa)
 {
     char host[INET6_ADDRSTRLEN] = "?", out[INET6_ADDRSTRLEN + 16];
 
@@ -949,7 +948,7 @@ static void col_event(const struct tlog_event *ev, void *arg)
     switch (ev->kind) {
     case TLOG_CONNECT:
         if (ev->leg == TLOG_LEG_CLIENT && ev->peer != NULL)
-            col_set(&s->client, col_addr(ev->peer));
+            col_set(&s->client, mbox_collect_addr(ev->peer));
         break;
     case TLOG_TLS:
         if (ev->text != NULL && strncmp(ev->text, "TLS client: ", 12) == 0)
