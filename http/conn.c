@@ -561,6 +561,12 @@ int http_stream_end(struct http_req *req)
     return rc;
 }
 
+size_t http_stream_queued(const struct http_req *req)
+{
+    const struct http_conn *c = req->conn;
+    return c->io->queued != NULL ? c->io->queued(c->arg) : 0;
+}
+
 /* ---- the parser's callbacks --------------------------------------------- */
 
 static int conn_on_begin(http_parser *p)

@@ -125,6 +125,11 @@ int http_sse_send(struct http_req *req, const char *event, const char *data);
 /* http_stream_end - the body is complete; req is freed (gone is not
  * called). Returns -1 when the end did not reach the client. */
 int http_stream_end(struct http_req *req);
+/* http_stream_queued - bytes written to a started stream (or any answer
+ * on its connection) that have not yet reached the client's socket: how
+ * far behind the client is, for an owner that bounds it more tightly than
+ * the transport (which drops a client HTTP_WQ_MAX behind). 0 if unknown. */
+size_t http_stream_queued(const struct http_req *req);
 
 /* ---- for the transport ------------------------------------------------- */
 
@@ -147,6 +152,9 @@ struct http_conn_io {
     /* idle - the connection waits for a request (1: run the idle timer
      * from now) or a kept request is open (0: no idle timer). */
     void (*idle)(void *arg, int on);
+    /* queued - bytes queued for the client and not yet sent (NULL: the
+     * transport does not say; http_stream_queued gives 0). */
+    size_t (*queued)(void *arg);
 };
 
 /* What the connections of one server share: routes and the rules. */

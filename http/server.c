@@ -318,6 +318,12 @@ static int sconn_full(void *arg)
     return c->wq > HTTP_WQ_HIGH;
 }
 
+static size_t sconn_queued(void *arg)
+{
+    const struct http_sconn *c = arg;
+    return c->wq;
+}
+
 static void sconn_idle(void *arg, int on)
 {
     struct http_sconn *c = arg;
@@ -338,6 +344,7 @@ static const struct http_conn_io sconn_io = {
     .wake = sconn_wake,
     .full = sconn_full,
     .idle = sconn_idle,
+    .queued = sconn_queued,
 };
 
 /* ---- the server --------------------------------------------------------- */

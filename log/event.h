@@ -81,6 +81,7 @@ struct tlog_event {
     unsigned count;     /* a warning standing for this many (0: one) */
     const struct sockaddr *local, *peer; /* TLOG_CONNECT: the leg's addresses */
     const struct tlog_totals *totals;    /* TLOG_CLOSE */
+    const char *why;                     /* TLOG_CLOSE: why it ended ("QUIT"), in a few words */
     int explain_only;                    /* a learner's note: shown only with --explain */
     const char *decoded; /* set by the transcript: a 334 prompt decoded, if not secret */
 };

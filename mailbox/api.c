@@ -495,7 +495,10 @@ int api_open(struct mbox_api **out, struct http_server *s, uv_loop_t *loop, stru
             return -1;
         }
     }
-    mbox_set_notify(m, api_notify, a);
+    if (mbox_add_notify(m, api_notify, a) != 0) {
+        api_close(a);
+        return -1;
+    }
     *out = a;
     return 0;
 }
@@ -510,7 +513,7 @@ void api_close(struct mbox_api *a)
     if (a == NULL || a->closing)
         return;
     a->closing = 1;
-    mbox_set_notify(a->m, NULL, NULL);
+    mbox_remove_notify(a->m, api_notify, a);
     /* the kept requests end with the server's connections (their gone
      * callbacks still run, and free each wait); from here they are on
      * their own: their timers stop, they forget a */

@@ -204,8 +204,7 @@ static char *col_path(const uint8_t *arg, size_t n)
     return col_strndup(arg + i, e - i);
 }
 
-/* col_addr - "127.0.0.1:5000" or "[::1]:5000". */
-static char *col_addr(const struct sockaddr *sa)
+char *mbox_collect_addr(const struct sockaddr *sa)
 {
     char host[INET6_ADDRSTRLEN] = "?", out[INET6_ADDRSTRLEN + 16];
 
@@ -352,59 +351,6 @@ static char *col_queue_id(const char *text)
     return NULL;
 }
 
-/* ---- TLS ------------------------------------------------------------------ */
-
-/* col_between - a copy of what lies between `from` and `to` in s (to NULL:
- * the rest), or NULL when from is not there. */
-static char *col_between(const char *s, const char *from, const char *to)
-{
-    const char *a = strstr(s, from), *b;
-    if (a == NULL)
-        return NULL;
-    a += strlen(from);
-    b = to != NULL ? strstr(a, to) : NULL;
-    return col_strndup(a, b != NULL ? (size_t)(b - a) : strlen(a));
-}
-
-/* col_tls - a leg's TLS from the transcript's words: "TLSv1.3 SUITE
- * [GROUP]" (then, for the upstream, "; subject "...", issuer "...";
- * verification: ...[; session resumed]"; for the client, " (smtpscope's
- * certificate)"). */
-static void col_tls(struct mbox_tls *t, const char *text)
-{
-    static const char resumed[] = "; session resumed";
-    size_t n = strlen(text), plen, k = 0;
-    const char *p = text;
-
-    free(t->text);
-    free(t->version);
-    free(t->cipher);
-    free(t->group);
-    free(t->subject);
-    free(t->issuer);
-    free(t->verify);
-    memset(t, 0, sizeof(*t));
-    t->text = col_strdup(text);
-    t->resumed = n >= sizeof(resumed) - 1 && strcmp(text + n - (sizeof(resumed) - 1), resumed) == 0;
-    plen = strcspn(text, ";(");
-    while (plen > 0 && text[plen - 1] == ' ')
-        plen--;
-    char **slots[] = {&t->version, &t->cipher, &t->group};
-    while (k < 3 && p < text + plen) {
-        size_t w = strcspn(p, " ");
-        if (p + w > text + plen)
-            w = (size_t)(text + plen - p);
-        if (w > 0)
-            *slots[k++] = col_strndup(p, w);
-        p += w;
-        while (p < text + plen && *p == ' ')
-            p++;
-    }
-    t->subject = col_between(text, "subject \"", "\", issuer \"");
-    t->issuer = col_between(text, "\", issuer \"", "\"; verification: ");
-    t->verify = col_between(text, "verification: ", t->resumed ? resumed : NULL);
-}
-
 /* ---- AUTH: the user, never the secret ---------------------------------------- */
 
 /* col_sasl_user - the user a first SASL response (base64) names: PLAIN's
@@ -539,18 +485,6 @@ static struct col_tx *col_cur(struct col_sess *s)
     return s->cur != NULL ? s->cur : col_tx_new(s);
 }
 
-static void col_tls_copy(struct mbox_tls *to, const struct mbox_tls *from)
-{
-    to->text = col_strdup(from->text);
-    to->version = col_strdup(from->version);
-    to->cipher = col_strdup(from->cipher);
-    to->group = col_strdup(from->group);
-    to->subject = col_strdup(from->subject);
-    to->issuer = col_strdup(from->issuer);
-    to->verify = col_strdup(from->verify);
-    to->resumed = from->resumed;
-}
-
 /* col_pool_get - a buffer kept from an earlier message (*cap its size), or
  * NULL (*cap 0). The caller owns it. */
 static uint8_t *col_pool_get(struct mbox_collect *c, size_t *cap)
@@ -604,8 +538,8 @@ static void col_commit(struct mbox_collect *c, struct col_sess *s, struct col_tx
     f.nrcpt = t->nrcpt;
     t->rcpt = NULL;
     t->nrcpt = 0;
-    col_tls_copy(&f.tls_client, &s->tls_client);
-    col_tls_copy(&f.tls_upstream, &s->tls_upstream);
+    mbox_tls_copy(&f.tls_client, &s->tls_client);
+    mbox_tls_copy(&f.tls_upstream, &s->tls_upstream);
     f.username = col_strdup(s->user);
     f.warnings = t->warn;
     f.nwarnings = t->nwarn;
@@ -709,16 +643,8 @@ static void col_session_free(struct mbox_collect *c, struct col_sess *s)
     free(s->last_error);
     free(s->final_text);
     col_free_strs(s->warn, s->nwarn);
-    struct mbox_tls *legs[] = {&s->tls_client, &s->tls_upstream};
-    for (int i = 0; i < 2; i++) {
-        free(legs[i]->text);
-        free(legs[i]->version);
-        free(legs[i]->cipher);
-        free(legs[i]->group);
-        free(legs[i]->subject);
-        free(legs[i]->issuer);
-        free(legs[i]->verify);
-    }
+    mbox_tls_clear(&s->tls_client);
+    mbox_tls_clear(&s->tls_upstream);
     col_tx_free(s->cur);
     for (struct col_tx *t = s->pending, *n; t != NULL; t = n) {
         n = t->next;
@@ -1083,13 +1009,13 @@ static void col_event(const struct tlog_event *ev, void *arg)
     switch (ev->kind) {
     case TLOG_CONNECT:
         if (ev->leg == TLOG_LEG_CLIENT && ev->peer != NULL)
-            col_set(&s->client, col_addr(ev->peer));
+            col_set(&s->client, mbox_collect_addr(ev->peer));
         break;
     case TLOG_TLS:
         if (ev->text != NULL && strncmp(ev->text, "TLS client: ", 12) == 0)
-            col_tls(&s->tls_client, ev->text + 12);
+            mbox_tls_parse(&s->tls_client, ev->text + 12);
         else if (ev->text != NULL && strncmp(ev->text, "TLS upstream: ", 14) == 0)
-            col_tls(&s->tls_upstream, ev->text + 14);
+            mbox_tls_parse(&s->tls_upstream, ev->text + 14);
         break;
     case TLOG_COMMAND:
         if (ev->leg == TLOG_LEG_CLIENT && ev->dir == TLOG_DIR_IN)

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 struct mbox;
+struct sockaddr;
 struct mbox_collect;
 
 /* mbox_collect_open - start collecting into m (before sessions run). The
@@ -22,5 +23,10 @@ int mbox_collect_open(struct mbox_collect **out, struct mbox *m, char *err, size
 /* mbox_collect_close - stop (the transcript's consumer goes) and free what
  * unfinished sessions held. */
 void mbox_collect_close(struct mbox_collect *c);
+
+/* mbox_collect_addr - a peer's address as the mailbox shows it (a
+ * message's "Client"): "127.0.0.1:5000" or "[::1]:5000"; malloc'd, NULL
+ * for another family or without memory. */
+char *mbox_collect_addr(const struct sockaddr *sa);
 
 #endif

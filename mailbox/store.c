@@ -28,6 +28,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#define MBOX_LISTENERS_MAX 4 /* change listeners: /wait, the live events, the session registry */
+
+struct mbox_listener {
+    mbox_notify_fn *fn;
+    void *arg;
+};
+
 struct mbox_msg {
     atomic_int refs;
     struct mbox_arena *arena; /* where raw lives */
@@ -53,8 +60,8 @@ struct mbox {
     uint64_t next_id, key[2];
     uint64_t added, evicted, refused, deleted;
     struct mbox_arena *arena; /* the messages' raw bytes */
-    mbox_notify_fn *notify;
-    void *notify_arg;
+    struct mbox_listener listeners[MBOX_LISTENERS_MAX];
+    int nlisteners;
 };
 
 static const char mbox_alphabet[] = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
@@ -65,7 +72,7 @@ static void mbox_str_free(char **p)
     *p = NULL;
 }
 
-static void mbox_tls_clear(struct mbox_tls *t)
+void mbox_tls_clear(struct mbox_tls *t)
 {
     mbox_str_free(&t->text);
     mbox_str_free(&t->version);
@@ -75,6 +82,64 @@ static void mbox_tls_clear(struct mbox_tls *t)
     mbox_str_free(&t->issuer);
     mbox_str_free(&t->verify);
     t->resumed = 0;
+}
+
+/* mbox_between - a copy of what lies between `from` and `to` in s (to
+ * NULL: the rest), or NULL when from is not there. */
+static char *mbox_between(const char *s, const char *from, const char *to)
+{
+    const char *a = strstr(s, from), *b;
+    if (a == NULL)
+        return NULL;
+    a += strlen(from);
+    b = to != NULL ? strstr(a, to) : NULL;
+    return strndup(a, b != NULL ? (size_t)(b - a) : strlen(a));
+}
+
+void mbox_tls_parse(struct mbox_tls *t, const char *text)
+{
+    static const char resumed[] = "; session resumed";
+    size_t n = strlen(text), plen, k = 0;
+    const char *p = text;
+
+    mbox_tls_clear(t);
+    t->text = strdup(text);
+    t->resumed = n >= sizeof(resumed) - 1 && strcmp(text + n - (sizeof(resumed) - 1), resumed) == 0;
+    plen = strcspn(text, ";(");
+    while (plen > 0 && text[plen - 1] == ' ')
+        plen--;
+    char **slots[] = {&t->version, &t->cipher, &t->group};
+    while (k < 3 && p < text + plen) {
+        size_t w = strcspn(p, " ");
+        if (p + w > text + plen)
+            w = (size_t)(text + plen - p);
+        if (w > 0)
+            *slots[k++] = strndup(p, w);
+        p += w;
+        while (p < text + plen && *p == ' ')
+            p++;
+    }
+    t->subject = mbox_between(text, "subject \"", "\", issuer \"");
+    t->issuer = mbox_between(text, "\", issuer \"", "\"; verification: ");
+    t->verify = mbox_between(text, "verification: ", t->resumed ? resumed : NULL);
+}
+
+/* mbox_strdup - strdup of NULL is NULL. */
+static char *mbox_strdup(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
+
+void mbox_tls_copy(struct mbox_tls *to, const struct mbox_tls *from)
+{
+    to->text = mbox_strdup(from->text);
+    to->version = mbox_strdup(from->version);
+    to->cipher = mbox_strdup(from->cipher);
+    to->group = mbox_strdup(from->group);
+    to->subject = mbox_strdup(from->subject);
+    to->issuer = mbox_strdup(from->issuer);
+    to->verify = mbox_strdup(from->verify);
+    to->resumed = from->resumed;
 }
 
 void mbox_facts_clear(struct mbox_facts *f)
@@ -186,12 +251,46 @@ uint64_t mbox_max_bytes(const struct mbox *m)
     return m->max_bytes;
 }
 
-void mbox_set_notify(struct mbox *m, mbox_notify_fn *fn, void *arg)
+int mbox_add_notify(struct mbox *m, mbox_notify_fn *fn, void *arg)
+{
+    int rc = -1;
+
+    pthread_mutex_lock(&m->mu);
+    if (m->nlisteners < MBOX_LISTENERS_MAX) {
+        m->listeners[m->nlisteners++] = (struct mbox_listener){fn, arg};
+        rc = 0;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+void mbox_remove_notify(struct mbox *m, mbox_notify_fn *fn, void *arg)
 {
     pthread_mutex_lock(&m->mu);
-    m->notify = fn;
-    m->notify_arg = arg;
+    for (int i = 0; i < m->nlisteners; i++) {
+        if (m->listeners[i].fn == fn && m->listeners[i].arg == arg) {
+            memmove(m->listeners + i, m->listeners + i + 1,
+                    (size_t)(m->nlisteners - i - 1) * sizeof(*m->listeners));
+            m->nlisteners--;
+            break;
+        }
+    }
     pthread_mutex_unlock(&m->mu);
+}
+
+/* mbox_listeners - a copy of the listeners (mu held), to tell once mu is
+ * let go; their number. */
+static int mbox_listeners(const struct mbox *m, struct mbox_listener *out)
+{
+    memcpy(out, m->listeners, (size_t)m->nlisteners * sizeof(*out));
+    return m->nlisteners;
+}
+
+/* mbox_tell - tell each listener of a change (mu not held). */
+static void mbox_tell(const struct mbox_listener *ls, int n, enum mbox_change what, const char *id)
+{
+    for (int i = 0; i < n; i++)
+        ls[i].fn(ls[i].arg, what, id);
 }
 
 /* mbox_remove_at - take the message at i out of the array (mu held); the
@@ -264,8 +363,8 @@ static int mbox_keep(struct mbox *m, struct mbox_msg *msg, struct mbox_facts *fa
     struct mbox_msg **gone = NULL;
     size_t ngone = 0, len = msg->len;
     char new_id[MBOX_ID_LEN + 1];
-    mbox_notify_fn *notify;
-    void *notify_arg;
+    struct mbox_listener ls[MBOX_LISTENERS_MAX];
+    int nl;
 
     atomic_init(&msg->refs, 1);
     msg->arena = m->arena;
@@ -313,20 +412,17 @@ static int mbox_keep(struct mbox *m, struct mbox_msg *msg, struct mbox_facts *fa
     m->bytes += len;
     m->unread++;
     m->added++;
-    notify = m->notify;
-    notify_arg = m->notify_arg;
+    nl = mbox_listeners(m, ls);
     pthread_mutex_unlock(&m->mu);
 
     for (size_t i = 0; i < ngone; i++) {
-        if (notify != NULL)
-            notify(notify_arg, MBOX_DELETED, gone[i]->id);
+        mbox_tell(ls, nl, MBOX_DELETED, gone[i]->id);
         mbox_msg_unref(gone[i]);
     }
-    if (drop > 0 && gone == NULL && notify != NULL)
-        notify(notify_arg, MBOX_DELETED, NULL);
+    if (drop > 0 && gone == NULL)
+        mbox_tell(ls, nl, MBOX_DELETED, NULL);
     free(gone);
-    if (notify != NULL)
-        notify(notify_arg, MBOX_ADDED, new_id);
+    mbox_tell(ls, nl, MBOX_ADDED, new_id);
     if (id != NULL)
         memcpy(id, new_id, sizeof(new_id));
     return 0;
@@ -391,12 +487,11 @@ size_t mbox_delete(struct mbox *m, const char *const *ids, size_t n)
 {
     struct mbox_msg **gone = NULL;
     size_t ngone = 0;
-    mbox_notify_fn *notify;
-    void *notify_arg;
+    struct mbox_listener ls[MBOX_LISTENERS_MAX];
+    int nl;
 
     pthread_mutex_lock(&m->mu);
-    notify = m->notify;
-    notify_arg = m->notify_arg;
+    nl = mbox_listeners(m, ls);
     if (ids == NULL) {
         gone = m->msgs;
         ngone = m->n;
@@ -409,8 +504,7 @@ size_t mbox_delete(struct mbox *m, const char *const *ids, size_t n)
         for (size_t i = 0; i < ngone; i++)
             mbox_msg_unref(gone[i]);
         free(gone);
-        if (notify != NULL)
-            notify(notify_arg, MBOX_DELETED, NULL);
+        mbox_tell(ls, nl, MBOX_DELETED, NULL);
         return ngone;
     }
     gone = malloc((n ? n : 1) * sizeof(*gone));
@@ -426,8 +520,7 @@ size_t mbox_delete(struct mbox *m, const char *const *ids, size_t n)
     m->deleted += ngone;
     pthread_mutex_unlock(&m->mu);
     for (size_t i = 0; i < ngone; i++) {
-        if (notify != NULL)
-            notify(notify_arg, MBOX_DELETED, gone[i]->id);
+        mbox_tell(ls, nl, MBOX_DELETED, gone[i]->id);
         mbox_msg_unref(gone[i]);
     }
     free(gone);
@@ -450,8 +543,8 @@ size_t mbox_set_read(struct mbox *m, const char *const *ids, size_t n, int read)
 {
     size_t found = 0;
     char one[MBOX_ID_LEN + 1] = "";
-    mbox_notify_fn *notify;
-    void *notify_arg;
+    struct mbox_listener ls[MBOX_LISTENERS_MAX];
+    int nl;
 
     read = read != 0;
     pthread_mutex_lock(&m->mu);
@@ -469,11 +562,10 @@ size_t mbox_set_read(struct mbox *m, const char *const *ids, size_t n, int read)
             found++;
         }
     }
-    notify = m->notify;
-    notify_arg = m->notify_arg;
+    nl = mbox_listeners(m, ls);
     pthread_mutex_unlock(&m->mu);
-    if (notify != NULL && found > 0)
-        notify(notify_arg, MBOX_READ, found == 1 && ids != NULL ? one : NULL);
+    if (found > 0)
+        mbox_tell(ls, nl, MBOX_READ, found == 1 && ids != NULL ? one : NULL);
     return found;
 }
 

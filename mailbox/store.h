@@ -32,6 +32,16 @@ struct mbox_tls {
     int resumed;
 };
 
+/* mbox_tls_parse - t from the transcript's words after "TLS client: " or
+ * "TLS upstream: ": "TLSv1.3 SUITE [GROUP]" (then, for the upstream,
+ * "; subject "...", issuer "..."; verification: ...[; session resumed]";
+ * for the client, " (smtpscope's certificate)"). What t held is freed.
+ * mbox_tls_copy - a deep copy into an empty to. mbox_tls_clear - free what
+ * t holds and zero it. */
+void mbox_tls_parse(struct mbox_tls *t, const char *text);
+void mbox_tls_copy(struct mbox_tls *to, const struct mbox_tls *from);
+void mbox_tls_clear(struct mbox_tls *t);
+
 /* One RCPT TO the client gave. */
 struct mbox_rcpt {
     char *addr;  /* the forward-path without its brackets */
@@ -110,11 +120,15 @@ enum mbox_change {
 };
 /* mbox_notify_fn - called after the change, on the thread that made it
  * (any event loop's for MBOX_ADDED, inside the transcript's lock), with no
- * lock of the store held: hand it to your own loop (uv_async_send) and
- * return. id is only valid for the call. */
+ * lock of the store held (it may call the store): hand it to your own loop
+ * (uv_async_send) and return. id is only valid for the call. */
 typedef void mbox_notify_fn(void *arg, enum mbox_change what, const char *id);
-/* mbox_set_notify - one listener (NULL: none); set it before sessions run. */
-void mbox_set_notify(struct mbox *m, mbox_notify_fn *fn, void *arg);
+/* mbox_add_notify - one more listener (a few: -1 when there is no room);
+ * add them before sessions run. mbox_remove_notify - it hears no more
+ * changes made from now; a change under way on another thread may still
+ * call it once, so its arg must stay valid until the relay has stopped. */
+int mbox_add_notify(struct mbox *m, mbox_notify_fn *fn, void *arg);
+void mbox_remove_notify(struct mbox *m, mbox_notify_fn *fn, void *arg);
 
 /* mbox_get - a reference to the message with this ID, or to the newest
  * for "latest"; NULL if there is none. Let go with mbox_msg_unref. */

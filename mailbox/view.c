@@ -17,8 +17,7 @@
 #include <strings.h>
 #include <time.h>
 
-/* view_str - a string as JSON (NULL: null), made valid UTF-8. */
-static json_t *view_str(const char *s)
+json_t *mbox_view_str(const char *s)
 {
     if (s == NULL)
         return json_null();
@@ -28,9 +27,7 @@ static json_t *view_str(const char *s)
     return j;
 }
 
-/* view_time - microseconds since the epoch as RFC 3339 in UTC, with
- * milliseconds unless they are 0 (Go's RFC3339Nano trims zeros too). */
-static json_t *view_time(uint64_t us)
+json_t *mbox_view_time(uint64_t us)
 {
     time_t t = (time_t)(us / 1000000u);
     unsigned ms = (unsigned)(us / 1000u % 1000u);
@@ -50,8 +47,8 @@ static json_t *view_time(uint64_t us)
 
 static json_t *view_addr(const struct mbox_addr *a)
 {
-    return json_pack("{s:o,s:o}", "Name", view_str(a->name ? a->name : ""), "Address",
-                     view_str(a->address ? a->address : ""));
+    return json_pack("{s:o,s:o}", "Name", mbox_view_str(a->name ? a->name : ""), "Address",
+                     mbox_view_str(a->address ? a->address : ""));
 }
 
 static json_t *view_addrs(const struct mbox_addr *a, size_t n)
@@ -62,14 +59,15 @@ static json_t *view_addrs(const struct mbox_addr *a, size_t n)
     return arr;
 }
 
-static json_t *view_tls(const struct mbox_tls *t)
+json_t *mbox_view_tls(const struct mbox_tls *t)
 {
     if (t->text == NULL)
         return json_null();
-    return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o}", "Version", view_str(t->version), "Cipher",
-                     view_str(t->cipher), "Group", view_str(t->group), "PeerSubject",
-                     view_str(t->subject), "PeerIssuer", view_str(t->issuer), "Verification",
-                     view_str(t->verify), "Resumed", t->resumed, "Text", view_str(t->text));
+    return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o}", "Version", mbox_view_str(t->version),
+                     "Cipher", mbox_view_str(t->cipher), "Group", mbox_view_str(t->group),
+                     "PeerSubject", mbox_view_str(t->subject), "PeerIssuer",
+                     mbox_view_str(t->issuer), "Verification", mbox_view_str(t->verify), "Resumed",
+                     t->resumed, "Text", mbox_view_str(t->text));
 }
 
 static json_t *view_code(int code)
@@ -85,23 +83,24 @@ static json_t *view_smtp_of(const struct mbox_facts *f)
 
     for (size_t i = 0; i < f->nrcpt; i++) {
         const struct mbox_rcpt *r = &f->rcpt[i];
-        json_array_append_new(to, view_str(r->addr));
+        json_array_append_new(to, mbox_view_str(r->addr));
         json_array_append_new(
             rcpts,
-            json_pack("{s:o,s:b,s:o,s:o,s:o}", "Address", view_str(r->addr), "Relayed", r->relayed,
-                      "Code", view_code(r->code), "Reply", view_str(r->reply), "Accepted",
-                      r->code > 0 ? json_boolean(r->code / 100 == 2) : json_null()));
+            json_pack("{s:o,s:b,s:o,s:o,s:o}", "Address", mbox_view_str(r->addr), "Relayed",
+                      r->relayed, "Code", view_code(r->code), "Reply", mbox_view_str(r->reply),
+                      "Accepted", r->code > 0 ? json_boolean(r->code / 100 == 2) : json_null()));
     }
     for (size_t i = 0; i < f->nwarnings; i++)
-        json_array_append_new(warnings, view_str(f->warnings[i]));
+        json_array_append_new(warnings, mbox_view_str(f->warnings[i]));
     return json_pack(
         "{s:I,s:o,s:o,s:s,s:{s:o,s:o,s:o},s:{s:o,s:o},s:o,s:{s:o,s:o,s:o,s:o,s:b,s:o}}", "Session",
-        (json_int_t)f->session, "Client", view_str(f->client), "Helo", view_str(f->helo),
-        "Transfer", f->bdat ? "BDAT" : "DATA", "Envelope", "From", view_str(f->mail_from), "To", to,
-        "Recipients", rcpts, "TLS", "Client", view_tls(&f->tls_client), "Upstream",
-        view_tls(&f->tls_upstream), "Warnings", warnings, "Verdict", "Code", view_code(v->code),
-        "Enhanced", v->enhanced[0] ? view_str(v->enhanced) : json_null(), "Text", view_str(v->text),
-        "QueueID", view_str(v->queue_id), "Accepted", v->accepted, "Reason", view_str(v->reason));
+        (json_int_t)f->session, "Client", mbox_view_str(f->client), "Helo", mbox_view_str(f->helo),
+        "Transfer", f->bdat ? "BDAT" : "DATA", "Envelope", "From", mbox_view_str(f->mail_from),
+        "To", to, "Recipients", rcpts, "TLS", "Client", mbox_view_tls(&f->tls_client), "Upstream",
+        mbox_view_tls(&f->tls_upstream), "Warnings", warnings, "Verdict", "Code",
+        view_code(v->code), "Enhanced", v->enhanced[0] ? mbox_view_str(v->enhanced) : json_null(),
+        "Text", mbox_view_str(v->text), "QueueID", mbox_view_str(v->queue_id), "Accepted",
+        v->accepted, "Reason", mbox_view_str(v->reason));
 }
 
 /* view_summary_of - Mailpit's MessageSummary, with "SMTP". */
@@ -114,14 +113,15 @@ static json_t *view_summary_of(struct mbox *m, struct mbox_msg *msg, int read)
     if (mm == NULL)
         return NULL;
     mbox_msg_raw(msg, &len);
-    return json_pack(
-        "{s:s,s:o,s:b,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:[],s:I,s:I,s:o,s:o}", "ID",
-        mbox_msg_id(msg), "MessageID", view_str(mm->message_id), "Read", read, "From",
-        view_addr(&mm->from), "To", view_addrs(mm->to, mm->nto), "Cc", view_addrs(mm->cc, mm->ncc),
-        "Bcc", view_addrs(mm->bcc, mm->nbcc), "ReplyTo", view_addrs(mm->reply_to, mm->nreply_to),
-        "Subject", view_str(mm->subject), "Created", view_time(mbox_msg_created(msg)), "Username",
-        view_str(f->username ? f->username : ""), "Tags", "Size", (json_int_t)len, "Attachments",
-        (json_int_t)mm->nattachments, "Snippet", view_str(mm->snippet), "SMTP", view_smtp_of(f));
+    return json_pack("{s:s,s:o,s:b,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:[],s:I,s:I,s:o,s:o}", "ID",
+                     mbox_msg_id(msg), "MessageID", mbox_view_str(mm->message_id), "Read", read,
+                     "From", view_addr(&mm->from), "To", view_addrs(mm->to, mm->nto), "Cc",
+                     view_addrs(mm->cc, mm->ncc), "Bcc", view_addrs(mm->bcc, mm->nbcc), "ReplyTo",
+                     view_addrs(mm->reply_to, mm->nreply_to), "Subject", mbox_view_str(mm->subject),
+                     "Created", mbox_view_time(mbox_msg_created(msg)), "Username",
+                     mbox_view_str(f->username ? f->username : ""), "Tags", "Size", (json_int_t)len,
+                     "Attachments", (json_int_t)mm->nattachments, "Snippet",
+                     mbox_view_str(mm->snippet), "SMTP", view_smtp_of(f));
 }
 
 #define VIEW_READ_KEY "\"Read\":false" /* in a kept summary: the flag's place */
@@ -244,10 +244,11 @@ json_t *mbox_view_summary(struct mbox *m, const char *id)
 
 static json_t *view_part(const struct mbox_part_info *p)
 {
-    return json_pack("{s:o,s:o,s:o,s:o,s:I,s:{s:s,s:s,s:s}}", "PartID", view_str(p->part_id),
-                     "FileName", view_str(p->file_name), "ContentType", view_str(p->content_type),
-                     "ContentID", view_str(p->content_id), "Size", (json_int_t)p->size, "Checksums",
-                     "MD5", p->md5, "SHA1", p->sha1, "SHA256", p->sha256);
+    return json_pack("{s:o,s:o,s:o,s:o,s:I,s:{s:s,s:s,s:s}}", "PartID", mbox_view_str(p->part_id),
+                     "FileName", mbox_view_str(p->file_name), "ContentType",
+                     mbox_view_str(p->content_type), "ContentID", mbox_view_str(p->content_id),
+                     "Size", (json_int_t)p->size, "Checksums", "MD5", p->md5, "SHA1", p->sha1,
+                     "SHA256", p->sha256);
 }
 
 /* view_unsubscribe - Mailpit's ListUnsubscribe: the header, and the links
@@ -269,14 +270,14 @@ static json_t *view_unsubscribe(const struct mbox_mime *mm)
         if ((is_mail && !mailto++) || (is_web && !web++)) {
             char *link = strndup(p, n);
             if (link != NULL)
-                json_array_append_new(links, view_str(link));
+                json_array_append_new(links, mbox_view_str(link));
             free(link);
         }
         p = e + 1;
     }
-    return json_pack("{s:o,s:o,s:s,s:o}", "Header", view_str(h ? h : ""), "Links", links, "Errors",
-                     "", "HeaderPost",
-                     view_str(mm->list_unsubscribe_post ? mm->list_unsubscribe_post : ""));
+    return json_pack("{s:o,s:o,s:s,s:o}", "Header", mbox_view_str(h ? h : ""), "Links", links,
+                     "Errors", "", "HeaderPost",
+                     mbox_view_str(mm->list_unsubscribe_post ? mm->list_unsubscribe_post : ""));
 }
 
 json_t *mbox_view_message(struct mbox *m, const char *id, int mark_read)
@@ -300,14 +301,15 @@ json_t *mbox_view_message(struct mbox *m, const char *id, int mark_read)
         json_array_append_new(mm->parts[i].is_inline ? inl : att, view_part(&mm->parts[i]));
     out = json_pack(
         "{s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:[],s:o,s:o,s:o,s:I,s:o,s:o,s:o}", "ID",
-        mbox_msg_id(msg), "MessageID", view_str(mm->message_id), "From", view_addr(&mm->from), "To",
-        view_addrs(mm->to, mm->nto), "Cc", view_addrs(mm->cc, mm->ncc), "Bcc",
+        mbox_msg_id(msg), "MessageID", mbox_view_str(mm->message_id), "From", view_addr(&mm->from),
+        "To", view_addrs(mm->to, mm->nto), "Cc", view_addrs(mm->cc, mm->ncc), "Bcc",
         view_addrs(mm->bcc, mm->nbcc), "ReplyTo", view_addrs(mm->reply_to, mm->nreply_to),
-        "ReturnPath", view_str(mm->return_path), "Subject", view_str(mm->subject),
+        "ReturnPath", mbox_view_str(mm->return_path), "Subject", mbox_view_str(mm->subject),
         "ListUnsubscribe", view_unsubscribe(mm), "Date",
-        mm->date != NULL ? view_str(mm->date) : view_time(mbox_msg_created(msg)), "Tags",
-        "Username", view_str(mbox_msg_facts(msg)->username ? mbox_msg_facts(msg)->username : ""),
-        "Text", view_str(text), "HTML", view_str(html), "Size", (json_int_t)len, "Inline", inl,
+        mm->date != NULL ? mbox_view_str(mm->date) : mbox_view_time(mbox_msg_created(msg)), "Tags",
+        "Username",
+        mbox_view_str(mbox_msg_facts(msg)->username ? mbox_msg_facts(msg)->username : ""), "Text",
+        mbox_view_str(text), "HTML", mbox_view_str(html), "Size", (json_int_t)len, "Inline", inl,
         "Attachments", att, "SMTP", view_smtp_of(mbox_msg_facts(msg)));
     if (out != NULL && mark_read) {
         const char *ids[1] = {mbox_msg_id(msg)};
@@ -379,7 +381,7 @@ json_t *mbox_view_headers(struct mbox *m, const char *id)
             list = json_array();
             json_object_set_new_nocheck(out, order[i]->name, list);
         }
-        json_array_append_new(list, view_str(order[i]->value));
+        json_array_append_new(list, mbox_view_str(order[i]->value));
     }
 done:
     free(order);

@@ -89,6 +89,17 @@ json_t *mbox_view_smtp(struct mbox *m, const char *id);
 int mbox_part(struct mbox *m, const char *id, const char *part_id, uint8_t **buf, size_t *len,
               char **content_type);
 
+/* The pieces, for other views (the session registry's): */
+/* mbox_view_str - a string as JSON (NULL: null), made valid UTF-8. */
+json_t *mbox_view_str(const char *s);
+/* mbox_view_time - microseconds since the epoch as RFC 3339 in UTC, with
+ * milliseconds unless they are 0 (Go's RFC3339Nano trims zeros too), as
+ * Mailpit's "Created". */
+json_t *mbox_view_time(uint64_t us);
+struct mbox_tls;
+/* mbox_view_tls - one leg's TLS (the TLS object above), null without. */
+json_t *mbox_view_tls(const struct mbox_tls *t);
+
 /* mbox_bodies - /view/{ID}.txt and .html: the text and HTML bodies in
  * UTF-8 ("" when there is none). In the HTML, each cid: reference to a
  * part of the message (by its Content-ID) becomes that part's URL,

@@ -9,7 +9,12 @@
  *
  * Owns the mailbox (--keep): the store of kept messages and the transcript
  * consumer that fills it, made before sessions run (in sink mode filled
- * first from the sink directory) and freed at exit.
+ * first from the sink directory) and freed at exit; with
+ * the HTTP API, the session registry (another consumer) and the live
+ * events. The HTTP side ends in one place, px_http_close (the first
+ * signal, or a start-up error): the event streams end, the waits are let
+ * go, the server closes; what the relay's threads may still touch (the
+ * registry, the events' queue) is freed at exit, after they have stopped.
  */
 #include "ci/check.h"
 #include "ci/replay.h"
@@ -20,8 +25,11 @@
 #include "../log/transcript.h"
 #include "../mailbox/api.h"
 #include "../mailbox/collect.h"
+#include "../mailbox/events.h"
 #include "../mailbox/load.h"
 #include "../mailbox/mime.h"
+#include "../mailbox/sessapi.h"
+#include "../mailbox/sessions.h"
 #include "../mailbox/store.h"
 #include "../mailbox/view.h"
 #include "config.h"
@@ -57,9 +65,11 @@ struct px_main {
     struct mbox_collect *collect; /* fills it from the transcript */
     struct http_server *http;     /* the HTTP API, or NULL (off, or the default port taken) */
     struct http_info http_info;
-    char http_note[800];  /* why there is no HTTP API, for the start-up lines */
-    char upstream[300];   /* "host:port", for /api/v1/info */
-    struct mbox_api *api; /* the kept messages over HTTP, or NULL */
+    char http_note[800]; /* why there is no HTTP API, for the start-up lines */
+    char upstream[300];  /* "host:port", for /api/v1/info */
+    struct mbox_api *api;         /* the kept messages over HTTP, or NULL */
+    struct sess_registry *sessions; /* the sessions over HTTP, or NULL */
+    struct mbox_events *events;     /* /api/events, or NULL */
     int finished;
 };
 
@@ -110,6 +120,18 @@ static void px_grace_cb(uv_timer_t *t)
     px_loops_stop(&m.loops, 1);
 }
 
+/* px_http_close - the HTTP API answers no more: the event streams end,
+ * the mailbox routes let their waits go, the server closes its
+ * connections. Idempotent. */
+static void px_http_close(void)
+{
+    events_close(m.events); /* freed at exit: a relay thread may still look */
+    api_close(m.api);
+    m.api = NULL;
+    http_server_close(m.http);
+    m.http = NULL;
+}
+
 static void px_signal_cb(uv_signal_t *h, int signum)
 {
     (void)h;
@@ -123,10 +145,7 @@ static void px_signal_cb(uv_signal_t *h, int signum)
         return;
     }
     m.px.stopping = 1;
-    api_close(m.api); /* the mailbox routes answer no more */
-    m.api = NULL;
-    http_server_close(m.http); /* its kept requests and streams end now */
-    m.http = NULL;
+    px_http_close(); /* its kept requests and streams end now */
     tlog_note(0, TLOG_INFO, "%s: shutting down; %u open session(s) may finish for %llu ms",
               signum == SIGINT ? "SIGINT" : "SIGTERM", atomic_load(&m.shared.nsessions),
               (unsigned long long)m.px.cfg->grace_ms);
@@ -392,6 +411,15 @@ static int px_setup_http(const struct px_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "the HTTP API's routes could not be set up");
         return -1;
     }
+    if (m.mbox == NULL)
+        return 0; /* --keep 0: no sessions kept either */
+    if (sess_open(&m.sessions, m.mbox, (size_t)cfg->keep, cfg->show_secrets, err, errlen) != 0)
+        return -1;
+    if (sessapi_routes(m.http, m.sessions) != 0 ||
+        events_open(&m.events, m.http, m.px.loop, m.mbox, m.sessions) != 0) {
+        snprintf(err, errlen, "the HTTP API's routes could not be set up");
+        return -1;
+    }
     return 0;
 }
 
@@ -449,6 +477,8 @@ static void px_cleanup(void)
     tls_keylog_close(m.keylog);
     record_close(m.px.ci.recorder);
     mbox_collect_close(m.collect);
+    sess_close(m.sessions);
+    events_free(m.events);
     mbox_free(m.mbox);
     mbox_mime_shutdown();
     tls_session_free(m.shared.up_session);
@@ -493,10 +523,7 @@ int main(int argc, char **argv)
                   sizeof(err)) != 0 ||
         px_start_loops(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "smtpscope: %s\n", err);
-        api_close(m.api);
-        m.api = NULL;
-        http_server_close(m.http);
-        m.http = NULL;
+        px_http_close();
         uv_run(m.px.loop, UV_RUN_DEFAULT);
         uv_loop_close(m.px.loop);
         px_cleanup();

@@ -61,7 +61,8 @@ static void fz_idle(void *arg, int on)
     (void)arg, (void)on;
 }
 
-static const struct http_conn_io fz_io = {fz_write, fz_finish, fz_hold, fz_wake, fz_full, fz_idle};
+static const struct http_conn_io fz_io = {fz_write, fz_finish, fz_hold, fz_wake,
+                                          fz_full,  fz_idle,   NULL};
 
 static void fz_ok(struct http_req *req, void *arg)
 {

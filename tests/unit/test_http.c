@@ -64,8 +64,8 @@ static void fake_idle(void *arg, int on)
     ((struct fake *)arg)->idle = on;
 }
 
-static const struct http_conn_io fake_io = {fake_write, fake_finish, fake_hold,
-                                            fake_wake,  fake_full,   fake_idle};
+static const struct http_conn_io fake_io = {fake_write, fake_finish, fake_hold, fake_wake,
+                                            fake_full,  fake_idle,   NULL};
 
 /* fake_text - what was written, without the Date lines (they move). */
 static const char *fake_text(struct fake *f)

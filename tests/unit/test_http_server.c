@@ -28,6 +28,7 @@ static uv_async_t stop_async;
 static struct http_req *waiting, *stream, *flood;
 static int ticks;
 static atomic_int gone_count, flood_gone;
+static size_t flood_queued; /* the most http_stream_queued said during the flood */
 static int port;
 
 /* ---- the server side (loop thread) -------------------------------------- */
@@ -107,9 +108,13 @@ static void flood_cb(uv_timer_t *t)
     static char block[65536];
     (void)t;
     memset(block, 'f', sizeof(block));
-    for (int i = 0; i < 16 && flood != NULL; i++)
+    for (int i = 0; i < 16 && flood != NULL; i++) {
         if (http_stream_write(flood, block, sizeof(block)) != 0)
             break; /* dropped: gone follows from the close */
+        size_t q = http_stream_queued(flood);
+        if (q > flood_queued)
+            flood_queued = q;
+    }
 }
 
 static void t_flood(struct http_req *req, void *arg)
@@ -258,6 +263,8 @@ int main(void)
     pthread_create(&th, NULL, client, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     pthread_join(th, NULL);
+    /* http_stream_queued saw the flood's client fall behind, to the bound */
+    CHECK(flood_queued + 65536 > HTTP_WQ_MAX);
     CHECK(atomic_load(&gone_count) == 2); /* the abandoned poll and the flood */
     uv_loop_close(loop);
     return check_done("unit_http_server");
