@@ -352,8 +352,8 @@ static void add_msg(struct mbox *m, uint64_t session, char *id)
     struct mbox_facts f;
     memset(&f, 0, sizeof(f));
     f.session = session;
-    uint8_t *raw = (uint8_t *)strdup("Subject: x\r\n\r\nbody\r\n");
-    CHECK(mbox_add(m, raw, strlen((char *)raw), &f, 1700000000000000ull, id) == 0);
+    const char *raw = "Subject: x\r\n\r\nbody\r\n";
+    CHECK(mbox_add(m, (const uint8_t *)raw, strlen(raw), &f, 1700000000000000ull, id) == 0);
 }
 
 static void test_messages(void)
