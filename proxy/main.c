@@ -327,8 +327,8 @@ static int px_setup_persona(const struct px_config *cfg, char *err, size_t errle
         return 0;
     run->p = persona_find(cfg->persona);
     if (run->p == NULL) {
-        snprintf(err, errlen, "--persona %s: no such persona (there is: %s)", cfg->persona,
-                 persona_names());
+        persona_names(names, sizeof(names));
+        snprintf(err, errlen, "--persona %s: no such persona (there is: %s)", cfg->persona, names);
         return -1;
     }
     run->user = cfg->persona_user;

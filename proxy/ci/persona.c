@@ -17,7 +17,8 @@ extern const struct persona persona_gmail;
 /* Every persona; --persona NAME picks one. */
 static const struct persona *const persona_all[] = {&persona_gmail};
 
-#define PERSONA_COUNT (sizeof(persona_all) / sizeof(persona_all[0]))
+#define PERSONA_COUNT     (sizeof(persona_all) / sizeof(persona_all[0]))
+#define PERSONA_OAUTH_MAX 2048 /* a decoded XOAUTH2 or OAUTHBEARER response */
 
 static const char *const persona_stage_names[] = {
     [PERSONA_AT_CONNECT] = "connect",
@@ -34,9 +35,17 @@ const struct persona *persona_find(const char *name)
     return NULL;
 }
 
-const char *persona_names(void)
+void persona_names(char *buf, size_t cap)
 {
-    return "gmail"; /* keep in step with persona_all */
+    size_t o = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < PERSONA_COUNT && o < cap; i++) {
+        int n = snprintf(buf + o, cap - o, "%s%s", i ? ", " : "", persona_all[i]->name);
+        if (n < 0)
+            break;
+        o += (size_t)n;
+    }
 }
 
 const struct persona_scenario *persona_scenario(const struct persona *p, const char *name)
@@ -191,7 +200,7 @@ static const char *persona_kv(const char *fields, const char *key, size_t *len)
 int persona_oauth_ok(const struct persona_run *run, const uint8_t *dec, size_t n, char *user,
                      size_t ucap)
 {
-    char buf[2048];
+    char buf[PERSONA_OAUTH_MAX];
     const char *fields = buf, *u, *auth;
     size_t ulen, alen;
 

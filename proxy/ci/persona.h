@@ -118,8 +118,9 @@ struct persona_voice {
 
 /* persona_find - the persona of that name, or NULL. */
 const struct persona *persona_find(const char *name);
-/* persona_names - "gmail" (every name, comma-separated), for messages. */
-const char *persona_names(void);
+/* persona_names - every persona's name ("gmail", comma-separated) into
+ * buf, for messages. */
+void persona_names(char *buf, size_t cap);
 /* persona_scenario - the persona's scenario of that name, or NULL. */
 const struct persona_scenario *persona_scenario(const struct persona *p, const char *name);
 /* persona_scenario_names - "bad-credentials, ..." into buf. */

@@ -235,8 +235,9 @@ static void replay_start(struct session *s)
                   "persona %s: smtpscope's own replies are in %s's words, offline (the rest is "
                   "the recording's)",
                   run->p->name, run->p->about);
-        n = (int)persona_expand(&k->voice, run->p->text[PERSONA_GREETING], greeting,
-                                sizeof(greeting));
+        if (run->p->text[PERSONA_GREETING] != NULL)
+            n = (int)persona_expand(&k->voice, run->p->text[PERSONA_GREETING], greeting,
+                                    sizeof(greeting));
     }
     k->rs = &rp->s[s->px->ci.replay_next++ % rp->n];
     tlog_note(s->id, TLOG_INFO, "replaying recorded session %llu (%zu replies)",

@@ -780,31 +780,30 @@ static void sink_greet(struct session *s)
 {
     struct sink *k = sink_of(s);
     const struct persona_run *run = &s->px->ci.persona;
+    const struct persona_scenario *sc = run->scenario;
     char greeting[PERSONA_REPLY_MAX];
     size_t n;
 
-    if (run->p == NULL) {
-        int len = snprintf(greeting, sizeof(greeting), "220 %s ESMTP smtpscope sink ready\r\n",
-                           s->px->helo);
-        respond_ready(s, (const uint8_t *)greeting, (size_t)len);
-        return;
+    if (run->p != NULL) {
+        k->voiced = 1;
+        persona_voice_init(&k->voice, run, s->client_addr,
+                           s->px->ci.faults.rng ^ (s->id * 0x9e3779b97f4a7c15ull) ^ s->start_us);
+        tlog_note(s->id, TLOG_INFO,
+                  "persona %s: smtpscope answers as %s would, offline; every reply in this "
+                  "session is smtpscope's own, not %s's",
+                  run->p->name, run->p->about, run->p->host);
     }
-    k->voiced = 1;
-    persona_voice_init(&k->voice, run, s->client_addr,
-                       s->px->ci.faults.rng ^ (s->id * 0x9e3779b97f4a7c15ull) ^ s->start_us);
-    tlog_note(s->id, TLOG_INFO,
-              "persona %s: smtpscope answers as %s would, offline; every reply in this session is "
-              "smtpscope's own, not %s's",
-              run->p->name, run->p->about, run->p->host);
-    const struct persona_scenario *sc = run->scenario;
     if (sc != NULL && sc->stage == PERSONA_AT_CONNECT) {
         tlog_mark(s->id, TLOG_WARNING, TLOG_MARK_INJECTED,
                   "persona %s, scenario %s at connect: smtpscope answers as %s would", run->p->name,
                   sc->name, run->p->about);
         n = persona_expand(&k->voice, sc->reply, greeting, sizeof(greeting));
+    } else if (k->voiced && run->p->text[PERSONA_GREETING] != NULL) {
+        n = persona_expand(&k->voice, run->p->text[PERSONA_GREETING], greeting, sizeof(greeting));
     } else {
-        n = persona_expand(&k->voice, k->voice.run->p->text[PERSONA_GREETING], greeting,
-                           sizeof(greeting));
+        int len = snprintf(greeting, sizeof(greeting), "220 %s ESMTP smtpscope sink ready\r\n",
+                           s->px->helo);
+        n = len > 0 ? (size_t)len : 0;
     }
     respond_ready(s, (const uint8_t *)greeting, n);
 }
