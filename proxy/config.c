@@ -67,6 +67,12 @@ enum {
     OPT_HTTP_AUTH,
     OPT_KEEP,
     OPT_KEEP_BYTES,
+    /* --persona */
+    OPT_PERSONA,
+    OPT_PERSONA_USER,
+    OPT_PERSONA_PASSWORD,
+    OPT_PERSONA_TOKEN,
+    OPT_PERSONA_SCENARIO,
 };
 
 static const struct option px_options[] = {
@@ -114,6 +120,11 @@ static const struct option px_options[] = {
     {"http-auth", required_argument, NULL, OPT_HTTP_AUTH},
     {"keep", required_argument, NULL, OPT_KEEP},
     {"keep-bytes", required_argument, NULL, OPT_KEEP_BYTES},
+    {"persona", required_argument, NULL, OPT_PERSONA},
+    {"persona-user", required_argument, NULL, OPT_PERSONA_USER},
+    {"persona-password", required_argument, NULL, OPT_PERSONA_PASSWORD},
+    {"persona-token", required_argument, NULL, OPT_PERSONA_TOKEN},
+    {"persona-scenario", required_argument, NULL, OPT_PERSONA_SCENARIO},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -210,6 +221,21 @@ static const char px_usage[] =
     "  --replay FILE              no upstream: play a recording offline (client\n"
     "                             session N plays recorded session N, in turn)\n"
     "  smtpscope check --help     assertions over a JSON transcript or a sink\n"
+    "\n"
+    "Personas (--sink or --replay; replies are smtpscope's own, in a provider's words):\n"
+    "  --persona gmail            answer as smtp.gmail.com:587 does: its greeting, EHLO\n"
+    "                             lists, STARTTLS before AUTH and MAIL, AUTH before\n"
+    "                             MAIL, XOAUTH2, its replies and ids (made up)\n"
+    "  --persona-user USER        the one user it accepts (default: any)\n"
+    "  --persona-password PASS    the password it accepts for PLAIN and LOGIN\n"
+    "                             (default: any, unless only a token is given)\n"
+    "  --persona-token TOKEN      the token it accepts for XOAUTH2 and OAUTHBEARER\n"
+    "                             (default: any, unless only a password is given)\n"
+    "  --persona-scenario NAME    a failure for the whole run (sink mode), at its stage:\n"
+    "                             bad-credentials, app-password-required and\n"
+    "                             too-many-logins at AUTH, daily-limit at MAIL,\n"
+    "                             too-large at the end of data, try-again-later at\n"
+    "                             connect; or per rule: --fault 'STAGE=persona:NAME'\n"
     "\n"
     "HTTP API (Mailpit's API v1 paths; /api/v1/sessions, /api/v1/session/ID[/transcript],\n"
     "/api/events (Server-Sent Events), /api/v1/wait; /livez, /readyz; see README):\n"
@@ -330,6 +356,39 @@ static int px_bad(FILE *err, const char *opt, const char *want, const char *got)
 {
     fprintf(err, "smtpscope: %s: expected %s, got '%s' (see --help)\n", opt, want, got);
     return PX_PARSE_EXIT_USAGE;
+}
+
+/* px_persona_check - how the --persona options go together (the names are
+ * checked against the tables by main.c, which links them). */
+static int px_persona_check(const struct px_config *cfg, FILE *err)
+{
+    const char *lone = cfg->persona_user != NULL       ? "--persona-user"
+                       : cfg->persona_password != NULL ? "--persona-password"
+                       : cfg->persona_token != NULL    ? "--persona-token"
+                       : cfg->persona_scenario != NULL ? "--persona-scenario"
+                                                       : NULL;
+    if (cfg->persona == NULL && lone != NULL) {
+        fprintf(err, "smtpscope: %s goes with --persona NAME (see --help)\n", lone);
+        return -1;
+    }
+    if (cfg->persona == NULL)
+        return 0;
+    if (cfg->sink_dir == NULL && cfg->replay == NULL) {
+        fprintf(err, "smtpscope: --persona answers in place of a server: it needs --sink DIR or "
+                     "--replay FILE (see --help)\n");
+        return -1;
+    }
+    if (cfg->persona_scenario != NULL && cfg->replay != NULL) {
+        fprintf(err, "smtpscope: --persona-scenario is for --sink (a replay answers with its "
+                     "recording); use --fault 'STAGE=persona:NAME' (see --help)\n");
+        return -1;
+    }
+    if (cfg->client_tls == PX_CLIENT_TLS_OFF) {
+        fprintf(err, "smtpscope: --persona needs STARTTLS toward the client: not with "
+                     "--client-tls off (see --help)\n");
+        return -1;
+    }
+    return 0;
 }
 
 /* px_bad_hostport - say what is wrong with a HOST:PORT. */
@@ -642,6 +701,21 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
                 return px_bad(err, "--keep-bytes", "a size such as 256M, 1G or 65536 (up to 1 TiB)",
                               optarg);
             break;
+        case OPT_PERSONA:
+            cfg->persona = optarg;
+            break;
+        case OPT_PERSONA_USER:
+            cfg->persona_user = optarg;
+            break;
+        case OPT_PERSONA_PASSWORD:
+            cfg->persona_password = optarg;
+            break;
+        case OPT_PERSONA_TOKEN:
+            cfg->persona_token = optarg;
+            break;
+        case OPT_PERSONA_SCENARIO:
+            cfg->persona_scenario = optarg;
+            break;
         case OPT_SEED: {
             errno = 0;
             unsigned long long v = strtoull(optarg, &endp, 10);
@@ -701,6 +775,8 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
                      "and --fault need one loop (see --help)\n");
         return PX_PARSE_EXIT_USAGE;
     }
+    if (px_persona_check(cfg, err) != 0)
+        return PX_PARSE_EXIT_USAGE;
     if (cfg->format != PX_FORMAT_CONSOLE && (cfg->quiet || cfg->explain == 1)) {
         /* smtplib prints neither learner notes nor summaries */
         fprintf(err,

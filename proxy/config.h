@@ -74,6 +74,13 @@ struct px_config {
     uint64_t http_idle_ms;      /* $SMTPSCOPE_HTTP_IDLE (tests only); 0: the default */
     uint64_t keep;       /* --keep N: messages kept in memory (0: none) */
     uint64_t keep_bytes; /* --keep-bytes SIZE: their raw bytes at most */
+
+    /* --persona (sink and replay modes): a provider's words, offline */
+    const char *persona;          /* --persona NAME */
+    const char *persona_user;     /* --persona-user USER: the only user accepted */
+    const char *persona_password; /* --persona-password PASS: PLAIN and LOGIN */
+    const char *persona_token;    /* --persona-token TOKEN: XOAUTH2 and OAUTHBEARER */
+    const char *persona_scenario; /* --persona-scenario NAME: a failure for the run */
 };
 
 enum px_parse_result { PX_PARSE_RUN, PX_PARSE_EXIT_OK, PX_PARSE_EXIT_USAGE };

@@ -18,6 +18,7 @@
  */
 #include "ci/check.h"
 #include "ci/replay.h"
+#include "ci/persona.h"
 #include "ci/sink.h"
 #include "../http/auth.h"
 #include "../http/info.h"
@@ -330,12 +331,52 @@ static int px_setup_tls(struct px_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-/* px_setup_ci - fault rules, the sink directory, recordings, and so who
- * stands upstream. */
+/* px_fault_scenario - --fault STAGE=persona:NAME: the persona's words. */
+static int px_fault_scenario(void *arg, const char *name, char *reply, size_t cap, char *err,
+                             size_t errlen)
+{
+    return persona_fault_reply(arg, name, reply, cap, err, errlen);
+}
+
+/* px_setup_persona - --persona NAME and its scenario, from the tables. */
+static int px_setup_persona(const struct px_config *cfg, char *err, size_t errlen)
+{
+    struct persona_run *run = &m.px.ci.persona;
+    char names[512];
+
+    if (cfg->persona == NULL)
+        return 0;
+    run->p = persona_find(cfg->persona);
+    if (run->p == NULL) {
+        persona_names(names, sizeof(names));
+        snprintf(err, errlen, "--persona %s: no such persona (there is: %s)", cfg->persona, names);
+        return -1;
+    }
+    run->user = cfg->persona_user;
+    run->password = cfg->persona_password;
+    run->token = cfg->persona_token;
+    if (cfg->persona_scenario != NULL) {
+        run->scenario = persona_scenario(run->p, cfg->persona_scenario);
+        if (run->scenario == NULL) {
+            persona_scenario_names(run->p, names, sizeof(names));
+            snprintf(err, errlen, "--persona-scenario %s: persona %s has no such scenario (%s)",
+                     cfg->persona_scenario, run->p->name, names);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* px_setup_ci - the persona, fault rules, the sink directory, recordings,
+ * and so who stands upstream. */
 static int px_setup_ci(const struct px_config *cfg, char *err, size_t errlen)
 {
     struct stat st;
 
+    if (px_setup_persona(cfg, err, errlen) != 0)
+        return -1;
+    m.px.ci.faults.scenario = px_fault_scenario;
+    m.px.ci.faults.scenario_arg = &m.px.ci.persona;
     m.px.ci.faults.parse_duration = px_parse_duration;
     m.px.ci.faults.rng =
         cfg->seed_given ? cfg->seed : (uint64_t)time(NULL) ^ (uint64_t)getpid() << 20;
@@ -550,7 +591,9 @@ int main(int argc, char **argv)
                   cfg.client_tls == PX_CLIENT_TLS_OFFER     ? "offered"
                   : cfg.client_tls == PX_CLIENT_TLS_REQUIRE ? "required before AUTH and MAIL"
                                                             : "off",
-                  cfg.sink_auth != NULL ? "checked" : "any credentials accepted");
+                  cfg.sink_auth != NULL ? "checked"
+                  : cfg.persona != NULL ? "as the persona says, below"
+                                        : "any credentials accepted");
     else
         tlog_note(0, TLOG_INFO,
                   "smtpscope %s listening on %s, relaying to %s:%s (%s, certificate %s; client "
@@ -604,6 +647,21 @@ int main(int argc, char **argv)
                   cfg.sink_dir != NULL || cfg.replay != NULL ? "this smtpscope"
                                                              : "your upstream session",
                   cfg.show_secrets ? ", and with --show-secrets their credentials are logged" : "");
+    if (m.px.ci.persona.p != NULL) {
+        const struct persona_run *run = &m.px.ci.persona;
+        tlog_note(0, TLOG_INFO,
+                  "persona %s: smtpscope answers as %s would, offline, with made-up ids (user %s; "
+                  "password %s; token %s)%s%s",
+                  run->p->name, run->p->about, run->user != NULL ? run->user : "any",
+                  run->password != NULL ? "given"
+                  : run->token != NULL  ? "none accepted"
+                                        : "any",
+                  run->token != NULL      ? "given"
+                  : run->password != NULL ? "none accepted"
+                                          : "any",
+                  run->scenario != NULL ? "; scenario " : "",
+                  run->scenario != NULL ? run->scenario->name : "");
+    }
     for (int i = 0; i < m.px.ci.faults.n; i++)
         tlog_note(0, TLOG_INFO, "fault rule %d: %s", i + 1, m.px.ci.faults.rules[i].spec);
 

@@ -13,6 +13,7 @@
 #define SMTPSCOPE_SESSION_H
 
 #include "ci/fault.h"
+#include "ci/persona.h"
 #include "ci/record.h"
 #include "config.h"
 #include "leg.h"
@@ -38,10 +39,11 @@ struct px_shared {
 
 /* px_ci - what the CI features (proxy/ci/) keep for one loop. */
 struct px_ci {
-    struct faults faults;      /* --fault rules */
-    struct recorder *recorder; /* --record, or NULL */
-    struct replay *replay;     /* --replay, or NULL */
-    unsigned replay_next;      /* the recorded session the next client plays */
+    struct faults faults;       /* --fault rules */
+    struct recorder *recorder;  /* --record, or NULL */
+    struct replay *replay;      /* --replay, or NULL */
+    unsigned replay_next;       /* the recorded session the next client plays */
+    struct persona_run persona; /* --persona: its table, credentials, scenario */
 };
 
 /* proxy - what the sessions of one event loop share. With --loops N there

@@ -721,10 +721,23 @@ static int srv_auth_mech(struct session *s, const uint8_t *arg, size_t arglen)
     return memchr(arg, ' ', arglen) != NULL || memchr(arg, '\t', arglen) != NULL;
 }
 
-/* srv_starttls - answer STARTTLS here (RFC 3207); -1 when the session ends. */
-static int srv_starttls(struct session *s, size_t arglen)
+/* srv_voice - one of smtpscope's own replies in the upstream
+ * implementation's words when it has its own (--persona), else dflt. */
+static const char *srv_voice(struct session *s, enum up_voice what, const char *dflt, char *buf,
+                             size_t cap)
 {
-    char err[300];
+    const char *v = s->up_ops->voice != NULL ? s->up_ops->voice(s, what, buf, cap) : NULL;
+    return v != NULL ? v : dflt;
+}
+
+#define SRV_CMD_HELD      1 /* srv_command: the line stays in s->srv.in for later */
+#define SRV_CMD_DROP_REST 2 /* srv_command: done, and what follows it in s->srv.in is dropped */
+
+/* srv_starttls - answer STARTTLS here (RFC 3207); -1 when the session ends.
+ * more: commands were pipelined behind it. */
+static int srv_starttls(struct session *s, size_t arglen, int more)
+{
+    char err[300], voiced[SRV_OWN_REPLY_MAX];
 
     if (s->px->cfg->client_tls == PX_CLIENT_TLS_OFF)
         return srv_say(s, "502 5.5.1 STARTTLS not offered (smtpscope runs with --client-tls off)",
@@ -733,6 +746,17 @@ static int srv_starttls(struct session *s, size_t arglen)
         return srv_say(s, "503 5.5.1 TLS already active", 0, 0);
     if (arglen != 0)
         return srv_say(s, "501 5.5.4 STARTTLS takes no parameters", 0, 0);
+    if (more && srv_voice(s, UP_VOICE_STARTTLS_PIPELINED, NULL, voiced, sizeof(voiced)) != NULL) {
+        /* the persona refuses it (Gmail's 454 4.5.0); what came behind it
+         * is dropped unread, as it would be after a 220 (RFC 3207 5) */
+        tlog_note(s->id, TLOG_WARNING,
+                  "client pipelined commands after STARTTLS: refused in %s's words, and "
+                  "the bytes after it dropped",
+                  s->up_ops->who);
+        if (srv_say(s, voiced, 0, 0) < 0)
+            return -1;
+        return SRV_CMD_DROP_REST;
+    }
     if (srv_say(s, "220 2.0.0 Ready to start TLS", 1, 0) < 0)
         return -1;
     srv_set_state(s, SRV_TLS);
@@ -756,7 +780,6 @@ static void srv_plaintext_auth(struct session *s)
                        "like this works through smtpscope but fails against the real server");
 }
 
-#define SRV_CMD_HELD 1 /* srv_command: the line stays in s->srv.in for later */
 #define SRV_NO_FAULT FAULT_STAGES
 
 static void srv_fault_resume_cb(uv_timer_t *t)
@@ -815,9 +838,12 @@ struct srv_row {
  * refused here, as Gmail refuses them (RFC 3207 4). */
 static const char *srv_check_tls(struct session *s, const struct smtp_cmdline *c)
 {
+    /* said at once by srv_command; one loop per thread */
+    static _Thread_local char voiced[SRV_OWN_REPLY_MAX];
     (void)c;
     if (s->client.tls == NULL && s->px->cfg->client_tls == PX_CLIENT_TLS_REQUIRE)
-        return "530 5.7.0 Must issue a STARTTLS command first";
+        return srv_voice(s, UP_VOICE_NEED_TLS, "530 5.7.0 Must issue a STARTTLS command first",
+                         voiced, sizeof(voiced));
     return NULL;
 }
 
@@ -865,8 +891,10 @@ static int srv_bdat_cmd(struct session *s, const struct smtp_cmdline *c)
 
 static int srv_starttls_cmd(struct session *s, const struct smtp_cmdline *c)
 {
+    /* the line lies in s->srv.in: bytes after it were pipelined behind it */
+    int more = c->line + c->len < s->srv.in + s->srv.in_len;
     srv_note_command(s, c, c->cmd, SRV_ANSWERED);
-    return srv_starttls(s, c->arglen);
+    return srv_starttls(s, c->arglen, more);
 }
 
 static const struct srv_row srv_rows[SMTP_CMD_COUNT] = {
@@ -1033,6 +1061,8 @@ static int srv_process(struct session *s)
         if (rc == SRV_CMD_HELD)
             break; /* the line waits in s->srv.in for srv_fault_resume_cb */
         off += n;
+        if (rc == SRV_CMD_DROP_REST)
+            off = s->srv.in_len;
         if (s->srv.state == SRV_TLS && off < s->srv.in_len) {
             /* RFC 3207 5, CVE-2011-0411: what was pipelined after STARTTLS
              * must not be taken as said inside TLS */
