@@ -484,6 +484,17 @@ class SecretsTest(UpAuthCase):
             self.assertIn(f"[redacted; user={h.USER}; token of {len(g.GOOD_TOKEN)} bytes, "
                           f"sha256 {sha8(g.GOOD_TOKEN)}]", out[where], where)
         self.assertIn("user=carol@client.test", out["console"])
+        # the JSON lines of smtpscope's own login are the schema's events
+        import jsonschema
+        with open(os.path.join(os.path.dirname(__file__), "..", "docs",
+                               "transcript.schema.json")) as f:
+            validator = jsonschema.Draft202012Validator(json.load(f))
+        jl = next(v for k, v in out.items() if k.endswith("t.jsonl"))
+        events = [json.loads(l) for l in jl.splitlines()]
+        for e in events:
+            validator.validate(e)
+        auth = [e for e in events if e.get("verb") == "AUTH" and e.get("leg") == "upstream"]
+        self.assertEqual(len(auth), 2)
 
     def test_no_password_anywhere(self):
         out = self.run_all_outputs("--upstream-auth", "plain", "--upstream-user", h.USER,
