@@ -16,7 +16,8 @@ only inside TLS, MAIL only after AUTH) with Gmail's mechanisms and answers:
 
 Every attempt is kept in .auth.attempts as a dict: mechanism, user,
 secret, ok, answer (what the client sent after the error 334), and for
-OAUTHBEARER host and port. offer= limits the mechanisms in EHLO.
+OAUTHBEARER host and port. offer= limits the mechanisms in EHLO;
+implicit=True speaks TLS from the start (port 465's way).
 Standard library and Debian's python3-aiosmtpd only.
 """
 import base64
@@ -118,14 +119,19 @@ class GmailUpstream(h.Upstream):
     """harness.Upstream with GmailAuth's logins, offering the mechanisms
     named in offer (EHLO lists them inside TLS)."""
 
-    def __init__(self, offer=MECHS, host="localhost", **auth):
+    def __init__(self, offer=MECHS, host="localhost", implicit=False, **auth):
         self.recorder = self.auth = GmailAuth(**auth)
         self.port = h.free_port(host)
+        # implicit TLS (as smtp.gmail.com:465): TLS from the start; aiosmtpd
+        # then knows no STARTTLS, and would not offer AUTH with auth_require_tls
+        tls = ({"ssl_context": h.certs().context("server"), "auth_require_tls": False}
+               if implicit else
+               {"tls_context": h.certs().context("server"), "require_starttls": True,
+                "auth_require_tls": True})
         self.controller = h.BacklogController(
             self.auth, hostname=host, port=self.port, server_hostname="smtp.gmail.test",
-            tls_context=h.certs().context("server"), require_starttls=True,
-            authenticator=self.auth.authenticate, auth_required=True, auth_require_tls=True,
-            auth_exclude_mechanism=[m for m in MECHS if m not in offer])
+            authenticator=self.auth.authenticate, auth_required=True,
+            auth_exclude_mechanism=[m for m in MECHS if m not in offer], **tls)
         self.controller.start()
 
 

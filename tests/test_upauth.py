@@ -115,6 +115,14 @@ class MechanismTest(UpAuthCase):
         self.assertEqual(a[0]["raw"], (f"n,a={h.USER},\x01host=localhost\x01port={self.up.port}"
                                        f"\x01auth=Bearer {g.GOOD_TOKEN}\x01\x01").encode())
 
+    def test_implicit_tls(self):
+        tok = g.TokenCommand(echo(g.GOOD_TOKEN))
+        sc = self.start(*self.token_args(tok), "--upstream-tls", "implicit", implicit=True)
+        self.send()
+        self.assertEqual([(a["mechanism"], a["ok"]) for a in self.up.auth.attempts],
+                         [("XOAUTH2", True)])
+        self.assertNotIn("upstream send: 'STARTTLS", sc.text())
+
     def test_plain_with_a_password_file(self):
         d = tempfile.mkdtemp(prefix="smtpscope-pw-")
         path = os.path.join(d, "gmail-app-password")
