@@ -369,7 +369,8 @@ static int login_pick(const struct session *s, const struct smtp_reply *ehlo, ch
             continue;
         for (size_t k = 9; k < n && o + 2 < cap; k++)
             offered[o++] = (char)toupper(line[k]);
-        offered[o++] = ' ';
+        if (o + 2 < cap)
+            offered[o++] = ' ';
         offered[o] = '\0';
     }
     while (o > 0 && offered[o - 1] == ' ')
