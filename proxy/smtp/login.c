@@ -389,7 +389,7 @@ int login_start(struct session *s, const struct smtp_reply *ehlo, const struct l
 {
     struct login *l = &s->upc.login;
     const struct px_upauth *a = login_cfg(s);
-    char offered[200], wanted[80] = "", detail[400];
+    char offered[600], wanted[80] = "", detail[800];
 
     l->ops = ops;
     l->tries = 0;
