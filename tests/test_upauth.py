@@ -503,6 +503,8 @@ class SecretsTest(UpAuthCase):
             validator.validate(e)
         auth = [e for e in events if e.get("verb") == "AUTH" and e.get("leg") == "upstream"]
         self.assertEqual(len(auth), 2)
+        for e in auth:
+            self.assertEqual((e["own"], e["redacted"], e["mechanism"]), (True, True, "XOAUTH2"))
 
     def test_no_password_anywhere(self):
         out = self.run_all_outputs("--upstream-auth", "plain", "--upstream-user", h.USER,

@@ -255,7 +255,7 @@ static void up_explain_caps(struct session *s, const struct smtp_reply *r)
  * secret: the line itself never reaches the transcript), then written.
  * -1: the session is ending. */
 static int up_say_shown(struct session *s, const char *line, size_t len, const char *shown,
-                        const char *verb)
+                        const char *verb, const char *mech)
 {
     struct tlog_event ev = {
         .session = s->id,
@@ -267,6 +267,8 @@ static int up_say_shown(struct session *s, const char *line, size_t len, const c
         .len = shown != NULL ? strlen(shown) : len,
         .verb = verb,
         .tls_switch = verb != NULL && strcmp(verb, "STARTTLS") == 0,
+        .secret = shown != NULL ? TLOG_SECRET_MASKED : TLOG_SECRET_NONE,
+        .auth_mech = mech,
     };
     tlog_emit(&ev);
     return session_up_write(s, (const uint8_t *)line, len);
@@ -274,7 +276,7 @@ static int up_say_shown(struct session *s, const char *line, size_t len, const c
 
 static int up_say(struct session *s, const char *line, const char *verb)
 {
-    return up_say_shown(s, line, strlen(line), NULL, verb);
+    return up_say_shown(s, line, strlen(line), NULL, verb, NULL);
 }
 
 static int up_send_ehlo(struct session *s, enum up_state next)
@@ -410,9 +412,9 @@ static int up_ready(struct session *s)
 /* ---- what the login (login.c) is lent ---- */
 
 static int upc_login_say(struct session *s, const char *line, size_t len, const char *shown,
-                         const char *verb)
+                         const char *verb, const char *mech)
 {
-    if (up_say_shown(s, line, len, shown, verb) < 0)
+    if (up_say_shown(s, line, len, shown, verb, mech) < 0)
         return -1;
     up_arm_timer(s); /* a reply is due now */
     return 0;

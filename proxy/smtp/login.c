@@ -155,7 +155,8 @@ static int login_say(struct session *s, const char *line, size_t len, const char
 {
     struct login *l = &s->upc.login;
     login_set_state(s, LOGIN_AUTH);
-    return l->ops->say(s, line, len, s->px->cfg->show_secrets ? NULL : shown, verb);
+    return l->ops->say(s, line, len, s->px->cfg->show_secrets ? NULL : shown, verb,
+                       px_mech_name((enum px_up_mech)l->mech));
 }
 
 /* login_send_secret - a line that carries the secret (or the user): made,

@@ -34,9 +34,9 @@ struct session;
 struct login_ops {
     /* say - one line of smtpscope's own for the upstream (CRLF included),
      * recorded as shown (NULL: as it is), with its verb (NULL: an AUTH
-     * response). -1: the session is ending. */
-    int (*say)(struct session *s, const char *line, size_t len, const char *shown,
-               const char *verb);
+     * response) and the mechanism. -1: the session is ending. */
+    int (*say)(struct session *s, const char *line, size_t len, const char *shown, const char *verb,
+               const char *mech);
     /* done - the login is over, logged in or not (login_refusal says
      * which): the relay client becomes ready. -1: the session is ending. */
     int (*done)(struct session *s);
