@@ -920,9 +920,11 @@ static int srv_auth_local_cmd(struct session *s, const struct smtp_cmdline *c)
     size_t n = c->arglen;
 
     srv_note_command(s, c, c->cmd, SRV_ANSWERED);
-    while (n > 0 && *ir != ' ' && *ir != '	') /* past the mechanism */
+    if (s->client.tls == NULL)
+        srv_plaintext_auth(s); /* they go no further, but the app would send them so */
+    while (n > 0 && *ir != ' ' && *ir != '\t') /* past the mechanism */
         ir++, n--;
-    while (n > 0 && (*ir == ' ' || *ir == '	'))
+    while (n > 0 && (*ir == ' ' || *ir == '\t'))
         ir++, n--;
     if (strcmp(s->srv.auth_mech, "PLAIN") != 0 && strcmp(s->srv.auth_mech, "LOGIN") != 0)
         return srv_say(s,
