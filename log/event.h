@@ -37,6 +37,8 @@ enum tlog_secret {
     TLOG_SECRET_AUTH_COMMAND,  /* "AUTH MECH [initial-response]" */
     TLOG_SECRET_AUTH_RESPONSE, /* a client line inside an AUTH exchange */
     TLOG_SECRET_CHALLENGE,     /* a 334 server challenge */
+    TLOG_SECRET_MASKED,        /* masked by its producer already (smtpscope's own login
+                                  upstream): shown as it is, marked as redacted */
 };
 
 /* Totals of a session, with TLOG_CLOSE. */

@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define PX_DEFAULT_LISTEN       "127.0.0.1:2525"
 #define PX_DEFAULT_UPSTREAM     "smtp.gmail.com:587"
@@ -176,7 +177,9 @@ static const char px_usage[] =
     "  --timeout-data T           client silent inside message content (default 3m)\n"
     "  --timeout-final T          the reply to end of data (default 10m)\n"
     "  --timeout-idle T           client silent between commands (default 5m)\n"
-    "                             T: 30, 30s, 500ms, 5m or 1h\n"
+    "                             T: 30, 30s, 500ms, 5m or 1h\n";
+
+static const char px_usage_rest[] =
     "\n"
     "Transcripts:\n"
     "  --json PATH                JSON Lines, one object per event ('-': stdout);\n"
@@ -459,6 +462,232 @@ static int px_http_origin_ok(const char *v)
                strlen(host);
 }
 
+/* ---- smtpscope's own login to the upstream, and --client-auth ------------
+ * Their options, help, parsing and checks are kept together here; the
+ * parser reaches them through px_all_options, px_upauth_option and
+ * px_upauth_check. */
+
+enum {
+    OPT_UPAUTH_FIRST = 0x400, /* past the options above */
+    OPT_UP_AUTH = OPT_UPAUTH_FIRST,
+    OPT_UP_USER,
+    OPT_UP_PASSWORD_FILE,
+    OPT_UP_PASSWORD_ENV,
+    OPT_UP_TOKEN_CMD,
+    OPT_UP_TOKEN_TIMEOUT,
+    OPT_CLIENT_AUTH,
+};
+
+#define PX_UP_USER_MAX 256 /* --upstream-user */
+
+static const struct option px_upauth_options[] = {
+    {"upstream-auth", required_argument, NULL, OPT_UP_AUTH},
+    {"upstream-user", required_argument, NULL, OPT_UP_USER},
+    {"upstream-password-file", required_argument, NULL, OPT_UP_PASSWORD_FILE},
+    {"upstream-password-env", required_argument, NULL, OPT_UP_PASSWORD_ENV},
+    {"upstream-token-cmd", required_argument, NULL, OPT_UP_TOKEN_CMD},
+    {"upstream-token-timeout", required_argument, NULL, OPT_UP_TOKEN_TIMEOUT},
+    {"client-auth", required_argument, NULL, OPT_CLIENT_AUTH},
+};
+
+static const char px_upauth_usage[] =
+    "\n"
+    "Logging in to the upstream (smtpscope's own AUTH, inside TLS):\n"
+    "  --upstream-auth MECH[,MECH...]  log in with the first of these the upstream\n"
+    "                             offers: xoauth2, oauthbearer, plain, login; or\n"
+    "                             auto: XOAUTH2 > OAUTHBEARER > PLAIN > LOGIN with a\n"
+    "                             token command, PLAIN > LOGIN with a password\n"
+    "  --upstream-user USER       who logs in (for Gmail, the address)\n"
+    "  --upstream-password-file FILE  the password (a Gmail app password) on its\n"
+    "                             first line; refused unless only you may read it\n"
+    "  --upstream-password-env VAR  the password in this environment variable\n"
+    "  --upstream-token-cmd 'CMD'  an OAuth2 access token from /bin/sh -c CMD: its\n"
+    "                             first line, or JSON with access_token and\n"
+    "                             expires_in; cached until shortly before it expires,\n"
+    "                             run again once when the upstream rejects a token\n"
+    "  --upstream-token-timeout T  the token command's time to finish (default 30s)\n"
+    "  --client-auth none|accept|passthrough\n"
+    "                             the client's AUTH: none: not offered; accept: AUTH\n"
+    "                             PLAIN LOGIN offered, any credentials taken here and\n"
+    "                             nothing forwarded (default with --upstream-auth);\n"
+    "                             passthrough: relayed (default without)\n"
+    "                             Secrets are never shown unless --show-secrets.\n";
+
+static const char *const px_mech_names[PX_MECH_COUNT] = {
+    [PX_MECH_XOAUTH2] = "XOAUTH2",
+    [PX_MECH_OAUTHBEARER] = "OAUTHBEARER",
+    [PX_MECH_PLAIN] = "PLAIN",
+    [PX_MECH_LOGIN] = "LOGIN",
+};
+
+const char *px_mech_name(enum px_up_mech m)
+{
+    return m < PX_MECH_COUNT ? px_mech_names[m] : "?";
+}
+
+/* px_all_options - the table above followed by this block's, for getopt. */
+static const struct option *px_all_options(void)
+{
+    static struct option all[sizeof(px_options) / sizeof(px_options[0]) +
+                             sizeof(px_upauth_options) / sizeof(px_upauth_options[0])];
+    size_t n = sizeof(px_options) / sizeof(px_options[0]) - 1; /* without its end */
+
+    if (all[0].name == NULL) {
+        memcpy(all, px_options, n * sizeof(all[0]));
+        memcpy(all + n, px_upauth_options, sizeof(px_upauth_options));
+        /* the last entry stays zero: the end */
+    }
+    return all;
+}
+
+/* px_upauth_mechs - "xoauth2,plain" or "auto" into cfg. */
+static int px_upauth_mechs(struct px_upauth *a, const char *v, FILE *err)
+{
+    const char *p = v;
+
+    a->on = 1;
+    a->nmechs = 0;
+    a->auto_mech = strcmp(v, "auto") == 0;
+    if (a->auto_mech)
+        return 0;
+    if (v[0] == '\0' || v[0] == ',' || v[strlen(v) - 1] == ',' || strstr(v, ",,") != NULL)
+        return px_bad(err, "--upstream-auth", "MECH[,MECH...] or auto", v);
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+        int m = 0;
+        while (m < PX_MECH_COUNT &&
+               !(strlen(px_mech_names[m]) == n && strncasecmp(p, px_mech_names[m], n) == 0))
+            m++;
+        if (m == PX_MECH_COUNT) {
+            fprintf(err,
+                    "smtpscope: --upstream-auth: '%.*s' is not a mechanism smtpscope logs in with "
+                    "(xoauth2, oauthbearer, plain, login, or auto alone) (see --help)\n",
+                    (int)n, p);
+            return PX_PARSE_EXIT_USAGE;
+        }
+        for (int i = 0; i < a->nmechs; i++) {
+            if (a->mechs[i] == (enum px_up_mech)m) {
+                fprintf(err, "smtpscope: --upstream-auth: %s is named twice (see --help)\n",
+                        px_mech_names[m]);
+                return PX_PARSE_EXIT_USAGE;
+            }
+        }
+        a->mechs[a->nmechs++] = (enum px_up_mech)m;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+/* px_upauth_option - one option of this block; 0 or PX_PARSE_EXIT_USAGE. */
+static int px_upauth_option(struct px_config *cfg, int c, const char *v, FILE *err)
+{
+    struct px_upauth *a = &cfg->upauth;
+
+    switch (c) {
+    case OPT_UP_AUTH:
+        return px_upauth_mechs(a, v, err);
+    case OPT_UP_USER:
+        if (v[0] == '\0' || strlen(v) > PX_UP_USER_MAX)
+            return px_bad(err, "--upstream-user", "a user name of 1 to 256 bytes", v);
+        for (const char *p = v; *p != '\0'; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                return px_bad(err, "--upstream-user", "a user name without control characters", v);
+        a->user = v;
+        return 0;
+    case OPT_UP_PASSWORD_FILE:
+        a->password_file = v;
+        return 0;
+    case OPT_UP_PASSWORD_ENV:
+        if (v[0] == '\0' || strchr(v, '=') != NULL)
+            return px_bad(err, "--upstream-password-env", "the name of an environment variable", v);
+        a->password_env = v;
+        return 0;
+    case OPT_UP_TOKEN_CMD:
+        if (v[0] == '\0')
+            return px_bad(err, "--upstream-token-cmd", "a command", v);
+        a->token_cmd = v;
+        return 0;
+    case OPT_UP_TOKEN_TIMEOUT:
+        if (px_parse_duration(v, &a->token_timeout_ms) != 0)
+            return px_bad(err, "--upstream-token-timeout", "a duration such as 30s or 500ms", v);
+        return 0;
+    case OPT_CLIENT_AUTH:
+        if (strcmp(v, "none") == 0)
+            a->client_auth = PX_CLIENT_AUTH_NONE;
+        else if (strcmp(v, "accept") == 0)
+            a->client_auth = PX_CLIENT_AUTH_ACCEPT;
+        else if (strcmp(v, "passthrough") == 0)
+            a->client_auth = PX_CLIENT_AUTH_PASSTHROUGH;
+        else
+            return px_bad(err, "--client-auth", "none, accept or passthrough", v);
+        a->client_auth_given = 1;
+        return 0;
+    default:
+        fprintf(err, "smtpscope: unknown option (see --help)\n");
+        return PX_PARSE_EXIT_USAGE;
+    }
+}
+
+/* px_upauth_check - the options of this block together, and with the rest;
+ * auto resolved. 0 or PX_PARSE_EXIT_USAGE. */
+static int px_upauth_check(struct px_config *cfg, FILE *err)
+{
+    struct px_upauth *a = &cfg->upauth;
+    int sources = (a->password_file != NULL) + (a->password_env != NULL) + (a->token_cmd != NULL);
+
+    if (a->token_timeout_ms == 0)
+        a->token_timeout_ms = PX_TOKEN_TIMEOUT_DEFAULT_MS;
+    if (!a->client_auth_given)
+        a->client_auth = a->on ? PX_CLIENT_AUTH_ACCEPT : PX_CLIENT_AUTH_PASSTHROUGH;
+    if ((a->on || a->client_auth_given) && (cfg->sink_dir != NULL || cfg->replay != NULL)) {
+        fprintf(err, "smtpscope: --upstream-auth and --client-auth are for relay mode: with "
+                     "--sink or --replay there is no upstream to log in to (see --help)\n");
+        return PX_PARSE_EXIT_USAGE;
+    }
+    if (!a->on) {
+        if (a->user != NULL || sources > 0) {
+            fprintf(err, "smtpscope: --upstream-user and the --upstream-password-* and "
+                         "--upstream-token-cmd options need --upstream-auth MECH (see --help)\n");
+            return PX_PARSE_EXIT_USAGE;
+        }
+        return 0;
+    }
+    if (a->user == NULL) {
+        fprintf(err, "smtpscope: --upstream-auth needs --upstream-user USER (see --help)\n");
+        return PX_PARSE_EXIT_USAGE;
+    }
+    if (sources != 1) {
+        fprintf(err,
+                "smtpscope: --upstream-auth needs the secret from exactly one of "
+                "--upstream-password-file FILE, --upstream-password-env VAR and "
+                "--upstream-token-cmd 'CMD' (%s) (see --help)\n",
+                sources == 0 ? "none given" : "more than one given");
+        return PX_PARSE_EXIT_USAGE;
+    }
+    if (a->client_auth == PX_CLIENT_AUTH_PASSTHROUGH) {
+        fprintf(err, "smtpscope: --client-auth passthrough cannot go with --upstream-auth: "
+                     "smtpscope logs in to the upstream itself, and the client's AUTH would be a "
+                     "second login; use accept or none (see --help)\n");
+        return PX_PARSE_EXIT_USAGE;
+    }
+    if (a->token_cmd != NULL && cfg->loops > 1) {
+        fprintf(err, "smtpscope: --upstream-token-cmd needs one event loop (its token is kept "
+                     "by the first): drop --loops (see --help)\n");
+        return PX_PARSE_EXIT_USAGE;
+    }
+    if (a->auto_mech) {
+        /* a password is never a bearer token; a token command may print either */
+        a->nmechs = 0;
+        for (int m = a->token_cmd != NULL ? 0 : PX_MECH_PLAIN; m < PX_MECH_COUNT; m++)
+            a->mechs[a->nmechs++] = (enum px_up_mech)m;
+    }
+    return 0;
+}
+
+/* ---- end of the --upstream-auth block ---- */
+
 enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **argv, FILE *out,
                                      FILE *err)
 {
@@ -505,7 +734,12 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
     opterr = 0;
     optind = 1;
     int longidx = 0;
-    while ((c = getopt_long(argc, argv, ":hV", px_options, &longidx)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hV", px_all_options(), &longidx)) != -1) {
+        if (c >= OPT_UPAUTH_FIRST) {
+            if (px_upauth_option(cfg, c, optarg, err) != 0)
+                return PX_PARSE_EXIT_USAGE;
+            continue;
+        }
         switch (c) {
         case OPT_LISTEN:
             if (optarg[0] != '\0' && strspn(optarg, "0123456789") == strlen(optarg)) {
@@ -742,6 +976,8 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
         }
         case 'h':
             fputs(px_usage, out);
+            fputs(px_upauth_usage, out);
+            fputs(px_usage_rest, out);
             return PX_PARSE_EXIT_OK;
         case 'V':
             fprintf(out, "smtpscope %s\n", PX_VERSION);
@@ -785,6 +1021,8 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
                 cfg->format == PX_FORMAT_SMTPLIB ? "smtplib" : "smtplib2");
         return PX_PARSE_EXIT_USAGE;
     }
+    if (px_upauth_check(cfg, err) != 0)
+        return PX_PARSE_EXIT_USAGE;
     if (!tls_given)
         cfg->up_tls = strcmp(cfg->up_port, "465") == 0 ? PX_UP_IMPLICIT : PX_UP_STARTTLS;
     return PX_PARSE_RUN;

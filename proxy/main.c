@@ -36,6 +36,7 @@
 #include "config.h"
 #include "listener.h"
 #include "loops.h"
+#include "secret.h"
 #include "session.h"
 
 #include <arpa/inet.h>
@@ -71,6 +72,8 @@ struct px_main {
     struct mbox_api *api;         /* the kept messages over HTTP, or NULL */
     struct sess_registry *sessions; /* the sessions over HTTP, or NULL */
     struct mbox_events *events;     /* /api/events, or NULL */
+
+    struct secret *secret; /* --upstream-auth's password or token command, or NULL */
     int finished;
 };
 
@@ -92,6 +95,7 @@ static void px_finish(void)
     uv_unref((uv_handle_t *)&m.sigterm);
     uv_close((uv_handle_t *)&m.grace, NULL);
     uv_close((uv_handle_t *)&m.flush, NULL);
+    secret_close(m.secret); /* a token command still running is killed */
 }
 
 static void px_flush_cb(uv_prepare_t *h)
@@ -400,6 +404,10 @@ static int px_setup_ci(const struct px_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--sink-auth %s: cannot read it", cfg->sink_auth);
         return -1;
     }
+    /* --upstream-auth: the password read now, or the token command ready */
+    if (secret_open(&m.secret, m.px.loop, &cfg->upauth, err, errlen) != 0)
+        return -1;
+    m.px.secret = m.secret;
     return 0;
 }
 
@@ -523,6 +531,7 @@ static void px_cleanup(void)
     mbox_free(m.mbox);
     mbox_mime_shutdown();
     tls_session_free(m.shared.up_session);
+    secret_free(m.secret);
     replay_free(m.px.ci.replay);
     tlog_close_all();
 }

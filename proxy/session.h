@@ -64,6 +64,7 @@ struct proxy {
     void (*on_idle)(struct proxy *px); /* a session ended (shutdown waits for the last) */
     const struct upstream_ops *up_ops; /* who stands upstream: picked once, by main.c */
     struct px_ci ci;                   /* the CI features' state */
+    struct secret *secret; /* --upstream-auth's password or token source (main.c's), or NULL */
 };
 
 struct session {

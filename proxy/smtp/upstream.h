@@ -107,6 +107,10 @@ struct upstream_ops {
     void (*stop)(struct session *s);
     /* free - release the implementation's memory (the session is freed). */
     void (*free)(struct session *s);
+    /* refusal - why no mail transaction can start: the reply the client's
+     * MAIL gets instead of being relayed ("535 5.7.8 ..."), or NULL. The
+     * relay client's own login to the upstream failed. NULL hook: never. */
+    const char *(*refusal)(struct session *s);
 };
 
 #endif

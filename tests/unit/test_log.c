@@ -4,6 +4,7 @@
  */
 #include "check.h"
 
+#include "log/explain.h"
 #include "log/json.h"
 #include "log/redact.h"
 #include "log/sasl.h"
@@ -951,6 +952,24 @@ static void test_sasl(void)
     CHECK(sasl_b64_decode((const uint8_t *)"YWJj", 4, out, 4, &n) == 0 && n == 3 && out[3] == '\0');
 }
 
+/* tlog_explain_reply - the RFCs' words, and Gmail's meaning where it has one */
+static void test_explain(void)
+{
+    char out[300];
+    size_t n = tlog_explain_reply(535, "5.7.8", out, sizeof(out));
+    CHECK(n == strlen(out));
+    CHECK(strstr(out, "535 = authentication credentials invalid; 5.7.8 = permanent failure: "
+                      "authentication credentials invalid; at Gmail: wrong user, password or "
+                      "token") == out);
+    CHECK(strstr(out, "expire after 7 days") != NULL);
+    tlog_explain_reply(534, "5.7.9", out, sizeof(out));
+    CHECK(strstr(out, "at Gmail: an app password is needed") != NULL);
+    tlog_explain_reply(535, "", out, sizeof(out));
+    CHECK(strcmp(out, "535 = authentication credentials invalid") == 0);
+    n = tlog_explain_reply(535, "5.7.8", out, 40); /* cut, never overrun */
+    CHECK(n == 39 && strlen(out) == 39);
+}
+
 int main(void)
 {
     alarm(120); /* a hang in the code under test is a failure, not a stall */
@@ -968,5 +987,6 @@ int main(void)
     test_smtplib_session();
     test_smtplib_bounds();
     test_sasl();
+    test_explain();
     return check_done("unit_log");
 }

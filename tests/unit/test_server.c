@@ -19,7 +19,9 @@
  * waiting behind pending replies, what followed it discarded, and the
  * capabilities before and after TLS; BDAT with and without CHUNKING; a
  * client write that fails; the mailbox's collector putting messages
- * together from what this machine says in the transcript.
+ * together from what this machine says in the transcript; the client's
+ * AUTH by --client-auth (accepted here, or not offered) and MAIL answered
+ * with the upstream login's failure.
  */
 #include "check.h"
 #include "fake_leg.h"
@@ -150,6 +152,15 @@ static void up_free(struct session *s)
     up.frees++;
 }
 
+/* up_refusal - the relay client's failed login, played by the test. */
+static const char *up_refusal_text;
+
+static const char *up_refusal(struct session *s)
+{
+    (void)s;
+    return up_refusal_text;
+}
+
 static const struct upstream_ops fake_up_ops = {
     .who = "the fake upstream",
     .ready = "fake upstream",
@@ -161,6 +172,7 @@ static const struct upstream_ops fake_up_ops = {
     .discard = up_discard,
     .stop = up_stop,
     .free = up_free,
+    .refusal = up_refusal,
 };
 
 /* up_send - the upstream sends these bytes: each complete reply goes to
@@ -306,6 +318,27 @@ static int console_has(const char *text)
 
     fflush(console);
     rewind(console);
+    n = fread(buf, 1, sizeof(buf), console);
+    fseek(console, 0, SEEK_END);
+    return check_contains(buf, n, text, strlen(text));
+}
+
+/* console_mark - where the console ends now; console_since - this text is
+ * in what came after the mark. */
+static long console_mark(void)
+{
+    fflush(console);
+    fseek(console, 0, SEEK_END);
+    return ftell(console);
+}
+
+static int console_since(long mark, const char *text)
+{
+    static char buf[1 << 16];
+    size_t n;
+
+    fflush(console);
+    fseek(console, mark, SEEK_SET);
     n = fread(buf, 1, sizeof(buf), console);
     fseek(console, 0, SEEK_END);
     return check_contains(buf, n, text, strlen(text));
@@ -859,6 +892,105 @@ static void test_mailbox(void)
     mbox_free(m);
 }
 
+/* ---- the client's AUTH by --client-auth; MAIL after a failed login ----- */
+
+#define AUTH_EHLO "250-up.example\r\n250-AUTH LOGIN PLAIN XOAUTH2\r\n250 8BITMIME\r\n"
+#define ACCEPTED                                                                                   \
+    "235 2.7.0 Authentication successful (accepted by smtpscope, --client-auth accept; nothing "   \
+    "forwarded)\r\n"
+
+static void test_client_auth(void)
+{
+    struct fake_leg *cl;
+    struct session *s;
+    long mark = console_mark();
+
+    /* accept: smtpscope's AUTH PLAIN LOGIN instead of the upstream's */
+    cfg.upauth.client_auth = PX_CLIENT_AUTH_ACCEPT;
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "EHLO c.example\r\n") == 0);
+    EXPECT_UP({"EHLO c.example\r\n", SMTP_CMD_EHLO, 0});
+    CHECK(up_send(s, AUTH_EHLO) == 0);
+    EXPECT_CLIENT(cl, "250-up.example\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n");
+    /* PLAIN with an initial response ("\0bob\0secret"): answered here */
+    CHECK(client_send(s, "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n") == 0);
+    EXPECT_CLIENT(cl, ACCEPTED);
+    CHECK(console_since(mark, "the client logged in as bob: accepted by smtpscope"));
+    CHECK(
+        console_since(mark, "credentials cross the client leg in plaintext")); /* before STARTTLS */
+    CHECK(!console_since(mark, "AGJvYgBzZWNyZXQ="));
+    CHECK(client_send(s, "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n") == 0);
+    EXPECT_CLIENT(cl, "503 5.5.1 Already authenticated\r\n");
+    EXPECT_UP_NONE();
+    /* the transaction is relayed as ever */
+    CHECK(client_send(s, "MAIL FROM:<a@x>\r\n") == 0);
+    EXPECT_UP({"MAIL FROM:<a@x>\r\n", SMTP_CMD_MAIL, 0});
+    CHECK(up_send(s, "250 2.1.0 Ok\r\n") == 0);
+    EXPECT_CLIENT(cl, "250 2.1.0 Ok\r\n");
+    SESSION_FINISH(s, cl);
+
+    /* LOGIN in three steps, PLAIN without an initial response, a cancel,
+     * a mechanism smtpscope does not take: none of it goes upstream */
+    mark = console_mark();
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "AUTH LOGIN\r\n") == 0);
+    EXPECT_CLIENT(cl, "334 VXNlcm5hbWU6\r\n");
+    CHECK(client_send(s, "Y2Fyb2w=\r\n") == 0); /* carol */
+    EXPECT_CLIENT(cl, "334 UGFzc3dvcmQ6\r\n");
+    CHECK(client_send(s, "cGFzc3dvcmQx\r\n") == 0); /* password1: never looked at */
+    EXPECT_CLIENT(cl, ACCEPTED);
+    CHECK(console_since(mark, "the client logged in as carol"));
+    CHECK(console_since(mark, "[redacted; user=carol]"));
+    CHECK(!console_since(mark, "cGFzc3dvcmQx"));
+    SESSION_FINISH(s, cl);
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "AUTH PLAIN\r\n") == 0);
+    EXPECT_CLIENT(cl, "334 \r\n");
+    CHECK(client_send(s, "AGRhdmUAeA==\r\n") == 0); /* \0dave\0x */
+    EXPECT_CLIENT(cl, ACCEPTED);
+    SESSION_FINISH(s, cl);
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "AUTH LOGIN ZXZl\r\n") == 0); /* eve, as the initial response */
+    EXPECT_CLIENT(cl, "334 UGFzc3dvcmQ6\r\n");
+    CHECK(client_send(s, "*\r\n") == 0);
+    EXPECT_CLIENT(cl, "501 5.7.0 Authentication cancelled\r\n");
+    CHECK(client_send(s, "AUTH CRAM-MD5\r\n") == 0);
+    EXPECT_CLIENT(cl, "504 5.5.4 Unrecognized authentication type: smtpscope accepts PLAIN and "
+                      "LOGIN (--client-auth accept)\r\n");
+    CHECK(client_send(s, "AUTH PLAIN !!!\r\n") == 0);
+    EXPECT_CLIENT(cl, "501 5.5.2 Cannot decode the AUTH PLAIN response\r\n");
+    CHECK(client_send(s, "NOOP\r\n") == 0); /* commands again */
+    EXPECT_UP({"NOOP\r\n", SMTP_CMD_NOOP, 0});
+    CHECK(up_send(s, "250 2.0.0 Ok\r\n") == 0);
+    EXPECT_CLIENT(cl, "250 2.0.0 Ok\r\n");
+    SESSION_FINISH(s, cl);
+
+    /* none: AUTH neither offered nor relayed */
+    cfg.upauth.client_auth = PX_CLIENT_AUTH_NONE;
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "EHLO c.example\r\n") == 0);
+    EXPECT_UP({"EHLO c.example\r\n", SMTP_CMD_EHLO, 0});
+    CHECK(up_send(s, AUTH_EHLO) == 0);
+    EXPECT_CLIENT(cl, "250-up.example\r\n250-STARTTLS\r\n250 8BITMIME\r\n");
+    CHECK(client_send(s, "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n") == 0);
+    EXPECT_CLIENT(cl, "502 5.5.1 AUTH not offered (--client-auth none)\r\n");
+    EXPECT_UP_NONE();
+    SESSION_FINISH(s, cl);
+    cfg.upauth.client_auth = PX_CLIENT_AUTH_PASSTHROUGH;
+
+    /* the upstream login failed: MAIL hears it, class and all; nothing up */
+    up_refusal_text = "535 5.7.8 smtpscope's login to the upstream failed: the token was not "
+                      "accepted";
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "MAIL FROM:<a@x>\r\nNOOP\r\n") == 0);
+    EXPECT_UP({"NOOP\r\n", SMTP_CMD_NOOP, 0});
+    CHECK(up_send(s, "250 2.0.0 Ok\r\n") == 0);
+    EXPECT_CLIENT(cl, "535 5.7.8 smtpscope's login to the upstream failed: the token was not "
+                      "accepted\r\n250 2.0.0 Ok\r\n");
+    SESSION_FINISH(s, cl);
+    up_refusal_text = NULL;
+}
+
 int main(void)
 {
     char *argv[] = {"smtpscope", NULL};
@@ -895,6 +1027,7 @@ int main(void)
     test_bdat();
     test_write_fails();
     test_mailbox();
+    test_client_auth();
 
     uv_close((uv_handle_t *)&guard, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
