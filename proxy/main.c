@@ -23,6 +23,7 @@
 #include "../http/auth.h"
 #include "../http/info.h"
 #include "../http/server.h"
+#include "../http/ui.h"
 #include "../log/transcript.h"
 #include "../mailbox/api.h"
 #include "../mailbox/collect.h"
@@ -67,9 +68,9 @@ struct px_main {
     struct mbox_collect *collect; /* fills it from the transcript */
     struct http_server *http;     /* the HTTP API, or NULL (off, or the default port taken) */
     struct http_info http_info;
-    char http_note[800]; /* why there is no HTTP API, for the start-up lines */
-    char upstream[300];  /* "host:port", for /api/v1/info */
-    struct mbox_api *api;         /* the kept messages over HTTP, or NULL */
+    char http_note[800];            /* why there is no HTTP API, for the start-up lines */
+    char upstream[300];             /* "host:port", for /api/v1/info */
+    struct mbox_api *api;           /* the kept messages over HTTP, or NULL */
     struct sess_registry *sessions; /* the sessions over HTTP, or NULL */
     struct mbox_events *events;     /* /api/events, or NULL */
 
@@ -455,7 +456,7 @@ static int px_setup_http(const struct px_config *cfg, char *err, size_t errlen)
         .mailbox = m.mbox != NULL ? mbox_view_info : NULL,
         .mailbox_arg = m.mbox,
     };
-    if (http_info_routes(m.http, &m.http_info) != 0 ||
+    if (http_info_routes(m.http, &m.http_info) != 0 || http_ui_routes(m.http) != 0 ||
         (m.mbox != NULL && api_open(&m.api, m.http, m.px.loop, m.mbox) != 0)) {
         snprintf(err, errlen, "the HTTP API's routes could not be set up");
         return -1;
