@@ -229,8 +229,11 @@ static void sess_facts(struct sess_rec *s, const struct tlog_event *ev)
             s->commands++;
         break;
     case TLOG_REPLY:
-        /* a reply the client got, counted at its last line */
-        if (ev->leg == TLOG_LEG_CLIENT && ev->dir == TLOG_DIR_OUT &&
+        /* a reply the client got, counted at its last line: smtpscope's
+         * own (client leg, out) or the upstream's relayed to it (upstream
+         * leg, not own; an own one answered smtpscope) */
+        if (((ev->leg == TLOG_LEG_CLIENT && ev->dir == TLOG_DIR_OUT) ||
+             (ev->leg == TLOG_LEG_UPSTREAM && !ev->own)) &&
             !(ev->bytes != NULL && ev->len >= 4 && ev->bytes[3] == '-'))
             s->replies++;
         break;

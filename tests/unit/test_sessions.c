@@ -71,6 +71,21 @@ static void ev_reply(uint64_t sid, const char *line)
     tlog_emit(&ev);
 }
 
+/* ev_relayed - an upstream's reply relayed to the client; own: one that
+ * answered smtpscope's own command instead (the client never sees it). */
+static void ev_relayed(uint64_t sid, const char *line, int own)
+{
+    struct tlog_event ev = {.session = sid,
+                            .kind = TLOG_REPLY,
+                            .leg = TLOG_LEG_UPSTREAM,
+                            .dir = TLOG_DIR_IN,
+                            .own = own,
+                            .bytes = (const uint8_t *)line,
+                            .len = strlen(line),
+                            .code = atoi(line)};
+    tlog_emit(&ev);
+}
+
 static void ev_close(uint64_t sid, const char *why)
 {
     struct tlog_totals totals = {.client_rx = 100, .client_tx = 200, .up_rx = 300, .up_tx = 400};
@@ -133,7 +148,7 @@ static void one_session(struct sess_registry *r, int show_secrets)
                               .auth_mech = "PLAIN",
                               .verb = "AUTH"};
     tlog_emit(&auth);
-    ev_reply(7, "235 2.7.0 ok\r\n");
+    ev_relayed(7, "235 2.7.0 ok\r\n", 0);
     struct tlog_event warn = {
         .session = 7, .kind = TLOG_WARNING, .own = 1, .text = "three alike", .count = 3};
     tlog_emit(&warn);
