@@ -76,7 +76,7 @@ void tlog_json_close(void)
 
 #define JSON_ADD(...) (o += (size_t)snprintf(line + o, o < cap ? cap - o : 0, __VA_ARGS__))
 
-size_t tlog_json_format(const struct tlog_event *ev, char *line, size_t cap)
+size_t tlog_json_format(const struct tlog_event *ev, char *line, size_t cap, unsigned flags)
 {
     time_t secs = (time_t)(ev->time_us / 1000000u);
     struct tm tm;
@@ -139,6 +139,17 @@ size_t tlog_json_format(const struct tlog_event *ev, char *line, size_t cap)
         JSON_ADD(",\"count\":%u", ev->count);
     if (ev->plaintext_auth)
         JSON_ADD(",\"plaintext_auth\":true");
+    if ((flags & TLOG_JSON_NOTE) && ev->kind == TLOG_REPLY && ev->bytes != NULL && ev->len >= 4 &&
+        ev->bytes[3] != '-') {
+        /* what --explain prints after the reply on the console */
+        char enh[16] = "", note[300];
+        tlog_enhanced(ev->bytes, ev->len, enh, sizeof(enh));
+        size_t nn = tlog_explain_reply(ev->code, enh, note, sizeof(note));
+        if (nn > 0 && nn < sizeof(note)) {
+            JSON_ADD(",\"note\":");
+            o += tlog_json_str(line + o, cap - o - 512, (const uint8_t *)note, nn);
+        }
+    }
     if (ev->totals != NULL) {
         const struct tlog_totals *t = ev->totals;
         JSON_ADD(",\"totals\":{\"client_rx\":%llu,\"client_tx\":%llu,\"upstream_rx\":%llu,"
@@ -161,6 +172,6 @@ void tlog_json_render(const struct tlog_event *ev)
 
     if (json_fd < 0 || ev->kind == TLOG_RAW)
         return;
-    n = tlog_json_format(ev, line, sizeof(line));
+    n = tlog_json_format(ev, line, sizeof(line), 0);
     tlog_write_all(json_fd, line, n);
 }

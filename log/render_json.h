@@ -11,10 +11,13 @@
 int tlog_json_open(const char *path, char *err, size_t errlen);
 void tlog_json_render(const struct tlog_event *ev);
 void tlog_json_close(void);
+/* What tlog_json_format may add to what --json writes. */
+#define TLOG_JSON_NOTE 0x01 /* "note": a reply's learner's note, on its last line */
+
 /* tlog_json_format - the event's JSON line, as --json writes it (newline
- * included), into line (cap >= TLOG_JSON_LINE_MAX); its length. The caller
- * redacts first, as the transcript does. */
-size_t tlog_json_format(const struct tlog_event *ev, char *line, size_t cap);
+ * included) with what flags add, into line (cap >= TLOG_JSON_LINE_MAX);
+ * its length. The caller redacts first, as the transcript does. */
+size_t tlog_json_format(const struct tlog_event *ev, char *line, size_t cap, unsigned flags);
 /* tlog_kind_name - the "kind" of the JSON form: "command", "reply", ... */
 const char *tlog_kind_name(enum tlog_kind kind);
 

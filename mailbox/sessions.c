@@ -317,7 +317,7 @@ static void sess_event(const struct tlog_event *ev, void *arg)
         sess_keep_line(r, s, &s->text, &s->text_cut, SESS_TEXT_MAX, r->line, n, ev->time_us, last);
         sess_tell(r, s, SESS_LINE, ev, r->line, n > 0 ? n - 1 : 0);
     }
-    size_t jn = tlog_json_format(&shown, r->jline, sizeof(r->jline));
+    size_t jn = tlog_json_format(&shown, r->jline, sizeof(r->jline), TLOG_JSON_NOTE);
     sess_keep_line(r, s, &s->json, &s->json_cut, SESS_JSON_MAX, r->jline, jn, ev->time_us, last);
     if (last)
         sess_tell(r, s, SESS_CLOSED, ev, NULL, 0);
@@ -534,7 +534,8 @@ int sess_transcript(struct sess_registry *r, uint64_t id, int json, char **buf, 
                  json ? "JSON Lines" : "transcript");
         struct tlog_event note = {
             .time_us = cut->first_us, .session = id, .kind = TLOG_INFO, .own = 1, .text = text};
-        mlen = json ? tlog_json_format(&note, mark, cap) : tlog_format_line(&note, mark, cap, 0, 0);
+        mlen =
+            json ? tlog_json_format(&note, mark, cap, 0) : tlog_format_line(&note, mark, cap, 0, 0);
     }
     out = malloc(b->len + mlen + 1);
     if (out == NULL)

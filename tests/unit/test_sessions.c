@@ -242,6 +242,10 @@ static void one_session(struct sess_registry *r, int show_secrets)
     CHECK(redacted == 1); /* --json marks a secret-bearing line so, shown or not */
     CHECK((strstr(buf, SECRET) != NULL) == show_secrets);
     CHECK(strstr(buf, "\"kind\":\"close\"") != NULL);
+    /* a reply's learner note on its last line (what --explain prints) */
+    CHECK(strstr(buf, "\"note\":\"235 = authentication succeeded; 2.7.0 = success") != NULL);
+    CHECK(strstr(buf, "\"note\":\"250 = requested action done\"") != NULL);
+    CHECK(strstr(strstr(buf, "250-mx.test"), "\n") < strstr(buf, "\"note\":\"250 ="));
     free(buf);
 
     CHECK(sess_transcript(r, 8, 0, &buf, &len) == -1);
