@@ -30,10 +30,10 @@ function envelopeDiffers(m) {
 function verdict(m) {
   const v = m.SMTP && m.SMTP.Verdict;
   if (!v) return h("p", { class: "muted", text: "No verdict is known." });
-  const words = v.Accepted
-    ? `accepted: ${v.Code} ${v.Enhanced ? v.Enhanced + " " : ""}${v.Text || ""}`
-    : v.Code ? `refused: ${v.Code} ${v.Enhanced ? v.Enhanced + " " : ""}${v.Text || ""}` : "no verdict";
+  // the reply as the upstream (or the sink) gave it
+  const words = v.Code ? `${v.Code} ${v.Enhanced ? v.Enhanced + " " : ""}${v.Text || ""}` : "";
   return h("div", { class: ["verdict", v.Accepted ? "ok" : "bad"], id: "verdict" },
+    h("span", { class: "muted", text: v.Accepted ? "The upstream's verdict: " : "Not accepted: " }),
     verdictBadge(m), " ", h("span", { class: "mono", text: words }),
     v.QueueID ? h("span", {}, " · queue id ", h("code", { text: v.QueueID })) : null,
     v.Reason ? h("div", { class: "muted", text: v.Reason }) : null);

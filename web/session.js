@@ -40,54 +40,64 @@ export function shownText(ev) {
   return `${w.label}: ${ev.text || ""}`;
 }
 
-// ehloGroups - the EHLO replies of the transcript, each a list of lines
-// (without code and CRLF), split by the kind of reply pred selects.
-function ehloGroups(events, pred) {
+// ehloGroups - the answers to EHLO that pred selects, each {lines (without
+// code and CRLF), tls (was that leg encrypted then?)}.
+function ehloGroups(events, pred, leg) {
   const groups = [];
   let cur = null;
+  let tls = false;
   for (const ev of events) {
+    if (ev.kind === "tls" && (ev.text || "").startsWith(`TLS ${leg}:`)) tls = true;
     if (ev.kind !== "reply" || ev.answers !== "EHLO" || !pred(ev) || ev.code !== 250) continue;
-    if (!cur) cur = [];
-    cur.push(ev.line.slice(4).replace(/\r?\n$/, "").replace(/\r$/, ""));
+    if (!cur) cur = { lines: [], tls };
+    cur.lines.push(ev.line.slice(4).replace(/\r?\n$/, "").replace(/\r$/, ""));
     if (ev.last) { groups.push(cur); cur = null; }
   }
   return groups;
 }
 
+// capabilities - what the upstream offered smtpscope (each EHLO it
+// answered) beside what the client was shown (each EHLO of the client):
+// a keyword the other side has not is marked, + where smtpscope added it
+// for the client, − where it kept it from the client. The client's
+// answers are compared with the upstream's last (inside TLS when there
+// was TLS): the one smtpscope relays.
 function capabilities(events) {
-  // the upstream's answers to smtpscope's own EHLO (the last: inside TLS)
-  const offered = ehloGroups(events, (e) => e.leg === "upstream" && e.own).pop();
-  // what the client's EHLO got: relayed (rewritten) or smtpscope's own
-  const shown = ehloGroups(events, (e) => !(e.leg === "upstream" && e.own)).pop();
+  const up = ehloGroups(events, (e) => e.leg === "upstream" && e.own, "upstream");
+  const client = ehloGroups(events, (e) => !(e.leg === "upstream" && e.own), "client");
+  const ref = up.length ? up[up.length - 1].lines.slice(1) : null;
+  const shownAll = client.flatMap((g) => g.lines.slice(1));
   const key = (l) => l.split(/[ =]/)[0].toUpperCase();
-  const list = (lines, other, sign, title) => h("ul", { class: "caps" },
-    (lines || []).slice(1).map((l) => {
-      const same = other && other.slice(1).some((o) => o.toUpperCase() === l.toUpperCase());
-      const kw = other && other.slice(1).some((o) => key(o) === key(l));
-      const mark = !other ? "" : same ? "" : kw ? "changed" : sign;
-      return h("li", { class: mark && "cap-" + (mark === "changed" ? "changed" : "diff"), title: mark && title(mark) },
-        mark && mark !== "changed" ? h("span", { class: "sign", text: sign }) : null, l);
-    }));
-  const hidden = (m) => m === "changed" ? "smtpscope changed it for the client" : "not shown to the client";
-  const added = (m) => m === "changed" ? "smtpscope changed it" : "added by smtpscope";
+  const same = (a, b) => a.toUpperCase() === b.toUpperCase();
+  const item = (l, other, sign, title) => {
+    if (!other) return h("li", {}, l);
+    if (other.some((o) => same(o, l))) return h("li", {}, l);
+    const changed = other.some((o) => key(o) === key(l));
+    return h("li", { class: changed ? "cap-changed" : "cap-diff", title: changed ? "changed by smtpscope" : title },
+      h("span", { class: "sign", text: changed ? "~" : sign }), l);
+  };
+  const group = (g, other, sign, title) => h("div", { class: "ehlo" },
+    h("div", { class: "muted small", text: `${g.lines[0]}: ${g.tls ? "inside TLS" : "before TLS"}` }),
+    h("ul", { class: "caps" }, g.lines.slice(1).map((l) => item(l, other, sign, title))));
   return h("div", { class: "caps-grid", id: "capabilities" },
-    h("div", {}, h("h3", { text: "Upstream offered" }),
-      offered ? list(offered, shown, "−", hidden) : h("p", { class: "muted", text: "no upstream EHLO (sink, replay, or not yet)" })),
-    h("div", {}, h("h3", { text: "The client was shown" }),
-      shown ? list(shown, offered, "+", added) : h("p", { class: "muted", text: "the client sent no EHLO" })));
+    h("div", { id: "caps-upstream" }, h("h3", { text: "The upstream offered" }),
+      up.length ? up.map((g, i) => group(g, i === up.length - 1 ? shownAll : null, "−", "not shown to the client"))
+        : h("p", { class: "muted", text: "no upstream EHLO (sink or replay mode, or not yet)" })),
+    h("div", { id: "caps-client" }, h("h3", { text: "The client was shown" }),
+      client.length ? client.map((g) => group(g, ref, "+", "added by smtpscope"))
+        : h("p", { class: "muted", text: "the client sent no EHLO" })));
 }
 
 function tlsCard(leg, t) {
   const row = (k, v) => h("tr", {}, h("th", { text: k }), h("td", { text: v === null || v === undefined ? "—" : String(v) }));
   if (!t) return h("div", { class: "card tls" }, h("h3", {}, tlsLock(leg, null), ` ${leg}`), h("p", { class: "muted", text: "no TLS on this leg" }));
-  return h("div", { class: "card tls" },
+  return h("div", { class: "card tls", title: t.Text || "" },
     h("h3", {}, tlsLock(leg, t), ` ${leg}`),
     h("table", { class: "kv" },
       row("Version", t.Version), row("Suite", t.Cipher), row("Group", t.Group),
       row("Certificate subject", t.PeerSubject), row("Issuer", t.PeerIssuer),
       t.NotBefore !== undefined ? row("Valid", `${fmtDate(t.NotBefore)} – ${fmtDate(t.NotAfter)}`) : null,
-      row("Verification", t.Verification), row("Resumed", t.Resumed ? "yes" : "no")),
-    h("p", { class: "muted mono small", text: t.Text }));
+      row("Verification", t.Verification), row("Resumed", t.Resumed ? "yes" : "no")));
 }
 
 // lanes - the transcript as rows; learner notes go beside the line before
@@ -142,10 +152,9 @@ function row(ev, body) {
 }
 
 export function sessionView(app, main, id) {
-  const head = h("div", { class: "session-head" });
-  const tls = h("div", { class: "cards", id: "tls" });
+  const head = h("div", { class: "card session-head" });
+  const tls = h("div", { class: "tls-cards", id: "tls" });
   const caps = h("div");
-  const msgs = h("div", { id: "session-messages" });
   const lanesEl = h("div", { class: "lanes", id: "lanes" });
   const notesBox = h("input", { type: "checkbox", id: "show-notes", checked: true });
   notesBox.addEventListener("change", () => lanesEl.classList.toggle("no-notes", !notesBox.checked));
@@ -153,10 +162,7 @@ export function sessionView(app, main, id) {
 
   fill(main,
     h("p", { class: "crumbs" }, h("a", { href: "/", "data-link": true, text: "Sessions" }), ` › #${id}`),
-    head,
-    h("h2", { text: "TLS" }), tls,
-    h("h2", { text: "Capabilities" }), caps,
-    msgs,
+    h("div", { class: "cards top-cards" }, head, tls),
     h("div", { class: "toolbar" }, h("h2", { text: "Transcript" }),
       h("label", {}, notesBox, " learner notes"),
       h("span", { class: "downloads" }, "Download: ",
@@ -164,7 +170,8 @@ export function sessionView(app, main, id) {
         h("a", { href: `${base}?format=json`, download: `smtpscope-session-${id}.jsonl`, id: "dl-jsonl", text: "JSON Lines" }))),
     h("div", { class: "lane-heads" }, h("span"), h("span"), h("span", { text: "client" }),
       h("span", { text: "smtpscope" }), h("span", { text: "upstream" }), h("span", { text: "notes" })),
-    lanesEl);
+    lanesEl,
+    h("h2", { text: "Capabilities" }), caps);
 
   function drawHead(s) {
     const c = s.Counts || {};
@@ -177,24 +184,23 @@ export function sessionView(app, main, id) {
         h("tr", {}, h("th", { text: "Ended" }), h("td", { text: s.Ended ? fmtDate(s.Ended) : "still open" })),
         s.Reason ? h("tr", {}, h("th", { text: "How it ended" }), h("td", { text: s.Reason })) : null,
         h("tr", {}, h("th", { text: "Counts" }), h("td", {
-          text: `${c.Commands} commands, ${c.Replies} replies, ${c.Accepted} accepted, ${c.Refused} refused, ` +
+          text: `${c.Commands} commands, ${c.Replies} replies; messages: ${c.Accepted} accepted, ${c.Refused} refused; ` +
             `${c.Warnings} warnings, ${c.Errors} errors`,
         })),
         b ? h("tr", {}, h("th", { text: "Bytes" }), h("td", {
-          text: `client sent ${fmtSize(b.ClientIn)}, got ${fmtSize(b.ClientOut)}; upstream sent ${fmtSize(b.UpstreamIn)}, got ${fmtSize(b.UpstreamOut)}`,
+          text: `client ${fmtSize(b.ClientIn)} in, ${fmtSize(b.ClientOut)} out; upstream ${fmtSize(b.UpstreamIn)} in, ${fmtSize(b.UpstreamOut)} out`,
         })) : null,
-        c.LinesNotKept ? h("tr", {}, h("th", { text: "Not kept" }), h("td", { class: "warn", text: `${c.LinesNotKept} lines past the session's bound` })) : null));
+        c.LinesNotKept ? h("tr", {}, h("th", { text: "Not kept" }), h("td", { class: "warn", text: `${c.LinesNotKept} lines past the session's bound` })) : null,
+        (s.Messages || []).length ? h("tr", {}, h("th", { text: "Messages" }), h("td", { id: "session-messages" },
+          s.Messages.map((mid, i) => {
+            const m = app.summaries.get(mid);
+            return [i ? ", " : "", h("a", { href: `/message/${mid}`, "data-link": true, text: m ? (m.Subject || "(no subject)") : mid })];
+          }))) : null));
     fill(tls, tlsCard("client leg", s.TLS && s.TLS.Client), tlsCard("upstream leg", s.TLS && s.TLS.Upstream));
-    const ids = s.Messages || [];
-    fill(msgs, ids.length === 0 ? null : [
-      h("h2", { text: "Messages" }),
-      h("ul", {}, ids.map((mid) => {
-        const m = app.summaries.get(mid);
-        return h("li", {}, h("a", { href: `/message/${mid}`, "data-link": true, text: m ? (m.Subject || "(no subject)") : mid }));
-      }))]);
   }
 
   let busy = false, again = false, gone = false;
+  let lastText = null, lastHead = null;
   async function load() {
     if (busy) { again = true; return; }
     busy = true;
@@ -202,6 +208,10 @@ export function sessionView(app, main, id) {
       const [s, text] = await Promise.all([api(`/api/v1/session/${id}`), api(`${base}?format=json`, { json: false })]);
       if (gone) return;
       app.sessions.set(s.ID, s);
+      const head = JSON.stringify(s);
+      if (text === lastText && head === lastHead) return; // nothing new: the page stays as it is
+      lastText = text;
+      lastHead = head;
       const events = text.split("\n").filter((l) => l).map((l) => JSON.parse(l));
       drawHead(s);
       fill(caps, capabilities(events));
