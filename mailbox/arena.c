@@ -106,6 +106,7 @@ static struct region *arena_header(void *at)
     r->used = ARENA_HDR;
     r->live = 0;
     r->next = NULL;
+    r->growing = false; /* a region that was a big piece's first, or held its bytes */
     return r;
 }
 
@@ -284,6 +285,12 @@ void *mbox_arena_grow(struct mbox_arena *a, void *p, size_t need, size_t *room)
         ;
     int ok = r->used >= need + ARENA_HDR;
     *room = r->used - ARENA_HDR;
+    if (!ok && p == NULL) {
+        /* a new one that could not be made whole: all of it goes back */
+        a->growing--;
+        arena_shrink(a, r, ARENA_REGION);
+        arena_retire(a, r);
+    }
     pthread_mutex_unlock(&a->mu);
     return ok ? (uint8_t *)r + ARENA_HDR : NULL; /* p, if any, is still the caller's */
 }

@@ -15,6 +15,7 @@
  * mu; the store's listener takes a reference from the store before mu.
  */
 #include "sessions.h"
+#include "arena.h"
 #include "collect.h"
 #include "store.h"
 #include "view.h"
@@ -30,11 +31,24 @@
 
 #define SESS_BUCKETS 1024 /* the map's buckets (chained); more than SESS_KEEP_MAX */
 
-/* A growing buffer of lines. */
-struct sess_buf {
-    char *p;
-    size_t len, cap;
+/* A buffer of lines in chunks, each a piece of the store's arena (the
+ * first ones small, malloc's; then SESS_CHUNK bytes in regions the arena
+ * made ready ahead and takes back as sessions go), so keeping lines on the
+ * relay's path never faults in fresh memory page by page. */
+struct sess_chunk {
+    struct sess_chunk *next;
+    size_t len, cap; /* of data */
+    char data[];
 };
+struct sess_buf {
+    struct sess_chunk *head, *tail;
+    size_t len;  /* bytes of lines, all chunks */
+    size_t held; /* bytes of chunks */
+    unsigned n;  /* chunks */
+};
+
+#define SESS_CHUNK_FIRST 4096       /* a chunk's size: this, 4x the last, ... */
+#define SESS_CHUNK       (64 << 10) /* ... at most this */
 
 /* Lines not kept from one point on. */
 struct sess_cut {
@@ -95,15 +109,69 @@ static struct sess_rec *sess_find(struct sess_registry *r, uint64_t id)
     return NULL;
 }
 
-static void sess_rec_free(struct sess_rec *s)
+/* sess_buf_clear - every chunk of b back to where it came from. */
+static void sess_buf_clear(struct sess_registry *r, struct sess_buf *b)
+{
+    struct mbox_arena *a = r->m != NULL ? mbox_store_arena(r->m) : NULL;
+    while (b->head != NULL) {
+        struct sess_chunk *c = b->head;
+        b->head = c->next;
+        if (a != NULL)
+            mbox_arena_release(a, c, sizeof(*c) + c->cap);
+        else
+            free(c);
+    }
+    memset(b, 0, sizeof(*b));
+}
+
+/* sess_buf_room - a chunk at b's end with n bytes free; NULL: no memory. */
+static struct sess_chunk *sess_buf_room(struct sess_registry *r, struct sess_buf *b, size_t n)
+{
+    if (b->tail != NULL && b->tail->cap - b->tail->len >= n)
+        return b->tail;
+    size_t cap = b->tail == NULL ? SESS_CHUNK_FIRST : b->tail->cap * 4;
+    cap = cap < SESS_CHUNK ? cap : SESS_CHUNK;
+    cap = cap > n ? cap : n;
+    struct mbox_arena *a = r->m != NULL ? mbox_store_arena(r->m) : NULL;
+    struct sess_chunk *c =
+        a != NULL ? mbox_arena_alloc(a, sizeof(*c) + cap) : malloc(sizeof(*c) + cap);
+    if (c == NULL)
+        return NULL;
+    c->next = NULL;
+    c->len = 0;
+    c->cap = cap;
+    if (b->tail != NULL)
+        b->tail->next = c;
+    else
+        b->head = c;
+    b->tail = c;
+    b->held += cap;
+    b->n++;
+    return c;
+}
+
+/* sess_buf_copy - b's bytes [from, to) into out. */
+static void sess_buf_copy(const struct sess_buf *b, size_t from, size_t to, char *out)
+{
+    size_t at = 0;
+    for (const struct sess_chunk *c = b->head; c != NULL && at < to; at += c->len, c = c->next) {
+        size_t lo = from > at ? from - at : 0, hi = to - at < c->len ? to - at : c->len;
+        if (lo < hi) {
+            memcpy(out, c->data + lo, hi - lo);
+            out += hi - lo;
+        }
+    }
+}
+
+static void sess_rec_free(struct sess_registry *r, struct sess_rec *s)
 {
     free(s->client);
     free(s->why);
     mbox_tls_clear(&s->tls_client);
     mbox_tls_clear(&s->tls_upstream);
     free(s->msgs);
-    free(s->text.p);
-    free(s->json.p);
+    sess_buf_clear(r, &s->text);
+    sess_buf_clear(r, &s->json);
     free(s);
 }
 
@@ -124,7 +192,7 @@ static void sess_forget(struct sess_registry *r, struct sess_rec *s)
         r->newest = s->older;
     r->n--;
     r->bytes -= s->text.len + s->json.len;
-    sess_rec_free(s);
+    sess_rec_free(r, s);
 }
 
 /* sess_oldest_closed - the oldest closed session but `keep`, or NULL. */
@@ -188,22 +256,16 @@ static void sess_keep_line(struct sess_registry *r, struct sess_rec *s, struct s
         }
         return;
     }
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            if (cut->lines++ == 0) {
-                cut->at = b->len;
-                cut->first_us = time_us;
-            }
-            return;
+    struct sess_chunk *c = sess_buf_room(r, b, n);
+    if (c == NULL) {
+        if (cut->lines++ == 0) {
+            cut->at = b->len;
+            cut->first_us = time_us;
         }
-        b->p = p;
-        b->cap = cap;
+        return;
     }
-    memcpy(b->p + b->len, line, n);
+    memcpy(c->data + c->len, line, n);
+    c->len += n;
     b->len += n;
     r->bytes += n;
 }
@@ -314,8 +376,13 @@ static void sess_event(const struct tlog_event *ev, void *arg)
         sess_keep_line(r, s, &s->text, &s->text_cut, SESS_TEXT_MAX, r->line, n, ev->time_us, last);
         sess_tell(r, s, SESS_LINE, ev, r->line, n > 0 ? n - 1 : 0);
     }
-    size_t jn = tlog_json_format(&shown, r->jline, sizeof(r->jline));
-    sess_keep_line(r, s, &s->json, &s->json_cut, SESS_JSON_MAX, r->jline, jn, ev->time_us, last);
+    if (!last && s->json_cut.lines > 0) {
+        s->json_cut.lines++; /* cut from an earlier line on: not even rendered */
+    } else {
+        size_t jn = tlog_json_format(&shown, r->jline, sizeof(r->jline));
+        sess_keep_line(r, s, &s->json, &s->json_cut, SESS_JSON_MAX, r->jline, jn, ev->time_us,
+                       last);
+    }
     if (last)
         sess_tell(r, s, SESS_CLOSED, ev, NULL, 0);
     pthread_mutex_unlock(&r->mu);
@@ -537,11 +604,9 @@ int sess_transcript(struct sess_registry *r, uint64_t id, int json, char **buf, 
     if (out == NULL)
         goto done;
     size_t at = cut->lines > 0 ? cut->at : b->len;
-    if (at > 0)
-        memcpy(out, b->p, at);
+    sess_buf_copy(b, 0, at, out);
     memcpy(out + at, mark, mlen);
-    if (b->len > at)
-        memcpy(out + at + mlen, b->p + at, b->len - at);
+    sess_buf_copy(b, at, b->len, out + at + mlen);
     out[b->len + mlen] = '\0';
     *buf = out;
     *len = b->len + mlen;

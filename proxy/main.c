@@ -67,9 +67,9 @@ struct px_main {
     struct mbox_collect *collect; /* fills it from the transcript */
     struct http_server *http;     /* the HTTP API, or NULL (off, or the default port taken) */
     struct http_info http_info;
-    char http_note[800]; /* why there is no HTTP API, for the start-up lines */
-    char upstream[300];  /* "host:port", for /api/v1/info */
-    struct mbox_api *api;         /* the kept messages over HTTP, or NULL */
+    char http_note[800];            /* why there is no HTTP API, for the start-up lines */
+    char upstream[300];             /* "host:port", for /api/v1/info */
+    struct mbox_api *api;           /* the kept messages over HTTP, or NULL */
     struct sess_registry *sessions; /* the sessions over HTTP, or NULL */
     struct mbox_events *events;     /* /api/events, or NULL */
 
@@ -131,8 +131,7 @@ static void px_grace_cb(uv_timer_t *t)
 static void px_http_close(void)
 {
     events_close(m.events); /* freed at exit: a relay thread may still look */
-    api_close(m.api);
-    m.api = NULL;
+    api_close(m.api);       /* idempotent; freed at exit, like the events */
     http_server_close(m.http);
     m.http = NULL;
 }
@@ -528,6 +527,7 @@ static void px_cleanup(void)
     mbox_collect_close(m.collect);
     sess_close(m.sessions);
     events_free(m.events);
+    api_free(m.api);
     mbox_free(m.mbox);
     mbox_mime_shutdown();
     tls_session_free(m.shared.up_session);

@@ -197,6 +197,13 @@ class MessagesTest(ApiCase):
         self.assertEqual(self.get("/api/v1/messages")["total"], 0)
         st, _, _ = call(self.port, "/api/v1/messages", "DELETE", "not an object")
         self.assertEqual(st, 400)
+        self.send(rich_message(9))
+        for bad in ({"IDs": "abc"}, {"IDs": {}}, {"IDs": 7}):  # never read as "all"
+            self.assertEqual(call(self.port, "/api/v1/messages", "DELETE", bad)[0], 400)
+            self.assertEqual(call(self.port, "/api/v1/messages", "PUT",
+                                  dict(bad, Read=True))[0], 400)
+        self.assertEqual(self.get("/api/v1/messages")["total"], 1)
+        self.assertEqual(self.get("/api/v1/messages")["unread"], 1)
 
     def test_info_counts_the_kept_messages(self):
         self.api("--keep", "3")
