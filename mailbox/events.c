@@ -68,7 +68,9 @@ static void ev_news(void *arg, const struct sess_news *n)
     if (atomic_load(&e->nsubs) == 0)
         return;
     if (n->what == SESS_LINE) {
-        evq_push(e->q, EVQ_LINE, n->session, n->time_us, (int)n->kind, n->line, n->len);
+        size_t len;
+        const char *line = sess_news_line(n, &len); /* rendered only for open streams */
+        evq_push(e->q, EVQ_LINE, n->session, n->time_us, (int)n->kind, line, len);
         return;
     }
     /* the session as it is now (opened, or closed with its counts) */
