@@ -189,6 +189,16 @@ const char *http_req_query(const struct http_req *req, const char *name)
     return conn_kv_find(req->query, req->nquery, name, 0);
 }
 
+size_t http_req_query_num(const struct http_req *req, const char *name, size_t dflt)
+{
+    const char *v = http_req_query(req, name);
+    char *end;
+    if (v == NULL || *v < '0' || *v > '9')
+        return dflt;
+    unsigned long long n = strtoull(v, &end, 10);
+    return *end == '\0' ? (size_t)n : dflt;
+}
+
 const char *http_req_header(const struct http_req *req, const char *name)
 {
     return conn_kv_find(req->headers, req->nheaders, name, 1);

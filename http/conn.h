@@ -64,6 +64,9 @@ struct http_req {
  * name, or NULL. */
 const char *http_req_param(const struct http_req *req, const char *name);
 const char *http_req_query(const struct http_req *req, const char *name);
+/* http_req_query_num - a query parameter as a decimal number, or dflt when
+ * it is absent or not one (?start=&limit=). */
+size_t http_req_query_num(const struct http_req *req, const char *name, size_t dflt);
 const char *http_req_header(const struct http_req *req, const char *name);
 
 /*

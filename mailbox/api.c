@@ -45,16 +45,6 @@ struct api_wait {
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static size_t api_num(const struct http_req *req, const char *name, size_t dflt)
-{
-    const char *v = http_req_query(req, name);
-    char *end;
-    if (v == NULL || *v == '\0')
-        return dflt;
-    unsigned long long n = strtoull(v, &end, 10);
-    return *end == '\0' && v[0] != '-' ? (size_t)n : dflt;
-}
-
 /* api_flag - a query parameter that says yes: "1", "true" or "yes". */
 static int api_flag(const struct http_req *req, const char *name)
 {
@@ -178,7 +168,8 @@ static void api_list(struct http_req *req, void *arg)
 {
     struct mbox_api *a = arg;
     size_t len;
-    char *j = mbox_view_list(a->m, api_num(req, "start", 0), api_num(req, "limit", 50), &len);
+    char *j = mbox_view_list(a->m, http_req_query_num(req, "start", 0),
+                             http_req_query_num(req, "limit", 50), &len);
     if (j == NULL)
         http_reply_error(req, 500, "out of memory");
     else
@@ -315,8 +306,8 @@ static void api_view_html(struct http_req *req, void *arg)
 static void api_search_get(struct http_req *req, void *arg)
 {
     size_t matched, len;
-    char *j = api_search(arg, http_req_query(req, "query"), api_num(req, "start", 0),
-                         api_num(req, "limit", 50), &len, &matched, NULL, NULL);
+    char *j = api_search(arg, http_req_query(req, "query"), http_req_query_num(req, "start", 0),
+                         http_req_query_num(req, "limit", 50), &len, &matched, NULL, NULL);
     if (j == NULL)
         http_reply_error(req, 500, "out of memory");
     else
@@ -415,7 +406,8 @@ static void api_wait(struct http_req *req, void *arg)
 {
     struct mbox_api *a = arg;
     const char *query = http_req_query(req, "query");
-    size_t count = api_num(req, "count", 1), timeout = api_num(req, "timeout", API_WAIT_DEFAULT_S);
+    size_t count = http_req_query_num(req, "count", 1),
+           timeout = http_req_query_num(req, "timeout", API_WAIT_DEFAULT_S);
     struct api_wait *w;
 
     if (timeout > API_WAIT_MAX_S)
