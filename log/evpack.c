@@ -4,7 +4,8 @@
  * A record: the struct, its pointers replaced by offsets from the record's
  * start (0: NULL; data follows the struct, so no offset is 0), then each
  * pointed-to piece in the order of the table below, strings with their
- * NUL, the whole padded to TLOG_EVPACK_ALIGN.
+ * NUL, each piece starting at a multiple of TLOG_EVPACK_ALIGN (the totals
+ * and the addresses are read as structs), the whole padded to it.
  */
 #include "evpack.h"
 
@@ -74,8 +75,8 @@ size_t tlog_event_packed_size(const struct tlog_event *ev)
 
     evp_lens(ev, len);
     for (size_t i = 0; i < EVP_PIECES; i++)
-        size += len[i];
-    return evp_round(size);
+        size += evp_round(len[i]);
+    return size;
 }
 
 size_t tlog_event_pack(const struct tlog_event *ev, void *out)
@@ -93,7 +94,10 @@ size_t tlog_event_pack(const struct tlog_event *ev, void *out)
         if (len[i] > 0)
             memcpy(rec + o, *ptr[i], len[i]);
         *ptr[i] = (const void *)(uintptr_t)o; /* never 0: the struct comes first */
-        o += len[i];
+        size_t next = evp_round(o + len[i]);
+        if (next > o + len[i])
+            memset(rec + o + len[i], 0, next - (o + len[i]));
+        o = next;
     }
     memcpy(rec, &copy, sizeof(copy));
     size_t end = evp_round(o);

@@ -1055,6 +1055,7 @@ static void test_evpack(void)
         CHECK((back.totals == NULL) == (evs[i].totals == NULL));
         CHECK(back.totals == NULL || memcmp(back.totals, &totals, sizeof(totals)) == 0);
         CHECK(back.peer == NULL || memcmp(back.peer, &peer, sizeof(peer)) == 0);
+        CHECK(((uintptr_t)back.totals | (uintptr_t)back.peer | (uintptr_t)back.local) % 8 == 0);
     }
 }
 
