@@ -37,6 +37,8 @@ enum tlog_secret {
     TLOG_SECRET_AUTH_COMMAND,  /* "AUTH MECH [initial-response]" */
     TLOG_SECRET_AUTH_RESPONSE, /* a client line inside an AUTH exchange */
     TLOG_SECRET_CHALLENGE,     /* a 334 server challenge */
+    TLOG_SECRET_MASKED,        /* masked by its producer already (smtpscope's own login
+                                  upstream): shown as it is, marked as redacted */
 };
 
 /* Totals of a session, with TLOG_CLOSE. */
@@ -81,6 +83,7 @@ struct tlog_event {
     unsigned count;     /* a warning standing for this many (0: one) */
     const struct sockaddr *local, *peer; /* TLOG_CONNECT: the leg's addresses */
     const struct tlog_totals *totals;    /* TLOG_CLOSE */
+    const char *why;                     /* TLOG_CLOSE: why it ended ("QUIT"), in a few words */
     int explain_only;                    /* a learner's note: shown only with --explain */
     const char *decoded; /* set by the transcript: a 334 prompt decoded, if not secret */
 };

@@ -126,6 +126,18 @@ size_t tlog_enhanced(const uint8_t *line, size_t len, char *out, size_t outlen)
     return o;
 }
 
+/* What Gmail means by a code, where it is not what the RFCs say. */
+static const struct {
+    int code;
+    const char *enhanced;
+    const char *words;
+} explain_gmail[] = {
+    {534, "5.7.9", "at Gmail: an app password is needed (the account has 2-Step Verification)"},
+    {535, "5.7.8",
+     "at Gmail: wrong user, password or token (an OAuth app in Testing status: its refresh "
+     "tokens expire after 7 days)"},
+};
+
 size_t tlog_explain_reply(int code, const char *enhanced, char *out, size_t outlen)
 {
     const char *cw = NULL, *ew = NULL;
@@ -151,5 +163,10 @@ size_t tlog_explain_reply(int code, const char *enhanced, char *out, size_t outl
                      ew);
     else
         n = snprintf(out, outlen, "%d = %s", code, cw);
-    return n > 0 ? (size_t)n : 0;
+    for (size_t i = 0; n > 0 && (size_t)n < outlen && enhanced != NULL &&
+                       i < sizeof(explain_gmail) / sizeof(explain_gmail[0]);
+         i++)
+        if (explain_gmail[i].code == code && strcmp(explain_gmail[i].enhanced, enhanced) == 0)
+            n += snprintf(out + n, outlen - (size_t)n, "; %s", explain_gmail[i].words);
+    return n > 0 ? (size_t)(n < (int)outlen ? n : (int)outlen - 1) : 0;
 }

@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #define JSON_SCHEMA_VERSION 1
-#define JSON_LINE_MAX       (6 * 4096 + 2048)
 
 static int json_fd = -1;
 
@@ -29,6 +28,11 @@ static const char *const json_kinds[TLOG_KIND_COUNT] = {
     [TLOG_INFO] = "info",       [TLOG_WARNING] = "warning", [TLOG_ERROR] = "error",
     [TLOG_CLOSE] = "close",     [TLOG_RAW] = "raw",
 };
+
+const char *tlog_kind_name(enum tlog_kind kind)
+{
+    return kind < TLOG_KIND_COUNT ? json_kinds[kind] : "?";
+}
 
 int tlog_write_all(int fd, const char *buf, size_t len)
 {
@@ -70,42 +74,39 @@ void tlog_json_close(void)
     json_fd = -1;
 }
 
-#define JSON_ADD(...)                                                                              \
-    (o += (size_t)snprintf(line + o, o < sizeof(line) ? sizeof(line) - o : 0, __VA_ARGS__))
+#define JSON_ADD(...) (o += (size_t)snprintf(line + o, o < cap ? cap - o : 0, __VA_ARGS__))
 
-void tlog_json_render(const struct tlog_event *ev)
+size_t tlog_json_format(const struct tlog_event *ev, char *line, size_t cap)
 {
-    char line[JSON_LINE_MAX];
     time_t secs = (time_t)(ev->time_us / 1000000u);
     struct tm tm;
     size_t o = 0;
 
-    if (json_fd < 0 || ev->kind == TLOG_RAW)
-        return;
+    if (cap < TLOG_JSON_LINE_MAX)
+        return 0;
+    cap = TLOG_JSON_LINE_MAX; /* the same cuts, whatever room the caller has */
     gmtime_r(&secs, &tm);
     JSON_ADD("{\"v\":%d,\"time\":\"", JSON_SCHEMA_VERSION);
-    o += strftime(line + o, sizeof(line) - o, "%Y-%m-%dT%H:%M:%S", &tm);
+    o += strftime(line + o, cap - o, "%Y-%m-%dT%H:%M:%S", &tm);
     JSON_ADD(".%06uZ\",\"session\":%llu,\"kind\":\"%s\",\"leg\":\"%s\",\"dir\":\"%s\",\"own\":%s",
              (unsigned)(ev->time_us % 1000000u), (unsigned long long)ev->session,
              json_kinds[ev->kind], ev->leg == TLOG_LEG_CLIENT ? "client" : "upstream",
              ev->dir == TLOG_DIR_IN ? "in" : "out", ev->own ? "true" : "false");
     if (ev->bytes != NULL) {
         JSON_ADD(",\"line\":");
-        o += tlog_json_str(line + o, sizeof(line) - o - 1024, ev->bytes, ev->len);
+        o += tlog_json_str(line + o, cap - o - 1024, ev->bytes, ev->len);
     }
     if (ev->text != NULL) {
         JSON_ADD(",\"text\":");
-        o += tlog_json_str(line + o, sizeof(line) - o - 1024, (const uint8_t *)ev->text,
-                           strlen(ev->text));
+        o += tlog_json_str(line + o, cap - o - 1024, (const uint8_t *)ev->text, strlen(ev->text));
     }
     if (ev->verb != NULL) {
         JSON_ADD(",\"verb\":");
-        o += tlog_json_str(line + o, sizeof(line) - o - 512, (const uint8_t *)ev->verb,
-                           strlen(ev->verb));
+        o += tlog_json_str(line + o, cap - o - 512, (const uint8_t *)ev->verb, strlen(ev->verb));
     }
     if (ev->arg != NULL && ev->secret == TLOG_SECRET_NONE) {
         JSON_ADD(",\"arg\":");
-        o += tlog_json_str(line + o, sizeof(line) - o - 512, ev->arg, ev->arglen);
+        o += tlog_json_str(line + o, cap - o - 512, ev->arg, ev->arglen);
     }
     if (ev->kind == TLOG_REPLY && ev->code > 0) {
         char enh[16];
@@ -116,14 +117,14 @@ void tlog_json_render(const struct tlog_event *ev)
     }
     if (ev->answers != NULL) {
         JSON_ADD(",\"answers\":");
-        o += tlog_json_str(line + o, sizeof(line) - o - 512, (const uint8_t *)ev->answers,
+        o += tlog_json_str(line + o, cap - o - 512, (const uint8_t *)ev->answers,
                            strlen(ev->answers));
     }
     if (ev->secret != TLOG_SECRET_NONE)
         JSON_ADD(",\"redacted\":true");
     if (ev->auth_mech != NULL && ev->auth_mech[0] != '\0' && ev->secret != TLOG_SECRET_NONE) {
         JSON_ADD(",\"mechanism\":");
-        o += tlog_json_str(line + o, sizeof(line) - o - 512, (const uint8_t *)ev->auth_mech,
+        o += tlog_json_str(line + o, cap - o - 512, (const uint8_t *)ev->auth_mech,
                            strlen(ev->auth_mech));
     }
     if (ev->msg_result != 0)
@@ -146,9 +147,20 @@ void tlog_json_render(const struct tlog_event *ev)
                  (unsigned long long)t->up_rx, (unsigned long long)t->up_tx, t->messages,
                  t->refused, (unsigned long long)(t->duration_us / 1000u));
     }
-    if (o + 3 > sizeof(line))
-        o = sizeof(line) - 3; /* cannot happen with the bounds above; stay valid anyway */
+    if (o + 3 > cap)
+        o = cap - 3; /* cannot happen with the bounds above; stay valid anyway */
     line[o++] = '}';
     line[o++] = '\n';
-    tlog_write_all(json_fd, line, o);
+    return o;
+}
+
+void tlog_json_render(const struct tlog_event *ev)
+{
+    char line[TLOG_JSON_LINE_MAX];
+    size_t n;
+
+    if (json_fd < 0 || ev->kind == TLOG_RAW)
+        return;
+    n = tlog_json_format(ev, line, sizeof(line));
+    tlog_write_all(json_fd, line, n);
 }

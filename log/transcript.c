@@ -369,6 +369,13 @@ void tlog_flush(void)
     pthread_mutex_unlock(&tlog_mu);
 }
 
+void tlog_stats(struct tlog_stats *out)
+{
+    pthread_mutex_lock(&tlog_mu);
+    *out = tlog_counts;
+    pthread_mutex_unlock(&tlog_mu);
+}
+
 void tlog_summary(void)
 {
     struct tlog_stats counts;

@@ -83,6 +83,8 @@ uint64_t tlog_now_us(void);
  * loop calls this before it waits for I/O, so lines stay live); tlog_close_all
  * writes what is left. */
 void tlog_flush(void);
+/* tlog_stats - the counts so far (the HTTP API's /api/v1/info). */
+void tlog_stats(struct tlog_stats *out);
 /* tlog_summary - the exit summary, as smtpscope's own lines. */
 void tlog_summary(void);
 

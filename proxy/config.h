@@ -25,6 +25,40 @@ struct px_timeouts {
     uint64_t idle;     /* client silent between commands (4.5.3.2.7: 5 min) */
 };
 
+/* ---- smtpscope's own login to the upstream (--upstream-auth ...) and what
+ * the client may do with AUTH (--client-auth) ---- */
+enum px_client_auth {
+    PX_CLIENT_AUTH_PASSTHROUGH, /* the client's AUTH is relayed (without --upstream-auth) */
+    PX_CLIENT_AUTH_NONE,        /* AUTH is not offered to the client, and refused */
+    PX_CLIENT_AUTH_ACCEPT,      /* AUTH PLAIN LOGIN offered, any credentials taken here */
+};
+/* the mechanisms smtpscope logs in with, in auto's order of preference */
+enum px_up_mech {
+    PX_MECH_XOAUTH2,
+    PX_MECH_OAUTHBEARER,
+    PX_MECH_PLAIN,
+    PX_MECH_LOGIN,
+    PX_MECH_COUNT
+};
+#define PX_TOKEN_TIMEOUT_DEFAULT_MS 30000 /* --upstream-token-timeout */
+
+struct px_upauth {
+    int on;                               /* --upstream-auth given */
+    int auto_mech;                        /* ... as auto */
+    enum px_up_mech mechs[PX_MECH_COUNT]; /* those allowed, best first (auto: resolved) */
+    int nmechs;
+    const char *user;          /* --upstream-user */
+    const char *password_file; /* the secret: exactly one of these three */
+    const char *password_env;
+    const char *token_cmd;
+    uint64_t token_timeout_ms;
+    enum px_client_auth client_auth;
+    int client_auth_given;
+};
+
+/* px_mech_name - "XOAUTH2", "PLAIN", ... */
+const char *px_mech_name(enum px_up_mech m);
+
 struct px_config {
     char listen_host[256];
     char listen_port[16];
@@ -62,6 +96,26 @@ struct px_config {
     int seed_given;
     const char *record; /* --record FILE */
     const char *replay; /* --replay FILE */
+    /* the HTTP API */
+    int http_off;               /* --http off */
+    int http_given;             /* --http given: not listening there is a start-up error */
+    char http_host[256];        /* --http HOST:PORT */
+    char http_port[16];
+    const char *http_names[16]; /* --http-host NAME: more Host names the API answers to */
+    int nhttp_names;
+    const char *http_cors;      /* --http-cors ORIGIN */
+    const char *http_auth;      /* --http-auth FILE */
+    uint64_t http_idle_ms;      /* $SMTPSCOPE_HTTP_IDLE (tests only); 0: the default */
+    uint64_t keep;       /* --keep N: messages kept in memory (0: none) */
+    uint64_t keep_bytes; /* --keep-bytes SIZE: their raw bytes at most */
+
+    /* --persona (sink and replay modes): a provider's words, offline */
+    const char *persona;          /* --persona NAME */
+    const char *persona_user;     /* --persona-user USER: the only user accepted */
+    const char *persona_password; /* --persona-password PASS: PLAIN and LOGIN */
+    const char *persona_token;    /* --persona-token TOKEN: XOAUTH2 and OAUTHBEARER */
+    const char *persona_scenario; /* --persona-scenario NAME: a failure for the run */
+    struct px_upauth upauth; /* smtpscope's own login upstream, --client-auth */
 };
 
 enum px_parse_result { PX_PARSE_RUN, PX_PARSE_EXIT_OK, PX_PARSE_EXIT_USAGE };
@@ -72,6 +126,9 @@ enum px_parse_result px_config_parse(struct px_config *cfg, int argc, char **arg
                                      FILE *err);
 /* px_parse_duration - "30", "30s", "500ms", "5m", "1h" to milliseconds. */
 int px_parse_duration(const char *s, uint64_t *ms);
+/* px_parse_size - "1048576", "512K", "256M", "1G" (powers of 1024) to
+ * bytes; 0 or -1. */
+int px_parse_size(const char *s, uint64_t *bytes);
 /* px_split_hostport - "host:port", "[v6]:port"; 0 or -1. */
 int px_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
 

@@ -6,14 +6,37 @@
  * accepting and lets open sessions finish for --grace; then (or at a second
  * signal) the rest are told 421 and closed. When the last session is gone a
  * summary is printed, the loop runs dry, everything is freed, exit status 0.
+ *
+ * Owns the mailbox (--keep): the store of kept messages and the transcript
+ * consumer that fills it, made before sessions run (in sink mode filled
+ * first from the sink directory) and freed at exit; with
+ * the HTTP API, the session registry (another consumer) and the live
+ * events. The HTTP side ends in one place, px_http_close (the first
+ * signal, or a start-up error): the event streams end, the waits are let
+ * go, the server closes; what the relay's threads may still touch (the
+ * registry, the events' queue) is freed at exit, after they have stopped.
  */
 #include "ci/check.h"
 #include "ci/replay.h"
+#include "ci/persona.h"
 #include "ci/sink.h"
+#include "../http/auth.h"
+#include "../http/info.h"
+#include "../http/server.h"
 #include "../log/transcript.h"
+#include "../mailbox/api.h"
+#include "../mailbox/collect.h"
+#include "../mailbox/events.h"
+#include "../mailbox/load.h"
+#include "../mailbox/mime.h"
+#include "../mailbox/sessapi.h"
+#include "../mailbox/sessions.h"
+#include "../mailbox/store.h"
+#include "../mailbox/view.h"
 #include "config.h"
 #include "listener.h"
 #include "loops.h"
+#include "secret.h"
 #include "session.h"
 
 #include <arpa/inet.h>
@@ -38,8 +61,19 @@ struct px_main {
     uv_timer_t grace;
     uv_prepare_t flush; /* the console's lines go out before the loop waits */
     struct tls_keylog *keylog;
-    struct tls_ca *ca; /* the local CA, when it issues the client leg's certificates */
-    char ca_note[600]; /* what the start-up lines say about it */
+    struct tls_ca *ca;            /* the local CA, when it issues the client leg's certificates */
+    char ca_note[600];            /* what the start-up lines say about it */
+    struct mbox *mbox;            /* the kept messages (--keep), or NULL */
+    struct mbox_collect *collect; /* fills it from the transcript */
+    struct http_server *http;     /* the HTTP API, or NULL (off, or the default port taken) */
+    struct http_info http_info;
+    char http_note[800];            /* why there is no HTTP API, for the start-up lines */
+    char upstream[300];             /* "host:port", for /api/v1/info */
+    struct mbox_api *api;           /* the kept messages over HTTP, or NULL */
+    struct sess_registry *sessions; /* the sessions over HTTP, or NULL */
+    struct mbox_events *events;     /* /api/events, or NULL */
+
+    struct secret *secret; /* --upstream-auth's password or token command, or NULL */
     int finished;
 };
 
@@ -61,6 +95,7 @@ static void px_finish(void)
     uv_unref((uv_handle_t *)&m.sigterm);
     uv_close((uv_handle_t *)&m.grace, NULL);
     uv_close((uv_handle_t *)&m.flush, NULL);
+    secret_close(m.secret); /* a token command still running is killed */
 }
 
 static void px_flush_cb(uv_prepare_t *h)
@@ -90,6 +125,17 @@ static void px_grace_cb(uv_timer_t *t)
     px_loops_stop(&m.loops, 1);
 }
 
+/* px_http_close - the HTTP API answers no more: the event streams end,
+ * the mailbox routes let their waits go, the server closes its
+ * connections. Idempotent. */
+static void px_http_close(void)
+{
+    events_close(m.events); /* freed at exit: a relay thread may still look */
+    api_close(m.api);       /* idempotent; freed at exit, like the events */
+    http_server_close(m.http);
+    m.http = NULL;
+}
+
 static void px_signal_cb(uv_signal_t *h, int signum)
 {
     (void)h;
@@ -103,6 +149,7 @@ static void px_signal_cb(uv_signal_t *h, int signum)
         return;
     }
     m.px.stopping = 1;
+    px_http_close(); /* its kept requests and streams end now */
     tlog_note(0, TLOG_INFO, "%s: shutting down; %u open session(s) may finish for %llu ms",
               signum == SIGINT ? "SIGINT" : "SIGTERM", atomic_load(&m.shared.nsessions),
               (unsigned long long)m.px.cfg->grace_ms);
@@ -287,12 +334,52 @@ static int px_setup_tls(struct px_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-/* px_setup_ci - fault rules, the sink directory, recordings, and so who
- * stands upstream. */
+/* px_fault_scenario - --fault STAGE=persona:NAME: the persona's words. */
+static int px_fault_scenario(void *arg, const char *name, char *reply, size_t cap, char *err,
+                             size_t errlen)
+{
+    return persona_fault_reply(arg, name, reply, cap, err, errlen);
+}
+
+/* px_setup_persona - --persona NAME and its scenario, from the tables. */
+static int px_setup_persona(const struct px_config *cfg, char *err, size_t errlen)
+{
+    struct persona_run *run = &m.px.ci.persona;
+    char names[512];
+
+    if (cfg->persona == NULL)
+        return 0;
+    run->p = persona_find(cfg->persona);
+    if (run->p == NULL) {
+        persona_names(names, sizeof(names));
+        snprintf(err, errlen, "--persona %s: no such persona (there is: %s)", cfg->persona, names);
+        return -1;
+    }
+    run->user = cfg->persona_user;
+    run->password = cfg->persona_password;
+    run->token = cfg->persona_token;
+    if (cfg->persona_scenario != NULL) {
+        run->scenario = persona_scenario(run->p, cfg->persona_scenario);
+        if (run->scenario == NULL) {
+            persona_scenario_names(run->p, names, sizeof(names));
+            snprintf(err, errlen, "--persona-scenario %s: persona %s has no such scenario (%s)",
+                     cfg->persona_scenario, run->p->name, names);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* px_setup_ci - the persona, fault rules, the sink directory, recordings,
+ * and so who stands upstream. */
 static int px_setup_ci(const struct px_config *cfg, char *err, size_t errlen)
 {
     struct stat st;
 
+    if (px_setup_persona(cfg, err, errlen) != 0)
+        return -1;
+    m.px.ci.faults.scenario = px_fault_scenario;
+    m.px.ci.faults.scenario_arg = &m.px.ci.persona;
     m.px.ci.faults.parse_duration = px_parse_duration;
     m.px.ci.faults.rng =
         cfg->seed_given ? cfg->seed : (uint64_t)time(NULL) ^ (uint64_t)getpid() << 20;
@@ -316,6 +403,95 @@ static int px_setup_ci(const struct px_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--sink-auth %s: cannot read it", cfg->sink_auth);
         return -1;
     }
+    /* --upstream-auth: the password read now, or the token command ready */
+    if (secret_open(&m.secret, m.px.loop, &cfg->upauth, err, errlen) != 0)
+        return -1;
+    m.px.secret = m.secret;
+    return 0;
+}
+
+/* px_setup_http - the HTTP API on the first loop. The default address
+ * taken is a warning (said with the start-up lines) and no API; an address
+ * given that cannot be used is a start-up error. */
+static int px_setup_http(const struct px_config *cfg, char *err, size_t errlen)
+{
+    struct http_auth *auth = NULL;
+    struct http_server_opts o;
+    int rc;
+
+    if (cfg->http_off)
+        return 0;
+    if (cfg->http_auth != NULL && http_auth_load(&auth, cfg->http_auth, err, errlen) != 0)
+        return -1;
+    memset(&o, 0, sizeof(o));
+    o.host = cfg->http_host;
+    o.port = cfg->http_port;
+    o.names = cfg->http_names;
+    o.nnames = (size_t)cfg->nhttp_names;
+    o.cors_origin = cfg->http_cors;
+    o.auth = auth; /* the server's now, even if it fails */
+    o.idle_ms = cfg->http_idle_ms;
+    rc = http_server_new(&m.http, m.px.loop, &o, err, errlen);
+    if (rc == UV_EADDRINUSE && !cfg->http_given) {
+        snprintf(m.http_note, sizeof(m.http_note),
+                 "no HTTP API: its default address %s:%s is taken (another smtpscope or a mail "
+                 "catcher?); --http HOST:PORT picks another, --http off says you want none",
+                 cfg->http_host, cfg->http_port);
+        return 0;
+    }
+    if (rc != 0)
+        return -1;
+    snprintf(m.upstream, sizeof(m.upstream), "%s:%s", cfg->up_host, cfg->up_port);
+    m.http_info = (struct http_info){
+        .version = PX_VERSION,
+        .started_us = tlog_now_us(),
+        .smtp_listen = m.listener.addr, /* filled by px_listen, read per request */
+        .mode = cfg->sink_dir != NULL ? "sink"
+                : cfg->replay != NULL ? "replay"
+                                      : "relay",
+        .upstream = cfg->sink_dir == NULL && cfg->replay == NULL ? m.upstream : NULL,
+        .faults = cfg->nfaults,
+        .mailbox = m.mbox != NULL ? mbox_view_info : NULL,
+        .mailbox_arg = m.mbox,
+    };
+    if (http_info_routes(m.http, &m.http_info) != 0 ||
+        (m.mbox != NULL && api_open(&m.api, m.http, m.px.loop, m.mbox) != 0)) {
+        snprintf(err, errlen, "the HTTP API's routes could not be set up");
+        return -1;
+    }
+    if (m.mbox == NULL)
+        return 0; /* --keep 0: no sessions kept either */
+    if (sess_open(&m.sessions, m.mbox, (size_t)cfg->keep, cfg->show_secrets, err, errlen) != 0)
+        return -1;
+    if (sessapi_routes(m.http, m.sessions) != 0 ||
+        events_open(&m.events, m.http, m.px.loop, m.mbox, m.sessions) != 0) {
+        snprintf(err, errlen, "the HTTP API's routes could not be set up");
+        return -1;
+    }
+    return 0;
+}
+
+/* px_setup_mailbox - the store of kept messages and its collector, unless
+ * --keep 0. */
+static int px_setup_mailbox(const struct px_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->keep == 0)
+        return 0;
+    if (mbox_new(&m.mbox, (size_t)cfg->keep, cfg->keep_bytes) != 0) {
+        snprintf(err, errlen, "the mailbox: out of memory");
+        return -1;
+    }
+    return mbox_collect_open(&m.collect, m.mbox, err, errlen);
+}
+
+/* px_load_sink - in sink mode the sink directory is the persistent store:
+ * the messages it holds go into the mailbox, after the transcript is set
+ * up (what is skipped is a warning there) and before any session can add
+ * a newer one. Never fails. */
+static int px_load_sink(const struct px_config *cfg)
+{
+    if (cfg->sink_dir != NULL && m.mbox != NULL)
+        mbox_load_sink(m.mbox, cfg->sink_dir, (size_t)cfg->keep);
     return 0;
 }
 
@@ -348,7 +524,14 @@ static void px_cleanup(void)
     tls_ca_free(m.ca);
     tls_keylog_close(m.keylog);
     record_close(m.px.ci.recorder);
+    mbox_collect_close(m.collect);
+    sess_close(m.sessions);
+    events_free(m.events);
+    api_free(m.api);
+    mbox_free(m.mbox);
+    mbox_mime_shutdown();
     tls_session_free(m.shared.up_session);
+    secret_free(m.secret);
     replay_free(m.px.ci.replay);
     tlog_close_all();
 }
@@ -383,13 +566,14 @@ int main(int argc, char **argv)
     else if (uv_os_gethostname(m.px.helo, &hostlen) != 0)
         snprintf(m.px.helo, sizeof(m.px.helo), "localhost");
 
-    if (px_setup_ci(&cfg, err, sizeof(err)) != 0 ||
-        px_setup_transcript(&cfg, err, sizeof(err)) != 0 ||
-        px_setup_tls(&cfg, err, sizeof(err)) != 0 ||
+    if (px_setup_ci(&cfg, err, sizeof(err)) != 0 || px_setup_mailbox(&cfg, err, sizeof(err)) != 0 ||
+        px_setup_transcript(&cfg, err, sizeof(err)) != 0 || px_load_sink(&cfg) != 0 ||
+        px_setup_tls(&cfg, err, sizeof(err)) != 0 || px_setup_http(&cfg, err, sizeof(err)) != 0 ||
         px_listen(&m.listener, &m.px, cfg.listen_host, cfg.listen_port, cfg.loops > 1, err,
                   sizeof(err)) != 0 ||
         px_start_loops(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "smtpscope: %s\n", err);
+        px_http_close();
         uv_run(m.px.loop, UV_RUN_DEFAULT);
         uv_loop_close(m.px.loop);
         px_cleanup();
@@ -416,7 +600,9 @@ int main(int argc, char **argv)
                   cfg.client_tls == PX_CLIENT_TLS_OFFER     ? "offered"
                   : cfg.client_tls == PX_CLIENT_TLS_REQUIRE ? "required before AUTH and MAIL"
                                                             : "off",
-                  cfg.sink_auth != NULL ? "checked" : "any credentials accepted");
+                  cfg.sink_auth != NULL ? "checked"
+                  : cfg.persona != NULL ? "as the persona says, below"
+                                        : "any credentials accepted");
     else
         tlog_note(0, TLOG_INFO,
                   "smtpscope %s listening on %s, relaying to %s:%s (%s, certificate %s; client "
@@ -430,6 +616,14 @@ int main(int argc, char **argv)
                   loops_text);
     if (m.ca_note[0] != '\0')
         tlog_note(0, m.ca != NULL ? TLOG_INFO : TLOG_WARNING, "%s", m.ca_note);
+    if (m.http != NULL)
+        tlog_note(0, TLOG_INFO, "HTTP API on %s%s", http_server_url(m.http),
+                  http_server_loopback(m.http)
+                      ? ""
+                      : " (not a loopback address: every request needs --http-auth credentials, "
+                        "and they cross the network in the clear)");
+    else if (m.http_note[0] != '\0')
+        tlog_note(0, TLOG_WARNING, "%s", m.http_note);
     if (cfg.sink_dir == NULL && cfg.replay == NULL) {
         unsigned char ip[16];
         if (!cfg.insecure &&
@@ -462,6 +656,21 @@ int main(int argc, char **argv)
                   cfg.sink_dir != NULL || cfg.replay != NULL ? "this smtpscope"
                                                              : "your upstream session",
                   cfg.show_secrets ? ", and with --show-secrets their credentials are logged" : "");
+    if (m.px.ci.persona.p != NULL) {
+        const struct persona_run *run = &m.px.ci.persona;
+        tlog_note(0, TLOG_INFO,
+                  "persona %s: smtpscope answers as %s would, offline, with made-up ids (user %s; "
+                  "password %s; token %s)%s%s",
+                  run->p->name, run->p->about, run->user != NULL ? run->user : "any",
+                  run->password != NULL ? "given"
+                  : run->token != NULL  ? "none accepted"
+                                        : "any",
+                  run->token != NULL      ? "given"
+                  : run->password != NULL ? "none accepted"
+                                          : "any",
+                  run->scenario != NULL ? "; scenario " : "",
+                  run->scenario != NULL ? run->scenario->name : "");
+    }
     for (int i = 0; i < m.px.ci.faults.n; i++)
         tlog_note(0, TLOG_INFO, "fault rule %d: %s", i + 1, m.px.ci.faults.rules[i].spec);
 

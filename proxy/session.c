@@ -143,8 +143,12 @@ void session_close(struct session *s, const char *why)
              s->client_addr, (unsigned long long)s->client.rx, (unsigned long long)s->client.tx, up,
              s->last_refusal[0] ? "; last refusal: " : "", s->last_refusal,
              (unsigned long long)(us / 1000000u), (unsigned long long)(us / 1000u % 1000u));
-    struct tlog_event ev = {
-        .session = s->id, .kind = TLOG_CLOSE, .own = 1, .text = text, .totals = &totals};
+    struct tlog_event ev = {.session = s->id,
+                            .kind = TLOG_CLOSE,
+                            .own = 1,
+                            .text = text,
+                            .totals = &totals,
+                            .why = why};
     tlog_emit(&ev);
 
     if (s->prev != NULL)

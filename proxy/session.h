@@ -13,6 +13,7 @@
 #define SMTPSCOPE_SESSION_H
 
 #include "ci/fault.h"
+#include "ci/persona.h"
 #include "ci/record.h"
 #include "config.h"
 #include "leg.h"
@@ -38,10 +39,11 @@ struct px_shared {
 
 /* px_ci - what the CI features (proxy/ci/) keep for one loop. */
 struct px_ci {
-    struct faults faults;      /* --fault rules */
-    struct recorder *recorder; /* --record, or NULL */
-    struct replay *replay;     /* --replay, or NULL */
-    unsigned replay_next;      /* the recorded session the next client plays */
+    struct faults faults;       /* --fault rules */
+    struct recorder *recorder;  /* --record, or NULL */
+    struct replay *replay;      /* --replay, or NULL */
+    unsigned replay_next;       /* the recorded session the next client plays */
+    struct persona_run persona; /* --persona: its table, credentials, scenario */
 };
 
 /* proxy - what the sessions of one event loop share. With --loops N there
@@ -62,6 +64,7 @@ struct proxy {
     void (*on_idle)(struct proxy *px); /* a session ended (shutdown waits for the last) */
     const struct upstream_ops *up_ops; /* who stands upstream: picked once, by main.c */
     struct px_ci ci;                   /* the CI features' state */
+    struct secret *secret; /* --upstream-auth's password or token source (main.c's), or NULL */
 };
 
 struct session {

@@ -25,6 +25,11 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 warnings.filterwarnings("ignore", message="Session.login_data")
 
+# smtpscope's HTTP API listens on 127.0.0.1:8025 unless told otherwise; in
+# tests nothing may meet another program there, so it is off unless a test
+# asks for it (--http, or this variable set to a free port: test_http.py)
+os.environ.setdefault("SMTPSCOPE_HTTP_DEFAULT", "off")
+
 BIN = os.environ.get("SMTPSCOPE_BIN", os.path.join(os.path.dirname(__file__), "..", "build", "smtpscope"))
 
 USER = "alice@example.test"

@@ -1,23 +1,44 @@
 /*
- * check - `smtpscope check`: expectations over a JSON transcript (--json)
- * or a sink directory (--sink), for a one-line CI step.
+ * check - `smtpscope check`: expectations over a JSON transcript (--json),
+ * a sink directory (--sink) or a running smtpscope's API (--url), for a
+ * one-line CI step.
  *
- * Messages are read (jansson for the JSON), the message filters (--from,
- * --to, --subject, --header, --body-contains) select some, and every other
- * expectation is judged on the selected messages and their sessions. Exit 0
- * when all hold, 1 with a listing of each that did not and what was seen,
- * 2 on a usage error. --wait polls until they hold or time runs out.
+ * Messages are read from the source, the message filters (--from, --to,
+ * --subject, --header, --body-contains, --attachment, --query) select
+ * some, and every other expectation is judged on the selected messages
+ * and their sessions. A message is judged on the mailbox's MIME model
+ * (mailbox/mime.c, with GMime) whatever the source: the subject decoded,
+ * the text parts decoded and the HTML ones as text (mailbox/html.c), the
+ * file names of attachments and inline parts, Mailpit's search syntax
+ * (mailbox/match.c), so --url judges what --sink judges. Exit 0 when all
+ * hold, 1 with a listing of each that did not and what was seen, 2 on a
+ * usage error or input that cannot be read. --wait polls until they hold
+ * or time runs out.
+ *
+ * Sources: --sink reads the directory with mailbox/load.c (as smtpscope
+ * does at start); --url asks the API (http/client.c) for the list, with
+ * each message's "SMTP" facts, and for each message's raw bytes, which it
+ * parses here (GET .../raw marks nothing read); --json puts each message
+ * together from the transcript's data lines, which are whole only up to
+ * the --body-lines the transcript was written with (said when it matters).
  */
 #include "check.h"
 #include "../smtp/parse.h"
 
+#include "../../http/client.h"
 #include "../../log/json.h"
-#include "../../log/transcript.h"
+#include "../../mailbox/html.h"
+#include "../../mailbox/load.h"
+#include "../../mailbox/match.h"
+#include "../../mailbox/mime.h"
+#include "../../mailbox/search.h"
 
 #include <jansson.h>
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <getopt.h>
+#include <locale.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,23 +48,35 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHECK_MAX_CODES 16  /* --reply and --no-reply each, said when passed */
-#define CHECK_CODE_MIN  200 /* reply codes are 2yz to 5yz (RFC 5321 4.2.1) */
-#define CHECK_CODE_MAX  599
-#define CHECK_BAD_INPUT (-2) /* a loader's input is malformed: exit 2 */
+#define CHECK_MAX_CODES   16  /* --reply and --no-reply each, said when passed */
+#define CHECK_CODE_MIN    200 /* reply codes are 2yz to 5yz (RFC 5321 4.2.1) */
+#define CHECK_CODE_MAX    599
+#define CHECK_BAD_INPUT   (-2)   /* a loader's input is malformed: exit 2 */
+#define CHECK_POLL_US     100000 /* --wait: files read again every 100 ms */
+#define CHECK_URL_POLL_US 250000 /* ... the API asked again every 250 ms */
+#define CHECK_HTTP_MS     30000  /* one HTTP request's connect, send and each read */
+#define CHECK_AUTH_ENV    "SMTPSCOPE_CHECK_AUTH" /* "user:password" for --url */
 
+/* One accepted message, as its source has it. */
 struct cmsg {
     char *from;
-    char **to;
+    char **to; /* the accepted recipients */
     size_t nto;
-    char *head; /* the header section, CRLF lines */
-    char *body;
-    json_int_t session;
+    uint8_t *raw; /* its bytes (--json: the lines shown; --url: NULL unless a filter reads it) */
+    size_t len;
+    char *head;           /* the header section of raw, CRLF lines, NUL-terminated */
+    int cut;              /* --json: the transcript showed part of it */
+    size_t sess;          /* its session, an index into cdata.sess */
+    int read;             /* --url: the mailbox's read flag */
+    uint64_t created_us;  /* when it was accepted (or kept) */
+    char *subject;        /* --url: the API's decoded subject; else NULL (from mm) */
+    struct mbox_mime *mm; /* its MIME summary, parsed on first need */
 };
 
 struct csess {
     json_int_t id;
     int tls, plaintext_auth, warnings;
+    char *warning; /* --url: the first warning's words */
     unsigned char codes[CHECK_CODE_MAX - CHECK_CODE_MIN + 1];
 };
 
@@ -55,49 +88,79 @@ struct cdata {
 };
 
 struct copts {
-    const char *json, *sink;
+    const char *json, *sink, *url;
     long count, min_count, max_count;
-    const char *from, *to, *subject, *header, *body;
+    const char *from, *to, *subject, *header, *body, *attachment, *query;
     int tls, no_plain_auth, no_warnings;
     int reply[CHECK_MAX_CODES], nreply;
     int no_reply[CHECK_MAX_CODES], nno_reply;
     double wait;
     regex_t subject_re, header_re;
     char header_name[256];
+    struct search *q;
+};
+
+/* A raw message fetched from the API, kept across --wait polls (a
+ * message's bytes never change under its ID). */
+struct curl_msg {
+    char *id;
+    uint8_t *raw; /* NUL-terminated */
+    size_t len;
+    int listed; /* asked for in this poll: still in the mailbox */
+};
+
+struct curl_cache {
+    struct curl_msg *m;
+    size_t n;
 };
 
 static char *check_strdup(const char *s)
 {
-    return strdup(s != NULL ? s : "");
+    char *p = strdup(s != NULL ? s : "");
+    if (p == NULL)
+        abort();
+    return p;
 }
 
 static void check_free(struct cdata *d)
 {
     for (size_t i = 0; i < d->nmsgs; i++) {
-        free(d->msgs[i].from);
-        for (size_t j = 0; j < d->msgs[i].nto; j++)
-            free(d->msgs[i].to[j]);
-        free(d->msgs[i].to);
-        free(d->msgs[i].head);
-        free(d->msgs[i].body);
+        struct cmsg *m = &d->msgs[i];
+        free(m->from);
+        for (size_t j = 0; j < m->nto; j++)
+            free(m->to[j]);
+        free(m->to);
+        free(m->raw);
+        free(m->head);
+        free(m->subject);
+        mbox_mime_free(m->mm);
     }
+    for (size_t i = 0; i < d->nsess; i++)
+        free(d->sess[i].warning);
     free(d->msgs);
     free(d->sess);
     memset(d, 0, sizeof(*d));
 }
 
-static struct csess *check_session(struct cdata *d, json_int_t id)
+/* check_new_session - a session of its own (--url: per message). */
+static size_t check_new_session(struct cdata *d, json_int_t id)
 {
-    for (size_t i = 0; i < d->nsess; i++)
-        if (d->sess[i].id == id)
-            return &d->sess[i];
     struct csess *p = realloc(d->sess, (d->nsess + 1) * sizeof(*p));
     if (p == NULL)
         abort();
     d->sess = p;
     memset(&p[d->nsess], 0, sizeof(p[0]));
     p[d->nsess].id = id;
-    return &p[d->nsess++];
+    return d->nsess++;
+}
+
+/* check_session - the session with this id (made on first sight). */
+static size_t check_session(struct cdata *d, json_int_t id)
+{
+    for (size_t i = 0; i < d->nsess; i++)
+        if (d->sess[i].id == id)
+            return i;
+    return check_new_session(d, id);
 }
 
 static struct cmsg *check_new_msg(struct cdata *d)
@@ -119,16 +182,31 @@ static void check_add_to(struct cmsg *m, const char *addr)
     m->to[m->nto++] = check_strdup(addr);
 }
 
-/* check_split - header section and body of a message text. */
-static void check_split(struct cmsg *m, const char *text, size_t len)
+/* check_set_raw - the message's bytes (taken: malloc'd, len bytes and a
+ * NUL after them; NULL: none fetched) and its header section. */
+static void check_set_raw(struct cmsg *m, uint8_t *raw, size_t len)
 {
-    const char *sep = NULL;
-    for (size_t i = 0; i + 3 < len && sep == NULL; i++)
-        if (memcmp(text + i, "\r\n\r\n", 4) == 0)
-            sep = text + i;
-    size_t hl = sep != NULL ? (size_t)(sep - text) + 2 : len;
-    m->head = strndup(text, hl);
-    m->body = sep != NULL ? strndup(sep + 4, len - hl - 2) : strdup("");
+    const uint8_t *sep = raw != NULL ? memmem(raw, len, "\r\n\r\n", 4) : NULL;
+    size_t hl = sep != NULL ? (size_t)(sep - raw) + 2 : len;
+
+    m->raw = raw;
+    m->len = len;
+    m->head = strndup(raw != NULL ? (const char *)raw : "", hl);
+    if (m->head == NULL)
+        abort();
+}
+
+/* check_mime - the message's MIME summary, parsed once. */
+static const struct mbox_mime *check_mime(struct cmsg *m)
+{
+    if (m->mm == NULL && (m->mm = mbox_mime_parse(m->raw, m->len)) == NULL)
+        abort(); /* out of memory */
+    return m->mm;
+}
+
+static const char *check_subject(struct cmsg *m)
+{
+    return m->subject != NULL ? m->subject : check_mime(m)->subject;
 }
 
 /* check_addr - "FROM:<a@b> SIZE=1" -> "a@b"; without <...>, the whole. */
@@ -142,13 +220,12 @@ static char *check_addr(const char *arg)
     return check_strdup(arg);
 }
 
-/* check_line - a JSON "line" back to its bytes. */
-static char *check_line(json_t *ev)
+/* check_line - a JSON "line" back to its bytes (*len of them). */
+static uint8_t *check_line(json_t *ev, size_t *len)
 {
     json_t *l = json_object_get(ev, "line");
-    size_t n;
-    char *out = (char *)tlog_json_bytes(json_string_value(l), json_string_length(l), &n);
-    return out != NULL ? out : strdup("");
+    uint8_t *out = tlog_json_bytes(json_string_value(l), json_string_length(l), len);
+    return out != NULL ? out : (uint8_t *)check_strdup("");
 }
 
 /* One open transaction of a session while a JSON transcript is read. */
@@ -157,9 +234,10 @@ struct txn {
     char *from;
     char **rcpt; /* NULL where the recipient was refused */
     size_t nrcpt, rcap, pending_rcpt;
-    char *text;
+    uint8_t *text;
     size_t len, cap;
     int in_data;
+    int cut; /* the transcript did not show all of the content */
 };
 
 static void *check_grow(void *p, size_t *cap, size_t need, size_t size)
@@ -218,6 +296,29 @@ static json_t *check_parse_line(const char *line, ssize_t n, const char *path, l
     return v;
 }
 
+/* check_json_content - a data event of a transaction: the line without
+ * its stuffing dot, kept (the end's "." is not); a line the transcript
+ * cut (no end of line) or a summary of lines not shown marks it cut. */
+static void check_json_content(struct txn *x, const char *kind, json_t *ev)
+{
+    if (strcmp(kind, "data-summary") == 0) {
+        x->cut = 1; /* "N lines not shown", "BDAT chunk ... (not shown)" */
+        return;
+    }
+    size_t n;
+    uint8_t *l = check_line(ev, &n);
+    const uint8_t *p = n > 0 && l[0] == '.' ? l + 1 : l; /* dot-stuffing (RFC 5321 4.5.2) */
+    size_t pl = n > 0 && l[0] == '.' ? n - 1 : n;
+    if (n == 0 || l[n - 1] != '\n')
+        x->cut = 1; /* longer than the transcript shows of a line */
+    if (!(n == 3 && memcmp(l, ".\r\n", 3) == 0)) {
+        x->text = check_grow(x->text, &x->cap, x->len + pl + 1, 1);
+        memcpy(x->text + x->len, p, pl);
+        x->len += pl;
+    }
+    free(l);
+}
+
 static int check_load_json(const char *path, struct cdata *d, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
@@ -250,7 +351,7 @@ static int check_load_json(const char *path, struct cdata *d, char *err, size_t 
             json_decref(ev);
             continue;
         }
-        struct csess *cs = check_session(d, sid);
+        struct csess *cs = &d->sess[check_session(d, sid)];
         struct txn *x = check_txn(&t, &nt, &tcap, &last, sid);
         if (strcmp(kind, "tls") == 0 && strcmp(leg, "client") == 0)
             cs->tls = 1;
@@ -274,13 +375,20 @@ static int check_load_json(const char *path, struct cdata *d, char *err, size_t 
                     free(x->rcpt[i]);
                 x->nrcpt = x->pending_rcpt = 0;
                 x->len = 0;
+                x->cut = 0;
+                x->in_data = 0;
             } else if (strcmp(verb, "RCPT") == 0) {
                 x->rcpt = check_grow(x->rcpt, &x->rcap, x->nrcpt + 1, sizeof(*x->rcpt));
                 x->rcpt[x->nrcpt++] = check_addr(arg);
                 x->pending_rcpt++;
-            } else if (strcmp(verb, "DATA") == 0) {
+            } else if (strcmp(verb, "DATA") == 0 || strcmp(verb, "BDAT") == 0) {
+                if (!x->in_data) {
+                    x->len = 0;
+                    x->cut = 0;
+                }
                 x->in_data = 1;
-                x->len = 0;
+                if (strcmp(verb, "BDAT") == 0)
+                    x->cut = 1; /* BDAT octets are never shown */
             }
         }
         if (strcmp(kind, "reply") == 0 && answers != NULL && strcmp(answers, "RCPT") == 0 &&
@@ -294,27 +402,27 @@ static int check_load_json(const char *path, struct cdata *d, char *err, size_t 
             }
             x->pending_rcpt--;
         }
-        if (strcmp(kind, "data") == 0 && x->in_data) {
-            char *l = check_line(ev);
-            const char *p = l[0] == '.' ? l + 1 : l; /* dot-stuffing */
-            size_t pl = strlen(p);
-            if (strcmp(l, ".\r\n") != 0) {
-                x->text = check_grow(x->text, &x->cap, x->len + pl + 1, 1);
-                memcpy(x->text + x->len, p, pl);
-                x->len += pl;
-            }
-            free(l);
-        }
+        if ((strcmp(kind, "data") == 0 || strcmp(kind, "data-summary") == 0) && x->in_data)
+            check_json_content(x, kind, ev);
         if (message != NULL && strcmp(message, "accepted") == 0) {
             struct cmsg *m = check_new_msg(d);
-            m->session = sid;
+            uint8_t *raw = malloc(x->len + 1);
+            if (raw == NULL)
+                abort();
+            if (x->len > 0)
+                memcpy(raw, x->text, x->len);
+            raw[x->len] = '\0';
+            m->sess = check_session(d, sid);
             m->from = check_strdup(x->from);
             for (size_t i = 0; i < x->nrcpt; i++)
                 if (x->rcpt[i] != NULL)
                     check_add_to(m, x->rcpt[i]);
-            check_split(m, x->text != NULL ? x->text : "", x->len);
+            check_set_raw(m, raw, x->len);
+            m->cut = x->cut;
+            m->created_us = mbox_sink_time(json_string_value(json_object_get(ev, "time")));
             x->in_data = 0;
             x->len = 0;
+            x->cut = 0;
         }
         json_decref(ev);
     }
@@ -331,84 +439,235 @@ static int check_load_json(const char *path, struct cdata *d, char *err, size_t 
     return rc;
 }
 
-/* check_read_file - a regular file's bytes, NUL-terminated; NULL if it
- * cannot be read or is not a regular file. */
-static char *check_read_file(const char *path, size_t *len)
+/* check_sink_bad - a bad line of the sink's index: an error of the input,
+ * but for a last line still being written (waited for). */
+static int check_sink_bad(void *arg, enum mbox_sink_bad what, long lineno, const char *why)
 {
-    struct stat st;
-    char *text = NULL;
-    FILE *e = fopen(path, "rb");
-
-    *len = 0;
-    if (e == NULL)
-        return NULL;
-    if (fstat(fileno(e), &st) == 0 && S_ISREG(st.st_mode) &&
-        (text = malloc((size_t)st.st_size + 1)) != NULL) {
-        *len = fread(text, 1, (size_t)st.st_size, e);
-        text[*len] = '\0';
-    }
-    fclose(e);
-    return text;
+    (void)arg;
+    (void)lineno;
+    (void)why;
+    return what == MBOX_SINK_UNFINISHED ? 0 : -1;
 }
 
 static int check_load_sink(const char *dir, struct cdata *d, char *err, size_t errlen)
 {
-    char path[4096];
-    FILE *f;
-    char *line = NULL;
-    size_t cap = 0;
+    struct mbox_sink_index ix;
+    int rc = mbox_sink_read_index(dir, &ix, check_sink_bad, NULL, err, errlen);
 
-    snprintf(path, sizeof(path), "%s/index.jsonl", dir);
-    f = fopen(path, "r");
-    if (f == NULL) {
-        if (errno == ENOENT && access(dir, R_OK) == 0)
-            return 0; /* no message yet */
-        snprintf(err, errlen, "cannot read %.400s: %s", path, strerror(errno));
-        return -1;
-    }
-    ssize_t len0;
-    long lineno = 0;
-    int rc = 0;
-    while ((len0 = getline(&line, &cap, f)) > 0) {
-        int bad;
-        json_t *ix = check_parse_line(line, len0, path, ++lineno, &bad, err, errlen);
-        if (ix == NULL) {
-            rc = bad ? CHECK_BAD_INPUT : 0;
-            break;
-        }
-        struct cmsg *m = check_new_msg(d);
-        json_t *to = json_object_get(ix, "to"), *v;
-        size_t i;
-        m->session = json_integer_value(json_object_get(ix, "session"));
-        m->from = check_strdup(json_string_value(json_object_get(ix, "from")));
-        json_array_foreach(to, i, v) check_add_to(m, json_string_value(v));
-        struct csess *cs = check_session(d, m->session);
-        cs->tls = json_is_true(json_object_get(ix, "tls"));
-        cs->plaintext_auth |= !cs->tls && json_is_string(json_object_get(ix, "auth_user"));
-        cs->warnings += (int)json_integer_value(json_object_get(ix, "warnings"));
-        const char *file = json_string_value(json_object_get(ix, "file"));
-        char eml[4096];
-        size_t len = 0;
-        snprintf(eml, sizeof(eml), "%s/%s", dir, file != NULL ? file : "");
-        char *text = file != NULL && file[0] != '\0' && strchr(file, '/') == NULL
-                         ? check_read_file(eml, &len)
-                         : NULL;
-        if (text == NULL) {
-            snprintf(err, errlen, "%.300s: line %ld names message file '%.200s', which %s", path,
-                     lineno, file != NULL ? file : "",
-                     file == NULL ? "is missing" : "cannot be read");
-            json_decref(ix);
+    for (size_t i = 0; rc == 0 && i < ix.n; i++) {
+        struct mbox_sink_entry *e = &ix.e[i];
+        const struct mbox_facts *f = &e->facts;
+        char why[200];
+        uint8_t *raw;
+        size_t len;
+
+        if (mbox_sink_read_eml(dir, e, &raw, &len, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "%.300s/%s: line %ld names message file '%.200s', which %s", dir,
+                     MBOX_SINK_INDEX, e->line, e->file != NULL ? e->file : "",
+                     e->file == NULL ? "is missing" : "cannot be read");
             rc = CHECK_BAD_INPUT;
             break;
         }
-        json_decref(ix);
-        check_split(m, text, len);
-        free(text);
+        struct cmsg *m = check_new_msg(d);
+        m->sess = check_session(d, (json_int_t)f->session);
+        m->from = check_strdup(f->mail_from);
+        for (size_t j = 0; j < f->nrcpt; j++)
+            check_add_to(m, f->rcpt[j].addr);
+        m->created_us = e->created_us;
+        check_set_raw(m, raw, len);
+        struct csess *cs = &d->sess[m->sess];
+        cs->tls = e->tls;
+        cs->plaintext_auth |= !e->tls && f->username != NULL;
+        cs->warnings += (int)e->warnings;
     }
-    free(line);
-    fclose(f);
+    if (rc == -2)
+        rc = CHECK_BAD_INPUT;
+    mbox_sink_index_free(&ix);
     return rc;
 }
+
+/* ---- --url: a running smtpscope's API --------------------------------------- */
+
+/* check_url_get - GET path; 0 with *r (200 only), or -1 with err saying
+ * what the API answered instead. missing_ok: a 404 is *r with status 404. */
+static int check_url_get(const struct httpc_url *u, const char *path, int missing_ok,
+                         struct httpc_response *r, char *err, size_t errlen)
+{
+    char why[600];
+
+    if (httpc_get(u, path, CHECK_HTTP_MS, r, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "--url %.300s: %s (is smtpscope running there with its HTTP API?)",
+                 u->shown, why);
+        return -1;
+    }
+    if (r->status == 200 || (missing_ok && r->status == 404))
+        return 0;
+    if (r->status == 401)
+        snprintf(err, errlen,
+                 "--url %.300s: the API wants credentials (401%s): give them as "
+                 "http://USER:PASSWORD@HOST:PORT or in %s=USER:PASSWORD",
+                 u->shown, u->authorization != NULL ? ", and refused the ones given" : "",
+                 CHECK_AUTH_ENV);
+    else
+        snprintf(err, errlen, "--url %.300s: GET %s answered %d%s%.200s", u->shown, path, r->status,
+                 r->len > 0 ? ": " : "", r->len > 0 ? (const char *)r->body : "");
+    httpc_response_free(r);
+    return -1;
+}
+
+/* check_url_raw - the raw bytes of message id: from the cache, or asked
+ * for (and kept there). NULL when the message is gone (404: evicted or
+ * deleted since the list); *failed set on another error (err filled). */
+static const struct curl_msg *check_url_raw(const struct httpc_url *u, struct curl_cache *c,
+                                            const char *id, int *failed, char *err, size_t errlen)
+{
+    struct httpc_response r;
+    char path[128];
+
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->m[i].id, id) == 0) {
+            c->m[i].listed = 1;
+            return &c->m[i];
+        }
+    /* the ID is the API's: 22 characters of an alphabet with no need of
+     * escaping; anything else is not asked for */
+    if (strlen(id) > 64 || strspn(id, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu"
+                                      "vwxyz-_") != strlen(id))
+        return NULL;
+    snprintf(path, sizeof(path), "/api/v1/message/%s/raw", id);
+    if (check_url_get(u, path, 1, &r, err, errlen) != 0) {
+        *failed = 1;
+        return NULL;
+    }
+    if (r.status == 404) {
+        httpc_response_free(&r);
+        return NULL;
+    }
+    struct curl_msg *p = realloc(c->m, (c->n + 1) * sizeof(*p));
+    if (p == NULL)
+        abort();
+    c->m = p;
+    p[c->n] = (struct curl_msg){.id = check_strdup(id), .raw = r.body, .len = r.len, .listed = 1};
+    return &p[c->n++];
+}
+
+static void check_url_cache_free(struct curl_cache *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->m[i].id);
+        free(c->m[i].raw);
+    }
+    free(c->m);
+    memset(c, 0, sizeof(*c));
+}
+
+/* check_url_cache_prune - after a poll: the messages the mailbox no
+ * longer lists (evicted, deleted) go; the others wait for the next. */
+static void check_url_cache_prune(struct curl_cache *c)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->m[i].listed) {
+            c->m[i].listed = 0;
+            c->m[k++] = c->m[i];
+        } else {
+            free(c->m[i].id);
+            free(c->m[i].raw);
+        }
+    }
+    c->n = k;
+}
+
+/* check_url_msg - one summary of the list: its session's facts, and when
+ * the upstream (or the sink) accepted it, the message. -1: an error of the
+ * API (err filled). */
+static int check_url_msg(const struct httpc_url *u, struct curl_cache *c, json_t *s, int content,
+                         struct cdata *d, char *err, size_t errlen)
+{
+    json_t *smtp = json_object_get(s, "SMTP");
+    json_t *tls = json_object_get(json_object_get(smtp, "TLS"), "Client");
+    json_t *warnings = json_object_get(smtp, "Warnings");
+    json_t *env = json_object_get(smtp, "Envelope"), *v;
+    const char *user = json_string_value(json_object_get(s, "Username"));
+    const char *id = json_string_value(json_object_get(s, "ID"));
+    size_t si, i;
+    int failed = 0;
+
+    if (!json_is_object(smtp) || id == NULL) {
+        snprintf(err, errlen,
+                 "--url %.300s: a message of /api/v1/messages has no ID or no \"SMTP\" "
+                 "(not smtpscope's API?)",
+                 u->shown);
+        return -1;
+    }
+    si = check_new_session(d, json_integer_value(json_object_get(smtp, "Session")));
+    struct csess *cs = &d->sess[si];
+    cs->tls = json_is_object(tls);
+    cs->plaintext_auth = !cs->tls && user != NULL && user[0] != '\0';
+    cs->warnings = (int)json_array_size(warnings);
+    if (cs->warnings > 0)
+        cs->warning = check_strdup(json_string_value(json_array_get(warnings, 0)));
+    if (!json_is_true(json_object_get(json_object_get(smtp, "Verdict"), "Accepted")))
+        return 0;
+    const struct curl_msg *raw = content ? check_url_raw(u, c, id, &failed, err, errlen) : NULL;
+    if (failed)
+        return -1;
+    if (content && raw == NULL)
+        return 0; /* gone since the list was made */
+    struct cmsg *m = check_new_msg(d);
+    m->sess = si;
+    m->from = check_strdup(json_string_value(json_object_get(env, "From")));
+    json_array_foreach(json_object_get(env, "Recipients"), i, v)
+    {
+        if (json_is_true(json_object_get(v, "Accepted")))
+            check_add_to(m, json_string_value(json_object_get(v, "Address")));
+    }
+    m->read = json_is_true(json_object_get(s, "Read"));
+    m->created_us = mbox_sink_time(json_string_value(json_object_get(s, "Created")));
+    m->subject = check_strdup(json_string_value(json_object_get(s, "Subject")));
+    if (raw != NULL) {
+        uint8_t *copy = malloc(raw->len + 1);
+        if (copy == NULL)
+            abort();
+        memcpy(copy, raw->raw, raw->len + 1); /* the response's body is NUL-terminated */
+        check_set_raw(m, copy, raw->len);
+    } else {
+        check_set_raw(m, NULL, 0);
+    }
+    return 0;
+}
+
+/* check_load_url - every message the API lists, oldest first. content:
+ * the filters read the messages' bytes, so each one's raw is fetched
+ * (once: c keeps them across polls). */
+static int check_load_url(const struct httpc_url *u, struct curl_cache *c, int content,
+                          struct cdata *d, char *err, size_t errlen)
+{
+    struct httpc_response r;
+    json_error_t jerr;
+    json_t *doc, *list;
+    int rc = 0;
+
+    if (check_url_get(u, "/api/v1/messages?limit=0", 0, &r, err, errlen) != 0)
+        return -1;
+    doc = json_loadb((const char *)r.body, r.len, 0, &jerr);
+    httpc_response_free(&r);
+    list = json_object_get(doc, "messages");
+    if (!json_is_array(list)) {
+        snprintf(err, errlen, "--url %.300s: /api/v1/messages is not the list smtpscope gives (%s)",
+                 u->shown, doc == NULL ? jerr.text : "no \"messages\"");
+        json_decref(doc);
+        return -1;
+    }
+    for (size_t i = json_array_size(list); rc == 0 && i-- > 0;) /* newest first: turned */
+        rc = check_url_msg(u, c, json_array_get(list, i), content, d, err, errlen);
+    if (rc == 0)
+        check_url_cache_prune(c);
+    json_decref(doc);
+    return rc;
+}
+
+/* ---- judging ----------------------------------------------------------------- */
 
 /* check_header - does a header NAME (unfolded) match the regex? */
 static int check_header(const char *head, const char *name, const regex_t *re)
@@ -425,7 +684,48 @@ static int check_header(const char *head, const char *name, const regex_t *re)
     return hit;
 }
 
-static int check_selected(const struct copts *o, const struct cmsg *m)
+/* check_body - is needle in a text part of the body (decoded), or in an
+ * HTML part as text? A message GMime cannot read: in its raw body. */
+static int check_body(struct cmsg *m, const char *needle)
+{
+    struct mbox_text *t;
+    size_t n;
+    int hit = 0;
+
+    if (!check_mime(m)->parsed) {
+        const char *body = strstr((const char *)m->raw, "\r\n\r\n");
+        return body != NULL && strstr(body + 4, needle) != NULL;
+    }
+    if (mbox_mime_texts(m->raw, m->len, &t, &n) != 0)
+        abort(); /* out of memory */
+    for (size_t i = 0; i < n && !hit; i++) {
+        if (t[i].html) {
+            char *text = html_text(t[i].text, strlen(t[i].text));
+            if (text == NULL)
+                abort();
+            hit = strstr(text, needle) != NULL;
+            free(text);
+        } else {
+            hit = strstr(t[i].text, needle) != NULL;
+        }
+    }
+    mbox_mime_texts_free(t, n);
+    return hit;
+}
+
+/* check_attachment - does the file name of an attachment or an inline
+ * part match the glob (case-sensitive)? */
+static int check_attachment(struct cmsg *m, const char *glob)
+{
+    const struct mbox_mime *mm = check_mime(m);
+    for (size_t i = 0; i < mm->nparts; i++)
+        if (mm->parts[i].file_name[0] != '\0' && fnmatch(glob, mm->parts[i].file_name, 0) == 0)
+            return 1;
+    return 0;
+}
+
+/* check_selected - do the filters select m? Cheap ones first. */
+static int check_selected(const struct copts *o, struct cmsg *m)
 {
     if (o->from != NULL && strcasecmp(o->from, m->from) != 0)
         return 0;
@@ -436,20 +736,30 @@ static int check_selected(const struct copts *o, const struct cmsg *m)
         if (!found)
             return 0;
     }
-    if (o->subject != NULL && !check_header(m->head, "Subject", &o->subject_re))
-        return 0;
     if (o->header != NULL && !check_header(m->head, o->header_name, &o->header_re))
         return 0;
-    if (o->body != NULL && strstr(m->body, o->body) == NULL)
+    if (o->subject != NULL && regexec(&o->subject_re, check_mime(m)->subject, 0, NULL, 0) != 0)
+        return 0;
+    if (o->attachment != NULL && !check_attachment(m, o->attachment))
+        return 0;
+    if (o->body != NULL && !check_body(m, o->body))
+        return 0;
+    if (o->q != NULL && !mbox_match(o->q, check_mime(m), m->raw, m->len, m->read, m->created_us))
         return 0;
     return 1;
 }
 
-/* check_run - judge once; failures listed into out. Returns the count. */
-static int check_run(const struct copts *o, const struct cdata *d, FILE *out, size_t *nsel_out)
+/* check_reads_content - do the filters read the messages themselves? */
+static int check_reads_content(const struct copts *o)
 {
-    size_t nsel = 0;
-    int fails = 0, filtered = o->from || o->to || o->subject || o->header || o->body;
+    return o->subject || o->header || o->body || o->attachment || o->q;
+}
+
+/* check_run - judge once; failures listed into out. Returns the count. */
+static int check_run(const struct copts *o, struct cdata *d, FILE *out, size_t *nsel_out)
+{
+    size_t nsel = 0, ncut = 0;
+    int fails = 0, filtered = o->from || o->to || check_reads_content(o);
     unsigned char *in_sel = calloc(d->nsess + 1, 1); /* per session: selected */
 
     if (in_sel == NULL)
@@ -460,13 +770,13 @@ static int check_run(const struct copts *o, const struct cdata *d, FILE *out, si
         fprintf(out, __VA_ARGS__);                                                                 \
     } while (0)
 
-    for (size_t i = 0; i < d->nmsgs; i++)
+    for (size_t i = 0; i < d->nmsgs; i++) {
+        ncut += d->msgs[i].cut;
         if (check_selected(o, &d->msgs[i])) {
             nsel++;
-            for (size_t j = 0; j < d->nsess; j++)
-                if (d->sess[j].id == d->msgs[i].session)
-                    in_sel[j] = 1;
+            in_sel[d->msgs[i].sess] = 1;
         }
+    }
     if (!filtered)
         memset(in_sel, 1, d->nsess);
     *nsel_out = nsel;
@@ -479,13 +789,9 @@ static int check_run(const struct copts *o, const struct cdata *d, FILE *out, si
     if (filtered && nsel == 0 && o->count < 0 && o->min_count < 0 && o->max_count < 0) {
         FAIL("  no message matched the filters; seen:\n");
         for (size_t i = 0; i < d->nmsgs && i < 10; i++) {
-            const char *subj = strcasestr(d->msgs[i].head, "\nSubject:");
-            if (subj == NULL && strncasecmp(d->msgs[i].head, "Subject:", 8) == 0)
-                subj = d->msgs[i].head - 1;
-            int sl = subj != NULL ? (int)strcspn(subj + 1, "\r\n") : 0;
-            fprintf(out, "    from <%s> to <%s> %.*s\n", d->msgs[i].from,
-                    d->msgs[i].nto ? d->msgs[i].to[0] : "", sl,
-                    subj != NULL ? subj + 1 : "(no subject)");
+            const char *subj = check_subject(&d->msgs[i]);
+            fprintf(out, "    from <%s> to <%s> Subject: %s\n", d->msgs[i].from,
+                    d->msgs[i].nto ? d->msgs[i].to[0] : "", subj[0] ? subj : "(no subject)");
         }
         if (d->nmsgs > 10)
             fprintf(out, "    ... and %zu more\n", d->nmsgs - 10);
@@ -499,8 +805,9 @@ static int check_run(const struct copts *o, const struct cdata *d, FILE *out, si
         if (o->no_plain_auth && cs->plaintext_auth)
             FAIL("  --no-plaintext-auth: session %lld sent AUTH before TLS\n", (long long)cs->id);
         if (o->no_warnings && cs->warnings > 0)
-            FAIL("  --no-warnings: session %lld had %d warning(s)\n", (long long)cs->id,
-                 cs->warnings);
+            FAIL("  --no-warnings: session %lld had %d warning(s)%s%s\n", (long long)cs->id,
+                 cs->warnings, cs->warning != NULL ? ", the first: " : "",
+                 cs->warning != NULL ? cs->warning : "");
         for (int k = 0; k < o->nno_reply; k++)
             if (cs->codes[o->no_reply[k] - CHECK_CODE_MIN])
                 FAIL("  --no-reply %d: session %lld was told %d\n", o->no_reply[k],
@@ -524,27 +831,46 @@ static int check_run(const struct copts *o, const struct cdata *d, FILE *out, si
             fprintf(out, "\n");
         }
     }
+    if (ncut > 0 && (o->body || o->attachment || o->q))
+        fprintf(out,
+                "  note: %zu message(s) are only partly in the transcript (more lines than "
+                "its --body-lines, or sent with BDAT): --body-contains, --attachment and "
+                "--query saw only the lines it shows\n",
+                ncut);
     free(in_sel);
     return fails;
 #undef FAIL
 }
 
 static const char check_usage[] =
-    "Usage: smtpscope check (--json FILE | --sink DIR) [EXPECTATIONS]\n"
+    "Usage: smtpscope check (--json FILE | --sink DIR | --url URL) [EXPECTATIONS]\n"
     "\n"
     "Exit 0 when every expectation holds, 1 (listing what did not, and what was\n"
-    "seen instead) when one does not, 2 on a usage error.\n"
+    "seen instead) when one does not, 2 on a usage error or input that cannot be read.\n"
     "\n"
-    "Filters (select messages; all of them by default):\n"
+    "Sources:\n"
+    "  --json FILE             a JSON transcript (smtpscope --json FILE); a message is\n"
+    "                          what its data lines show: whole up to --body-lines\n"
+    "  --sink DIR              a sink directory (smtpscope --sink DIR)\n"
+    "  --url URL               a running smtpscope's HTTP API, http://HOST:PORT\n"
+    "                          (credentials: http://USER:PASSWORD@HOST:PORT or\n"
+    "                          " CHECK_AUTH_ENV "=USER:PASSWORD); marks nothing read\n"
+    "Filters (select messages; all of them by default), on the message as MIME:\n"
     "  --from ADDR             envelope sender\n"
     "  --to ADDR               an envelope recipient (accepted)\n"
-    "  --subject REGEX         Subject header (POSIX extended regex)\n"
-    "  --header 'NAME: REGEX'  another header\n"
-    "  --body-contains TEXT    the body (with --json: the lines the transcript shows)\n"
+    "  --subject REGEX         the decoded subject (POSIX extended regex, UTF-8)\n"
+    "  --header 'NAME: REGEX'  another header, unfolded, as written (not decoded)\n"
+    "  --body-contains TEXT    a decoded text part, or an HTML part as text (tags\n"
+    "                          removed, entities decoded); case-sensitive\n"
+    "  --attachment GLOB       the file name of an attachment or inline part\n"
+    "                          (fnmatch, case-sensitive): 'report-*.pdf'\n"
+    "  --query QUERY           Mailpit's search syntax, as /api/v1/search:\n"
+    "                          'subject:invoice has:attachment -from:noreply'\n"
     "Expectations (on the selected messages and their sessions):\n"
     "  --count N, --min-count N, --max-count N   messages accepted\n"
     "  --tls                   every session used TLS on the client leg\n"
-    "  --no-plaintext-auth     no AUTH before TLS\n"
+    "  --no-plaintext-auth     no AUTH before TLS (--sink, --url: no user\n"
+    "                          authenticated on a session without TLS)\n"
     "  --no-warnings           no bare LF or other protocol warnings\n"
     "  --reply CODE            a reply with this code was given (repeatable; --json)\n"
     "  --no-reply CODE         no reply with this code was given (repeatable; --json)\n"
@@ -557,6 +883,9 @@ static int check_done(struct copts *o, int rc)
         regfree(&o->subject_re);
     if (o->header != NULL)
         regfree(&o->header_re);
+    search_free(o->q);
+    o->q = NULL;
+    mbox_mime_shutdown();
     return rc;
 }
 
@@ -570,11 +899,72 @@ static int check_code(const char *s, int *out)
     return 0;
 }
 
+/* check_loop - load and judge, again every poll until the expectations
+ * hold or --wait is over; the exit status. */
+static int check_loop(struct copts *o, const struct httpc_url *u)
+{
+    struct curl_cache cache = {0};
+    struct timespec start, now;
+    char err[1200];
+    int status = -1;
+
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (status < 0) {
+        struct cdata d;
+        char *report = NULL;
+        size_t report_len = 0, nsel = 0;
+        int fails = -1, rc;
+
+        memset(&d, 0, sizeof(d));
+        err[0] = '\0';
+        rc = o->json != NULL ? check_load_json(o->json, &d, err, sizeof(err))
+             : o->sink != NULL
+                 ? check_load_sink(o->sink, &d, err, sizeof(err))
+                 : check_load_url(u, &cache, check_reads_content(o), &d, err, sizeof(err));
+        if (rc == CHECK_BAD_INPUT) {
+            fprintf(stderr, "smtpscope check: %s\n", err);
+            check_free(&d);
+            status = 2;
+            break;
+        }
+        FILE *out = open_memstream(&report, &report_len);
+        if (out == NULL)
+            abort();
+        if (rc == 0)
+            fails = check_run(o, &d, out, &nsel);
+        fclose(out);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double elapsed = (double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9;
+        if (fails == 0) {
+            printf("check: OK: %zu message(s) selected of %zu; every expectation holds\n%s", nsel,
+                   d.nmsgs, report); /* the report holds a note at most */
+            status = 0;
+        } else if (elapsed >= o->wait && rc != 0) {
+            /* the input is not there: an error of the invocation, not a
+             * failed expectation */
+            fprintf(stderr, "smtpscope check: %s\n", err);
+            status = 2;
+        } else if (elapsed >= o->wait) {
+            printf("check: FAILED: %d expectation(s) did not hold (%zu message(s) selected "
+                   "of %zu%s):\n%s",
+                   fails, nsel, d.nmsgs, o->wait > 0 ? ", after waiting" : "", report);
+            status = 1;
+        }
+        free(report);
+        check_free(&d);
+        if (status < 0)
+            usleep(o->url != NULL ? CHECK_URL_POLL_US : CHECK_POLL_US);
+    }
+    check_url_cache_free(&cache);
+    return status;
+}
+
 int tlog_check_main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"json", required_argument, NULL, 'j'},
         {"sink", required_argument, NULL, 's'},
+        {"url", required_argument, NULL, 'u'},
         {"count", required_argument, NULL, 'c'},
         {"min-count", required_argument, NULL, 'm'},
         {"max-count", required_argument, NULL, 'M'},
@@ -583,6 +973,8 @@ int tlog_check_main(int argc, char **argv)
         {"subject", required_argument, NULL, 'S'},
         {"header", required_argument, NULL, 'H'},
         {"body-contains", required_argument, NULL, 'b'},
+        {"attachment", required_argument, NULL, 'a'},
+        {"query", required_argument, NULL, 'q'},
         {"tls", no_argument, NULL, 'T'},
         {"no-plaintext-auth", no_argument, NULL, 'P'},
         {"no-warnings", no_argument, NULL, 'W'},
@@ -593,9 +985,14 @@ int tlog_check_main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     struct copts o;
+    struct httpc_url u;
     char err[512], *end;
-    int c;
+    int c, nsrc;
 
+    /* regexes and the decoded subject are UTF-8, whatever the caller's
+     * locale; only character classes change (LC_CTYPE) */
+    if (setlocale(LC_CTYPE, "C.UTF-8") == NULL)
+        setlocale(LC_CTYPE, "");
     memset(&o, 0, sizeof(o));
     o.count = o.min_count = o.max_count = -1;
     opterr = 0;
@@ -608,6 +1005,9 @@ int tlog_check_main(int argc, char **argv)
             break;
         case 's':
             o.sink = optarg;
+            break;
+        case 'u':
+            o.url = optarg;
             break;
         case 'c':
         case 'm':
@@ -659,6 +1059,16 @@ int tlog_check_main(int argc, char **argv)
         case 'b':
             o.body = optarg;
             break;
+        case 'a':
+            o.attachment = optarg;
+            break;
+        case 'q':
+            search_free(o.q);
+            o.query = optarg;
+            o.q = search_compile(optarg, mbox_tz_offset());
+            if (o.q == NULL)
+                abort(); /* out of memory: a query that cannot be read is still a query */
+            break;
         case 'T':
             o.tls = 1;
             break;
@@ -704,14 +1114,16 @@ int tlog_check_main(int argc, char **argv)
             return check_done(&o, 2);
         }
     }
-    if ((o.json == NULL) == (o.sink == NULL) || optind < argc) {
-        fprintf(stderr, "smtpscope check: give exactly one of --json FILE or --sink DIR (see "
-                        "check --help)\n");
+    nsrc = (o.json != NULL) + (o.sink != NULL) + (o.url != NULL);
+    if (nsrc != 1 || optind < argc) {
+        fprintf(stderr, "smtpscope check: give exactly one of --json FILE, --sink DIR or --url "
+                        "URL (see check --help)\n");
         return check_done(&o, 2);
     }
-    if (o.sink != NULL && (o.nreply > 0 || o.nno_reply > 0)) {
-        fprintf(stderr, "smtpscope check: --reply and --no-reply need --json (a sink keeps "
-                        "messages, not replies)\n");
+    if ((o.sink != NULL || o.url != NULL) && (o.nreply > 0 || o.nno_reply > 0)) {
+        fprintf(stderr, "smtpscope check: --reply and --no-reply need --json (%s)\n",
+                o.sink != NULL ? "a sink keeps messages, not replies"
+                               : "the API keeps messages and their verdicts, not every reply");
         return check_done(&o, 2);
     }
 
@@ -722,58 +1134,16 @@ int tlog_check_main(int argc, char **argv)
                 st_rc != 0 ? strerror(errno) : "not a directory");
         return check_done(&o, 2);
     }
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        struct cdata d;
-        char *report = NULL;
-        size_t report_len = 0, nsel = 0;
-        int fails = -1, rc;
-
-        memset(&d, 0, sizeof(d));
-        rc = o.json != NULL ? check_load_json(o.json, &d, err, sizeof(err))
-                            : check_load_sink(o.sink, &d, err, sizeof(err));
-        if (rc == CHECK_BAD_INPUT) {
-            fprintf(stderr, "smtpscope check: %s\n", err);
-            check_free(&d);
-            return check_done(&o, 2);
-        }
-        FILE *out = open_memstream(&report, &report_len);
-        if (out == NULL)
-            abort();
-        if (rc == 0)
-            fails = check_run(&o, &d, out, &nsel);
-        fclose(out);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        double elapsed = (double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9;
-        if (fails == 0) {
-            printf("check: OK: %zu message(s) selected of %zu; every expectation holds\n", nsel,
-                   d.nmsgs);
-            free(report);
-            check_free(&d);
-            return check_done(&o, 0);
-        }
-        if (elapsed >= o.wait && rc != 0) {
-            /* the input is not there: an error of the invocation, not a
-             * failed expectation */
-            fprintf(stderr, "smtpscope check: %s\n", err);
-            free(report);
-            check_free(&d);
-            return check_done(&o, 2);
-        }
-        if (elapsed >= o.wait) {
-            if (rc != 0)
-                printf("check: FAILED: %s\n", err);
-            else
-                printf("check: FAILED: %d expectation(s) did not hold (%zu message(s) selected "
-                       "of %zu%s):\n%s",
-                       fails, nsel, d.nmsgs, o.wait > 0 ? ", after waiting" : "", report);
-            free(report);
-            check_free(&d);
-            return check_done(&o, 1);
-        }
-        free(report);
-        check_free(&d);
-        usleep(100 * 1000);
+    memset(&u, 0, sizeof(u));
+    if (o.url != NULL &&
+        httpc_url_parse(&u, o.url, getenv(CHECK_AUTH_ENV), err, sizeof(err)) != 0) {
+        /* the URL is not echoed when it may hold a password */
+        fprintf(stderr, "smtpscope check: --url %s: %s\n",
+                strchr(o.url, '@') != NULL ? "(its credentials not shown)" : o.url, err);
+        httpc_url_free(&u);
+        return check_done(&o, 2);
     }
+    int status = check_loop(&o, &u);
+    httpc_url_free(&u);
+    return check_done(&o, status);
 }

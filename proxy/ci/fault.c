@@ -3,7 +3,8 @@
  *
  * STAGE: connect, ehlo, starttls, auth, mail, rcpt, data, eod. GLOB matches
  * the command's argument (fnmatch, case-insensitive). ACTION: a 4xx/5xx
- * reply line, drop, delay=DURATION, or tls-fail (starttls only). @N% fires
+ * reply line, drop, delay=DURATION, tls-fail (starttls only), or
+ * persona:NAME (the --persona's scenario NAME, in its words). @N% fires
  * with that probability (xorshift, seeded by --seed), #K only on the K-th
  * match. Pure bookkeeping: the SMTP machine decides what an action does.
  */
@@ -75,7 +76,14 @@ int fault_parse(struct faults *f, const char *spec, char *err, size_t errlen)
         r->percent = (int)p;
         *end = '\0';
     }
-    if (strcmp(act, "drop") == 0) {
+    if (strncmp(act, "persona:", 8) == 0) {
+        /* the persona's words, multi-line ones too: said as one reply */
+        if (f->scenario == NULL)
+            goto bad;
+        if (f->scenario(f->scenario_arg, act + 8, r->reply, sizeof(r->reply), err, errlen) != 0)
+            return -1;
+        r->action = FAULT_REPLY;
+    } else if (strcmp(act, "drop") == 0) {
         r->action = FAULT_DROP;
     } else if (strcmp(act, "tls-fail") == 0) {
         if (r->stage != FAULT_STARTTLS)
@@ -99,7 +107,7 @@ bad:
     snprintf(err, errlen,
              "--fault: expected 'STAGE[:GLOB]=ACTION[@N%%][#K]' with STAGE connect, ehlo, "
              "starttls, auth, mail, rcpt, data or eod and ACTION a 4xx/5xx reply, drop, "
-             "delay=T or tls-fail (starttls), got '%s'",
+             "delay=T, tls-fail (starttls) or persona:SCENARIO, got '%s'",
              spec);
     return -1;
 }

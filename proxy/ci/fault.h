@@ -39,6 +39,10 @@ struct faults {
     int n;
     uint64_t rng;
     int (*parse_duration)(const char *s, uint64_t *ms);
+    /* ACTION persona:NAME: the reply of the --persona's scenario NAME
+     * (without CRLF); -1 with err set. NULL: no such action. */
+    int (*scenario)(void *arg, const char *name, char *reply, size_t cap, char *err, size_t errlen);
+    void *scenario_arg;
 };
 
 int fault_parse(struct faults *f, const char *spec, char *err, size_t errlen);

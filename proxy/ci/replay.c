@@ -2,10 +2,17 @@
  * replay - the upstream implementation of --replay (replay_ops; see
  * replay.h), and the loader of recordings (jansson).
  *
+ * With --persona the replay's own words are the persona's: the greeting
+ * when the recording has none, RSET, NOOP and QUIT out of turn, and the
+ * server machine's voice (STARTTLS refused when pipelined, 530 before
+ * STARTTLS with --client-tls require); the rest is the recording's.
+ *
  * Owns per session: a struct replay_state (s->up_impl): the recorded
- * session it plays, where it is in it, and its queued replies.
+ * session it plays, where it is in it, its queued replies, and the
+ * persona's voice.
  */
 #include "replay.h"
+#include "persona.h"
 #include "respond.h"
 #include "../../log/json.h"
 #include "../../log/transcript.h"
@@ -27,6 +34,8 @@ struct replay_state {
     char bdat_cmd[64]; /* its command, answered when the chunk is in */
     uint8_t *greeting; /* the recorded greeting, said after its delay */
     size_t greeting_len;
+    int voiced; /* --persona: voice is set */
+    struct persona_voice voice;
 };
 
 #define replay_of(s) ((struct replay_state *)(s)->up_impl)
@@ -46,12 +55,23 @@ static int replay_same_address(const char *a, size_t an, const char *b, size_t b
  * are answered as any server would, and the recording waits. */
 static int replay_local(struct session *s, const char *key, const struct replay_entry *e)
 {
-    const char *reply = strcmp(key, "RSET") == 0   ? "250 2.0.0 Ok"
-                        : strcmp(key, "NOOP") == 0 ? "250 2.0.0 Ok"
+    struct replay_state *k = replay_of(s);
+    char voiced[PERSONA_REPLY_MAX];
+    int rset = strcmp(key, "RSET") == 0, noop = strcmp(key, "NOOP") == 0;
+    const char *reply = rset                       ? "250 2.0.0 Ok"
+                        : noop                     ? "250 2.0.0 Ok"
                         : strcmp(key, "QUIT") == 0 ? "221 2.0.0 Bye"
                                                    : NULL;
     if (reply == NULL)
         return 0;
+    if (k->voiced) {
+        const char *v = persona_line(&k->voice,
+                                     rset   ? PERSONA_RSET
+                                     : noop ? PERSONA_NOOP
+                                            : PERSONA_QUIT,
+                                     voiced, sizeof(voiced));
+        reply = v != NULL ? v : reply;
+    }
     tlog_note(s->id, TLOG_INFO, "replay: %s answered by smtpscope (the recording %s%s)", key,
               e != NULL ? "has next: " : "has no more replies", e != NULL ? e->key : "");
     if (strcmp(key, "RSET") == 0)
@@ -156,6 +176,18 @@ static void replay_discard(struct session *s)
     replay_of(s)->in_bdat = 0;
 }
 
+/* replay_voice - the server machine's own replies in the persona's words. */
+static const char *replay_voice(struct session *s, enum up_voice what, char *buf, size_t cap)
+{
+    struct replay_state *k = replay_of(s);
+
+    if (k == NULL || !k->voiced)
+        return NULL;
+    return persona_line(&k->voice,
+                        what == UP_VOICE_NEED_TLS ? PERSONA_NEED_TLS : PERSONA_STARTTLS_PIPELINED,
+                        buf, cap);
+}
+
 static void replay_stop(struct session *s)
 {
     (void)s; /* the session stops s->up_timer */
@@ -194,6 +226,19 @@ static void replay_start(struct session *s)
     }
     snprintf(s->up_addr, sizeof(s->up_addr), "replay");
     n = snprintf(greeting, sizeof(greeting), "220 %s ESMTP smtpscope sink ready\r\n", s->px->helo);
+    if (s->px->ci.persona.p != NULL) {
+        const struct persona_run *run = &s->px->ci.persona;
+        k->voiced = 1;
+        persona_voice_init(&k->voice, run, s->client_addr,
+                           s->px->ci.faults.rng ^ (s->id * 0x9e3779b97f4a7c15ull) ^ s->start_us);
+        tlog_note(s->id, TLOG_INFO,
+                  "persona %s: smtpscope's own replies are in %s's words, offline (the rest is "
+                  "the recording's)",
+                  run->p->name, run->p->about);
+        if (run->p->text[PERSONA_GREETING] != NULL)
+            n = (int)persona_expand(&k->voice, run->p->text[PERSONA_GREETING], greeting,
+                                    sizeof(greeting));
+    }
     k->rs = &rp->s[s->px->ci.replay_next++ % rp->n];
     tlog_note(s->id, TLOG_INFO, "replaying recorded session %llu (%zu replies)",
               (unsigned long long)k->rs->id, k->rs->n);
@@ -226,6 +271,7 @@ const struct upstream_ops replay_ops = {
     .content = replay_content,
     .end = replay_end,
     .discard = replay_discard,
+    .voice = replay_voice,
     .stop = replay_stop,
     .free = replay_free_state,
 };

@@ -9,15 +9,25 @@
  * loop turn later (respond.c). Accepted messages are stored in --sink DIR
  * as .eml files (the bytes received, dot-stuffing removed), written to a
  * temporary name and renamed when complete, plus one JSON line per message
- * in DIR/index.jsonl.
+ * in DIR/index.jsonl (mailbox/load.c reads them back: check --sink, and the
+ * mailbox at start).
+ *
+ * With --persona the sink speaks in a provider's words (persona.h): each
+ * reply the persona has a text for is said in its words instead of the
+ * sink's, its rules (STARTTLS before AUTH and MAIL, AUTH before MAIL, its
+ * size limit) are kept, its mechanisms (XOAUTH2, OAUTHBEARER) are
+ * answered, and the scenario of the run (--persona-scenario) strikes at
+ * its stage. Messages are stored just the same.
  *
  * Owns per session: a struct sink (s->up_impl: the envelope, the open
- * message file, the queued replies). A message that does not complete is
- * removed.
+ * message file, the queued replies, the persona's voice). A message that
+ * does not complete is removed.
  */
 #include "sink.h"
+#include "persona.h"
 #include "respond.h"
 #include "../../log/json.h"
+#include "../../mailbox/load.h"
 #include "../../log/sasl.h"
 #include "../../log/transcript.h"
 #include "../session.h"
@@ -36,9 +46,18 @@
 #define SINK_SIZE     (50 * 1024 * 1024) /* advertised SIZE */
 #define SINK_HDR_MAX  16384              /* headers kept for the index */
 #define SINK_ADDR_MAX 512
-#define SINK_INDEX    "index.jsonl"
 
-enum sink_state { K_CMD, K_DATA, K_BDAT, K_AUTH_PLAIN, K_AUTH_USER, K_AUTH_PASS };
+enum sink_state {
+    K_CMD,
+    K_DATA,
+    K_BDAT,
+    K_AUTH_PLAIN, /* the first of the AUTH states, which come last */
+    K_AUTH_USER,
+    K_AUTH_PASS,
+    K_AUTH_OAUTH,     /* the XOAUTH2 or OAUTHBEARER response is due */
+    K_AUTH_OAUTH_ERR, /* the client's answer to the error challenge is due */
+    K_AUTH_OTHER,     /* the response to a mechanism that never succeeds */
+};
 
 struct sink {
     struct respond q; /* first: respond.c finds it at s->up_impl */
@@ -62,15 +81,80 @@ struct sink {
     int hdr_done;
     uint64_t bdat_left;
     int bdat_last;
+    int voiced;      /* --persona: voice is set */
+    int oauthbearer; /* K_AUTH_OAUTH*: OAUTHBEARER (else XOAUTH2) */
+    struct persona_voice voice;
 };
 
 #define sink_of(s) ((struct sink *)(s)->up_impl)
 #define sink_reply respond_say
 
 static const char *const sink_state_names[] = {
-    [K_CMD] = "COMMAND",           [K_DATA] = "DATA",           [K_BDAT] = "BDAT",
-    [K_AUTH_PLAIN] = "AUTH-PLAIN", [K_AUTH_USER] = "AUTH-USER", [K_AUTH_PASS] = "AUTH-PASS",
+    [K_CMD] = "COMMAND",
+    [K_DATA] = "DATA",
+    [K_BDAT] = "BDAT",
+    [K_AUTH_PLAIN] = "AUTH-PLAIN",
+    [K_AUTH_USER] = "AUTH-USER",
+    [K_AUTH_PASS] = "AUTH-PASS",
+    [K_AUTH_OAUTH] = "AUTH-OAUTH",
+    [K_AUTH_OAUTH_ERR] = "AUTH-OAUTH-ERROR",
+    [K_AUTH_OTHER] = "AUTH-OTHER",
 };
+
+/* sink_tmpl - a persona's template said, expanded for this session. */
+static void sink_tmpl(struct session *s, const char *tmpl)
+{
+    char buf[PERSONA_REPLY_MAX];
+    size_t n = persona_expand(&sink_of(s)->voice, tmpl, buf, sizeof(buf));
+    respond_queue(s, (const uint8_t *)buf, n, 0);
+}
+
+/* sink_voiced - the persona's reply t said, when it has one (1); else 0,
+ * and the caller says the sink's own (sink_say). */
+static int sink_voiced(struct session *s, enum persona_text t)
+{
+    struct sink *k = sink_of(s);
+    const char *tmpl = k->voiced ? persona_text(&k->voice, t) : NULL;
+    if (tmpl == NULL)
+        return 0;
+    sink_tmpl(s, tmpl);
+    return 1;
+}
+
+/* sink_say - the persona's reply t, or the sink's own words. */
+#define sink_say(s, t, ...)                                                                        \
+    do {                                                                                           \
+        if (!sink_voiced(s, t))                                                                    \
+            sink_reply(s, __VA_ARGS__);                                                            \
+    } while (0)
+
+/* sink_scenario - the run's scenario, when it strikes at this stage: said
+ * in the transcript and to the client (1); else 0. */
+static int sink_scenario(struct session *s, enum persona_stage st)
+{
+    struct sink *k = sink_of(s);
+    const struct persona_scenario *sc = k->voiced ? k->voice.run->scenario : NULL;
+    if (sc == NULL || sc->stage != st)
+        return 0;
+    tlog_mark(s->id, TLOG_WARNING, TLOG_MARK_INJECTED,
+              "persona %s, scenario %s at %s: smtpscope answers as %s would", k->voice.run->p->name,
+              sc->name, persona_stage_name(st), k->voice.run->p->about);
+    sink_tmpl(s, sc->reply);
+    return 1;
+}
+
+/* sink_needs - the persona's rules for AUTH and MAIL: refused (1) when
+ * STARTTLS (or, for MAIL, AUTH) has not come first. */
+static int sink_needs(struct session *s, int auth_too)
+{
+    struct sink *k = sink_of(s);
+    unsigned rules = k->voiced ? k->voice.run->p->rules : 0;
+    if ((rules & PERSONA_TLS_FIRST) && s->client.tls == NULL)
+        return sink_voiced(s, PERSONA_NEED_TLS);
+    if (auth_too && (rules & PERSONA_AUTH_FIRST) && k->user[0] == '\0')
+        return sink_voiced(s, PERSONA_NEED_AUTH);
+    return 0;
+}
 
 /* sink_set_state - the one place the sink changes state. */
 static void sink_set_state(struct session *s, enum sink_state st)
@@ -155,16 +239,46 @@ static int sink_check_user(struct session *s, const char *user, const char *pass
     return ok;
 }
 
-static void sink_auth_done(struct session *s, const char *user, const char *pass)
+/* sink_auth_verdict - the end of an AUTH exchange: ok, or not. */
+static void sink_auth_verdict(struct session *s, const char *user, int ok)
 {
     struct sink *k = sink_of(s);
     sink_set_state(s, K_CMD);
-    if (sink_check_user(s, user, pass)) {
+    if (sink_scenario(s, PERSONA_AT_AUTH))
+        return;
+    if (ok) {
         snprintf(k->user, sizeof(k->user), "%s", user);
-        sink_reply(s, "235 2.7.0 Authentication successful");
+        sink_say(s, PERSONA_AUTH_OK, "235 2.7.0 Authentication successful");
     } else {
-        sink_reply(s, "535 5.7.8 Authentication credentials invalid");
+        sink_say(s, PERSONA_AUTH_BAD, "535 5.7.8 Authentication credentials invalid");
     }
+}
+
+static void sink_auth_done(struct session *s, const char *user, const char *pass)
+{
+    struct sink *k = sink_of(s);
+    int ok = sink_check_user(s, user, pass);
+    if (ok && k->voiced)
+        ok = persona_password_ok(k->voice.run, user, pass);
+    sink_auth_verdict(s, user, ok);
+}
+
+/* sink_auth_oauth - a decoded XOAUTH2 or OAUTHBEARER response: accepted,
+ * or the persona's error challenge, which the client answers (RFC 7628
+ * 3.2.3) before the final 535. */
+static void sink_auth_oauth(struct session *s, const uint8_t *dec, size_t n)
+{
+    struct sink *k = sink_of(s);
+    char user[256] = "";
+
+    if (persona_oauth_ok(k->voice.run, dec, n, user, sizeof(user)) ||
+        (k->voice.run->scenario != NULL && k->voice.run->scenario->stage == PERSONA_AT_AUTH)) {
+        sink_auth_verdict(s, user, 1);
+        return;
+    }
+    sink_set_state(s, K_AUTH_OAUTH_ERR);
+    if (!sink_voiced(s, k->oauthbearer ? PERSONA_OAUTHBEARER_ERROR : PERSONA_XOAUTH2_ERROR))
+        sink_auth_verdict(s, user, 0);
 }
 
 /* sink_b64 - an AUTH line decoded into a NUL-terminated buffer; -1 if
@@ -180,13 +294,12 @@ static void sink_auth_plain(struct session *s, const uint8_t *b64, size_t len)
     size_t n;
     if (sink_b64(b64, len, dec, sizeof(dec), &n) != 0) {
         sink_set_state(s, K_CMD);
-        sink_reply(s, "501 5.5.2 Invalid base64");
+        sink_say(s, PERSONA_AUTH_B64, "501 5.5.2 Invalid base64");
         return;
     }
     const char *user, *pass;
     if (sasl_plain_split((const uint8_t *)dec, n, &user, &pass) != 0) {
-        sink_set_state(s, K_CMD);
-        sink_reply(s, "501 5.5.2 Malformed PLAIN response");
+        sink_auth_verdict(s, "", 0);
         return;
     }
     sink_auth_done(s, user, pass);
@@ -200,14 +313,18 @@ static void sink_auth_response(struct session *s, const uint8_t *line, size_t le
 
     if (len >= 1 && line[0] == '*') {
         sink_set_state(s, K_CMD);
-        sink_reply(s, "501 5.7.0 Authentication cancelled");
+        sink_say(s, PERSONA_AUTH_CANCEL, "501 5.7.0 Authentication cancelled");
         return;
     }
-    if (k->st == K_AUTH_PLAIN) {
+    if (k->st == K_AUTH_OAUTH_ERR || k->st == K_AUTH_OTHER) {
+        sink_auth_verdict(s, "", 0); /* whatever the client says now */
+    } else if (k->st == K_AUTH_PLAIN) {
         sink_auth_plain(s, line, len);
     } else if (sink_b64(line, len, dec, sizeof(dec), &n) != 0) {
         sink_set_state(s, K_CMD);
-        sink_reply(s, "501 5.5.2 Invalid base64");
+        sink_say(s, PERSONA_AUTH_B64, "501 5.5.2 Invalid base64");
+    } else if (k->st == K_AUTH_OAUTH) {
+        sink_auth_oauth(s, (const uint8_t *)dec, n);
     } else if (k->st == K_AUTH_USER) {
         snprintf(k->login_user, sizeof(k->login_user), "%.*s", (int)sizeof(k->login_user) - 1, dec);
         sink_set_state(s, K_AUTH_PASS);
@@ -223,8 +340,12 @@ static void sink_auth(struct session *s, const uint8_t *arg, size_t len)
     const uint8_t *sp = memchr(arg, ' ', len);
     size_t mlen = sp != NULL ? (size_t)(sp - arg) : len;
 
+    if (sink_needs(s, 0))
+        return;
     if (k->user[0] != '\0') {
-        sink_reply(s, "503 5.5.1 Already authenticated");
+        sink_say(s, PERSONA_AUTH_TWICE, "503 5.5.1 Already authenticated");
+    } else if (k->voiced && !persona_offers(k->voice.run->p, (const char *)arg, mlen)) {
+        sink_voiced(s, PERSONA_AUTH_MECH);
     } else if (mlen == 5 && strncasecmp((const char *)arg, "PLAIN", 5) == 0) {
         sink_set_state(s, K_AUTH_PLAIN);
         if (sp != NULL)
@@ -237,6 +358,17 @@ static void sink_auth(struct session *s, const uint8_t *arg, size_t len)
             sink_auth_response(s, sp + 1, len - mlen - 1);
         else
             sink_reply(s, "334 VXNlcm5hbWU6");
+    } else if (k->voiced) {
+        /* a mechanism the persona offers: XOAUTH2 and OAUTHBEARER are
+         * checked against --persona-token, the others never succeed */
+        int oauth = (mlen == 7 && strncasecmp((const char *)arg, "XOAUTH2", 7) == 0) ||
+                    (mlen == 11 && strncasecmp((const char *)arg, "OAUTHBEARER", 11) == 0);
+        k->oauthbearer = mlen == 11;
+        sink_set_state(s, oauth ? K_AUTH_OAUTH : K_AUTH_OTHER);
+        if (sp != NULL)
+            sink_auth_response(s, sp + 1, len - mlen - 1);
+        else
+            sink_reply(s, "334 ");
     } else {
         sink_reply(s, "504 5.5.4 Mechanism not supported (PLAIN and LOGIN are)");
     }
@@ -343,6 +475,15 @@ static void sink_commit(struct session *s)
         sink_reset(k);
         return;
     }
+    if (sink_scenario(s, PERSONA_AT_EOD)) {
+        sink_reset(k); /* refused: not stored */
+        return;
+    }
+    if (k->voiced && k->voice.run->p->size_max != 0 && k->size > k->voice.run->p->size_max &&
+        sink_voiced(s, PERSONA_EOD_SIZE)) {
+        sink_reset(k);
+        return;
+    }
     close(k->fd);
     k->fd = -1;
     k->msg_no++;
@@ -387,7 +528,7 @@ static void sink_commit(struct session *s)
     }
     tlog_json_string(tmp, sizeof(tmp), (const uint8_t *)k->helo, strlen(k->helo));
     o = sink_cat(line, cap, o, "\"helo\":%s,\"warnings\":%u}\n", tmp, srv_message_warnings(s));
-    snprintf(path, sizeof(path), "%s/%s", s->px->cfg->sink_dir, SINK_INDEX);
+    snprintf(path, sizeof(path), "%s/%s", s->px->cfg->sink_dir, MBOX_SINK_INDEX);
     ifd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (ifd < 0 || write(ifd, line, o) != (ssize_t)o)
         tlog_note(s->id, TLOG_WARNING, "sink: could not append to %s: %s", path, strerror(errno));
@@ -395,7 +536,8 @@ static void sink_commit(struct session *s)
         close(ifd);
     free(line);
     tlog_note(s->id, TLOG_INFO, "sink: stored %s (%llu bytes)", name, (unsigned long long)k->size);
-    sink_reply(s, "250 2.0.0 Ok: queued as %llu-%u", (unsigned long long)s->id, k->msg_no);
+    sink_say(s, PERSONA_EOD_OK, "250 2.0.0 Ok: queued as %llu-%u", (unsigned long long)s->id,
+             k->msg_no);
     sink_reset(k);
 }
 
@@ -411,8 +553,8 @@ static void sink_hello(struct session *s, struct sink *k, const struct smtp_cmdl
     snprintf(k->helo, sizeof(k->helo), "%.*s", (int)(c->arglen < 255 ? c->arglen : 255),
              (const char *)c->arg);
     if (c->cmd == SMTP_CMD_HELO)
-        sink_reply(s, "250 %s", s->px->helo);
-    else
+        sink_say(s, PERSONA_HELO, "250 %s", s->px->helo);
+    else if (!sink_voiced(s, s->client.tls != NULL ? PERSONA_EHLO_TLS : PERSONA_EHLO))
         sink_reply(s,
                    "250-%s smtpscope sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
                    "250-SMTPUTF8\r\n250-SIZE %d\r\n250-ENHANCEDSTATUSCODES\r\n"
@@ -426,36 +568,56 @@ static void sink_auth_cmd(struct session *s, struct sink *k, const struct smtp_c
     sink_auth(s, c->arg, c->arglen);
 }
 
+/* sink_size_param - the SIZE= of a MAIL line (RFC 1870), or 0. */
+static uint64_t sink_size_param(const uint8_t *arg, size_t len)
+{
+    for (size_t i = 0; i + 5 < len; i++)
+        if ((i == 0 || arg[i - 1] == ' ') && strncasecmp((const char *)arg + i, "SIZE=", 5) == 0) {
+            uint64_t v = 0;
+            for (i += 5; i < len && arg[i] >= '0' && arg[i] <= '9' && v < UINT64_MAX / 10; i++)
+                v = v * 10 + (uint64_t)(arg[i] - '0');
+            return v;
+        }
+    return 0;
+}
+
 static void sink_mail(struct session *s, struct sink *k, const struct smtp_cmdline *c)
 {
+    uint64_t limit = k->voiced ? k->voice.run->p->size_max : 0;
+
+    if (sink_needs(s, 1))
+        return;
     if (k->has_from) {
-        sink_reply(s, "503 5.5.1 Nested MAIL command");
+        sink_say(s, PERSONA_MAIL_NESTED, "503 5.5.1 Nested MAIL command");
     } else if (sink_addr(c->arg, c->arglen, "FROM:", k->from) != 0) {
-        sink_reply(s, "501 5.1.7 Syntax: MAIL FROM:<address>");
-    } else {
+        sink_say(s, PERSONA_MAIL_SYNTAX, "501 5.1.7 Syntax: MAIL FROM:<address>");
+    } else if (limit != 0 && sink_size_param(c->arg, c->arglen) > limit &&
+               sink_voiced(s, PERSONA_MAIL_SIZE)) {
+        return;
+    } else if (!sink_scenario(s, PERSONA_AT_MAIL)) {
         k->has_from = 1;
-        sink_reply(s, "250 2.1.0 Ok");
+        sink_say(s, PERSONA_MAIL_OK, "250 2.1.0 Ok");
     }
 }
 
 static void sink_rcpt(struct session *s, struct sink *k, const struct smtp_cmdline *c)
 {
     if (!k->has_from) {
-        sink_reply(s, "503 5.5.1 Need MAIL before RCPT");
+        sink_say(s, PERSONA_RCPT_FIRST, "503 5.5.1 Need MAIL before RCPT");
         return;
     }
     if (k->nto == SINK_MAX_RCPT) {
-        sink_reply(s, "452 4.5.3 Too many recipients");
+        sink_say(s, PERSONA_RCPT_MANY, "452 4.5.3 Too many recipients");
         return;
     }
     if (k->to == NULL)
         k->to = malloc(SINK_MAX_RCPT * sizeof(*k->to));
     if (k->to == NULL || sink_addr(c->arg, c->arglen, "TO:", k->to[k->nto]) != 0) {
-        sink_reply(s, "501 5.1.3 Syntax: RCPT TO:<address>");
+        sink_say(s, PERSONA_RCPT_SYNTAX, "501 5.1.3 Syntax: RCPT TO:<address>");
         return;
     }
     k->nto++;
-    sink_reply(s, "250 2.1.5 Ok");
+    sink_say(s, PERSONA_RCPT_OK, "250 2.1.5 Ok");
 }
 
 static void sink_data(struct session *s, struct sink *k, const struct smtp_cmdline *c)
@@ -464,12 +626,12 @@ static void sink_data(struct session *s, struct sink *k, const struct smtp_cmdli
     if (k->fd >= 0) {
         sink_reply(s, "503 5.5.1 DATA after BDAT (RFC 3030 2)");
     } else if (k->nto == 0) {
-        sink_reply(s, "503 5.5.1 Need RCPT before DATA");
+        sink_say(s, PERSONA_DATA_FIRST, "503 5.5.1 Need RCPT before DATA");
     } else if (sink_open_message(s) != 0) {
         sink_reply(s, "451 4.3.0 Cannot store messages: %s", strerror(errno));
     } else {
         sink_set_state(s, K_DATA);
-        sink_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+        sink_say(s, PERSONA_DATA_GO, "354 End data with <CR><LF>.<CR><LF>");
     }
 }
 
@@ -482,7 +644,7 @@ static void sink_bdat(struct session *s, struct sink *k, const struct smtp_cmdli
     k->bdat_refused = 0;
     sink_set_state(s, K_BDAT);
     if (k->nto == 0) {
-        sink_reply(s, "503 5.5.1 Need RCPT before BDAT");
+        sink_say(s, PERSONA_DATA_FIRST, "503 5.5.1 Need RCPT before BDAT");
         k->bdat_refused = 1;
     } else if (k->fd < 0 && sink_open_message(s) != 0) {
         sink_reply(s, "451 4.3.0 Cannot store messages: %s", strerror(errno));
@@ -496,13 +658,18 @@ static void sink_rset(struct session *s, struct sink *k, const struct smtp_cmdli
 {
     (void)c;
     sink_reset(k);
-    sink_reply(s, "250 2.0.0 Ok");
+    sink_say(s, PERSONA_RSET, "250 2.0.0 Ok");
 }
 
 /* sink_fixed - the commands with one answer: NOOP, QUIT, VRFY, HELP. */
 static void sink_fixed(struct session *s, struct sink *k, const struct smtp_cmdline *c)
 {
     (void)k;
+    if (sink_voiced(s, c->cmd == SMTP_CMD_QUIT   ? PERSONA_QUIT
+                       : c->cmd == SMTP_CMD_VRFY ? PERSONA_VRFY
+                       : c->cmd == SMTP_CMD_HELP ? PERSONA_HELP
+                                                 : PERSONA_NOOP))
+        return;
     sink_reply(s, "%s",
                c->cmd == SMTP_CMD_QUIT   ? "221 2.0.0 Bye"
                : c->cmd == SMTP_CMD_VRFY ? "252 2.5.0 Cannot verify, but will accept"
@@ -527,12 +694,12 @@ static int sink_command(struct session *s, const struct smtp_cmdline *c, int wha
 
     (void)what;
     (void) final;
-    if (k->st == K_AUTH_PLAIN || k->st == K_AUTH_USER || k->st == K_AUTH_PASS)
+    if (k->st >= K_AUTH_PLAIN) /* every state from it on is inside AUTH */
         sink_auth_response(s, c->line, smtp_trim_eol(c->line, c->len));
     else if (sink_rows[c->cmd] != NULL)
         sink_rows[c->cmd](s, k, c);
     else
-        sink_reply(s, "500 5.5.2 Command not recognized");
+        sink_say(s, PERSONA_UNKNOWN, "500 5.5.2 Command not recognized");
     respond_schedule(s);
     return s->closing ? -1 : 0;
 }
@@ -596,11 +763,54 @@ static void sink_stop(struct session *s)
     (void)s; /* the session stops s->up_timer */
 }
 
+/* sink_voice_op - the server machine's own replies in the persona's words. */
+static const char *sink_voice_op(struct session *s, enum up_voice what, char *buf, size_t cap)
+{
+    struct sink *k = sink_of(s);
+
+    if (k == NULL || !k->voiced)
+        return NULL;
+    return persona_line(&k->voice,
+                        what == UP_VOICE_NEED_TLS ? PERSONA_NEED_TLS : PERSONA_STARTTLS_PIPELINED,
+                        buf, cap);
+}
+
+/* sink_greet - the greeting: the persona's (or its scenario's, which a
+ * greeting that is not 220 makes the last reply), or the sink's. */
+static void sink_greet(struct session *s)
+{
+    struct sink *k = sink_of(s);
+    const struct persona_run *run = &s->px->ci.persona;
+    const struct persona_scenario *sc = run->scenario;
+    char greeting[PERSONA_REPLY_MAX];
+    size_t n;
+
+    if (run->p != NULL) {
+        k->voiced = 1;
+        persona_voice_init(&k->voice, run, s->client_addr,
+                           s->px->ci.faults.rng ^ (s->id * 0x9e3779b97f4a7c15ull) ^ s->start_us);
+        tlog_note(s->id, TLOG_INFO,
+                  "persona %s: smtpscope answers as %s would, offline; every reply in this "
+                  "session is smtpscope's own, not %s's",
+                  run->p->name, run->p->about, run->p->host);
+    }
+    if (sc != NULL && sc->stage == PERSONA_AT_CONNECT) {
+        tlog_mark(s->id, TLOG_WARNING, TLOG_MARK_INJECTED,
+                  "persona %s, scenario %s at connect: smtpscope answers as %s would", run->p->name,
+                  sc->name, run->p->about);
+        n = persona_expand(&k->voice, sc->reply, greeting, sizeof(greeting));
+    } else if (k->voiced && run->p->text[PERSONA_GREETING] != NULL) {
+        n = persona_expand(&k->voice, run->p->text[PERSONA_GREETING], greeting, sizeof(greeting));
+    } else {
+        int len = snprintf(greeting, sizeof(greeting), "220 %s ESMTP smtpscope sink ready\r\n",
+                           s->px->helo);
+        n = len > 0 ? (size_t)len : 0;
+    }
+    respond_ready(s, (const uint8_t *)greeting, n);
+}
+
 static void sink_start(struct session *s)
 {
-    char greeting[SMTP_REPLY_MAX];
-    int n;
-
     s->up_impl = calloc(1, sizeof(struct sink));
     if (s->up_impl == NULL) {
         session_fail(s, "421 4.3.0", "out of memory", "out of memory");
@@ -608,8 +818,7 @@ static void sink_start(struct session *s)
     }
     sink_of(s)->fd = -1;
     snprintf(s->up_addr, sizeof(s->up_addr), "sink");
-    n = snprintf(greeting, sizeof(greeting), "220 %s ESMTP smtpscope sink ready\r\n", s->px->helo);
-    respond_ready(s, (const uint8_t *)greeting, (size_t)n);
+    sink_greet(s);
 }
 
 const struct upstream_ops sink_ops = {
@@ -621,6 +830,7 @@ const struct upstream_ops sink_ops = {
     .content = sink_content,
     .end = sink_end,
     .discard = sink_discard_message,
+    .voice = sink_voice_op,
     .stop = sink_stop,
     .free = sink_free,
 };

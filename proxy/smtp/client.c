@@ -29,9 +29,11 @@
 #include <strings.h>
 
 static const char *const up_state_names[UP_STATE_COUNT] = {
-    [UP_RESOLVING] = "RESOLVING", [UP_CONNECTING] = "CONNECTING", [UP_GREETING] = "GREETING",
-    [UP_EHLO1] = "EHLO",          [UP_STARTTLS] = "STARTTLS",     [UP_HANDSHAKE] = "HANDSHAKE",
-    [UP_EHLO2] = "EHLO-TLS",      [UP_READY] = "READY",           [UP_FAILED] = "FAILED",
+    [UP_RESOLVING] = "RESOLVING", [UP_CONNECTING] = "CONNECTING",
+    [UP_GREETING] = "GREETING",   [UP_EHLO1] = "EHLO",
+    [UP_STARTTLS] = "STARTTLS",   [UP_HANDSHAKE] = "HANDSHAKE",
+    [UP_EHLO2] = "EHLO-TLS",      [UP_AUTH] = "AUTH",
+    [UP_READY] = "READY",         [UP_FAILED] = "FAILED",
 };
 
 /* up_set_state - the one place the upstream machine changes state. */
@@ -178,6 +180,9 @@ static void up_arm_timer(struct session *s)
     case UP_EHLO2:
         ms = to->command;
         break;
+    case UP_AUTH:
+        ms = login_waiting(s) ? 0 : to->command; /* the token command has its own timeout */
+        break;
     case UP_READY:
         if (s->upc.exp_len > 0)
             ms = up_waiting_final(s) ? to->final : to->command;
@@ -245,24 +250,33 @@ static void up_explain_caps(struct session *s, const struct smtp_reply *r)
     free(caps2);
 }
 
-/* up_say - the one way smtpscope's own commands (EHLO, STARTTLS) reach
- * the upstream: recorded, then written. -1: the session is ending. */
-static int up_say(struct session *s, const char *line, const char *verb)
+/* up_say_shown - the one way smtpscope's own lines (EHLO, STARTTLS, its
+ * login) reach the upstream: recorded (as shown, when a line carries a
+ * secret: the line itself never reaches the transcript), then written.
+ * -1: the session is ending. */
+static int up_say_shown(struct session *s, const char *line, size_t len, const char *shown,
+                        const char *verb, const char *mech)
 {
-    size_t len = strlen(line);
     struct tlog_event ev = {
         .session = s->id,
         .kind = TLOG_COMMAND,
         .leg = TLOG_LEG_UPSTREAM,
         .dir = TLOG_DIR_OUT,
         .own = 1,
-        .bytes = (const uint8_t *)line,
-        .len = len,
+        .bytes = (const uint8_t *)(shown != NULL ? shown : line),
+        .len = shown != NULL ? strlen(shown) : len,
         .verb = verb,
-        .tls_switch = strcmp(verb, "STARTTLS") == 0,
+        .tls_switch = verb != NULL && strcmp(verb, "STARTTLS") == 0,
+        .secret = shown != NULL ? TLOG_SECRET_MASKED : TLOG_SECRET_NONE,
+        .auth_mech = mech,
     };
     tlog_emit(&ev);
     return session_up_write(s, (const uint8_t *)line, len);
+}
+
+static int up_say(struct session *s, const char *line, const char *verb)
+{
+    return up_say_shown(s, line, strlen(line), NULL, verb, NULL);
 }
 
 static int up_send_ehlo(struct session *s, enum up_state next)
@@ -385,6 +399,32 @@ static void up_start(struct session *s)
     }
 }
 
+/* up_ready - smtpscope's own part is over: the client is greeted. */
+static int up_ready(struct session *s)
+{
+    up_set_state(s, UP_READY);
+    srv_upstream_ready(s, s->upc.greeting, s->upc.chunking);
+    free(s->upc.greeting);
+    s->upc.greeting = NULL;
+    return s->closing ? -1 : 0;
+}
+
+/* ---- what the login (login.c) is lent ---- */
+
+static int upc_login_say(struct session *s, const char *line, size_t len, const char *shown,
+                         const char *verb, const char *mech)
+{
+    if (up_say_shown(s, line, len, shown, verb, mech) < 0)
+        return -1;
+    up_arm_timer(s); /* a reply is due now */
+    return 0;
+}
+
+static const struct login_ops upc_login_ops = {
+    .say = upc_login_say,
+    .done = up_ready,
+};
+
 /* up_reply_text - "CODE text" of a reply's first line, for messages. */
 static void up_reply_text(const struct smtp_reply *r, char *buf, size_t len)
 {
@@ -414,6 +454,7 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
             .code = r->code,
             .answers = s->upc.state == UP_GREETING   ? "greeting"
                        : s->upc.state == UP_STARTTLS ? "STARTTLS"
+                       : s->upc.state == UP_AUTH     ? "AUTH"
                                                      : "EHLO",
             .tls_switch = s->upc.state == UP_STARTTLS && r->code == 220,
             /* the greeting's wait (--record keeps it) */
@@ -489,11 +530,15 @@ static int up_own_reply(struct session *s, const struct smtp_reply *r, size_t le
             return -1;
         }
         up_explain_caps(s, r);
-        up_set_state(s, UP_READY);
-        srv_upstream_ready(s, s->upc.greeting, smtp_reply_has_keyword(r, "CHUNKING"));
-        free(s->upc.greeting);
-        s->upc.greeting = NULL;
-        return s->closing ? -1 : 0;
+        s->upc.chunking = smtp_reply_has_keyword(r, "CHUNKING");
+        if (cfg->upauth.on) {
+            /* logged in before the client is greeted, nothing pipelined */
+            up_set_state(s, UP_AUTH);
+            return login_start(s, r, &upc_login_ops);
+        }
+        return up_ready(s);
+    case UP_AUTH:
+        return login_reply(s, r);
     default:
         snprintf(reason, sizeof(reason), "unexpected reply from upstream in state %s: %s",
                  up_state_names[s->upc.state], text);
@@ -700,6 +745,7 @@ static void upc_held(struct session *s, int on)
 
 static void upc_stop(struct session *s)
 {
+    login_stop(s);
     if (s->upc.state == UP_RESOLVING)
         uv_cancel((uv_req_t *)&s->upc.gai); /* its callback still runs, and unrefs */
 }
@@ -711,6 +757,13 @@ static void upc_free(struct session *s)
     free(s->upc.reply);
     free(s->upc.caps1);
     free(s->upc.greeting);
+    login_free(s);
+}
+
+/* upc_refusal - a login that failed answers every MAIL. */
+static const char *upc_refusal(struct session *s)
+{
+    return login_refusal(s);
 }
 
 const struct upstream_ops upc_ops = {
@@ -725,4 +778,5 @@ const struct upstream_ops upc_ops = {
     .held = upc_held,
     .stop = upc_stop,
     .free = upc_free,
+    .refusal = upc_refusal,
 };

@@ -10,6 +10,7 @@
 #ifndef SMTPSCOPE_SMTP_CLIENT_H
 #define SMTPSCOPE_SMTP_CLIENT_H
 
+#include "login.h"
 #include "parse.h"
 #include "upstream.h"
 
@@ -26,6 +27,7 @@ enum up_state {
     UP_STARTTLS,
     UP_HANDSHAKE,
     UP_EHLO2,
+    UP_AUTH, /* smtpscope's own login (login.c), --upstream-auth */
     UP_READY,
     UP_FAILED,
     UP_STATE_COUNT
@@ -42,6 +44,8 @@ struct upc {
     int greet_hinted;            /* the "no greeting yet: implicit TLS?" note was given */
     int held;                    /* the server machine holds a reply: no reply timer */
     char *caps1;                 /* the EHLO keywords before TLS, for --explain */
+    int chunking;                /* the EHLO inside TLS offered CHUNKING */
+    struct login login;          /* smtpscope's own login: login.c only */
     struct smtp_reply *greeting; /* the greeting, kept until ready */
     /* the replies due, oldest first: what each answers, 0x80 if final */
     uint8_t expect[UPC_EXPECT_MAX];

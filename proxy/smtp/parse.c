@@ -508,8 +508,8 @@ int smtp_bdat_parse(const uint8_t *arg, size_t len, uint64_t *size, int *last)
 size_t smtp_ehlo_rewrite(const struct smtp_reply *r, unsigned how, uint8_t *out, size_t cap,
                          char *changes, size_t changes_len)
 {
-    const uint8_t *keep[SMTP_REPLY_LINES + 1];
-    size_t keep_len[SMTP_REPLY_LINES + 1];
+    const uint8_t *keep[SMTP_REPLY_LINES + 2]; /* room for STARTTLS and AUTH added */
+    size_t keep_len[SMTP_REPLY_LINES + 2];
     int n = 0, changed = 0, has_starttls = 0;
     size_t o = 0, c = 0;
 
@@ -554,6 +554,19 @@ size_t smtp_ehlo_rewrite(const struct smtp_reply *r, unsigned how, uint8_t *out,
         n++;
         c += (size_t)snprintf(changes + c, changes_len > c ? changes_len - c : 0, "%s+STARTTLS",
                               c ? " " : "");
+        changed = 1;
+    }
+    if (how & SMTP_EHLO_ADD_AUTH) {
+        /* smtpscope's own (--client-auth accept), before the last line */
+        static const uint8_t auth[] = "250-AUTH PLAIN LOGIN\r\n";
+        int at = n > 1 ? n - 1 : 1;
+        memmove(&keep[at + 1], &keep[at], (size_t)(n - at) * sizeof(keep[0]));
+        memmove(&keep_len[at + 1], &keep_len[at], (size_t)(n - at) * sizeof(keep_len[0]));
+        keep[at] = auth;
+        keep_len[at] = sizeof(auth) - 1;
+        n++;
+        c += (size_t)snprintf(changes + c, changes_len > c ? changes_len - c : 0,
+                              "%s+AUTH PLAIN LOGIN", c ? " " : "");
         changed = 1;
     }
     if (!changed)

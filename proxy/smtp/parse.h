@@ -185,6 +185,7 @@ int smtp_bdat_parse(const uint8_t *arg, size_t len, uint64_t *size, int *last);
 #define SMTP_EHLO_DROP_STARTTLS 0x02
 #define SMTP_EHLO_DROP_CHUNKING 0x04 /* CHUNKING and BINARYMIME */
 #define SMTP_EHLO_DROP_AUTH     0x08 /* AUTH (and the old AUTH=) */
+#define SMTP_EHLO_ADD_AUTH      0x10 /* "AUTH PLAIN LOGIN" (with DROP_AUTH: instead) */
 
 /* smtp_ehlo_rewrite - the 250 reply r with extensions added or dropped,
  * still a valid multi-line reply, into out. Returns its length, or 0 when

@@ -23,6 +23,7 @@
  */
 #include "server.h"
 #include "../../log/repr.h"
+#include "../../log/sasl.h"
 #include "../../log/transcript.h"
 #include "../ci/fault.h"
 #include "../session.h"
@@ -721,10 +722,23 @@ static int srv_auth_mech(struct session *s, const uint8_t *arg, size_t arglen)
     return memchr(arg, ' ', arglen) != NULL || memchr(arg, '\t', arglen) != NULL;
 }
 
-/* srv_starttls - answer STARTTLS here (RFC 3207); -1 when the session ends. */
-static int srv_starttls(struct session *s, size_t arglen)
+/* srv_voice - one of smtpscope's own replies in the upstream
+ * implementation's words when it has its own (--persona), else dflt. */
+static const char *srv_voice(struct session *s, enum up_voice what, const char *dflt, char *buf,
+                             size_t cap)
 {
-    char err[300];
+    const char *v = s->up_ops->voice != NULL ? s->up_ops->voice(s, what, buf, cap) : NULL;
+    return v != NULL ? v : dflt;
+}
+
+#define SRV_CMD_HELD      1 /* srv_command: the line stays in s->srv.in for later */
+#define SRV_CMD_DROP_REST 2 /* srv_command: done, and what follows it in s->srv.in is dropped */
+
+/* srv_starttls - answer STARTTLS here (RFC 3207); -1 when the session ends.
+ * more: commands were pipelined behind it. */
+static int srv_starttls(struct session *s, size_t arglen, int more)
+{
+    char err[300], voiced[SRV_OWN_REPLY_MAX];
 
     if (s->px->cfg->client_tls == PX_CLIENT_TLS_OFF)
         return srv_say(s, "502 5.5.1 STARTTLS not offered (smtpscope runs with --client-tls off)",
@@ -733,6 +747,17 @@ static int srv_starttls(struct session *s, size_t arglen)
         return srv_say(s, "503 5.5.1 TLS already active", 0, 0);
     if (arglen != 0)
         return srv_say(s, "501 5.5.4 STARTTLS takes no parameters", 0, 0);
+    if (more && srv_voice(s, UP_VOICE_STARTTLS_PIPELINED, NULL, voiced, sizeof(voiced)) != NULL) {
+        /* the persona refuses it (Gmail's 454 4.5.0); what came behind it
+         * is dropped unread, as it would be after a 220 (RFC 3207 5) */
+        tlog_note(s->id, TLOG_WARNING,
+                  "client pipelined commands after STARTTLS: refused in %s's words, and "
+                  "the bytes after it dropped",
+                  s->up_ops->who);
+        if (srv_say(s, voiced, 0, 0) < 0)
+            return -1;
+        return SRV_CMD_DROP_REST;
+    }
     if (srv_say(s, "220 2.0.0 Ready to start TLS", 1, 0) < 0)
         return -1;
     srv_set_state(s, SRV_TLS);
@@ -756,7 +781,6 @@ static void srv_plaintext_auth(struct session *s)
                        "like this works through smtpscope but fails against the real server");
 }
 
-#define SRV_CMD_HELD 1 /* srv_command: the line stays in s->srv.in for later */
 #define SRV_NO_FAULT FAULT_STAGES
 
 static void srv_fault_resume_cb(uv_timer_t *t)
@@ -815,15 +839,179 @@ struct srv_row {
  * refused here, as Gmail refuses them (RFC 3207 4). */
 static const char *srv_check_tls(struct session *s, const struct smtp_cmdline *c)
 {
+    /* said at once by srv_command; one loop per thread */
+    static _Thread_local char voiced[SRV_OWN_REPLY_MAX];
     (void)c;
     if (s->client.tls == NULL && s->px->cfg->client_tls == PX_CLIENT_TLS_REQUIRE)
-        return "530 5.7.0 Must issue a STARTTLS command first";
+        return srv_voice(s, UP_VOICE_NEED_TLS, "530 5.7.0 Must issue a STARTTLS command first",
+                         voiced, sizeof(voiced));
     return NULL;
 }
 
 static int srv_relay_cmd(struct session *s, const struct smtp_cmdline *c)
 {
     return srv_send_up(s, c, c->cmd, c->flags, SRV_RELAYED);
+}
+
+/* srv_check_mail - no transaction before STARTTLS with --client-tls
+ * require, nor while smtpscope is not logged in to the upstream (its
+ * login failed: the upstream's code, class unchanged, and why). */
+static const char *srv_check_mail(struct session *s, const struct smtp_cmdline *c)
+{
+    const char *refusal = srv_check_tls(s, c);
+    if (refusal == NULL && s->up_ops->refusal != NULL)
+        refusal = s->up_ops->refusal(s);
+    return refusal;
+}
+
+/* ---- the client's AUTH by --client-auth --------------------------------
+ * passthrough: relayed (the rows above). none: not offered, refused here.
+ * accept: PLAIN and LOGIN answered here, any credentials taken, the user
+ * shown; nothing of it goes upstream (smtpscope logs in there itself). */
+
+#define SRV_AUTH_ACCEPTED                                                                          \
+    "235 2.7.0 Authentication successful (accepted by smtpscope, --client-auth accept; nothing "   \
+    "forwarded)"
+
+static int srv_auth_accepting(const struct session *s)
+{
+    return s->px->cfg->upauth.client_auth == PX_CLIENT_AUTH_ACCEPT;
+}
+
+/* srv_check_auth - --client-tls require first; then what --client-auth
+ * allows. */
+static const char *srv_check_auth(struct session *s, const struct smtp_cmdline *c)
+{
+    const char *refusal = srv_check_tls(s, c);
+    if (refusal != NULL)
+        return refusal;
+    if (s->px->cfg->upauth.client_auth == PX_CLIENT_AUTH_NONE)
+        return s->px->cfg->upauth.on ? "502 5.5.1 AUTH not offered: smtpscope logs in to the "
+                                       "upstream itself (--client-auth none)"
+                                     : "502 5.5.1 AUTH not offered (--client-auth none)";
+    if (srv_auth_accepting(s) && s->srv.auth_accepted)
+        return "503 5.5.1 Already authenticated";
+    return NULL;
+}
+
+/* srv_auth_accept - the client has logged in, here. */
+static int srv_auth_accept(struct session *s, const char *user)
+{
+    s->srv.auth_local = 0;
+    s->srv.auth_accepted = 1;
+    tlog_note(s->id, TLOG_INFO,
+              "the client logged in as %s: accepted by smtpscope (--client-auth accept), nothing "
+              "forwarded%s",
+              user, s->px->cfg->upauth.on ? "; smtpscope logs in to the upstream itself" : "");
+    return srv_say(s, SRV_AUTH_ACCEPTED, 0, 0);
+}
+
+/* srv_auth_user - a base64 user name (LOGIN) or PLAIN message, decoded
+ * and escaped into user; -1 when it is not base64 (or not PLAIN's form). */
+static int srv_auth_user(const uint8_t *b64, size_t n, int plain, char *user, size_t cap)
+{
+    uint8_t dec[SMTP_CMD_LINE_MAX];
+    size_t dlen;
+    const char *authcid, *passwd;
+
+    if (sasl_b64_decode(b64, n, dec, sizeof(dec), &dlen) != 0)
+        return -1;
+    if (plain) {
+        if (sasl_plain_split(dec, dlen, &authcid, &passwd) != 0)
+            return -1;
+        tlog_repr(user, cap, (const uint8_t *)authcid, strlen(authcid), TLOG_REPR_PLAIN);
+    } else {
+        tlog_repr(user, cap, dec, dlen, TLOG_REPR_PLAIN);
+    }
+    explicit_bzero(dec, sizeof(dec)); /* PLAIN's password was in it */
+    return 0;
+}
+
+/* srv_auth_local_plain - PLAIN's message: the user, and accepted. */
+static int srv_auth_local_plain(struct session *s, const uint8_t *b64, size_t n)
+{
+    char user[sizeof(s->srv.auth_user)];
+    if (srv_auth_user(b64, n, 1, user, sizeof(user)) != 0) {
+        s->srv.auth_local = 0;
+        return srv_say(s, "501 5.5.2 Cannot decode the AUTH PLAIN response", 0, 0);
+    }
+    return srv_auth_accept(s, user);
+}
+
+/* srv_auth_local_cmd - AUTH PLAIN or LOGIN, with or without an initial
+ * response, answered here. */
+static int srv_auth_local_cmd(struct session *s, const struct smtp_cmdline *c)
+{
+    const uint8_t *ir = c->arg;
+    size_t n = c->arglen;
+
+    srv_note_command(s, c, c->cmd, SRV_ANSWERED);
+    if (s->client.tls == NULL)
+        srv_plaintext_auth(s); /* they go no further, but the app would send them so */
+    while (n > 0 && *ir != ' ' && *ir != '\t') /* past the mechanism */
+        ir++, n--;
+    while (n > 0 && (*ir == ' ' || *ir == '\t'))
+        ir++, n--;
+    if (strcmp(s->srv.auth_mech, "PLAIN") != 0 && strcmp(s->srv.auth_mech, "LOGIN") != 0)
+        return srv_say(s,
+                       "504 5.5.4 Unrecognized authentication type: smtpscope accepts PLAIN and "
+                       "LOGIN (--client-auth accept)",
+                       0, 0);
+    s->srv.auth_local = 1;
+    if (strcmp(s->srv.auth_mech, "PLAIN") == 0) {
+        if (n > 0)
+            return srv_auth_local_plain(s, ir, n);
+        s->srv.auth_cont = 1;
+        s->srv.auth_step = 1;
+        return srv_say(s, "334 ", 0, 0);
+    }
+    if (n == 0) {
+        s->srv.auth_cont = 1;
+        s->srv.auth_step = 1;
+        return srv_say(s, "334 VXNlcm5hbWU6", 0, 0); /* "Username:" */
+    }
+    if (srv_auth_user(ir, n, 0, s->srv.auth_user, sizeof(s->srv.auth_user)) != 0) {
+        s->srv.auth_local = 0;
+        return srv_say(s, "501 5.5.2 Cannot decode the AUTH LOGIN user name", 0, 0);
+    }
+    s->srv.auth_cont = 1;
+    s->srv.auth_step = 2;
+    return srv_say(s, "334 UGFzc3dvcmQ6", 0, 0); /* "Password:" */
+}
+
+/* srv_auth_local_response - a line answering smtpscope's own 334. */
+static int srv_auth_local_response(struct session *s, const struct smtp_cmdline *c)
+{
+    const uint8_t *p = c->line;
+    size_t n = smtp_trim_eol(c->line, c->len);
+
+    s->srv.auth_cont = 0;
+    srv_note_command(s, c, UP_EXP_AUTH_RESPONSE, SRV_ANSWERED);
+    if (c->lflags != 0 || (n == 1 && p[0] == '*')) {
+        s->srv.auth_local = 0;
+        return srv_say(s, c->lflags != 0 ? SRV_BARE_REPLY : "501 5.7.0 Authentication cancelled", 0,
+                       0);
+    }
+    if (strcmp(s->srv.auth_mech, "PLAIN") == 0)
+        return srv_auth_local_plain(s, p, n);
+    if (s->srv.auth_step == 1) {
+        if (srv_auth_user(p, n, 0, s->srv.auth_user, sizeof(s->srv.auth_user)) != 0) {
+            s->srv.auth_local = 0;
+            return srv_say(s, "501 5.5.2 Cannot decode the AUTH LOGIN user name", 0, 0);
+        }
+        s->srv.auth_cont = 1;
+        s->srv.auth_step = 2;
+        return srv_say(s, "334 UGFzc3dvcmQ6", 0, 0);
+    }
+    return srv_auth_accept(s, s->srv.auth_user); /* the password: not looked at */
+}
+
+/* srv_auth_cmd - AUTH relayed (passthrough) or answered here (accept). */
+static int srv_auth_cmd(struct session *s, const struct smtp_cmdline *c)
+{
+    if (srv_auth_accepting(s))
+        return srv_auth_local_cmd(s, c);
+    return srv_relay_cmd(s, c);
 }
 
 static int srv_data_cmd(struct session *s, const struct smtp_cmdline *c)
@@ -865,8 +1053,10 @@ static int srv_bdat_cmd(struct session *s, const struct smtp_cmdline *c)
 
 static int srv_starttls_cmd(struct session *s, const struct smtp_cmdline *c)
 {
+    /* the line lies in s->srv.in: bytes after it were pipelined behind it */
+    int more = c->line + c->len < s->srv.in + s->srv.in_len;
     srv_note_command(s, c, c->cmd, SRV_ANSWERED);
-    return srv_starttls(s, c->arglen);
+    return srv_starttls(s, c->arglen, more);
 }
 
 static const struct srv_row srv_rows[SMTP_CMD_COUNT] = {
@@ -875,8 +1065,8 @@ static const struct srv_row srv_rows[SMTP_CMD_COUNT] = {
     [SMTP_CMD_EHLO] = {FAULT_EHLO, NULL, srv_relay_cmd},
     [SMTP_CMD_LHLO] = {FAULT_EHLO, NULL, srv_relay_cmd},
     [SMTP_CMD_STARTTLS] = {FAULT_STARTTLS, NULL, srv_starttls_cmd},
-    [SMTP_CMD_AUTH] = {FAULT_AUTH, srv_check_tls, srv_relay_cmd},
-    [SMTP_CMD_MAIL] = {FAULT_MAIL, srv_check_tls, srv_relay_cmd},
+    [SMTP_CMD_AUTH] = {FAULT_AUTH, srv_check_auth, srv_auth_cmd},
+    [SMTP_CMD_MAIL] = {FAULT_MAIL, srv_check_mail, srv_relay_cmd},
     [SMTP_CMD_RCPT] = {FAULT_RCPT, NULL, srv_relay_cmd},
     [SMTP_CMD_DATA] = {FAULT_DATA, NULL, srv_data_cmd},
     [SMTP_CMD_BDAT] = {FAULT_DATA, NULL, srv_bdat_cmd},
@@ -911,6 +1101,8 @@ static int srv_auth_response(struct session *s, const struct smtp_cmdline *c)
     static const uint8_t star[] = "*\r\n";
     struct smtp_cmdline cancel;
 
+    if (s->srv.auth_local)
+        return srv_auth_local_response(s, c);
     s->srv.auth_cont = 0;
     if (c->lflags == 0)
         return srv_send_up(s, c, UP_EXP_AUTH_RESPONSE, SMTP_CF_SYNC | SMTP_CF_SECRET, SRV_RELAYED);
@@ -1033,6 +1225,8 @@ static int srv_process(struct session *s)
         if (rc == SRV_CMD_HELD)
             break; /* the line waits in s->srv.in for srv_fault_resume_cb */
         off += n;
+        if (rc == SRV_CMD_DROP_REST)
+            off = s->srv.in_len;
         if (s->srv.state == SRV_TLS && off < s->srv.in_len) {
             /* RFC 3207 5, CVE-2011-0411: what was pipelined after STARTTLS
              * must not be taken as said inside TLS */
@@ -1136,7 +1330,8 @@ static int srv_answer_final(struct session *s, const struct srv_pending *p,
 }
 
 /* srv_answer_hello - the capability list: STARTTLS is smtpscope's to
- * offer (RFC 3207), AUTH dropped before TLS with --client-tls require. */
+ * offer (RFC 3207), AUTH dropped before TLS with --client-tls require and
+ * by --client-auth none, smtpscope's own with --client-auth accept. */
 static int srv_answer_hello(struct session *s, const struct srv_pending *p,
                             const struct smtp_reply *r)
 {
@@ -1150,6 +1345,10 @@ static int srv_answer_hello(struct session *s, const struct srv_pending *p,
                        : SMTP_EHLO_DROP_STARTTLS;
     if (s->px->cfg->client_tls == PX_CLIENT_TLS_REQUIRE && s->client.tls == NULL)
         how |= SMTP_EHLO_DROP_AUTH; /* as Gmail: no AUTH offered before TLS */
+    else if (s->px->cfg->upauth.client_auth == PX_CLIENT_AUTH_NONE)
+        how |= SMTP_EHLO_DROP_AUTH;
+    else if (srv_auth_accepting(s))
+        how |= SMTP_EHLO_DROP_AUTH | SMTP_EHLO_ADD_AUTH; /* smtpscope's own, not the upstream's */
     size_t n = smtp_ehlo_rewrite(r, how, rewritten, sizeof(rewritten), changes, sizeof(changes));
     s->srv.chunking = smtp_reply_has_keyword(r, "CHUNKING");
     if (n == 0)
@@ -1379,6 +1578,8 @@ static void srv_handshake(struct session *s, int rc)
     session_explain(s, "the client leg is encrypted from here on; smtpscope shows its plaintext");
     session_keylog_check(s);
     s->srv.auth_cont = 0;
+    s->srv.auth_local = 0;
+    s->srv.auth_accepted = 0; /* RFC 3207 4.2: nothing said before TLS counts */
     srv_set_state(s, SRV_COMMAND);
 }
 

@@ -59,6 +59,9 @@ struct srv {
     int auth_cont; /* the next client line answers a 334 */
     int auth_step;
     char auth_mech[24];
+    int auth_local;      /* --client-auth accept: this AUTH exchange is answered here */
+    int auth_accepted;   /* ... and the client has logged in here */
+    char auth_user[132]; /* the user of a local LOGIN, escaped, until its password */
     struct smtp_data_framer framer;
     uint64_t msg_bytes, msg_lines, msg_shown_bytes, cur_line_len;
     long msg_shown_lines;

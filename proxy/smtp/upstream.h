@@ -60,6 +60,14 @@ static inline const char *up_expect_name(int what)
     }
 }
 
+/* Replies the server machine makes itself that an implementation may say
+ * in its own words (--persona), through its voice op. */
+enum up_voice {
+    UP_VOICE_NEED_TLS,           /* AUTH or MAIL before STARTTLS (--client-tls require) */
+    UP_VOICE_STARTTLS_PIPELINED, /* STARTTLS with commands pipelined behind it: voiced,
+                                    STARTTLS is refused with this reply (else 220) */
+};
+
 /* How an upstream ended, for srv_upstream_gone. (Before it is ready, an
  * implementation fails the session itself, with its own reason.) */
 enum up_gone {
@@ -91,10 +99,18 @@ struct upstream_ops {
      * the upstream (on 1) until it lets go (on 0): no upstream timeout may
      * run against smtpscope's own pause. NULL: nothing to do. */
     void (*held)(struct session *s, int on);
+    /* voice - the words of one of the server machine's own replies
+     * (enum up_voice), written into buf without a final CRLF, or NULL:
+     * smtpscope's own words. NULL op: always smtpscope's own. */
+    const char *(*voice)(struct session *s, enum up_voice what, char *buf, size_t cap);
     /* stop - the session closes: cancel what is pending. */
     void (*stop)(struct session *s);
     /* free - release the implementation's memory (the session is freed). */
     void (*free)(struct session *s);
+    /* refusal - why no mail transaction can start: the reply the client's
+     * MAIL gets instead of being relayed ("535 5.7.8 ..."), or NULL. The
+     * relay client's own login to the upstream failed. NULL hook: never. */
+    const char *(*refusal)(struct session *s);
 };
 
 #endif

@@ -938,6 +938,20 @@ static void test_ehlo_rewrite(void)
          SMTP_EHLO_ADD_STARTTLS,
          "250-mx\r\n250-STARTTLS\r\n250\r\n",
          {"+STARTTLS", NULL}},
+        /* --client-auth accept: smtpscope's AUTH instead of the upstream's */
+        {"250-mx\r\n250-AUTH LOGIN PLAIN XOAUTH2\r\n250 SIZE\r\n",
+         SMTP_EHLO_DROP_AUTH | SMTP_EHLO_ADD_AUTH,
+         "250-mx\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE\r\n",
+         {"-AUTH", "+AUTH PLAIN LOGIN"}},
+        {"250 mx\r\n",
+         SMTP_EHLO_ADD_STARTTLS | SMTP_EHLO_DROP_AUTH | SMTP_EHLO_ADD_AUTH,
+         "250-mx\r\n250-AUTH PLAIN LOGIN\r\n250 STARTTLS\r\n",
+         {"+STARTTLS", "+AUTH PLAIN LOGIN"}},
+        /* --client-auth none */
+        {"250-mx\r\n250-AUTH=LOGIN\r\n250-AUTH LOGIN XOAUTH2\r\n250 SIZE\r\n",
+         SMTP_EHLO_DROP_AUTH,
+         "250-mx\r\n250 SIZE\r\n",
+         {"-AUTH", NULL}},
     };
     uint8_t out[SMTP_REPLY_MAX + 64];
     char changes[128];

@@ -18,12 +18,17 @@
  * continuation lines (and a malformed one cancelled upstream); STARTTLS
  * waiting behind pending replies, what followed it discarded, and the
  * capabilities before and after TLS; BDAT with and without CHUNKING; a
- * client write that fails.
+ * client write that fails; the mailbox's collector putting messages
+ * together from what this machine says in the transcript; the client's
+ * AUTH by --client-auth (accepted here, or not offered) and MAIL answered
+ * with the upstream login's failure.
  */
 #include "check.h"
 #include "fake_leg.h"
 
 #include "log/transcript.h"
+#include "mailbox/collect.h"
+#include "mailbox/store.h"
 #include "proxy/config.h"
 #include "proxy/session.h"
 #include "proxy/smtp/parse.h"
@@ -147,6 +152,15 @@ static void up_free(struct session *s)
     up.frees++;
 }
 
+/* up_refusal - the relay client's failed login, played by the test. */
+static const char *up_refusal_text;
+
+static const char *up_refusal(struct session *s)
+{
+    (void)s;
+    return up_refusal_text;
+}
+
 static const struct upstream_ops fake_up_ops = {
     .who = "the fake upstream",
     .ready = "fake upstream",
@@ -158,6 +172,7 @@ static const struct upstream_ops fake_up_ops = {
     .discard = up_discard,
     .stop = up_stop,
     .free = up_free,
+    .refusal = up_refusal,
 };
 
 /* up_send - the upstream sends these bytes: each complete reply goes to
@@ -303,6 +318,27 @@ static int console_has(const char *text)
 
     fflush(console);
     rewind(console);
+    n = fread(buf, 1, sizeof(buf), console);
+    fseek(console, 0, SEEK_END);
+    return check_contains(buf, n, text, strlen(text));
+}
+
+/* console_mark - where the console ends now; console_since - this text is
+ * in what came after the mark. */
+static long console_mark(void)
+{
+    fflush(console);
+    fseek(console, 0, SEEK_END);
+    return ftell(console);
+}
+
+static int console_since(long mark, const char *text)
+{
+    static char buf[1 << 16];
+    size_t n;
+
+    fflush(console);
+    fseek(console, mark, SEEK_SET);
     n = fread(buf, 1, sizeof(buf), console);
     fseek(console, 0, SEEK_END);
     return check_contains(buf, n, text, strlen(text));
@@ -738,6 +774,223 @@ static void test_write_fails(void)
     SESSION_FINISH(s, cl);
 }
 
+/* ---- 6. the mailbox, from what the machine says --------------------------- */
+
+/* latest_is - the newest kept message has these bytes; its facts. */
+static const struct mbox_facts *latest_is(struct mbox *m, struct mbox_msg **msg, const char *raw,
+                                          int at)
+{
+    size_t len = 0;
+
+    *msg = mbox_get(m, "latest");
+    CHECKF(*msg != NULL, "(line %d) nothing kept", at);
+    if (*msg == NULL)
+        return NULL;
+    const uint8_t *got = mbox_msg_raw(*msg, &len);
+    CHECKF(len == strlen(raw) && memcmp(got, raw, len) == 0, "(line %d) kept \"%s\", want \"%s\"",
+           at, check_show(got, len), check_show(raw, strlen(raw)));
+    return mbox_msg_facts(*msg);
+}
+#define LATEST_IS(m, msg, raw) latest_is((m), (msg), (raw), __LINE__)
+
+static void test_mailbox(void)
+{
+    struct mbox *m;
+    struct mbox_collect *mc;
+    struct mbox_msg *msg;
+    const struct mbox_facts *f;
+    struct mbox_stats st;
+    struct fake_leg *cl;
+    struct session *s;
+    char err[200];
+
+    CHECK(mbox_new(&m, 10, 1 << 20) == 0);
+    CHECKF(mbox_collect_open(&mc, m, err, sizeof(err)) == 0, "%s", err);
+
+    /* relayed and pipelined, one recipient refused, the content
+     * dot-stuffed and in 3-byte pieces, QUIT before the verdict */
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "EHLO c.example\r\n") == 0);
+    CHECK(up_send(s, "250 up.example\r\n") == 0);
+    CHECK(client_send(s, PIPE_CMDS) == 0);
+    CHECK(up_send(s, PIPE_R1 PIPE_R2 PIPE_R3 PIPE_R4) == 0);
+    CHECK(client_send_step(s, PIPE_BODY "QUIT\r\n", 3) == 0);
+    CHECK(mbox_get(m, "latest") == NULL); /* finished, but no verdict yet */
+    CHECK(up_send(s, "250 2.0.0 Ok: queued as 1234\r\n") == 0);
+    f = LATEST_IS(m, &msg, "Subject: t\r\n\r\n.a line with a dot\r\nbody\r\n");
+    if (f != NULL) {
+        CHECK(f->session == s->id);
+        CHECK(f->helo != NULL && strcmp(f->helo, "c.example") == 0);
+        CHECK(f->mail_from != NULL && strcmp(f->mail_from, "a@x") == 0);
+        CHECK(f->nrcpt == 2 && f->rcpt[0].code == 250 && f->rcpt[1].code == 550);
+        CHECK(f->verdict.accepted && f->verdict.code == 250 && f->verdict.queue_id != NULL &&
+              strcmp(f->verdict.queue_id, "1234") == 0);
+    }
+    mbox_msg_unref(msg);
+    CHECK(up_send(s, "221 2.0.0 Bye\r\n") < 0);
+    SESSION_FINISH(s, cl);
+
+    /* --bare-lf reject: smtpscope never submits it, and says so */
+    cfg.bare_lf = PX_BARE_LF_REJECT;
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n") == 0);
+    CHECK(up_send(s, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n") == 0);
+    CHECK(client_send(s, "a\nb\r\n.\r\n") == 0);
+    CHECK(up.discards == 1);
+    f = LATEST_IS(m, &msg, "a\nb\r\n");
+    if (f != NULL) {
+        CHECK(!f->verdict.accepted && f->verdict.code == 550);
+        CHECK(strcmp(f->verdict.enhanced, "5.6.0") == 0);
+        CHECK(f->verdict.reason != NULL &&
+              strncmp(f->verdict.reason, "message NOT submitted", 21) == 0);
+        CHECK(f->nwarnings == 1); /* "message line 1 holds a bare LF: ... refused" */
+    }
+    mbox_msg_unref(msg);
+    SESSION_FINISH(s, cl);
+    cfg.bare_lf = PX_BARE_LF_NORMALIZE;
+
+    /* BDAT: relayed with CHUNKING; refused here without it */
+    for (int chunking = 1; chunking >= 0; chunking--) {
+        s = session_open(chunking, &cl);
+        CHECK(client_send(s, "MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\n" BDAT_CMDS) == 0);
+        CHECK(up_send(s, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n") == 0);
+        if (chunking)
+            CHECK(up_send(s, "250 2.0.0 5 octets\r\n250 2.0.0 Ok: queued as B1\r\n") == 0);
+        f = LATEST_IS(m, &msg, "hellobye");
+        if (f != NULL) {
+            CHECK(f->bdat);
+            CHECK(f->nrcpt == 1 && f->rcpt[0].code == 250);
+            CHECKF(f->verdict.accepted == chunking, "chunking %d", chunking);
+            if (chunking)
+                CHECK(f->verdict.queue_id != NULL && strcmp(f->verdict.queue_id, "B1") == 0);
+            else
+                CHECK(f->verdict.code == 502 && f->verdict.reason != NULL);
+        }
+        mbox_msg_unref(msg);
+        SESSION_FINISH(s, cl);
+    }
+
+    /* the upstream is lost after the end of data: kept, with why */
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n") == 0);
+    CHECK(up_send(s, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n") == 0);
+    CHECK(client_send(s, "x\r\n.\r\n") == 0);
+    srv_upstream_gone(s, UP_GONE_LOST, "connection reset");
+    CHECK(s->closing);
+    SESSION_FINISH(s, cl);
+    f = LATEST_IS(m, &msg, "x\r\n");
+    if (f != NULL) {
+        CHECK(!f->verdict.accepted && f->verdict.code == 451);
+        CHECKF(f->verdict.reason != NULL && strstr(f->verdict.reason, "connection reset") != NULL,
+               "%s", f->verdict.reason ? f->verdict.reason : "NULL");
+    }
+    mbox_msg_unref(msg);
+    mbox_stats(m, &st);
+    CHECK(st.count == 5 && st.added == 5);
+
+    mbox_collect_close(mc);
+    mbox_free(m);
+}
+
+/* ---- the client's AUTH by --client-auth; MAIL after a failed login ----- */
+
+#define AUTH_EHLO "250-up.example\r\n250-AUTH LOGIN PLAIN XOAUTH2\r\n250 8BITMIME\r\n"
+#define ACCEPTED                                                                                   \
+    "235 2.7.0 Authentication successful (accepted by smtpscope, --client-auth accept; nothing "   \
+    "forwarded)\r\n"
+
+static void test_client_auth(void)
+{
+    struct fake_leg *cl;
+    struct session *s;
+    long mark = console_mark();
+
+    /* accept: smtpscope's AUTH PLAIN LOGIN instead of the upstream's */
+    cfg.upauth.client_auth = PX_CLIENT_AUTH_ACCEPT;
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "EHLO c.example\r\n") == 0);
+    EXPECT_UP({"EHLO c.example\r\n", SMTP_CMD_EHLO, 0});
+    CHECK(up_send(s, AUTH_EHLO) == 0);
+    EXPECT_CLIENT(cl, "250-up.example\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n");
+    /* PLAIN with an initial response ("\0bob\0secret"): answered here */
+    CHECK(client_send(s, "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n") == 0);
+    EXPECT_CLIENT(cl, ACCEPTED);
+    CHECK(console_since(mark, "the client logged in as bob: accepted by smtpscope"));
+    CHECK(
+        console_since(mark, "credentials cross the client leg in plaintext")); /* before STARTTLS */
+    CHECK(!console_since(mark, "AGJvYgBzZWNyZXQ="));
+    CHECK(client_send(s, "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n") == 0);
+    EXPECT_CLIENT(cl, "503 5.5.1 Already authenticated\r\n");
+    EXPECT_UP_NONE();
+    /* the transaction is relayed as ever */
+    CHECK(client_send(s, "MAIL FROM:<a@x>\r\n") == 0);
+    EXPECT_UP({"MAIL FROM:<a@x>\r\n", SMTP_CMD_MAIL, 0});
+    CHECK(up_send(s, "250 2.1.0 Ok\r\n") == 0);
+    EXPECT_CLIENT(cl, "250 2.1.0 Ok\r\n");
+    SESSION_FINISH(s, cl);
+
+    /* LOGIN in three steps, PLAIN without an initial response, a cancel,
+     * a mechanism smtpscope does not take: none of it goes upstream */
+    mark = console_mark();
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "AUTH LOGIN\r\n") == 0);
+    EXPECT_CLIENT(cl, "334 VXNlcm5hbWU6\r\n");
+    CHECK(client_send(s, "Y2Fyb2w=\r\n") == 0); /* carol */
+    EXPECT_CLIENT(cl, "334 UGFzc3dvcmQ6\r\n");
+    CHECK(client_send(s, "cGFzc3dvcmQx\r\n") == 0); /* password1: never looked at */
+    EXPECT_CLIENT(cl, ACCEPTED);
+    CHECK(console_since(mark, "the client logged in as carol"));
+    CHECK(console_since(mark, "[redacted; user=carol]"));
+    CHECK(!console_since(mark, "cGFzc3dvcmQx"));
+    SESSION_FINISH(s, cl);
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "AUTH PLAIN\r\n") == 0);
+    EXPECT_CLIENT(cl, "334 \r\n");
+    CHECK(client_send(s, "AGRhdmUAeA==\r\n") == 0); /* \0dave\0x */
+    EXPECT_CLIENT(cl, ACCEPTED);
+    SESSION_FINISH(s, cl);
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "AUTH LOGIN ZXZl\r\n") == 0); /* eve, as the initial response */
+    EXPECT_CLIENT(cl, "334 UGFzc3dvcmQ6\r\n");
+    CHECK(client_send(s, "*\r\n") == 0);
+    EXPECT_CLIENT(cl, "501 5.7.0 Authentication cancelled\r\n");
+    CHECK(client_send(s, "AUTH CRAM-MD5\r\n") == 0);
+    EXPECT_CLIENT(cl, "504 5.5.4 Unrecognized authentication type: smtpscope accepts PLAIN and "
+                      "LOGIN (--client-auth accept)\r\n");
+    CHECK(client_send(s, "AUTH PLAIN !!!\r\n") == 0);
+    EXPECT_CLIENT(cl, "501 5.5.2 Cannot decode the AUTH PLAIN response\r\n");
+    CHECK(client_send(s, "NOOP\r\n") == 0); /* commands again */
+    EXPECT_UP({"NOOP\r\n", SMTP_CMD_NOOP, 0});
+    CHECK(up_send(s, "250 2.0.0 Ok\r\n") == 0);
+    EXPECT_CLIENT(cl, "250 2.0.0 Ok\r\n");
+    SESSION_FINISH(s, cl);
+
+    /* none: AUTH neither offered nor relayed */
+    cfg.upauth.client_auth = PX_CLIENT_AUTH_NONE;
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "EHLO c.example\r\n") == 0);
+    EXPECT_UP({"EHLO c.example\r\n", SMTP_CMD_EHLO, 0});
+    CHECK(up_send(s, AUTH_EHLO) == 0);
+    EXPECT_CLIENT(cl, "250-up.example\r\n250-STARTTLS\r\n250 8BITMIME\r\n");
+    CHECK(client_send(s, "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n") == 0);
+    EXPECT_CLIENT(cl, "502 5.5.1 AUTH not offered (--client-auth none)\r\n");
+    EXPECT_UP_NONE();
+    SESSION_FINISH(s, cl);
+    cfg.upauth.client_auth = PX_CLIENT_AUTH_PASSTHROUGH;
+
+    /* the upstream login failed: MAIL hears it, class and all; nothing up */
+    up_refusal_text = "535 5.7.8 smtpscope's login to the upstream failed: the token was not "
+                      "accepted";
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "MAIL FROM:<a@x>\r\nNOOP\r\n") == 0);
+    EXPECT_UP({"NOOP\r\n", SMTP_CMD_NOOP, 0});
+    CHECK(up_send(s, "250 2.0.0 Ok\r\n") == 0);
+    EXPECT_CLIENT(cl, "535 5.7.8 smtpscope's login to the upstream failed: the token was not "
+                      "accepted\r\n250 2.0.0 Ok\r\n");
+    SESSION_FINISH(s, cl);
+    up_refusal_text = NULL;
+}
+
 int main(void)
 {
     char *argv[] = {"smtpscope", NULL};
@@ -773,6 +1026,8 @@ int main(void)
     test_starttls();
     test_bdat();
     test_write_fails();
+    test_mailbox();
+    test_client_auth();
 
     uv_close((uv_handle_t *)&guard, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -1,0 +1,112 @@
+/*
+ * evqueue - the live events' queue (see evqueue.h).
+ *
+ * Owns the queued items (a singly linked list with its tail), their count
+ * and bytes, the count of dropped ones, and the closed flag, all under
+ * one mutex; the wake callback runs under it too, so evq_close is a
+ * barrier for wakes.
+ */
+#include "evqueue.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct evq {
+    pthread_mutex_t mu;
+    struct evq_item *head, *tail;
+    size_t n, bytes;
+    size_t max_items, max_bytes;
+    uint64_t dropped;
+    int closed;
+    evq_wake_fn *wake;
+    void *wake_arg;
+};
+
+struct evq *evq_new(size_t max_items, size_t max_bytes, evq_wake_fn *wake, void *arg)
+{
+    struct evq *q = calloc(1, sizeof(*q));
+    if (q == NULL)
+        return NULL;
+    pthread_mutex_init(&q->mu, NULL);
+    q->max_items = max_items;
+    q->max_bytes = max_bytes;
+    q->wake = wake;
+    q->wake_arg = arg;
+    return q;
+}
+
+int evq_push(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_us, int kind,
+             const char *text, size_t len)
+{
+    size_t size = sizeof(struct evq_item) + len + 1;
+    struct evq_item *it;
+
+    pthread_mutex_lock(&q->mu);
+    if (q->closed) {
+        pthread_mutex_unlock(&q->mu);
+        return -1;
+    }
+    /* the consumer is behind: drop, and say so with its next batch */
+    if (q->n >= q->max_items || q->bytes + size > q->max_bytes || (it = malloc(size)) == NULL) {
+        q->dropped++;
+        pthread_mutex_unlock(&q->mu);
+        return 1;
+    }
+    it->next = NULL;
+    it->type = type;
+    it->session = session;
+    it->time_us = time_us;
+    it->kind = kind;
+    it->len = len;
+    if (len > 0)
+        memcpy(it->text, text, len);
+    it->text[len] = '\0';
+    if (q->tail != NULL)
+        q->tail->next = it;
+    else
+        q->head = it;
+    q->tail = it;
+    q->bytes += size;
+    if (q->n++ == 0 && q->wake != NULL)
+        q->wake(q->wake_arg);
+    pthread_mutex_unlock(&q->mu);
+    return 0;
+}
+
+struct evq_item *evq_take(struct evq *q, uint64_t *dropped)
+{
+    pthread_mutex_lock(&q->mu);
+    struct evq_item *it = q->head;
+    q->head = q->tail = NULL;
+    q->n = q->bytes = 0;
+    *dropped = q->dropped;
+    q->dropped = 0;
+    pthread_mutex_unlock(&q->mu);
+    return it;
+}
+
+void evq_items_free(struct evq_item *it)
+{
+    while (it != NULL) {
+        struct evq_item *next = it->next;
+        free(it);
+        it = next;
+    }
+}
+
+void evq_close(struct evq *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->closed = 1;
+    pthread_mutex_unlock(&q->mu);
+}
+
+void evq_free(struct evq *q)
+{
+    if (q == NULL)
+        return;
+    evq_items_free(q->head);
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+}

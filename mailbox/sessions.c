@@ -1,0 +1,665 @@
+/*
+ * sessions - the session registry (see sessions.h).
+ *
+ * Owns, under one mutex (mu): the sessions kept, each in a hash map by ID
+ * and in a list by age (oldest first), with its facts, the IDs of its
+ * messages and its events, packed (log/evpack.h) in chunks; the byte count
+ * of all events kept; the listener; and a scratch line for the event being
+ * told to it (the consumer's, which the transcript's lock serialises as
+ * well).
+ *
+ * A consumer of the transcript: each event is redacted here as tlog_emit
+ * redacts it (consumers see events before redaction) and kept as it is;
+ * its console and JSON lines are rendered by the console's and --json's
+ * own functions when a transcript is asked for (or, for a live stream,
+ * when the listener asks), so the lines are the console's and --json's,
+ * not a copy of their rules, and the relay's path pays a copy per event,
+ * not two renderings. It never calls the transcript (its lock is held).
+ * Lock order: the transcript's, then mu; the store's listener takes a
+ * reference from the store before mu.
+ */
+#include "sessions.h"
+#include "arena.h"
+#include "collect.h"
+#include "store.h"
+#include "view.h"
+#include "../log/evpack.h"
+#include "../log/redact.h"
+#include "../log/render_console.h"
+#include "../log/render_json.h"
+#include "../log/transcript.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SESS_BUCKETS 1024 /* the map's buckets (chained); more than SESS_KEEP_MAX */
+
+/* A buffer of lines in chunks, each a piece of the store's arena (the
+ * first ones small, malloc's; then SESS_CHUNK bytes in regions the arena
+ * made ready ahead and takes back as sessions go), so keeping lines on the
+ * relay's path never faults in fresh memory page by page. */
+struct sess_chunk {
+    struct sess_chunk *next;
+    size_t len, cap; /* of data */
+    char data[];
+};
+struct sess_buf {
+    struct sess_chunk *head, *tail;
+    size_t len;  /* bytes of lines, all chunks */
+    size_t held; /* bytes of chunks */
+    unsigned n;  /* chunks */
+};
+
+#define SESS_CHUNK_FIRST 4096       /* a chunk's size: this, 4x the last, ... */
+#define SESS_CHUNK       (64 << 10) /* ... at most this */
+
+/* Lines not kept from one point on. */
+struct sess_cut {
+    unsigned long lines; /* how many */
+    size_t at;           /* where in the buffer they would have gone */
+    uint64_t first_us;   /* the time of the first one */
+};
+
+struct sess_rec {
+    struct sess_rec *older, *newer; /* by age */
+    struct sess_rec *hnext;         /* in its bucket */
+    uint64_t id;
+    char *client;
+    uint64_t started_us, ended_us;
+    int closed;
+    char *why;
+    struct mbox_tls tls_client, tls_upstream;
+    unsigned commands, replies, accepted, refused, warnings, errors;
+    unsigned long lines;
+    int have_totals;
+    struct tlog_totals totals;
+    char (*msgs)[MBOX_ID_LEN + 1]; /* oldest first */
+    size_t nmsgs, msgs_cap;
+    struct sess_buf evs;     /* its events, each a size (uint64_t) and a record */
+    struct sess_cut cut;     /* events not kept, from cut.at on */
+    unsigned long lines_cut; /* ... of which console lines */
+};
+
+struct sess_registry {
+    pthread_mutex_t mu;
+    struct mbox *m;
+    size_t keep;
+    int show_secrets;
+    struct sess_rec *buckets[SESS_BUCKETS];
+    struct sess_rec *oldest, *newest;
+    size_t n;
+    uint64_t bytes; /* lines kept, all sessions */
+    sess_news_fn *news;
+    void *news_arg;
+    char line[TLOG_LINE_MAX]; /* the line of the event told (sess_news_line) */
+};
+
+static void sess_event(const struct tlog_event *ev, void *arg);
+static void sess_store_changed(void *arg, enum mbox_change what, const char *id);
+
+/* ---- the map and the list (mu held) -------------------------------------------- */
+
+static struct sess_rec **sess_bucket(struct sess_registry *r, uint64_t id)
+{
+    return &r->buckets[(id * 0x9e3779b97f4a7c15ull) >> 54]; /* 10 bits: SESS_BUCKETS */
+}
+
+static struct sess_rec *sess_find(struct sess_registry *r, uint64_t id)
+{
+    for (struct sess_rec *s = *sess_bucket(r, id); s != NULL; s = s->hnext)
+        if (s->id == id)
+            return s;
+    return NULL;
+}
+
+/* sess_buf_clear - every chunk of b back to where it came from. */
+static void sess_buf_clear(struct sess_registry *r, struct sess_buf *b)
+{
+    struct mbox_arena *a = r->m != NULL ? mbox_store_arena(r->m) : NULL;
+    while (b->head != NULL) {
+        struct sess_chunk *c = b->head;
+        b->head = c->next;
+        if (a != NULL)
+            mbox_arena_release(a, c, sizeof(*c) + c->cap);
+        else
+            free(c);
+    }
+    memset(b, 0, sizeof(*b));
+}
+
+/* sess_buf_room - a chunk at b's end with n bytes free; NULL: no memory. */
+static struct sess_chunk *sess_buf_room(struct sess_registry *r, struct sess_buf *b, size_t n)
+{
+    if (b->tail != NULL && b->tail->cap - b->tail->len >= n)
+        return b->tail;
+    size_t cap = b->tail == NULL ? SESS_CHUNK_FIRST : b->tail->cap * 4;
+    cap = cap < SESS_CHUNK ? cap : SESS_CHUNK;
+    cap = cap > n ? cap : n;
+    struct mbox_arena *a = r->m != NULL ? mbox_store_arena(r->m) : NULL;
+    struct sess_chunk *c =
+        a != NULL ? mbox_arena_alloc(a, sizeof(*c) + cap) : malloc(sizeof(*c) + cap);
+    if (c == NULL)
+        return NULL;
+    c->next = NULL;
+    c->len = 0;
+    c->cap = cap;
+    if (b->tail != NULL)
+        b->tail->next = c;
+    else
+        b->head = c;
+    b->tail = c;
+    b->held += cap;
+    b->n++;
+    return c;
+}
+
+static void sess_rec_free(struct sess_registry *r, struct sess_rec *s)
+{
+    free(s->client);
+    free(s->why);
+    mbox_tls_clear(&s->tls_client);
+    mbox_tls_clear(&s->tls_upstream);
+    free(s->msgs);
+    sess_buf_clear(r, &s->evs);
+    free(s);
+}
+
+/* sess_forget - take s out of the registry and free it. */
+static void sess_forget(struct sess_registry *r, struct sess_rec *s)
+{
+    struct sess_rec **b = sess_bucket(r, s->id);
+    while (*b != s)
+        b = &(*b)->hnext;
+    *b = s->hnext;
+    if (s->older != NULL)
+        s->older->newer = s->newer;
+    else
+        r->oldest = s->newer;
+    if (s->newer != NULL)
+        s->newer->older = s->older;
+    else
+        r->newest = s->older;
+    r->n--;
+    r->bytes -= s->evs.len;
+    sess_rec_free(r, s);
+}
+
+/* sess_oldest_closed - the oldest closed session but `keep`, or NULL. */
+static struct sess_rec *sess_oldest_closed(struct sess_registry *r, const struct sess_rec *keep)
+{
+    for (struct sess_rec *s = r->oldest; s != NULL; s = s->newer)
+        if (s->closed && s != keep)
+            return s;
+    return NULL;
+}
+
+/* sess_new - a record for a session that starts now; room made first:
+ * the oldest closed session goes, else (all open) the oldest. */
+static struct sess_rec *sess_new(struct sess_registry *r, uint64_t id, uint64_t now_us)
+{
+    while (r->n > 0 && r->n >= r->keep) {
+        struct sess_rec *old = sess_oldest_closed(r, NULL);
+        sess_forget(r, old != NULL ? old : r->oldest);
+    }
+    struct sess_rec *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->id = id;
+    s->started_us = now_us;
+    struct sess_rec **b = sess_bucket(r, id);
+    s->hnext = *b;
+    *b = s;
+    s->older = r->newest;
+    if (r->newest != NULL)
+        r->newest->newer = s;
+    else
+        r->oldest = s;
+    r->newest = s;
+    r->n++;
+    return s;
+}
+
+/* sess_room - may n more bytes of lines be kept? Makes room by letting the
+ * oldest closed sessions go (never s). */
+static int sess_room(struct sess_registry *r, const struct sess_rec *s, size_t n)
+{
+    while (r->bytes + n > SESS_BYTES_MAX) {
+        struct sess_rec *old = sess_oldest_closed(r, s);
+        if (old == NULL)
+            return 0;
+        sess_forget(r, old);
+    }
+    return 1;
+}
+
+/* sess_keep_event - keep ev (as shown) in s, or count it as not kept
+ * when s has its bound (SESS_EVENTS_MAX), or all sessions theirs. always:
+ * keep it anyway (a close). */
+static void sess_keep_event(struct sess_registry *r, struct sess_rec *s,
+                            const struct tlog_event *ev, int always)
+{
+    uint64_t n = sizeof(uint64_t) + tlog_event_packed_size(ev);
+    struct sess_chunk *c = NULL;
+
+    if (always || (s->cut.lines == 0 && s->evs.len + n <= SESS_EVENTS_MAX && sess_room(r, s, n)))
+        c = sess_buf_room(r, &s->evs, n);
+    if (c == NULL) {
+        if (s->cut.lines++ == 0) {
+            s->cut.at = s->evs.len;
+            s->cut.first_us = ev->time_us;
+        }
+        s->lines_cut += !ev->explain_only;
+        return;
+    }
+    memcpy(c->data + c->len, &n, sizeof(n));
+    tlog_event_pack(ev, c->data + c->len + sizeof(n));
+    c->len += n;
+    s->evs.len += n;
+    r->bytes += n;
+}
+
+/* ---- the consumer ------------------------------------------------------------- */
+
+/* sess_facts - what the event says of its session. */
+static void sess_facts(struct sess_rec *s, const struct tlog_event *ev)
+{
+    switch (ev->kind) {
+    case TLOG_CONNECT:
+        if (ev->leg == TLOG_LEG_CLIENT && ev->peer != NULL && s->client == NULL)
+            s->client = mbox_collect_addr(ev->peer);
+        break;
+    case TLOG_TLS:
+        if (ev->text != NULL && strncmp(ev->text, "TLS client: ", 12) == 0)
+            mbox_tls_parse(&s->tls_client, ev->text + 12);
+        else if (ev->text != NULL && strncmp(ev->text, "TLS upstream: ", 14) == 0)
+            mbox_tls_parse(&s->tls_upstream, ev->text + 14);
+        break;
+    case TLOG_COMMAND:
+        if (ev->leg == TLOG_LEG_CLIENT && ev->dir == TLOG_DIR_IN)
+            s->commands++;
+        break;
+    case TLOG_REPLY:
+        /* a reply the client got, counted at its last line */
+        if (ev->leg == TLOG_LEG_CLIENT && ev->dir == TLOG_DIR_OUT &&
+            !(ev->bytes != NULL && ev->len >= 4 && ev->bytes[3] == '-'))
+            s->replies++;
+        break;
+    case TLOG_WARNING:
+        s->warnings += ev->count > 0 ? ev->count : 1;
+        break;
+    case TLOG_ERROR:
+        s->errors++;
+        break;
+    case TLOG_CLOSE:
+        s->closed = 1;
+        s->ended_us = ev->time_us;
+        free(s->why);
+        s->why = strdup(ev->why != NULL ? ev->why : ev->text != NULL ? ev->text : "");
+        if (ev->totals != NULL) {
+            s->totals = *ev->totals;
+            s->have_totals = 1;
+        }
+        break;
+    default:
+        break;
+    }
+    if (ev->msg_result > 0)
+        s->accepted++;
+    else if (ev->msg_result < 0)
+        s->refused++;
+}
+
+static void sess_tell(struct sess_registry *r, const struct sess_rec *s, enum sess_news_kind what,
+                      const struct tlog_event *ev)
+{
+    if (r->news == NULL)
+        return;
+    struct sess_news n = {
+        .what = what,
+        .session = s->id,
+        .time_us = ev->time_us,
+        .kind = ev->kind,
+        .rec = s,
+        .ev = ev,
+        .scratch = r->line,
+    };
+    r->news(r->news_arg, &n);
+}
+
+const char *sess_news_line(const struct sess_news *n, size_t *len)
+{
+    size_t k = tlog_format_line(n->ev, n->scratch, TLOG_LINE_MAX, 0, 0);
+    *len = k > 0 ? k - 1 : 0; /* without its newline */
+    return n->scratch;
+}
+
+static void sess_event(const struct tlog_event *ev, void *arg)
+{
+    struct sess_registry *r = arg;
+    uint8_t masked[TLOG_REDACT_MAX];
+    struct tlog_event shown;
+    struct sess_rec *s;
+    int opened = 0;
+
+    if (ev->session == 0 || ev->kind == TLOG_RAW)
+        return; /* lines of no session; content for the pcap only */
+    pthread_mutex_lock(&r->mu);
+    s = sess_find(r, ev->session);
+    if (s == NULL && ev->kind == TLOG_CONNECT && ev->leg == TLOG_LEG_CLIENT) {
+        s = sess_new(r, ev->session, ev->time_us);
+        opened = s != NULL;
+    }
+    if (s == NULL || (s->closed && ev->kind != TLOG_CLOSE)) {
+        pthread_mutex_unlock(&r->mu);
+        return; /* not kept (before its connection, or let go) */
+    }
+    sess_facts(s, ev);
+    if (opened)
+        sess_tell(r, s, SESS_OPENED, ev);
+
+    /* redacted as tlog_emit redacts, unless --show-secrets */
+    shown = *ev;
+    if (shown.secret != TLOG_SECRET_NONE && !r->show_secrets) {
+        shown.len = tlog_redact(shown.secret, shown.auth_mech, shown.auth_step, shown.bytes,
+                                shown.len, masked, sizeof(masked));
+        shown.bytes = masked;
+    }
+    int last = ev->kind == TLOG_CLOSE;
+    sess_keep_event(r, s, &shown, last);
+    if (!shown.explain_only) { /* a line of the console without --explain */
+        s->lines++;
+        sess_tell(r, s, SESS_LINE, &shown);
+    }
+    if (last)
+        sess_tell(r, s, SESS_CLOSED, ev);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ---- the store's changes: the IDs of a session's messages ---------------------- */
+
+static void sess_msg_added(struct sess_registry *r, const char *id)
+{
+    struct mbox_msg *msg = mbox_get(r->m, id);
+    uint64_t session;
+
+    if (msg == NULL)
+        return; /* gone already */
+    session = mbox_msg_facts(msg)->session;
+    mbox_msg_unref(msg);
+    pthread_mutex_lock(&r->mu);
+    struct sess_rec *s = sess_find(r, session);
+    if (s != NULL && s->nmsgs == SESS_MSGS_MAX) {
+        memmove(s->msgs, s->msgs + 1, (s->nmsgs - 1) * sizeof(*s->msgs));
+        s->nmsgs--; /* the newest are listed */
+    }
+    if (s != NULL && s->nmsgs == s->msgs_cap) {
+        size_t cap = s->msgs_cap ? s->msgs_cap * 2 : 4;
+        void *p = realloc(s->msgs, cap * sizeof(*s->msgs));
+        if (p != NULL) {
+            s->msgs = p;
+            s->msgs_cap = cap;
+        }
+    }
+    if (s != NULL && s->nmsgs < s->msgs_cap)
+        memcpy(s->msgs[s->nmsgs++], id, MBOX_ID_LEN + 1);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* sess_msg_deleted - id (NULL: all) is no longer in the store. The oldest
+ * messages go first, and they are the oldest sessions': looked for from
+ * there. */
+static void sess_msg_deleted(struct sess_registry *r, const char *id)
+{
+    pthread_mutex_lock(&r->mu);
+    for (struct sess_rec *s = r->oldest; s != NULL; s = s->newer) {
+        if (id == NULL) {
+            s->nmsgs = 0;
+            continue;
+        }
+        for (size_t i = 0; i < s->nmsgs; i++) {
+            if (strcmp(s->msgs[i], id) == 0) {
+                memmove(s->msgs + i, s->msgs + i + 1, (s->nmsgs - i - 1) * sizeof(*s->msgs));
+                s->nmsgs--;
+                pthread_mutex_unlock(&r->mu);
+                return;
+            }
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void sess_store_changed(void *arg, enum mbox_change what, const char *id)
+{
+    struct sess_registry *r = arg;
+    if (what == MBOX_ADDED && id != NULL)
+        sess_msg_added(r, id);
+    else if (what == MBOX_DELETED)
+        sess_msg_deleted(r, id);
+}
+
+/* ---- set-up -------------------------------------------------------------------- */
+
+int sess_open(struct sess_registry **out, struct mbox *m, size_t keep, int show_secrets, char *err,
+              size_t errlen)
+{
+    struct sess_registry *r = calloc(1, sizeof(*r));
+
+    if (r == NULL) {
+        snprintf(err, errlen, "the session registry: out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    r->m = m;
+    r->keep = keep == 0 ? 1 : keep < SESS_KEEP_MAX ? keep : SESS_KEEP_MAX;
+    r->show_secrets = show_secrets;
+    if (m != NULL && mbox_add_notify(m, sess_store_changed, r) != 0) {
+        snprintf(err, errlen, "the session registry: the mailbox takes no more listeners");
+        pthread_mutex_destroy(&r->mu);
+        free(r);
+        return -1;
+    }
+    if (tlog_add_consumer(sess_event, r) != 0) {
+        snprintf(err, errlen, "the session registry: the transcript takes no more consumers");
+        if (m != NULL)
+            mbox_remove_notify(m, sess_store_changed, r);
+        pthread_mutex_destroy(&r->mu);
+        free(r);
+        return -1;
+    }
+    *out = r;
+    return 0;
+}
+
+void sess_close(struct sess_registry *r)
+{
+    if (r == NULL)
+        return;
+    tlog_remove_consumer(sess_event, r);
+    if (r->m != NULL)
+        mbox_remove_notify(r->m, sess_store_changed, r);
+    while (r->oldest != NULL)
+        sess_forget(r, r->oldest);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+void sess_set_listener(struct sess_registry *r, sess_news_fn *fn, void *arg)
+{
+    pthread_mutex_lock(&r->mu);
+    r->news = fn;
+    r->news_arg = arg;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ---- reads ---------------------------------------------------------------------- */
+
+/* sess_json - a session object (sessions.h), mu held. */
+static json_t *sess_json(const struct sess_rec *s)
+{
+    json_t *msgs = json_array(), *bytes = json_null();
+
+    for (size_t i = 0; msgs != NULL && i < s->nmsgs; i++)
+        json_array_append_new(msgs, json_string(s->msgs[i]));
+    if (s->have_totals) {
+        json_decref(bytes);
+        bytes = json_pack("{s:I,s:I,s:I,s:I}", "ClientIn", (json_int_t)s->totals.client_rx,
+                          "ClientOut", (json_int_t)s->totals.client_tx, "UpstreamIn",
+                          (json_int_t)s->totals.up_rx, "UpstreamOut", (json_int_t)s->totals.up_tx);
+    }
+    return json_pack(
+        "{s:I,s:o,s:o,s:o,s:s,s:o,s:{s:o,s:o},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o},s:o}", "ID",
+        (json_int_t)s->id, "Client", mbox_view_str(s->client), "Started",
+        mbox_view_time(s->started_us), "Ended",
+        s->closed ? mbox_view_time(s->ended_us) : json_null(), "State",
+        s->closed ? "closed" : "open", "Reason", mbox_view_str(s->closed ? s->why : NULL), "TLS",
+        "Client", mbox_view_tls(&s->tls_client), "Upstream", mbox_view_tls(&s->tls_upstream),
+        "Counts", "Commands", (json_int_t)s->commands, "Replies", (json_int_t)s->replies,
+        "Accepted", (json_int_t)s->accepted, "Refused", (json_int_t)s->refused, "Warnings",
+        (json_int_t)s->warnings, "Errors", (json_int_t)s->errors, "Lines", (json_int_t)s->lines,
+        "LinesNotKept", (json_int_t)s->lines_cut, "Bytes", bytes, "Messages", msgs);
+}
+
+json_t *sess_news_json(const struct sess_news *n)
+{
+    return sess_json(n->rec);
+}
+
+json_t *sess_view_list(struct sess_registry *r, size_t start, size_t limit)
+{
+    json_t *list = json_array(), *out;
+    size_t i = 0, total;
+
+    if (list == NULL)
+        return NULL;
+    pthread_mutex_lock(&r->mu);
+    total = r->n;
+    for (struct sess_rec *s = r->newest; s != NULL; s = s->older, i++) {
+        if (i < start)
+            continue;
+        if (limit > 0 && json_array_size(list) >= limit)
+            break;
+        json_t *j = sess_json(s);
+        if (j != NULL)
+            json_array_append_new(list, j);
+    }
+    pthread_mutex_unlock(&r->mu);
+    out = json_pack("{s:I,s:I,s:I,s:o}", "total", (json_int_t)total, "start", (json_int_t)start,
+                    "count", (json_int_t)json_array_size(list), "sessions", list);
+    return out;
+}
+
+json_t *sess_view_one(struct sess_registry *r, uint64_t id)
+{
+    json_t *j = NULL;
+
+    pthread_mutex_lock(&r->mu);
+    struct sess_rec *s = sess_find(r, id);
+    if (s != NULL)
+        j = sess_json(s);
+    pthread_mutex_unlock(&r->mu);
+    return j;
+}
+
+/* sess_out - a growing answer. */
+struct sess_out {
+    char *p;
+    size_t len, cap;
+    int failed;
+};
+
+static void sess_out_put(struct sess_out *o, const char *p, size_t n)
+{
+    if (o->failed || n == 0)
+        return;
+    if (o->len + n + 1 > o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 16384;
+        while (cap < o->len + n + 1)
+            cap *= 2;
+        char *q = realloc(o->p, cap);
+        if (q == NULL) {
+            o->failed = 1;
+            return;
+        }
+        o->p = q;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->len, p, n);
+    o->len += n;
+    o->p[o->len] = '\0';
+}
+
+/* sess_render - one kept event's line into o (console or JSON). */
+static void sess_render(struct sess_out *o, const struct tlog_event *ev, int json, char *scratch,
+                        size_t cap)
+{
+    size_t n = 0;
+    if (json)
+        n = tlog_json_format(ev, scratch, cap);
+    else if (!ev->explain_only) /* the console without --explain */
+        n = tlog_format_line(ev, scratch, cap, 0, 0);
+    sess_out_put(o, scratch, n);
+}
+
+/* sess_cut_mark - where events were cut, a line of the same form says how
+ * many lines are not kept. */
+static void sess_cut_mark(struct sess_out *o, const struct sess_rec *s, int json, char *scratch,
+                          size_t cap)
+{
+    char text[300];
+    snprintf(text, sizeof(text),
+             "%lu line(s) of this session not kept here (the HTTP API keeps %u KiB of a "
+             "session's events; the console, --json and --transcript-dir have them all)",
+             json ? s->cut.lines : s->lines_cut, (unsigned)(SESS_EVENTS_MAX / 1024));
+    struct tlog_event note = {
+        .time_us = s->cut.first_us, .session = s->id, .kind = TLOG_INFO, .own = 1, .text = text};
+    sess_render(o, &note, json, scratch, cap);
+}
+
+int sess_transcript(struct sess_registry *r, uint64_t id, int json, char **buf, size_t *len)
+{
+    size_t cap = json ? TLOG_JSON_LINE_MAX : TLOG_LINE_MAX;
+    char *scratch = malloc(cap);
+    struct sess_out o = {0};
+    int rc = -1;
+
+    if (scratch == NULL)
+        return -1;
+    if ((o.p = calloc(1, 1)) == NULL) {
+        free(scratch);
+        return -1;
+    }
+    o.cap = 1;
+    pthread_mutex_lock(&r->mu);
+    struct sess_rec *s = sess_find(r, id);
+    if (s == NULL)
+        goto done;
+    size_t at = 0;
+    for (const struct sess_chunk *c = s->evs.head; c != NULL; c = c->next) {
+        for (size_t k = 0; k < c->len;) {
+            uint64_t n;
+            struct tlog_event ev;
+            if (s->cut.lines > 0 && at == s->cut.at)
+                sess_cut_mark(&o, s, json, scratch, cap);
+            memcpy(&n, c->data + k, sizeof(n));
+            tlog_event_unpack(c->data + k + sizeof(n), &ev);
+            sess_render(&o, &ev, json, scratch, cap);
+            k += n;
+            at += n;
+        }
+    }
+    if (s->cut.lines > 0 && at == s->cut.at)
+        sess_cut_mark(&o, s, json, scratch, cap); /* cut at the end (still open) */
+    rc = 0;
+done:
+    pthread_mutex_unlock(&r->mu);
+    free(scratch);
+    if (rc != 0 || o.failed) {
+        free(o.p);
+        return -1;
+    }
+    *buf = o.p;
+    *len = o.len;
+    return 0;
+}

@@ -1,0 +1,370 @@
+"""The kept messages over the HTTP API (issue 14): Mailpit's API v1 paths and
+shapes, with MIME made by Python's email package and sent with smtplib, in
+sink and relay modes: the list, a message decoded, headers, raw bytes,
+parts, read flags, deletion, search in Mailpit's syntax, the /wait long
+poll, and the HTML view's Content-Security-Policy."""
+import json
+import re
+import smtplib
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+from email.message import EmailMessage
+from email.utils import formataddr
+
+import harness as h
+
+URL_RX = r"HTTP API on http://127\.0\.0\.1:(\d+)"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+def call(port, path, method="GET", body=None, timeout=20):
+    """(status, headers, body) of one request."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def rich_message(n=1):
+    m = EmailMessage()
+    m["From"] = formataddr(("Jürgen Müller", "juergen@example.test"))
+    m["To"] = formataddr(("Bob", "bob@example.test")) + ", carol@example.test"
+    m["Cc"] = formataddr(("Dan", "dan@example.test"))
+    m["Subject"] = f"Grüße {n} aus Köln"
+    m["Message-ID"] = f"<msg-{n}@example.test>"
+    m.set_content("Hallo Bob,\nschöne Grüße.\n", charset="utf-8", cte="quoted-printable")
+    m.add_alternative("<p>Hallo <b>Bob</b>, sch&ouml;ne Gr&uuml;&szlig;e.</p>", subtype="html",
+                      charset="utf-8", cte="base64")
+    m.add_attachment(PNG, maintype="image", subtype="png", filename="report.png")
+    return m
+
+
+class ApiCase(h.ScopeCase):
+    def api(self, *args, upstream=None):
+        if upstream is None:
+            d = tempfile.mkdtemp(prefix="smtpscope-api-")
+            self.scope = h.Scope("--sink", d, "--http", "127.0.0.1:0", *args, ca=False)
+        else:
+            self.scope = h.Scope("--http", "127.0.0.1:0", *args, upstream=upstream)
+        line = self.scope.wait_for(URL_RX)
+        self.port = int(re.search(URL_RX, line).group(1))
+        return self.port
+
+    def send(self, msg, starttls=False):
+        c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
+        if starttls:
+            c.starttls()
+            c.login(h.USER, h.PASSWORD)
+        # once (a multipart's boundary is made when it is written), with CRLF:
+        # smtplib sends bytes as they are, and the mailbox keeps them so
+        data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+        rcpts = [a.split("<")[-1].strip("> ") for f in ("To", "Cc") if msg[f]
+                 for a in str(msg[f]).split(",")]
+        c.sendmail(msg["From"].addresses[0].addr_spec, rcpts, data)
+        c.quit()
+        return data
+
+    def get(self, path):
+        st, hd, body = call(self.port, path)
+        self.assertEqual(st, 200, body)
+        return json.loads(body)
+
+
+class MessagesTest(ApiCase):
+    def test_list_message_headers_raw_part(self):
+        self.api()
+        sent = self.send(rich_message(1))
+        lst = self.get("/api/v1/messages")
+        self.assertEqual((lst["total"], lst["count"], lst["unread"]), (1, 1, 1))
+        s = lst["messages"][0]
+        self.assertEqual(s["Subject"], "Grüße 1 aus Köln")  # RFC 2047, decoded
+        self.assertEqual(s["From"], {"Name": "Jürgen Müller", "Address": "juergen@example.test"})
+        self.assertEqual([a["Address"] for a in s["To"]], ["bob@example.test",
+                                                           "carol@example.test"])
+        self.assertEqual(s["MessageID"], "msg-1@example.test")
+        self.assertEqual(s["Attachments"], 1)
+        self.assertFalse(s["Read"])
+        self.assertIn("Hallo Bob", s["Snippet"])
+        mid = s["ID"]
+
+        m = self.get(f"/api/v1/message/{mid}")
+        self.assertEqual(m["Text"].replace("\r\n", "\n"), "Hallo Bob,\nschöne Grüße.\n")
+        self.assertIn("Hallo <b>Bob</b>, sch&ouml;ne", m["HTML"])  # base64, decoded
+        self.assertEqual(m["Cc"], [{"Name": "Dan", "Address": "dan@example.test"}])
+        self.assertEqual(len(m["Attachments"]), 1)
+        att = m["Attachments"][0]
+        self.assertEqual((att["FileName"], att["ContentType"], att["Size"]),
+                         ("report.png", "image/png", len(PNG)))
+        self.assertEqual(m["SMTP"]["Envelope"]["From"], "juergen@example.test")
+        self.assertEqual(sorted(m["SMTP"]["Envelope"]["To"]),
+                         ["bob@example.test", "carol@example.test", "dan@example.test"])
+        self.assertTrue(m["SMTP"]["Verdict"]["Accepted"])
+        # reading it marked it read, as Mailpit does
+        self.assertTrue(self.get("/api/v1/messages")["messages"][0]["Read"])
+        self.assertEqual(self.get("/api/v1/message/latest")["ID"], mid)
+
+        hdrs = self.get(f"/api/v1/message/{mid}/headers")
+        self.assertIn("Subject", hdrs)
+        self.assertTrue(hdrs["Subject"][0].startswith("=?utf-8?"))  # not decoded there
+
+        st, hd, raw = call(self.port, f"/api/v1/message/{mid}/raw")
+        self.assertEqual(st, 200)
+        self.assertEqual(raw, sent)  # the exact bytes
+
+        st, hd, part = call(self.port, f"/api/v1/message/{mid}/part/{att['PartID']}")
+        self.assertEqual((st, part), (200, PNG))
+        self.assertEqual(hd["Content-Type"], "image/png")
+        self.assertEqual(hd["X-Content-Type-Options"], "nosniff")
+
+        st, _, _ = call(self.port, "/api/v1/message/nosuchid")
+        self.assertEqual(st, 404)
+        st, _, _ = call(self.port, f"/api/v1/message/{mid}/part/9.9")
+        self.assertEqual(st, 404)
+
+    def test_views_and_their_policy(self):
+        self.api()
+        self.send(rich_message(2))
+        mid = self.get("/api/v1/messages")["messages"][0]["ID"]
+        st, hd, body = call(self.port, f"/view/{mid}.html")
+        self.assertEqual(st, 200)
+        self.assertIn("sandbox", hd["Content-Security-Policy"])
+        self.assertIn("default-src 'none'", hd["Content-Security-Policy"])
+        self.assertIn("<b>Bob</b>", body.decode())
+        st, hd, body = call(self.port, f"/view/{mid}.txt")
+        self.assertEqual(st, 200)
+        self.assertIn("schöne Grüße", body.decode())
+        plain = EmailMessage()
+        plain["From"], plain["To"], plain["Subject"] = "a@x.test", "b@x.test", "plain"
+        plain.set_content("only text\n")
+        self.send(plain)
+        mid = self.get("/api/v1/messages")["messages"][0]["ID"]
+        self.assertEqual(call(self.port, f"/view/{mid}.html")[0], 404)
+
+    def test_html_view_shows_the_messages_own_pictures_and_remote_ones_on_request(self):
+        self.api()
+        m = EmailMessage()
+        m["From"], m["To"], m["Subject"] = "a@x.test", "b@x.test", "pictures"
+        m.set_content("see the logo\n")
+        m.add_alternative('<p><img src="cid:logo@x.test"> and <img src="https://example.test/t.png">'
+                          ' and <img src="cid:unknown@x.test"></p>', subtype="html")
+        m.get_payload()[1].add_related(PNG, maintype="image", subtype="png", cid="<logo@x.test>",
+                                       filename="logo.png")
+        self.send(m)
+        msg = self.get("/api/v1/message/latest")
+        part = [p for p in msg["Inline"] + msg["Attachments"] if p["ContentID"] == "logo@x.test"]
+        self.assertEqual(len(part), 1, msg)
+        url = f"/api/v1/message/{msg['ID']}/part/{part[0]['PartID']}"
+        st, hd, body = call(self.port, f"/view/{msg['ID']}.html")
+        self.assertEqual(st, 200)
+        html = body.decode()
+        self.assertIn(f'<img src="{url}">', html)
+        self.assertIn('src="cid:unknown@x.test"', html)  # no such part: left as it is
+        csp = hd["Content-Security-Policy"]
+        self.assertIn("img-src 'self' data:;", csp)
+        self.assertNotIn("https:", csp)
+        st, _, img = call(self.port, url)
+        self.assertEqual((st, img), (200, PNG))
+        st, hd, _ = call(self.port, f"/view/{msg['ID']}.html?remote=1")
+        self.assertIn("img-src 'self' data: http: https:;", hd["Content-Security-Policy"])
+        self.assertIn("default-src 'none'", hd["Content-Security-Policy"])
+
+    def test_read_flags_and_delete(self):
+        self.api()
+        for n in range(3):
+            self.send(rich_message(n))
+        ids = [m["ID"] for m in self.get("/api/v1/messages")["messages"]]
+        self.assertEqual(len(ids), 3)
+        st, _, body = call(self.port, "/api/v1/messages", "PUT", {"IDs": ids[:2], "Read": True})
+        self.assertEqual(st, 200)
+        self.assertEqual(self.get("/api/v1/messages")["unread"], 1)
+        st, _, _ = call(self.port, "/api/v1/messages", "PUT", {"Read": False})  # all
+        self.assertEqual(self.get("/api/v1/messages")["unread"], 3)
+        st, _, _ = call(self.port, "/api/v1/messages", "DELETE", {"IDs": [ids[0]]})
+        self.assertEqual(st, 200)
+        left = [m["ID"] for m in self.get("/api/v1/messages")["messages"]]
+        self.assertEqual(left, ids[1:])
+        self.assertEqual(call(self.port, "/api/v1/messages", "PUT", None)[0], 200)
+        st, _, _ = call(self.port, "/api/v1/messages", "DELETE")  # no body: all
+        self.assertEqual(self.get("/api/v1/messages")["total"], 0)
+        st, _, _ = call(self.port, "/api/v1/messages", "DELETE", "not an object")
+        self.assertEqual(st, 400)
+        self.send(rich_message(9))
+        for bad in ({"IDs": "abc"}, {"IDs": {}}, {"IDs": 7}):  # never read as "all"
+            self.assertEqual(call(self.port, "/api/v1/messages", "DELETE", bad)[0], 400)
+            self.assertEqual(call(self.port, "/api/v1/messages", "PUT",
+                                  dict(bad, Read=True))[0], 400)
+        self.assertEqual(self.get("/api/v1/messages")["total"], 1)
+        self.assertEqual(self.get("/api/v1/messages")["unread"], 1)
+
+    def test_info_counts_the_kept_messages(self):
+        self.api("--keep", "3")
+        sizes = [len(self.send(rich_message(n))) for n in range(4)]  # the first is evicted
+        info = self.get("/api/v1/info")
+        self.assertEqual((info["Messages"], info["Unread"]), (3, 3))
+        self.assertEqual(info["DatabaseSize"], sum(sizes[1:]))
+        self.assertEqual(info["RuntimeStats"]["MessagesDeleted"], 1)
+        self.get("/api/v1/message/latest")  # marks it read
+        ids = [m["ID"] for m in self.get("/api/v1/messages")["messages"]]
+        call(self.port, "/api/v1/messages", "DELETE", {"IDs": [ids[-1]]})
+        info = self.get("/api/v1/info")
+        self.assertEqual((info["Messages"], info["Unread"]), (2, 1))
+        self.assertEqual(info["RuntimeStats"]["MessagesDeleted"], 2)
+
+    def test_list_paging_newest_first(self):
+        self.api()
+        for n in range(5):
+            self.send(rich_message(n))
+        page = self.get("/api/v1/messages?start=1&limit=2")
+        self.assertEqual((page["total"], page["count"], page["start"]), (5, 2, 1))
+        self.assertEqual([m["Subject"] for m in page["messages"]],
+                         ["Grüße 3 aus Köln", "Grüße 2 aus Köln"])
+
+    def test_mime_made_by_swaks_and_curl(self):
+        """MIME from other clients than Python's: swaks's attachment and
+        curl's multipart (-F), decoded by the API."""
+        self.api()
+        d = tempfile.mkdtemp(prefix="smtpscope-api-clients-")
+        with open(f"{d}/report-7.txt", "wb") as f:
+            f.write("Zeile mit Umlauten: äöü\n".encode() * 50)
+        r = subprocess.run(["swaks", "--server", f"127.0.0.1:{self.scope.port}",
+                            "--from", "app@example.test", "--to", "ops@example.test",
+                            "--header", "Subject: swaks report", "--body", "see the attachment",
+                            "--attach-type", "text/plain", "--attach-name", "report-7.txt",
+                            "--attach", f"@{d}/report-7.txt"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        m = self.get("/api/v1/message/latest")
+        self.assertEqual(m["Subject"], "swaks report")
+        self.assertIn("see the attachment", m["Text"])
+        self.assertEqual([a["FileName"] for a in m["Attachments"]], ["report-7.txt"])
+        st, hd, body = call(self.port, f"/api/v1/message/{m['ID']}/part/"
+                                       f"{m['Attachments'][0]['PartID']}")
+        self.assertEqual(body, "Zeile mit Umlauten: äöü\n".encode() * 50)
+        self.assertEqual(m["Attachments"][0]["Size"], len(body))
+
+        with open(f"{d}/hello.txt", "w") as f:
+            f.write("Hallo von curl\n")
+        with open(f"{d}/head.txt", "w") as f:
+            f.write("Subject: curl multipart\r\nFrom: app@example.test\r\n"
+                    "To: ops@example.test\r\n")
+        r = subprocess.run(["curl", "-sS", f"smtp://127.0.0.1:{self.scope.port}",
+                            "--mail-from", "app@example.test", "--mail-rcpt", "ops@example.test",
+                            "-H", "Subject: curl multipart", "-H", "From: app@example.test",
+                            "-H", "To: ops@example.test",
+                            "-F", "=Hallo von curl, im Text;type=text/plain; charset=utf-8",
+                            "-F", f"file=@{d}/report-7.txt;type=text/plain"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        m = self.get("/api/v1/message/latest")
+        self.assertEqual(m["Subject"], "curl multipart")
+        self.assertIn("Hallo von curl, im Text", m["Text"])
+        self.assertEqual([a["FileName"] for a in m["Attachments"]], ["report-7.txt"])
+        self.assertEqual(self.get("/api/v1/search?query=has:attachment")["messages_count"], 2)
+        self.assertEqual(self.get("/api/v1/search?query=has:attachment+subject:curl")
+                         ["messages_count"], 1)
+
+    def test_relay_mode_keeps_the_upstream_verdict(self):
+        up = h.Upstream()
+        self.addCleanup(up.stop)
+        self.api(upstream=up)
+        self.send(rich_message(7), starttls=True)
+        m = self.get("/api/v1/message/latest")
+        self.assertEqual(m["Subject"], "Grüße 7 aus Köln")
+        self.assertEqual(m["SMTP"]["Verdict"]["Code"], 250)
+        self.assertEqual(m["Username"], h.USER)
+        self.assertIsNotNone(m["SMTP"]["TLS"]["Upstream"])
+        self.assertEqual(len(up.recorder.messages), 1)
+
+
+class SearchTest(ApiCase):
+    def test_search_syntax(self):
+        self.api()
+        for n in range(3):
+            self.send(rich_message(n))
+        other = EmailMessage()
+        other["From"], other["To"], other["Subject"] = "zed@other.test", "b@x.test", "Invoice"
+        other.set_content("no attachment here\n")
+        self.send(other)
+
+        def subjects(q):
+            r = self.get("/api/v1/search?query=" + urllib.request.quote(q))
+            self.assertEqual(r["messages_count"], len(r["messages"]))
+            return sorted(m["Subject"] for m in r["messages"])
+
+        self.assertEqual(subjects('subject:"Grüße 1"'), ["Grüße 1 aus Köln"])
+        self.assertEqual(subjects("from:zed@other.test"), ["Invoice"])
+        self.assertEqual(subjects("-from:zed@other.test has:attachment").__len__(), 3)
+        self.assertEqual(subjects("!has:attachment"), ["Invoice"])
+        self.assertEqual(subjects("message-id:msg-2@example.test"), ["Grüße 2 aus Köln"])
+        self.assertEqual(subjects("report.png to:carol"), ["Grüße 0 aus Köln",
+                                                           "Grüße 1 aus Köln",
+                                                           "Grüße 2 aus Köln"])
+        self.assertEqual(subjects('"schöne grüße" subject:köln').__len__(), 3)  # decoded body
+        self.assertEqual(subjects("larger:1k smaller:100k").__len__(), 3)
+        self.assertEqual(subjects("is:unread").__len__(), 4)
+        self.assertEqual(subjects("nothing-matches-this"), [])
+        st, _, _ = call(self.port, "/api/v1/search?query=" + urllib.request.quote("subject:1"),
+                        "DELETE")
+        self.assertEqual(st, 200)
+        self.assertEqual(self.get("/api/v1/messages")["total"], 3)
+
+    def test_wait_answers_when_enough_match(self):
+        self.api()
+        got = {}
+
+        def waiter():
+            t0 = time.monotonic()
+            got["r"] = call(self.port, "/api/v1/wait?count=2&timeout=20&query=" +
+                            urllib.request.quote("subject:Grüße"), timeout=30)
+            got["t"] = time.monotonic() - t0
+
+        th = threading.Thread(target=waiter)
+        th.start()
+        time.sleep(0.5)
+        self.send(rich_message(1))
+        time.sleep(0.3)
+        self.assertTrue(th.is_alive())  # one is not enough
+        self.send(rich_message(2))
+        th.join(20)
+        st, _, body = got["r"]
+        self.assertEqual(st, 200)
+        self.assertEqual(json.loads(body)["messages_count"], 2)
+        self.assertLess(got["t"], 10)
+
+    def test_wait_times_out_with_408_and_answers_at_once_when_already_there(self):
+        self.api()
+        t0 = time.monotonic()
+        st, _, body = call(self.port, "/api/v1/wait?timeout=1&query=subject:nope")
+        self.assertEqual(st, 408)
+        self.assertGreater(time.monotonic() - t0, 0.9)
+        self.assertEqual(json.loads(body)["messages_count"], 0)
+        self.send(rich_message(3))
+        t0 = time.monotonic()
+        st, _, body = call(self.port, "/api/v1/wait?query=subject:3")
+        self.assertEqual(st, 200)
+        self.assertLess(time.monotonic() - t0, 2)
+
+    def test_a_waiting_client_that_leaves_is_forgotten(self):
+        self.api()
+        import socket
+        s = socket.create_connection(("127.0.0.1", self.port))
+        s.sendall(b"GET /api/v1/wait?timeout=30 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        time.sleep(0.3)
+        s.close()
+        time.sleep(0.3)
+        self.send(rich_message(4))  # wakes the waits: the gone one must not be answered
+        self.assertEqual(self.get("/api/v1/messages")["total"], 1)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,514 @@
+/*
+ * unit_sessions - the session registry (mailbox/sessions.c) fed hand-built
+ * transcript events through tlog_emit, as the relay feeds it: the facts
+ * and counts of a session, its console and JSON lines (redacted, or not
+ * with --show-secrets; learner notes only in the JSON), sessions known
+ * from their connection on, the bounds crossed (sessions kept, closed ones
+ * first; lines per session, cut with a marker and the close line kept;
+ * lines of all sessions), the IDs of its messages as the store changes,
+ * the news its listener hears; and the live events' queue
+ * (mailbox/evqueue.c): order, both bounds, the count of dropped events,
+ * one wake per batch, none after the close.
+ */
+#include "check.h"
+
+#include "log/render_console.h"
+#include "log/transcript.h"
+#include "mailbox/evqueue.h"
+#include "mailbox/sessions.h"
+#include "mailbox/store.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SECRET "AGFsaWNlAHMzY3JldA==" /* base64 of "\0alice\0s3cret" */
+
+/* ---- events, as the machines make them ------------------------------------------ */
+
+static void ev_connect(uint64_t sid)
+{
+    struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(40000)};
+    inet_pton(AF_INET, "127.0.0.1", &peer.sin_addr);
+    struct tlog_event ev = {.session = sid,
+                            .kind = TLOG_CONNECT,
+                            .leg = TLOG_LEG_CLIENT,
+                            .own = 1,
+                            .text = "connection from 127.0.0.1:40000",
+                            .peer = (struct sockaddr *)&peer};
+    tlog_emit(&ev);
+}
+
+static void ev_note(uint64_t sid, enum tlog_kind kind, const char *text)
+{
+    struct tlog_event ev = {.session = sid, .kind = kind, .own = 1, .text = text};
+    tlog_emit(&ev);
+}
+
+static void ev_cmd(uint64_t sid, const char *line)
+{
+    struct tlog_event ev = {.session = sid,
+                            .kind = TLOG_COMMAND,
+                            .leg = TLOG_LEG_CLIENT,
+                            .dir = TLOG_DIR_IN,
+                            .bytes = (const uint8_t *)line,
+                            .len = strlen(line)};
+    tlog_emit(&ev);
+}
+
+static void ev_reply(uint64_t sid, const char *line)
+{
+    struct tlog_event ev = {.session = sid,
+                            .kind = TLOG_REPLY,
+                            .leg = TLOG_LEG_CLIENT,
+                            .dir = TLOG_DIR_OUT,
+                            .bytes = (const uint8_t *)line,
+                            .len = strlen(line),
+                            .code = atoi(line)};
+    tlog_emit(&ev);
+}
+
+static void ev_close(uint64_t sid, const char *why)
+{
+    struct tlog_totals totals = {.client_rx = 100, .client_tx = 200, .up_rx = 300, .up_tx = 400};
+    struct tlog_event ev = {.session = sid,
+                            .kind = TLOG_CLOSE,
+                            .own = 1,
+                            .text = "disconnect: ...",
+                            .totals = &totals,
+                            .why = why};
+    tlog_emit(&ev);
+}
+
+static json_int_t jint(json_t *o, const char *path)
+{
+    char key[64];
+    const char *dot = strchr(path, '.');
+    if (dot == NULL)
+        return json_integer_value(json_object_get(o, path));
+    snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
+    return jint(json_object_get(o, key), dot + 1);
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s != NULL ? s : "(none)";
+}
+
+static size_t count_lines(const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += s[i] == '\n';
+    return k;
+}
+
+/* ---- a session's facts and lines ----------------------------------------------- */
+
+static void one_session(struct sess_registry *r, int show_secrets)
+{
+    char *buf;
+    size_t len;
+    json_t *s;
+
+    ev_note(7, TLOG_INFO, "before the connection: not a session yet");
+    CHECK(sess_view_one(r, 7) == NULL);
+    ev_connect(7);
+    ev_note(7, TLOG_TLS,
+            "TLS client: TLSv1.3 TLS1-3-AES-256-GCM-SHA384 x25519 (smtpscope's certificate)");
+    ev_cmd(7, "EHLO client.test\r\n");
+    ev_reply(7, "250-mx.test\r\n");
+    ev_reply(7, "250 AUTH PLAIN\r\n");
+    struct tlog_event auth = {.session = 7,
+                              .kind = TLOG_COMMAND,
+                              .leg = TLOG_LEG_CLIENT,
+                              .dir = TLOG_DIR_IN,
+                              .bytes = (const uint8_t *)"AUTH PLAIN " SECRET "\r\n",
+                              .len = strlen("AUTH PLAIN " SECRET "\r\n"),
+                              .secret = TLOG_SECRET_AUTH_COMMAND,
+                              .auth_mech = "PLAIN",
+                              .verb = "AUTH"};
+    tlog_emit(&auth);
+    ev_reply(7, "235 2.7.0 ok\r\n");
+    struct tlog_event warn = {
+        .session = 7, .kind = TLOG_WARNING, .own = 1, .text = "three alike", .count = 3};
+    tlog_emit(&warn);
+    ev_note(7, TLOG_ERROR, "an error");
+    struct tlog_event ok = {
+        .session = 7, .kind = TLOG_INFO, .own = 1, .text = "accepted", .msg_result = 1};
+    tlog_emit(&ok);
+    struct tlog_event no = {
+        .session = 7, .kind = TLOG_INFO, .own = 1, .text = "refused", .msg_result = -1};
+    tlog_emit(&no);
+    struct tlog_event note = {
+        .session = 7, .kind = TLOG_INFO, .own = 1, .text = "a learner's note", .explain_only = 1};
+    tlog_emit(&note);
+    struct tlog_event raw = {.session = 7,
+                             .kind = TLOG_RAW,
+                             .leg = TLOG_LEG_CLIENT,
+                             .bytes = (const uint8_t *)"x",
+                             .len = 1};
+    tlog_emit(&raw);
+
+    s = sess_view_one(r, 7);
+    CHECK(s != NULL);
+    CHECK_STR(jstr(s, "State"), "open");
+    CHECK(json_is_null(json_object_get(s, "Ended")));
+    CHECK(json_is_null(json_object_get(json_object_get(s, "Counts"), "Bytes")));
+    json_decref(s);
+    ev_close(7, "QUIT");
+    ev_cmd(7, "NOOP after the close: not this session's\r\n");
+
+    s = sess_view_one(r, 7);
+    CHECK(s != NULL);
+    CHECK(jint(s, "ID") == 7);
+    CHECK_STR(jstr(s, "Client"), "127.0.0.1:40000");
+    CHECK_STR(jstr(s, "State"), "closed");
+    CHECK_STR(jstr(s, "Reason"), "QUIT");
+    CHECK(json_is_string(json_object_get(s, "Started")));
+    CHECK(json_is_string(json_object_get(s, "Ended")));
+    json_t *tls = json_object_get(s, "TLS");
+    CHECK_STR(jstr(json_object_get(tls, "Client"), "Version"), "TLSv1.3");
+    CHECK_STR(jstr(json_object_get(tls, "Client"), "Group"), "x25519");
+    CHECK(json_is_null(json_object_get(tls, "Upstream")));
+    CHECK(jint(s, "Counts.Commands") == 2);
+    CHECK(jint(s, "Counts.Replies") == 2); /* the 250 at its last line, the 235 */
+    CHECK(jint(s, "Counts.Warnings") == 3);
+    CHECK(jint(s, "Counts.Errors") == 1);
+    CHECK(jint(s, "Counts.Accepted") == 1);
+    CHECK(jint(s, "Counts.Refused") == 1);
+    CHECK(jint(s, "Counts.Lines") == 12); /* not the note, not the raw bytes */
+    CHECK(jint(s, "Counts.LinesNotKept") == 0);
+    CHECK(jint(s, "Counts.Bytes.ClientIn") == 100);
+    CHECK(jint(s, "Counts.Bytes.UpstreamOut") == 400);
+    CHECK(json_array_size(json_object_get(s, "Messages")) == 0);
+    json_decref(s);
+
+    /* the console's lines: no colour, no learner notes */
+    CHECK(sess_transcript(r, 7, 0, &buf, &len) == 0);
+    CHECK(count_lines(buf, len) == 12);
+    CHECK(strstr(buf, "[#7] smtpscope: connection from 127.0.0.1:40000\n") != NULL);
+    CHECK(strstr(buf, "[#7] send: 'EHLO client.test\\r\\n'\n") != NULL);
+    CHECK(strstr(buf, "[#7] reply: b'250 AUTH PLAIN\\r\\n'\n") != NULL);
+    CHECK(strstr(buf, "learner") == NULL);
+    CHECK(strstr(buf, "\033[") == NULL);
+    CHECK(strstr(buf, "disconnect: ...\n") == buf + len - strlen("disconnect: ...\n"));
+    CHECK((strstr(buf, SECRET) != NULL) == show_secrets);
+    CHECK((strstr(buf, "send: 'AUTH PLAIN [redacted; user=alice]\\r\\n'") != NULL) ==
+          !show_secrets);
+    /* each line as the console makes it */
+    char line[TLOG_LINE_MAX];
+    struct tlog_event cmd = {.session = 7,
+                             .kind = TLOG_COMMAND,
+                             .leg = TLOG_LEG_CLIENT,
+                             .dir = TLOG_DIR_IN,
+                             .bytes = (const uint8_t *)"EHLO client.test\r\n",
+                             .len = 18};
+    size_t n = tlog_format_line(&cmd, line, sizeof(line), 0, 0);
+    CHECK(n > 16 && strstr(buf, line + 16) != NULL); /* after the time */
+    free(buf);
+
+    /* --json's lines: the learner's note too (as --json writes it) */
+    CHECK(sess_transcript(r, 7, 1, &buf, &len) == 0);
+    CHECK(count_lines(buf, len) == 13);
+    size_t parsed = 0, redacted = 0;
+    for (char *p = buf, *e; (e = strchr(p, '\n')) != NULL; p = e + 1) {
+        json_error_t err;
+        json_t *j = json_loadb(p, (size_t)(e - p), 0, &err);
+        parsed += j != NULL && jint(j, "session") == 7 && jint(j, "v") == 1;
+        redacted += json_is_true(json_object_get(j, "redacted"));
+        json_decref(j);
+    }
+    CHECK(parsed == 13);
+    CHECK(redacted == 1); /* --json marks a secret-bearing line so, shown or not */
+    CHECK((strstr(buf, SECRET) != NULL) == show_secrets);
+    CHECK(strstr(buf, "\"kind\":\"close\"") != NULL);
+    free(buf);
+
+    CHECK(sess_transcript(r, 8, 0, &buf, &len) == -1);
+    CHECK(sess_view_one(r, 8) == NULL);
+}
+
+static void test_facts_and_lines(void)
+{
+    struct sess_registry *r;
+    char err[200];
+
+    CHECK(sess_open(&r, NULL, 10, 0, err, sizeof(err)) == 0);
+    one_session(r, 0);
+    sess_close(r);
+    CHECK(sess_open(&r, NULL, 10, 1, err, sizeof(err)) == 0);
+    one_session(r, 1); /* --show-secrets */
+    sess_close(r);
+}
+
+/* ---- bounds ---------------------------------------------------------------------- */
+
+static void test_keep(void)
+{
+    struct sess_registry *r;
+    char err[200];
+
+    CHECK(sess_open(&r, NULL, 2, 0, err, sizeof(err)) == 0);
+    ev_connect(1);
+    ev_close(1, "QUIT");
+    ev_connect(2); /* open */
+    ev_connect(3); /* the closed one goes first, though older open ones stay */
+    CHECK(sess_view_one(r, 1) == NULL);
+    json_t *l = sess_view_list(r, 0, 0);
+    CHECK(jint(l, "total") == 2);
+    CHECK(jint(json_array_get(json_object_get(l, "sessions"), 0), "ID") == 3); /* newest first */
+    CHECK(jint(json_array_get(json_object_get(l, "sessions"), 1), "ID") == 2);
+    json_decref(l);
+    ev_connect(4); /* all open: the oldest goes */
+    CHECK(sess_view_one(r, 2) == NULL);
+    ev_cmd(2, "NOOP\r\n"); /* what it still says is not kept, nor does it come back */
+    CHECK(sess_view_one(r, 2) == NULL);
+    l = sess_view_list(r, 1, 1);
+    CHECK(jint(l, "total") == 2 && jint(l, "count") == 1 && jint(l, "start") == 1);
+    CHECK(jint(json_array_get(json_object_get(l, "sessions"), 0), "ID") == 3);
+    json_decref(l);
+    sess_close(r);
+
+    /* --keep above the registry's own bound */
+    CHECK(sess_open(&r, NULL, 5000, 0, err, sizeof(err)) == 0);
+    for (uint64_t i = 1; i <= SESS_KEEP_MAX + 5; i++) {
+        ev_connect(100 + i);
+        ev_close(100 + i, "QUIT");
+    }
+    l = sess_view_list(r, 0, 1);
+    CHECK(jint(l, "total") == SESS_KEEP_MAX);
+    json_decref(l);
+    sess_close(r);
+}
+
+static void test_cut(void)
+{
+    struct sess_registry *r;
+    char err[200], cmd[1100], *buf;
+    size_t len;
+    const int n = 700; /* ~0.75 MB of console lines, ~0.8 MB of JSON */
+
+    CHECK(sess_open(&r, NULL, 10, 0, err, sizeof(err)) == 0);
+    memset(cmd, 'x', sizeof(cmd));
+    memcpy(cmd, "NOOP ", 5);
+    memcpy(cmd + sizeof(cmd) - 3, "\r\n", 3);
+    ev_connect(9);
+    for (int i = 0; i < n; i++)
+        ev_cmd(9, cmd);
+    ev_close(9, "QUIT");
+    json_t *s = sess_view_one(r, 9);
+    json_int_t lost = jint(s, "Counts.LinesNotKept");
+    CHECK(jint(s, "Counts.Lines") == n + 2);
+    CHECK(lost > 0 && lost < n);
+    json_decref(s);
+
+    CHECK(sess_transcript(r, 9, 0, &buf, &len) == 0);
+    char want[100];
+    snprintf(want, sizeof(want), "[#9] smtpscope: %lld line(s) of this session not kept here",
+             (long long)lost);
+    char *mark = strstr(buf, want);
+    CHECK(mark != NULL);
+    char *after = mark != NULL ? strchr(mark, '\n') + 1 : buf;
+    CHECK(strstr(after, "not kept here") == NULL);                            /* said once */
+    CHECK(strncmp(after + 16, "[#9] smtpscope: disconnect: ...\n", 32) == 0); /* then the close */
+    CHECK(count_lines(buf, len) == (size_t)(n + 2 - lost + 1));
+    CHECK((size_t)(mark - buf) <= SESS_EVENTS_MAX); /* lines are shorter than kept events */
+    free(buf);
+
+    CHECK(sess_transcript(r, 9, 1, &buf, &len) == 0);
+    CHECK(strstr(buf, "line(s) of this session not kept here") != NULL);
+    CHECK(strstr(buf, "\"kind\":\"close\"") != NULL);
+    CHECK(len < 2 * SESS_EVENTS_MAX);
+    free(buf);
+    sess_close(r);
+
+    /* the lines of all sessions: the oldest closed ones go to make room */
+    CHECK(sess_open(&r, NULL, SESS_KEEP_MAX, 0, err, sizeof(err)) == 0);
+    const int per = 700, sessions = (int)(SESS_BYTES_MAX / SESS_EVENTS_MAX) + 10;
+    for (int k = 1; k <= sessions; k++) {
+        ev_connect((uint64_t)k);
+        for (int i = 0; i < per; i++)
+            ev_cmd((uint64_t)k, cmd);
+        ev_close((uint64_t)k, "QUIT");
+    }
+    json_t *l = sess_view_list(r, 0, 0);
+    json_int_t total = jint(l, "total");
+    CHECK(total < sessions && total > sessions / 2);
+    CHECK(jint(json_array_get(json_object_get(l, "sessions"), 0), "ID") == sessions);
+    json_decref(l);
+    CHECK(sess_view_one(r, 1) == NULL);
+    sess_close(r);
+}
+
+/* ---- the store's messages ---------------------------------------------------------- */
+
+static void add_msg(struct mbox *m, uint64_t session, char *id)
+{
+    struct mbox_facts f;
+    memset(&f, 0, sizeof(f));
+    f.session = session;
+    const char *raw = "Subject: x\r\n\r\nbody\r\n";
+    CHECK(mbox_add(m, (const uint8_t *)raw, strlen(raw), &f, 1700000000000000ull, id) == 0);
+}
+
+static void test_messages(void)
+{
+    struct sess_registry *r;
+    struct mbox *m;
+    char err[200], a[MBOX_ID_LEN + 1], b[MBOX_ID_LEN + 1], c[MBOX_ID_LEN + 1];
+
+    CHECK(mbox_new(&m, 2, 1 << 20) == 0);
+    CHECK(sess_open(&r, m, 10, 0, err, sizeof(err)) == 0);
+    ev_connect(5);
+    ev_connect(6);
+    add_msg(m, 5, a);
+    add_msg(m, 6, b);
+    json_t *s = sess_view_one(r, 5);
+    json_t *ids = json_object_get(s, "Messages");
+    CHECK(json_array_size(ids) == 1 && strcmp(json_string_value(json_array_get(ids, 0)), a) == 0);
+    json_decref(s);
+    add_msg(m, 6, c); /* --keep 2: a is evicted */
+    s = sess_view_one(r, 5);
+    CHECK(json_array_size(json_object_get(s, "Messages")) == 0);
+    json_decref(s);
+    s = sess_view_one(r, 6);
+    ids = json_object_get(s, "Messages");
+    CHECK(json_array_size(ids) == 2 && strcmp(json_string_value(json_array_get(ids, 1)), c) == 0);
+    json_decref(s);
+    const char *del[] = {b};
+    CHECK(mbox_delete(m, del, 1) == 1);
+    s = sess_view_one(r, 6);
+    ids = json_object_get(s, "Messages");
+    CHECK(json_array_size(ids) == 1 && strcmp(json_string_value(json_array_get(ids, 0)), c) == 0);
+    json_decref(s);
+    mbox_delete(m, NULL, 0); /* all */
+    s = sess_view_one(r, 6);
+    CHECK(json_array_size(json_object_get(s, "Messages")) == 0);
+    json_decref(s);
+    sess_close(r);
+    mbox_free(m);
+}
+
+/* ---- the listener -------------------------------------------------------------- */
+
+static struct {
+    char what[32];
+    int n;
+    char state[2][16];
+    char line[TLOG_LINE_MAX];
+} heard;
+
+static void listen_cb(void *arg, const struct sess_news *n)
+{
+    (void)arg;
+    if (heard.n + 1 < (int)sizeof(heard.what))
+        heard.what[heard.n++] = n->what == SESS_OPENED ? 'O' : n->what == SESS_LINE ? 'L' : 'C';
+    if (n->what != SESS_LINE) {
+        json_t *j = sess_news_json(n);
+        snprintf(heard.state[n->what == SESS_CLOSED], sizeof(heard.state[0]), "%s",
+                 jstr(j, "State"));
+        json_decref(j);
+    } else {
+        size_t len;
+        const char *line = sess_news_line(n, &len);
+        snprintf(heard.line, sizeof(heard.line), "%.*s", (int)len, line);
+    }
+}
+
+static void test_news(void)
+{
+    struct sess_registry *r;
+    char err[200];
+
+    CHECK(sess_open(&r, NULL, 10, 0, err, sizeof(err)) == 0);
+    sess_set_listener(r, listen_cb, NULL);
+    ev_connect(3);
+    ev_cmd(3, "EHLO x\r\n");
+    CHECK(strstr(heard.line, "[#3] send: 'EHLO x\\r\\n'") != NULL);
+    CHECK(strchr(heard.line, '\n') == NULL);
+    struct tlog_event note = {
+        .session = 3, .kind = TLOG_INFO, .own = 1, .text = "learner", .explain_only = 1};
+    tlog_emit(&note);
+    ev_close(3, "QUIT");
+    CHECK_STR(heard.what, "OLLLC");
+    CHECK_STR(heard.state[0], "open");
+    CHECK_STR(heard.state[1], "closed");
+    sess_set_listener(r, NULL, NULL);
+    ev_connect(4);
+    CHECK_STR(heard.what, "OLLLC");
+    sess_close(r);
+}
+
+/* ---- the events' queue ---------------------------------------------------------- */
+
+static int wakes;
+
+static void wake_cb(void *arg)
+{
+    (void)arg;
+    wakes++;
+}
+
+static void test_queue(void)
+{
+    struct evq *q = evq_new(3, 1 << 20, wake_cb, NULL);
+    uint64_t dropped;
+    struct evq_item *it;
+
+    CHECK(evq_push(q, EVQ_LINE, 1, 10, TLOG_COMMAND, "one", 3) == 0);
+    CHECK(evq_push(q, EVQ_MESSAGE, 1, 11, 0, "two", 3) == 0);
+    CHECK(evq_push(q, EVQ_DELETE, 0, 12, 0, "", 0) == 0);
+    CHECK(evq_push(q, EVQ_LINE, 1, 13, 0, "four", 4) == 1); /* full: dropped */
+    CHECK(evq_push(q, EVQ_LINE, 1, 14, 0, "five", 4) == 1);
+    CHECK(wakes == 1); /* when it stopped being empty */
+    it = evq_take(q, &dropped);
+    CHECK(dropped == 2);
+    CHECK(it != NULL && it->type == EVQ_LINE && strcmp(it->text, "one") == 0 &&
+          it->kind == TLOG_COMMAND);
+    CHECK(it->next != NULL && strcmp(it->next->text, "two") == 0);
+    CHECK(it->next->next != NULL && it->next->next->len == 0 && it->next->next->next == NULL);
+    evq_items_free(it);
+    CHECK(evq_take(q, &dropped) == NULL && dropped == 0);
+    CHECK(evq_push(q, EVQ_LINE, 1, 15, 0, "six", 3) == 0);
+    CHECK(wakes == 2);
+    evq_close(q);
+    CHECK(evq_push(q, EVQ_LINE, 1, 16, 0, "seven", 5) == -1);
+    CHECK(wakes == 2);
+    evq_free(q); /* with "six" still queued */
+
+    /* the byte bound */
+    q = evq_new(100, 3 * (sizeof(struct evq_item) + 101), wake_cb, NULL);
+    char big[100];
+    memset(big, 'b', sizeof(big));
+    for (int i = 0; i < 5; i++)
+        evq_push(q, EVQ_LINE, 1, 1, 0, big, sizeof(big));
+    it = evq_take(q, &dropped);
+    CHECK(dropped == 2);
+    int n = 0;
+    for (struct evq_item *p = it; p != NULL; p = p->next)
+        n += p->len == sizeof(big);
+    CHECK(n == 3);
+    evq_items_free(it);
+    evq_free(q);
+}
+
+int main(void)
+{
+    struct tlog_options topts = {0}; /* no console: the events only reach the consumers */
+
+    alarm(120);
+    tlog_init(&topts);
+    test_facts_and_lines();
+    test_keep();
+    test_cut();
+    test_messages();
+    test_news();
+    test_queue();
+    tlog_close_all();
+    return check_done("unit_sessions");
+}
