@@ -189,6 +189,16 @@ const char *http_req_query(const struct http_req *req, const char *name)
     return conn_kv_find(req->query, req->nquery, name, 0);
 }
 
+size_t http_req_query_num(const struct http_req *req, const char *name, size_t dflt)
+{
+    const char *v = http_req_query(req, name);
+    char *end;
+    if (v == NULL || *v < '0' || *v > '9')
+        return dflt;
+    unsigned long long n = strtoull(v, &end, 10);
+    return *end == '\0' ? (size_t)n : dflt;
+}
+
 const char *http_req_header(const struct http_req *req, const char *name)
 {
     return conn_kv_find(req->headers, req->nheaders, name, 1);
@@ -510,37 +520,53 @@ int http_stream_write(struct http_req *req, const void *bytes, size_t len)
     return rc;
 }
 
-int http_sse_send(struct http_req *req, const char *event, const char *data)
+int http_sse_frame(char **buf, size_t *len, size_t *cap, const char *event, const char *data)
 {
-    size_t cap = 16 + (event != NULL ? strlen(event) : 0) + 2 * strlen(data) + 8, n = 0;
+    size_t need = 16 + (event != NULL ? strlen(event) : 0) + strlen(data) + 8, n = *len;
     const char *p = data;
-    char *buf;
-    int rc;
 
     if (event != NULL && strpbrk(event, "\r\n") != NULL)
         return -1;
     /* each line of data is a "data: " line (a lone CR ends a line too) */
     for (const char *q = data; *q != '\0'; q++)
         if (*q == '\n' || *q == '\r')
-            cap += 6;
-    buf = malloc(cap);
-    if (buf == NULL)
-        return -1;
+            need += 7;
+    if (n + need > *cap) {
+        size_t c = *cap ? *cap : 4096;
+        while (c < n + need)
+            c *= 2;
+        char *b = realloc(*buf, c);
+        if (b == NULL)
+            return -1;
+        *buf = b;
+        *cap = c;
+    }
     if (event != NULL)
-        n += (size_t)snprintf(buf, cap, "event: %s\n", event);
+        n += (size_t)snprintf(*buf + n, *cap - n, "event: %s\n", event);
     for (;;) {
-        size_t len = strcspn(p, "\r\n");
-        memcpy(buf + n, "data: ", 6);
-        memcpy(buf + n + 6, p, len);
-        n += 6 + len;
-        buf[n++] = '\n';
-        p += len;
+        size_t l = strcspn(p, "\r\n");
+        memcpy(*buf + n, "data: ", 6);
+        memcpy(*buf + n + 6, p, l);
+        n += 6 + l;
+        (*buf)[n++] = '\n';
+        p += l;
         if (*p == '\0')
             break;
         p += p[0] == '\r' && p[1] == '\n' ? 2 : 1;
     }
-    buf[n++] = '\n';
-    rc = http_stream_write(req, buf, n);
+    (*buf)[n++] = '\n';
+    *len = n;
+    return 0;
+}
+
+int http_sse_send(struct http_req *req, const char *event, const char *data)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc = http_sse_frame(&buf, &len, &cap, event, data);
+
+    if (rc == 0)
+        rc = http_stream_write(req, buf, len);
     free(buf);
     return rc;
 }

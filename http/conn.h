@@ -64,6 +64,9 @@ struct http_req {
  * name, or NULL. */
 const char *http_req_param(const struct http_req *req, const char *name);
 const char *http_req_query(const struct http_req *req, const char *name);
+/* http_req_query_num - a query parameter as a decimal number, or dflt when
+ * it is absent or not one (?start=&limit=). */
+size_t http_req_query_num(const struct http_req *req, const char *name, size_t dflt);
 const char *http_req_header(const struct http_req *req, const char *name);
 
 /*
@@ -122,6 +125,11 @@ int http_stream_write(struct http_req *req, const void *bytes, size_t len);
  * a "data: " line per line of data, then a blank line. -1 as above, or
  * when event holds a CR or LF. */
 int http_sse_send(struct http_req *req, const char *event, const char *data);
+/* http_sse_frame - the same event appended to *buf (*len bytes of *cap,
+ * grown with realloc), for a stream owner that sends several events, or
+ * one to several streams, in one write (http_stream_write). -1: an event
+ * name with a line break, or no memory (*buf as it was). */
+int http_sse_frame(char **buf, size_t *len, size_t *cap, const char *event, const char *data);
 /* http_stream_end - the body is complete; req is freed (gone is not
  * called). Returns -1 when the end did not reach the client. */
 int http_stream_end(struct http_req *req);

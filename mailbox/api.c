@@ -14,6 +14,7 @@
 #include "../http/server.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <string.h>
@@ -29,6 +30,7 @@ struct mbox_api {
     uv_async_t changed; /* the store changed (on any thread) */
     int closing;
     struct api_wait *waits; /* kept /wait requests */
+    atomic_int nwaits;      /* how many: the store's listener wakes the loop only if any */
 };
 
 struct api_wait {
@@ -42,16 +44,6 @@ struct api_wait {
 };
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static size_t api_num(const struct http_req *req, const char *name, size_t dflt)
-{
-    const char *v = http_req_query(req, name);
-    char *end;
-    if (v == NULL || *v == '\0')
-        return dflt;
-    unsigned long long n = strtoull(v, &end, 10);
-    return *end == '\0' && v[0] != '-' ? (size_t)n : dflt;
-}
 
 /* api_flag - a query parameter that says yes: "1", "true" or "yes". */
 static int api_flag(const struct http_req *req, const char *name)
@@ -149,10 +141,12 @@ static int api_ids(const struct http_req *req, const char ***ids, size_t *n, jso
         *read = r == NULL || json_is_true(r);
     }
     arr = json_object_get(j, "IDs");
-    if (arr == NULL || json_array_size(arr) == 0)
-        return 0;
+    if (arr == NULL || json_is_null(arr))
+        return 0; /* none named: all */
     if (!json_is_array(arr))
-        return -1;
+        return -1; /* never "all" for a malformed list */
+    if (json_array_size(arr) == 0)
+        return 0;
     *ids = calloc(json_array_size(arr), sizeof(**ids));
     if (*ids == NULL)
         return -1;
@@ -174,7 +168,8 @@ static void api_list(struct http_req *req, void *arg)
 {
     struct mbox_api *a = arg;
     size_t len;
-    char *j = mbox_view_list(a->m, api_num(req, "start", 0), api_num(req, "limit", 50), &len);
+    char *j = mbox_view_list(a->m, http_req_query_num(req, "start", 0),
+                             http_req_query_num(req, "limit", 50), &len);
     if (j == NULL)
         http_reply_error(req, 500, "out of memory");
     else
@@ -311,8 +306,8 @@ static void api_view_html(struct http_req *req, void *arg)
 static void api_search_get(struct http_req *req, void *arg)
 {
     size_t matched, len;
-    char *j = api_search(arg, http_req_query(req, "query"), api_num(req, "start", 0),
-                         api_num(req, "limit", 50), &len, &matched, NULL, NULL);
+    char *j = api_search(arg, http_req_query(req, "query"), http_req_query_num(req, "start", 0),
+                         http_req_query_num(req, "limit", 50), &len, &matched, NULL, NULL);
     if (j == NULL)
         http_reply_error(req, 500, "out of memory");
     else
@@ -367,6 +362,7 @@ static void api_wait_end(struct api_wait *w)
             w->a->waits = w->next;
         if (w->next != NULL)
             w->next->prev = w->prev;
+        atomic_fetch_sub(&w->a->nwaits, 1);
     }
     uv_close((uv_handle_t *)&w->timer, api_wait_closed);
 }
@@ -410,7 +406,8 @@ static void api_wait(struct http_req *req, void *arg)
 {
     struct mbox_api *a = arg;
     const char *query = http_req_query(req, "query");
-    size_t count = api_num(req, "count", 1), timeout = api_num(req, "timeout", API_WAIT_DEFAULT_S);
+    size_t count = http_req_query_num(req, "count", 1),
+           timeout = http_req_query_num(req, "timeout", API_WAIT_DEFAULT_S);
     struct api_wait *w;
 
     if (timeout > API_WAIT_MAX_S)
@@ -432,6 +429,7 @@ static void api_wait(struct http_req *req, void *arg)
     if (a->waits != NULL)
         a->waits->prev = w;
     a->waits = w;
+    atomic_fetch_add(&a->nwaits, 1); /* before the first look: no change goes unseen */
     if (api_wait_try(w, 0))
         return;
     http_req_keep(req, api_wait_gone, w);
@@ -455,7 +453,9 @@ static void api_notify(void *arg, enum mbox_change what, const char *id)
 {
     struct mbox_api *a = arg;
     (void)id;
-    if (what == MBOX_ADDED || what == MBOX_READ)
+    /* a wake-up is two system calls: none while nobody waits (a wait looks
+     * at the store itself when it starts) */
+    if ((what == MBOX_ADDED || what == MBOX_READ) && atomic_load(&a->nwaits) > 0)
         uv_async_send(&a->changed);
 }
 
@@ -505,7 +505,13 @@ int api_open(struct mbox_api **out, struct http_server *s, uv_loop_t *loop, stru
 
 static void api_async_closed(uv_handle_t *h)
 {
-    free(h->data);
+    (void)h; /* freed by api_free, once the relay's threads (which tell
+                the store's changes) have stopped */
+}
+
+void api_free(struct mbox_api *a)
+{
+    free(a);
 }
 
 void api_close(struct mbox_api *a)

@@ -24,5 +24,8 @@ int api_open(struct mbox_api **out, struct http_server *s, uv_loop_t *loop, stru
 /* api_close - answer no more: waiting requests are let go (the server
  * closes their connections), the async handle closed. */
 void api_close(struct mbox_api *a);
+/* api_free - after api_close, once no relay thread runs (the store's
+ * listener may be running on one until then). */
+void api_free(struct mbox_api *a);
 
 #endif

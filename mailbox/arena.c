@@ -35,7 +35,7 @@
 #define ARENA_SPARES    4 /* spares kept at least (max_spares: more, for big pieces) */
 #define ARENA_READY     2 /* spares the preparer keeps ready ... */
 #define ARENA_READY_BIG 4 /* ... and more for each big piece growing */
-#define ARENA_READY_MAX 16
+#define ARENA_READY_MAX 8 /* and at most a quarter of the spares kept (max_spares) */
 
 _Static_assert(ARENA_REGION == MBOX_ARENA_BIG, "a big piece is one that fills a region");
 
@@ -106,6 +106,7 @@ static struct region *arena_header(void *at)
     r->used = ARENA_HDR;
     r->live = 0;
     r->next = NULL;
+    r->growing = false; /* a region that was a big piece's first, or held its bytes */
     return r;
 }
 
@@ -133,9 +134,10 @@ static void arena_touch(struct region *r)
 /* arena_ready - how many spares the preparer keeps now (mu held). */
 static size_t arena_ready(const struct mbox_arena *a)
 {
-    size_t n = ARENA_READY + ARENA_READY_BIG * a->growing;
+    size_t n = ARENA_READY + ARENA_READY_BIG * a->growing, most = a->max_spares / 4;
     n = n < ARENA_READY_MAX ? n : ARENA_READY_MAX;
-    return n < a->max_spares ? n : a->max_spares;
+    most = most > 1 ? most : 1; /* a small store (--keep-bytes): little memory ahead */
+    return n < most ? n : most;
 }
 
 /* arena_prepare - the preparer's loop: keep arena_ready() spares, mapped
@@ -284,6 +286,12 @@ void *mbox_arena_grow(struct mbox_arena *a, void *p, size_t need, size_t *room)
         ;
     int ok = r->used >= need + ARENA_HDR;
     *room = r->used - ARENA_HDR;
+    if (!ok && p == NULL) {
+        /* a new one that could not be made whole: all of it goes back */
+        a->growing--;
+        arena_shrink(a, r, ARENA_REGION);
+        arena_retire(a, r);
+    }
     pthread_mutex_unlock(&a->mu);
     return ok ? (uint8_t *)r + ARENA_HDR : NULL; /* p, if any, is still the caller's */
 }

@@ -679,7 +679,8 @@ static void col_put(struct mbox_collect *c, struct col_tx *t, const uint8_t *p, 
              * to the store as it is when done */
             struct mbox_arena *a = mbox_store_arena(c->m);
             if ((b = mbox_arena_grow(a, NULL, cap, &cap)) != NULL) {
-                memcpy(b, t->buf, t->len);
+                if (t->len > 0)
+                    memcpy(b, t->buf, t->len);
                 col_pool_put(c, t->buf, t->cap); /* for the next message's start */
                 t->big = a;
             }

@@ -29,7 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EV_HEADERS "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
+#define EV_GATHER_MS  20           /* events gathered before a write to the streams */
+#define EV_BATCH_KEEP (256u << 10) /* the batch's room kept between wake-ups */
+#define EV_HEADERS    "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
 
 struct ev_sub {
     struct mbox_events *e;
@@ -45,9 +47,12 @@ struct mbox_events {
     struct evq *q;
     uv_async_t wake; /* the queue has events (any thread) */
     uv_timer_t ping;
+    uv_timer_t gather; /* a wake-up's events wait this long for more (EV_GATHER_MS) */
     int closing;
     atomic_int nsubs; /* streams; read by the producers */
     struct ev_sub *subs;
+    char *batch; /* the events of a wake-up, framed, for every stream */
+    size_t batch_len, batch_cap;
 };
 
 /* ---- producers (any thread) ------------------------------------------------------- */
@@ -68,7 +73,9 @@ static void ev_news(void *arg, const struct sess_news *n)
     if (atomic_load(&e->nsubs) == 0)
         return;
     if (n->what == SESS_LINE) {
-        evq_push(e->q, EVQ_LINE, n->session, n->time_us, (int)n->kind, n->line, n->len);
+        size_t len;
+        const char *line = sess_news_line(n, &len); /* rendered only for open streams */
+        evq_push(e->q, EVQ_LINE, n->session, n->time_us, (int)n->kind, line, len);
         return;
     }
     /* the session as it is now (opened, or closed with its counts) */
@@ -149,13 +156,27 @@ static void ev_check(struct ev_sub *sub, int rc)
         ev_end(sub, "this client fell too far behind (more than 1 MiB unread)");
 }
 
-/* ev_send - one event to every stream. */
+/* ev_send - one event for every stream: framed once into the batch that
+ * ev_flush writes (one write per stream for all the events of a wake-up,
+ * not one per event and stream). */
 static void ev_send(struct mbox_events *e, const char *event, const char *data)
 {
-    for (struct ev_sub *sub = e->subs, *next; sub != NULL; sub = next) {
+    (void)http_sse_frame(&e->batch, &e->batch_len, &e->batch_cap, event, data);
+}
+
+/* ev_flush - the batch to every stream. */
+static void ev_flush(struct mbox_events *e)
+{
+    for (struct ev_sub *sub = e->subs, *next; sub != NULL && e->batch_len > 0; sub = next) {
         next = sub->next;
         if (!sub->dead)
-            ev_check(sub, http_sse_send(sub->req, event, data));
+            ev_check(sub, http_stream_write(sub->req, e->batch, e->batch_len));
+    }
+    e->batch_len = 0;
+    if (e->batch_cap > EV_BATCH_KEEP) { /* a burst's room is not kept */
+        free(e->batch);
+        e->batch = NULL;
+        e->batch_cap = 0;
     }
 }
 
@@ -199,6 +220,18 @@ static const struct evq_item *ev_deletes(struct mbox_events *e, const struct evq
     return it;
 }
 
+/* ev_gathered_cb - the events framed in the last EV_GATHER_MS, to the
+ * streams in one write each. */
+static void ev_gathered_cb(uv_timer_t *t)
+{
+    ev_flush(t->data);
+}
+
+/* ev_wake_cb - events came: each is made (a new message's summary now,
+ * while the message is surely there) and framed into the batch, which is
+ * written after EV_GATHER_MS with those that follow meanwhile (the relay
+ * runs on this loop too: written at once, each event would be a write
+ * per stream), or at once when it is large. */
 static void ev_wake_cb(uv_async_t *h)
 {
     struct mbox_events *e = h->data;
@@ -227,6 +260,10 @@ static void ev_wake_cb(uv_async_t *h)
     evq_items_free(items);
     if (dropped > 0 && e->subs != NULL)
         ev_send_json(e, "dropped", json_pack("{s:I}", "Dropped", (json_int_t)dropped));
+    if (e->batch_len >= EV_BATCH_KEEP)
+        ev_flush(e);
+    else if (e->batch_len > 0 && !e->closing && !uv_is_active((uv_handle_t *)&e->gather))
+        uv_timer_start(&e->gather, ev_gathered_cb, EV_GATHER_MS, 0);
 }
 
 static void ev_ping_cb(uv_timer_t *t)
@@ -303,6 +340,8 @@ int events_open(struct mbox_events **out, struct http_server *s, uv_loop_t *loop
     e->wake.data = e;
     uv_timer_init(loop, &e->ping);
     e->ping.data = e;
+    uv_timer_init(loop, &e->gather);
+    e->gather.data = e;
     *out = e;
     if (http_route(s, "GET", "/api/events", ev_subscribe, e) != 0 ||
         (m != NULL && mbox_add_notify(m, ev_store_changed, e) != 0)) {
@@ -327,12 +366,15 @@ void events_close(struct mbox_events *e)
         sess_set_listener(e->reg, NULL, NULL);
     if (e->m != NULL)
         mbox_remove_notify(e->m, ev_store_changed, e);
+    ev_flush(e); /* what was gathered, before the end */
     while (e->subs != NULL)
         ev_end(e->subs, "smtpscope is stopping");
     uv_timer_stop(&e->ping);
-    /* both closed before the loop's last turn; e is freed after it */
+    uv_timer_stop(&e->gather);
+    /* all closed before the loop's last turn; e is freed after it */
     uv_close((uv_handle_t *)&e->wake, NULL);
     uv_close((uv_handle_t *)&e->ping, NULL);
+    uv_close((uv_handle_t *)&e->gather, NULL);
 }
 
 void events_free(struct mbox_events *e)
@@ -340,5 +382,6 @@ void events_free(struct mbox_events *e)
     if (e == NULL)
         return;
     evq_free(e->q);
+    free(e->batch);
     free(e);
 }

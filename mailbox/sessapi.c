@@ -13,16 +13,6 @@
 
 #define SAPI_LIMIT_DEFAULT 50 /* sessions listed when no limit is given (Mailpit's) */
 
-static size_t sapi_num(const struct http_req *req, const char *name, size_t dflt)
-{
-    const char *v = http_req_query(req, name);
-    char *end;
-    if (v == NULL || *v == '\0')
-        return dflt;
-    unsigned long long n = strtoull(v, &end, 10);
-    return *end == '\0' && v[0] != '-' ? (size_t)n : dflt;
-}
-
 /* sapi_id - the {id} of the path as a session ID; 0 when it is not one. */
 static uint64_t sapi_id(const struct http_req *req)
 {
@@ -38,8 +28,8 @@ static uint64_t sapi_id(const struct http_req *req)
 
 static void sapi_list(struct http_req *req, void *arg)
 {
-    json_t *j =
-        sess_view_list(arg, sapi_num(req, "start", 0), sapi_num(req, "limit", SAPI_LIMIT_DEFAULT));
+    json_t *j = sess_view_list(arg, http_req_query_num(req, "start", 0),
+                               http_req_query_num(req, "limit", SAPI_LIMIT_DEFAULT));
     if (j == NULL)
         http_reply_error(req, 500, "out of memory");
     else

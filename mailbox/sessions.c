@@ -3,21 +3,27 @@
  *
  * Owns, under one mutex (mu): the sessions kept, each in a hash map by ID
  * and in a list by age (oldest first), with its facts, the IDs of its
- * messages and two growing buffers of lines; the byte count of all lines;
- * the listener; and two scratch lines for the event being rendered (the
- * consumer's, which the transcript's lock serialises as well).
+ * messages and its events, packed (log/evpack.h) in chunks; the byte count
+ * of all events kept; the listener; and a scratch line for the event being
+ * told to it (the consumer's, which the transcript's lock serialises as
+ * well).
  *
- * A consumer of the transcript: each event is redacted here as
- * tlog_emit redacts it (consumers see events before redaction), then
- * rendered by the console's and --json's own functions, so the lines are
- * the console's and --json's, not a copy of their rules. It never calls
- * the transcript (its lock is held). Lock order: the transcript's, then
- * mu; the store's listener takes a reference from the store before mu.
+ * A consumer of the transcript: each event is redacted here as tlog_emit
+ * redacts it (consumers see events before redaction) and kept as it is;
+ * its console and JSON lines are rendered by the console's and --json's
+ * own functions when a transcript is asked for (or, for a live stream,
+ * when the listener asks), so the lines are the console's and --json's,
+ * not a copy of their rules, and the relay's path pays a copy per event,
+ * not two renderings. It never calls the transcript (its lock is held).
+ * Lock order: the transcript's, then mu; the store's listener takes a
+ * reference from the store before mu.
  */
 #include "sessions.h"
+#include "arena.h"
 #include "collect.h"
 #include "store.h"
 #include "view.h"
+#include "../log/evpack.h"
 #include "../log/redact.h"
 #include "../log/render_console.h"
 #include "../log/render_json.h"
@@ -30,11 +36,24 @@
 
 #define SESS_BUCKETS 1024 /* the map's buckets (chained); more than SESS_KEEP_MAX */
 
-/* A growing buffer of lines. */
-struct sess_buf {
-    char *p;
-    size_t len, cap;
+/* A buffer of lines in chunks, each a piece of the store's arena (the
+ * first ones small, malloc's; then SESS_CHUNK bytes in regions the arena
+ * made ready ahead and takes back as sessions go), so keeping lines on the
+ * relay's path never faults in fresh memory page by page. */
+struct sess_chunk {
+    struct sess_chunk *next;
+    size_t len, cap; /* of data */
+    char data[];
 };
+struct sess_buf {
+    struct sess_chunk *head, *tail;
+    size_t len;  /* bytes of lines, all chunks */
+    size_t held; /* bytes of chunks */
+    unsigned n;  /* chunks */
+};
+
+#define SESS_CHUNK_FIRST 4096       /* a chunk's size: this, 4x the last, ... */
+#define SESS_CHUNK       (64 << 10) /* ... at most this */
 
 /* Lines not kept from one point on. */
 struct sess_cut {
@@ -58,8 +77,9 @@ struct sess_rec {
     struct tlog_totals totals;
     char (*msgs)[MBOX_ID_LEN + 1]; /* oldest first */
     size_t nmsgs, msgs_cap;
-    struct sess_buf text, json;
-    struct sess_cut text_cut, json_cut;
+    struct sess_buf evs;     /* its events, each a size (uint64_t) and a record */
+    struct sess_cut cut;     /* events not kept, from cut.at on */
+    unsigned long lines_cut; /* ... of which console lines */
 };
 
 struct sess_registry {
@@ -73,8 +93,7 @@ struct sess_registry {
     uint64_t bytes; /* lines kept, all sessions */
     sess_news_fn *news;
     void *news_arg;
-    char line[TLOG_LINE_MAX];
-    char jline[TLOG_JSON_LINE_MAX];
+    char line[TLOG_LINE_MAX]; /* the line of the event told (sess_news_line) */
 };
 
 static void sess_event(const struct tlog_event *ev, void *arg);
@@ -95,15 +114,55 @@ static struct sess_rec *sess_find(struct sess_registry *r, uint64_t id)
     return NULL;
 }
 
-static void sess_rec_free(struct sess_rec *s)
+/* sess_buf_clear - every chunk of b back to where it came from. */
+static void sess_buf_clear(struct sess_registry *r, struct sess_buf *b)
+{
+    struct mbox_arena *a = r->m != NULL ? mbox_store_arena(r->m) : NULL;
+    while (b->head != NULL) {
+        struct sess_chunk *c = b->head;
+        b->head = c->next;
+        if (a != NULL)
+            mbox_arena_release(a, c, sizeof(*c) + c->cap);
+        else
+            free(c);
+    }
+    memset(b, 0, sizeof(*b));
+}
+
+/* sess_buf_room - a chunk at b's end with n bytes free; NULL: no memory. */
+static struct sess_chunk *sess_buf_room(struct sess_registry *r, struct sess_buf *b, size_t n)
+{
+    if (b->tail != NULL && b->tail->cap - b->tail->len >= n)
+        return b->tail;
+    size_t cap = b->tail == NULL ? SESS_CHUNK_FIRST : b->tail->cap * 4;
+    cap = cap < SESS_CHUNK ? cap : SESS_CHUNK;
+    cap = cap > n ? cap : n;
+    struct mbox_arena *a = r->m != NULL ? mbox_store_arena(r->m) : NULL;
+    struct sess_chunk *c =
+        a != NULL ? mbox_arena_alloc(a, sizeof(*c) + cap) : malloc(sizeof(*c) + cap);
+    if (c == NULL)
+        return NULL;
+    c->next = NULL;
+    c->len = 0;
+    c->cap = cap;
+    if (b->tail != NULL)
+        b->tail->next = c;
+    else
+        b->head = c;
+    b->tail = c;
+    b->held += cap;
+    b->n++;
+    return c;
+}
+
+static void sess_rec_free(struct sess_registry *r, struct sess_rec *s)
 {
     free(s->client);
     free(s->why);
     mbox_tls_clear(&s->tls_client);
     mbox_tls_clear(&s->tls_upstream);
     free(s->msgs);
-    free(s->text.p);
-    free(s->json.p);
+    sess_buf_clear(r, &s->evs);
     free(s);
 }
 
@@ -123,8 +182,8 @@ static void sess_forget(struct sess_registry *r, struct sess_rec *s)
     else
         r->newest = s->older;
     r->n--;
-    r->bytes -= s->text.len + s->json.len;
-    sess_rec_free(s);
+    r->bytes -= s->evs.len;
+    sess_rec_free(r, s);
 }
 
 /* sess_oldest_closed - the oldest closed session but `keep`, or NULL. */
@@ -175,36 +234,29 @@ static int sess_room(struct sess_registry *r, const struct sess_rec *s, size_t n
     return 1;
 }
 
-/* sess_keep_line - add a line to b, or count it in cut when b has its max,
- * or all sessions theirs. always: keep it anyway (a close line). */
-static void sess_keep_line(struct sess_registry *r, struct sess_rec *s, struct sess_buf *b,
-                           struct sess_cut *cut, size_t max, const char *line, size_t n,
-                           uint64_t time_us, int always)
+/* sess_keep_event - keep ev (as shown) in s, or count it as not kept
+ * when s has its bound (SESS_EVENTS_MAX), or all sessions theirs. always:
+ * keep it anyway (a close). */
+static void sess_keep_event(struct sess_registry *r, struct sess_rec *s,
+                            const struct tlog_event *ev, int always)
 {
-    if (!always && (cut->lines > 0 || b->len + n > max || !sess_room(r, s, n))) {
-        if (cut->lines++ == 0) {
-            cut->at = b->len;
-            cut->first_us = time_us;
+    uint64_t n = sizeof(uint64_t) + tlog_event_packed_size(ev);
+    struct sess_chunk *c = NULL;
+
+    if (always || (s->cut.lines == 0 && s->evs.len + n <= SESS_EVENTS_MAX && sess_room(r, s, n)))
+        c = sess_buf_room(r, &s->evs, n);
+    if (c == NULL) {
+        if (s->cut.lines++ == 0) {
+            s->cut.at = s->evs.len;
+            s->cut.first_us = ev->time_us;
         }
+        s->lines_cut += !ev->explain_only;
         return;
     }
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            if (cut->lines++ == 0) {
-                cut->at = b->len;
-                cut->first_us = time_us;
-            }
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, line, n);
-    b->len += n;
+    memcpy(c->data + c->len, &n, sizeof(n));
+    tlog_event_pack(ev, c->data + c->len + sizeof(n));
+    c->len += n;
+    s->evs.len += n;
     r->bytes += n;
 }
 
@@ -263,7 +315,7 @@ static void sess_facts(struct sess_rec *s, const struct tlog_event *ev)
 }
 
 static void sess_tell(struct sess_registry *r, const struct sess_rec *s, enum sess_news_kind what,
-                      const struct tlog_event *ev, const char *line, size_t len)
+                      const struct tlog_event *ev)
 {
     if (r->news == NULL)
         return;
@@ -272,11 +324,18 @@ static void sess_tell(struct sess_registry *r, const struct sess_rec *s, enum se
         .session = s->id,
         .time_us = ev->time_us,
         .kind = ev->kind,
-        .line = line,
-        .len = len,
         .rec = s,
+        .ev = ev,
+        .scratch = r->line,
     };
     r->news(r->news_arg, &n);
+}
+
+const char *sess_news_line(const struct sess_news *n, size_t *len)
+{
+    size_t k = tlog_format_line(n->ev, n->scratch, TLOG_LINE_MAX, 0, 0);
+    *len = k > 0 ? k - 1 : 0; /* without its newline */
+    return n->scratch;
 }
 
 static void sess_event(const struct tlog_event *ev, void *arg)
@@ -301,7 +360,7 @@ static void sess_event(const struct tlog_event *ev, void *arg)
     }
     sess_facts(s, ev);
     if (opened)
-        sess_tell(r, s, SESS_OPENED, ev, NULL, 0);
+        sess_tell(r, s, SESS_OPENED, ev);
 
     /* redacted as tlog_emit redacts, unless --show-secrets */
     shown = *ev;
@@ -311,16 +370,13 @@ static void sess_event(const struct tlog_event *ev, void *arg)
         shown.bytes = masked;
     }
     int last = ev->kind == TLOG_CLOSE;
-    if (!shown.explain_only) { /* the console without --explain */
-        size_t n = tlog_format_line(&shown, r->line, sizeof(r->line), 0, 0);
+    sess_keep_event(r, s, &shown, last);
+    if (!shown.explain_only) { /* a line of the console without --explain */
         s->lines++;
-        sess_keep_line(r, s, &s->text, &s->text_cut, SESS_TEXT_MAX, r->line, n, ev->time_us, last);
-        sess_tell(r, s, SESS_LINE, ev, r->line, n > 0 ? n - 1 : 0);
+        sess_tell(r, s, SESS_LINE, &shown);
     }
-    size_t jn = tlog_json_format(&shown, r->jline, sizeof(r->jline), TLOG_JSON_NOTE);
-    sess_keep_line(r, s, &s->json, &s->json_cut, SESS_JSON_MAX, r->jline, jn, ev->time_us, last);
     if (last)
-        sess_tell(r, s, SESS_CLOSED, ev, NULL, 0);
+        sess_tell(r, s, SESS_CLOSED, ev);
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -465,7 +521,7 @@ static json_t *sess_json(const struct sess_rec *s)
         "Counts", "Commands", (json_int_t)s->commands, "Replies", (json_int_t)s->replies,
         "Accepted", (json_int_t)s->accepted, "Refused", (json_int_t)s->refused, "Warnings",
         (json_int_t)s->warnings, "Errors", (json_int_t)s->errors, "Lines", (json_int_t)s->lines,
-        "LinesNotKept", (json_int_t)s->text_cut.lines, "Bytes", bytes, "Messages", msgs);
+        "LinesNotKept", (json_int_t)s->lines_cut, "Bytes", bytes, "Messages", msgs);
 }
 
 json_t *sess_news_json(const struct sess_news *n)
@@ -509,49 +565,104 @@ json_t *sess_view_one(struct sess_registry *r, uint64_t id)
     return j;
 }
 
+/* sess_out - a growing answer. */
+struct sess_out {
+    char *p;
+    size_t len, cap;
+    int failed;
+};
+
+static void sess_out_put(struct sess_out *o, const char *p, size_t n)
+{
+    if (o->failed || n == 0)
+        return;
+    if (o->len + n + 1 > o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 16384;
+        while (cap < o->len + n + 1)
+            cap *= 2;
+        char *q = realloc(o->p, cap);
+        if (q == NULL) {
+            o->failed = 1;
+            return;
+        }
+        o->p = q;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->len, p, n);
+    o->len += n;
+    o->p[o->len] = '\0';
+}
+
+/* sess_render - one kept event's line into o (console or JSON). */
+static void sess_render(struct sess_out *o, const struct tlog_event *ev, int json, char *scratch,
+                        size_t cap)
+{
+    size_t n = 0;
+    if (json)
+        n = tlog_json_format(ev, scratch, cap, TLOG_JSON_NOTE);
+    else if (!ev->explain_only) /* the console without --explain */
+        n = tlog_format_line(ev, scratch, cap, 0, 0);
+    sess_out_put(o, scratch, n);
+}
+
+/* sess_cut_mark - where events were cut, a line of the same form says how
+ * many lines are not kept. */
+static void sess_cut_mark(struct sess_out *o, const struct sess_rec *s, int json, char *scratch,
+                          size_t cap)
+{
+    char text[300];
+    snprintf(text, sizeof(text),
+             "%lu line(s) of this session not kept here (the HTTP API keeps %u KiB of a "
+             "session's events; the console, --json and --transcript-dir have them all)",
+             json ? s->cut.lines : s->lines_cut, (unsigned)(SESS_EVENTS_MAX / 1024));
+    struct tlog_event note = {
+        .time_us = s->cut.first_us, .session = s->id, .kind = TLOG_INFO, .own = 1, .text = text};
+    sess_render(o, &note, json, scratch, cap);
+}
+
 int sess_transcript(struct sess_registry *r, uint64_t id, int json, char **buf, size_t *len)
 {
     size_t cap = json ? TLOG_JSON_LINE_MAX : TLOG_LINE_MAX;
-    char *mark = malloc(cap), *out = NULL;
-    size_t mlen = 0;
+    char *scratch = malloc(cap);
+    struct sess_out o = {0};
     int rc = -1;
 
-    if (mark == NULL)
+    if (scratch == NULL)
         return -1;
+    if ((o.p = calloc(1, 1)) == NULL) {
+        free(scratch);
+        return -1;
+    }
+    o.cap = 1;
     pthread_mutex_lock(&r->mu);
     struct sess_rec *s = sess_find(r, id);
     if (s == NULL)
         goto done;
-    const struct sess_buf *b = json ? &s->json : &s->text;
-    const struct sess_cut *cut = json ? &s->json_cut : &s->text_cut;
-    if (cut->lines > 0) {
-        /* where the lines were cut, a line of the same form says so */
-        char text[300];
-        snprintf(text, sizeof(text),
-                 "%lu line(s) of this session not kept here (the HTTP API keeps %u KiB of a "
-                 "session's %s; the console, --json and --transcript-dir have them all)",
-                 cut->lines, (unsigned)((json ? SESS_JSON_MAX : SESS_TEXT_MAX) / 1024),
-                 json ? "JSON Lines" : "transcript");
-        struct tlog_event note = {
-            .time_us = cut->first_us, .session = id, .kind = TLOG_INFO, .own = 1, .text = text};
-        mlen =
-            json ? tlog_json_format(&note, mark, cap, 0) : tlog_format_line(&note, mark, cap, 0, 0);
+    size_t at = 0;
+    for (const struct sess_chunk *c = s->evs.head; c != NULL; c = c->next) {
+        for (size_t k = 0; k < c->len;) {
+            uint64_t n;
+            struct tlog_event ev;
+            if (s->cut.lines > 0 && at == s->cut.at)
+                sess_cut_mark(&o, s, json, scratch, cap);
+            memcpy(&n, c->data + k, sizeof(n));
+            tlog_event_unpack(c->data + k + sizeof(n), &ev);
+            sess_render(&o, &ev, json, scratch, cap);
+            k += n;
+            at += n;
+        }
     }
-    out = malloc(b->len + mlen + 1);
-    if (out == NULL)
-        goto done;
-    size_t at = cut->lines > 0 ? cut->at : b->len;
-    if (at > 0)
-        memcpy(out, b->p, at);
-    memcpy(out + at, mark, mlen);
-    if (b->len > at)
-        memcpy(out + at + mlen, b->p + at, b->len - at);
-    out[b->len + mlen] = '\0';
-    *buf = out;
-    *len = b->len + mlen;
+    if (s->cut.lines > 0 && at == s->cut.at)
+        sess_cut_mark(&o, s, json, scratch, cap); /* cut at the end (still open) */
     rc = 0;
 done:
     pthread_mutex_unlock(&r->mu);
-    free(mark);
-    return rc;
+    free(scratch);
+    if (rc != 0 || o.failed) {
+        free(o.p);
+        return -1;
+    }
+    *buf = o.p;
+    *len = o.len;
+    return 0;
 }

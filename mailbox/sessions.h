@@ -2,19 +2,20 @@
  * sessions - the session registry: a consumer of the transcript that keeps,
  * per SMTP session, what the HTTP API shows of it (/api/v1/sessions): the
  * client, start and end, open or closed and why, both legs' TLS, counts,
- * the IDs of its messages still in the store, and its transcript twice:
+ * the IDs of its messages still in the store, and its events, redacted
+ * unless --show-secrets, from which it renders its transcript when asked:
  * the console's lines (as the console prints them without colour or
- * learner notes) and the JSON Lines of --json, redacted unless
- * --show-secrets. It tells one listener (the live events, events.c) of each
- * session opened and closed and of each console line.
+ * learner notes) or the JSON Lines of --json. It tells one listener (the
+ * live events, events.c) of each session opened and closed and of each
+ * console line.
  *
  * A session is known from its client connection (the client leg's
  * TLOG_CONNECT) on. Bounded: the newest `keep` sessions (at most
- * SESS_KEEP_MAX; closed ones go first), SESS_TEXT_MAX bytes of console
- * lines and SESS_JSON_MAX of JSON Lines per session, and SESS_BYTES_MAX of
- * both for all sessions (the oldest closed sessions go to make room). Lines
- * past a bound are counted, not kept; the transcript says how many where
- * they were cut, and a session's close line is always kept.
+ * SESS_KEEP_MAX; closed ones go first), SESS_EVENTS_MAX bytes of events
+ * per session, and SESS_BYTES_MAX for all sessions (the oldest closed
+ * sessions go to make room). Events past a bound are counted, not kept;
+ * the transcript says how many lines where they were cut, and a session's
+ * close is always kept.
  *
  * Thread-safe: events come on any event loop's thread (inside the
  * transcript's lock), store changes on any thread, reads on the HTTP loop.
@@ -28,11 +29,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SESS_KEEP_MAX  1000          /* sessions kept (fewer with a smaller --keep) */
-#define SESS_TEXT_MAX  (256 * 1024)  /* console lines kept per session, bytes */
-#define SESS_JSON_MAX  (512 * 1024)  /* JSON Lines kept per session, bytes */
-#define SESS_BYTES_MAX (64ull << 20) /* both, for all sessions */
-#define SESS_MSGS_MAX  1000          /* message IDs listed per session (the newest) */
+#define SESS_KEEP_MAX   1000          /* sessions kept (fewer with a smaller --keep) */
+#define SESS_EVENTS_MAX (512 * 1024)  /* events kept per session, bytes (packed: log/evpack.h) */
+#define SESS_BYTES_MAX  (64ull << 20) /* ... for all sessions */
+#define SESS_MSGS_MAX   1000          /* message IDs listed per session (the newest) */
 
 struct mbox;
 struct sess_registry;
@@ -80,10 +80,10 @@ struct sess_news {
     enum sess_news_kind what;
     uint64_t session;
     uint64_t time_us;
-    enum tlog_kind kind; /* SESS_LINE: the event's */
-    const char *line;    /* SESS_LINE: the console line, without its newline */
-    size_t len;
-    const struct sess_rec *rec; /* for sess_news_json, during the call */
+    enum tlog_kind kind;         /* SESS_LINE: the event's */
+    const struct sess_rec *rec;  /* for sess_news_json, during the call */
+    const struct tlog_event *ev; /* the event, as shown (redacted) */
+    char *scratch;               /* sess_news_line's room */
 };
 /* sess_news_fn - called on the thread of the event, inside the
  * transcript's lock and the registry's: copy what is needed, hand it to
@@ -95,5 +95,9 @@ void sess_set_listener(struct sess_registry *r, sess_news_fn *fn, void *arg);
 /* sess_news_json - the session object of the news, as it is now (inside
  * the listener only). */
 json_t *sess_news_json(const struct sess_news *n);
+/* sess_news_line - SESS_LINE: its console line, rendered now (only a
+ * listener that will use it asks), without its newline; valid during the
+ * call. */
+const char *sess_news_line(const struct sess_news *n, size_t *len);
 
 #endif

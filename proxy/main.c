@@ -132,8 +132,7 @@ static void px_grace_cb(uv_timer_t *t)
 static void px_http_close(void)
 {
     events_close(m.events); /* freed at exit: a relay thread may still look */
-    api_close(m.api);
-    m.api = NULL;
+    api_close(m.api);       /* idempotent; freed at exit, like the events */
     http_server_close(m.http);
     m.http = NULL;
 }
@@ -529,6 +528,7 @@ static void px_cleanup(void)
     mbox_collect_close(m.collect);
     sess_close(m.sessions);
     events_free(m.events);
+    api_free(m.api);
     mbox_free(m.mbox);
     mbox_mime_shutdown();
     tls_session_free(m.shared.up_session);

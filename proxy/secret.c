@@ -380,10 +380,13 @@ static int secret_judge(struct secret *sec, char *why, size_t whylen, int64_t *e
         exp = json_object_get(o, "expires_in");
         if (json_is_integer(exp))
             *expires_in = json_integer_value(exp);
-        else if (json_is_real(exp))
-            *expires_in = (int64_t)json_real_value(exp);
-        else if (json_is_string(exp) && json_string_value(exp)[0] >= '0' &&
-                 json_string_value(exp)[0] <= '9')
+        else if (json_is_real(exp)) {
+            double v = json_real_value(exp); /* clamped before the cast: no overflow */
+            *expires_in = v > 0 && v < (double)SECRET_EXPIRES_MAX ? (int64_t)v
+                          : v > 0                                 ? SECRET_EXPIRES_MAX
+                                                                  : 0;
+        } else if (json_is_string(exp) && json_string_value(exp)[0] >= '0' &&
+                   json_string_value(exp)[0] <= '9')
             *expires_in = strtoll(json_string_value(exp), NULL, 10);
         len = json_string_length(tok);
         int rc = 0;

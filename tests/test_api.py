@@ -6,6 +6,7 @@ poll, and the HTML view's Content-Security-Policy."""
 import json
 import re
 import smtplib
+import subprocess
 import tempfile
 import threading
 import time
@@ -197,6 +198,13 @@ class MessagesTest(ApiCase):
         self.assertEqual(self.get("/api/v1/messages")["total"], 0)
         st, _, _ = call(self.port, "/api/v1/messages", "DELETE", "not an object")
         self.assertEqual(st, 400)
+        self.send(rich_message(9))
+        for bad in ({"IDs": "abc"}, {"IDs": {}}, {"IDs": 7}):  # never read as "all"
+            self.assertEqual(call(self.port, "/api/v1/messages", "DELETE", bad)[0], 400)
+            self.assertEqual(call(self.port, "/api/v1/messages", "PUT",
+                                  dict(bad, Read=True))[0], 400)
+        self.assertEqual(self.get("/api/v1/messages")["total"], 1)
+        self.assertEqual(self.get("/api/v1/messages")["unread"], 1)
 
     def test_info_counts_the_kept_messages(self):
         self.api("--keep", "3")
@@ -220,6 +228,50 @@ class MessagesTest(ApiCase):
         self.assertEqual((page["total"], page["count"], page["start"]), (5, 2, 1))
         self.assertEqual([m["Subject"] for m in page["messages"]],
                          ["Grüße 3 aus Köln", "Grüße 2 aus Köln"])
+
+    def test_mime_made_by_swaks_and_curl(self):
+        """MIME from other clients than Python's: swaks's attachment and
+        curl's multipart (-F), decoded by the API."""
+        self.api()
+        d = tempfile.mkdtemp(prefix="smtpscope-api-clients-")
+        with open(f"{d}/report-7.txt", "wb") as f:
+            f.write("Zeile mit Umlauten: äöü\n".encode() * 50)
+        r = subprocess.run(["swaks", "--server", f"127.0.0.1:{self.scope.port}",
+                            "--from", "app@example.test", "--to", "ops@example.test",
+                            "--header", "Subject: swaks report", "--body", "see the attachment",
+                            "--attach-type", "text/plain", "--attach-name", "report-7.txt",
+                            "--attach", f"@{d}/report-7.txt"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        m = self.get("/api/v1/message/latest")
+        self.assertEqual(m["Subject"], "swaks report")
+        self.assertIn("see the attachment", m["Text"])
+        self.assertEqual([a["FileName"] for a in m["Attachments"]], ["report-7.txt"])
+        st, hd, body = call(self.port, f"/api/v1/message/{m['ID']}/part/"
+                                       f"{m['Attachments'][0]['PartID']}")
+        self.assertEqual(body, "Zeile mit Umlauten: äöü\n".encode() * 50)
+        self.assertEqual(m["Attachments"][0]["Size"], len(body))
+
+        with open(f"{d}/hello.txt", "w") as f:
+            f.write("Hallo von curl\n")
+        with open(f"{d}/head.txt", "w") as f:
+            f.write("Subject: curl multipart\r\nFrom: app@example.test\r\n"
+                    "To: ops@example.test\r\n")
+        r = subprocess.run(["curl", "-sS", f"smtp://127.0.0.1:{self.scope.port}",
+                            "--mail-from", "app@example.test", "--mail-rcpt", "ops@example.test",
+                            "-H", "Subject: curl multipart", "-H", "From: app@example.test",
+                            "-H", "To: ops@example.test",
+                            "-F", "=Hallo von curl, im Text;type=text/plain; charset=utf-8",
+                            "-F", f"file=@{d}/report-7.txt;type=text/plain"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        m = self.get("/api/v1/message/latest")
+        self.assertEqual(m["Subject"], "curl multipart")
+        self.assertIn("Hallo von curl, im Text", m["Text"])
+        self.assertEqual([a["FileName"] for a in m["Attachments"]], ["report-7.txt"])
+        self.assertEqual(self.get("/api/v1/search?query=has:attachment")["messages_count"], 2)
+        self.assertEqual(self.get("/api/v1/search?query=has:attachment+subject:curl")
+                         ["messages_count"], 1)
 
     def test_relay_mode_keeps_the_upstream_verdict(self):
         up = h.Upstream()

@@ -451,6 +451,19 @@ class WordsTest(SinkCase):
         r = check("--json", jpath, "--no-warnings")
         self.assertIn("session 1 had 204 warning(s)", r.stdout)
 
+    def test_trace_names_the_sinks_states(self):
+        sc = self.sink("--trace")
+        c = smtplib.SMTP("127.0.0.1", sc.port, timeout=20)
+        c.starttls()
+        c.login("alice", "secret")
+        c.sendmail("a@x.test", ["b@x.test"], b"Subject: t\r\n\r\nx\r\n")
+        c.quit()
+        sc.wait_for(r"\[#1\] smtpscope: disconnect")
+        text = sc.text()
+        for change in ("sink state COMMAND -> AUTH-PLAIN", "sink state AUTH-PLAIN -> COMMAND",
+                       "sink state COMMAND -> DATA", "sink state DATA -> COMMAND"):
+            self.assertIn(change, text)
+
     def test_quiet_says_why_a_session_failed(self):
         auth = os.path.join(self.dir, "users")
         with open(auth, "w") as f:

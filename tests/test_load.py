@@ -252,7 +252,11 @@ class SlowUpstreamMemoryTest(unittest.TestCase):
             sc.wait_for("disconnect")
             growth = peak - base
             print(f"\nRSS before {base} kB, peak {peak} kB during a 100 MB message")
-            self.assertLess(growth, 16 * 1024, f"RSS grew by {growth} kB")
+            # the mailbox holds up to --keep-bytes of it (4 MiB) before it
+            # lets go; under ASan its 4 MB quarantine and shadow memory come
+            # on top (19 MB seen on Debian 13)
+            bound = (24 if asan else 16) * 1024
+            self.assertLess(growth, bound, f"RSS grew by {growth} kB")
             self.assertRegex(sc.text(), r"message: 102400 lines, 104857600 bytes")
         finally:
             rc, err = sc.stop()

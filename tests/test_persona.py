@@ -65,9 +65,12 @@ ID_RX = re.compile(r"\b[a-z]\d{1,2}-20020a[0-9a-f]{10}00b0[0-9a-f]{12}sm\d{7}[a-
 
 def norm(text):
     """Gmail's per-session parts out: its ids, the time after 'OK  ', the
-    client's EHLO name."""
+    client's EHLO name; and smtplib's own spelling of MAIL FROM: and RCPT
+    TO: (Python 3.11 writes 'mail FROM:', later ones 'mail from:')."""
     text = ID_RX.sub("ID", text)
     text = re.sub(r"OK  \d{9,11} ID", "OK  TIME ID", text)
+    text = re.sub(r"send: '(mail|rcpt) (from|to):", lambda m: f"send: '{m.group(1)} "
+                  f"{m.group(2).upper()}:", text, flags=re.I)
     return re.sub(r"ehlo \S+\\r\\n", r"ehlo LOCALNAME\\r\\n", text)
 
 

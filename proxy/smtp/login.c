@@ -500,6 +500,11 @@ int login_reply(struct session *s, const struct smtp_reply *r)
         return login_attempt(s);
     }
     snprintf(detail, sizeof(detail), "the upstream answered %d %s", r->code, text);
+    if (r->code / 100 != 4 && r->code / 100 != 5) {
+        /* not a refusal's code (a 2xx or 334 after "*"): the client's MAIL
+         * must still hear one */
+        return login_fail(s, 535, "5.7.8", "the login did not complete", detail);
+    }
     return login_fail(s, r->code, enh,
                       r->code == 534 || strcmp(enh, "5.7.9") == 0
                           ? "an application-specific password is required"

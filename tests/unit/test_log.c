@@ -4,6 +4,7 @@
  */
 #include "check.h"
 
+#include "log/evpack.h"
 #include "log/explain.h"
 #include "log/json.h"
 #include "log/redact.h"
@@ -970,6 +971,94 @@ static void test_explain(void)
     CHECK(n == 39 && strlen(out) == 39);
 }
 
+/* A packed event is the event: every renderer makes the same line of it,
+ * and no pointer of it points outside its record. */
+static void test_evpack(void)
+{
+    struct sockaddr_in6 peer = {.sin6_family = AF_INET6, .sin6_port = htons(2525)};
+    struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(25)};
+    struct tlog_totals totals = {.client_rx = 1,
+                                 .client_tx = 2,
+                                 .up_rx = 3,
+                                 .up_tx = 4,
+                                 .messages = 5,
+                                 .refused = 6,
+                                 .duration_us = 7};
+    const uint8_t req[] = "MAIL FROM:<a@x>", reply[] = "250 2.1.0 OK\r\n";
+    struct tlog_event evs[] = {
+        {.time_us = 1700000000123456ull,
+         .session = 7,
+         .kind = TLOG_COMMAND,
+         .bytes = req,
+         .len = sizeof(req) - 1,
+         .verb = "MAIL",
+         .arg = req + 5,
+         .arglen = sizeof(req) - 6},
+        {.time_us = 1700000000223456ull,
+         .session = 7,
+         .kind = TLOG_REPLY,
+         .leg = TLOG_LEG_UPSTREAM,
+         .dir = TLOG_DIR_IN,
+         .bytes = reply,
+         .len = sizeof(reply) - 1,
+         .code = 250,
+         .answers = "MAIL",
+         .request = req,
+         .request_len = sizeof(req) - 1,
+         .timed = 1,
+         .wait_us = 1234,
+         .reply = reply,
+         .reply_len = sizeof(reply) - 1},
+        {.time_us = 1700000000323456ull,
+         .session = 7,
+         .kind = TLOG_CONNECT,
+         .text = "client 127.0.0.1:5000 -> 127.0.0.1:2525",
+         .local = (struct sockaddr *)&local,
+         .peer = (struct sockaddr *)&peer},
+        {.time_us = 1700000000423456ull,
+         .session = 7,
+         .kind = TLOG_CLOSE,
+         .text = "bye",
+         .totals = &totals,
+         .why = "QUIT"},
+        {.time_us = 1700000000523456ull,
+         .session = 7,
+         .kind = TLOG_INFO,
+         .own = 1,
+         .text = "",
+         .explain_only = 1,
+         .decoded = "Username:"},
+    };
+    for (size_t i = 0; i < NELEM(evs); i++) {
+        size_t n = tlog_event_packed_size(&evs[i]);
+        uint64_t rec[512];
+        CHECK(n % TLOG_EVPACK_ALIGN == 0 && n <= sizeof(rec));
+        memset(rec, 0xa5, sizeof(rec));
+        CHECK(tlog_event_pack(&evs[i], rec) == n);
+        struct tlog_event back;
+        tlog_event_unpack(rec, &back);
+        const void *ptrs[] = {back.bytes,   back.text,    back.verb,  back.arg,
+                              back.answers, back.request, back.reply, back.local,
+                              back.peer,    back.totals,  back.why,   back.decoded};
+        int inside = 1;
+        for (size_t k = 0; k < NELEM(ptrs); k++)
+            inside &= ptrs[k] == NULL || ((const uint8_t *)ptrs[k] >= (const uint8_t *)rec &&
+                                          (const uint8_t *)ptrs[k] < (const uint8_t *)rec + n);
+        CHECK(inside);
+        char a[TLOG_JSON_LINE_MAX], b[TLOG_JSON_LINE_MAX];
+        size_t la = tlog_format_line(&evs[i], a, sizeof(a), 0, 1);
+        size_t lb = tlog_format_line(&back, b, sizeof(b), 0, 1);
+        CHECK(la == lb && memcmp(a, b, la) == 0);
+        la = tlog_json_format(&evs[i], a, sizeof(a), 0);
+        lb = tlog_json_format(&back, b, sizeof(b), 0);
+        CHECK(la > 0 && la == lb && memcmp(a, b, la) == 0);
+        CHECK((back.totals == NULL) == (evs[i].totals == NULL));
+        CHECK(back.totals == NULL || memcmp(back.totals, &totals, sizeof(totals)) == 0);
+        CHECK(back.peer == NULL || memcmp(back.peer, &peer, sizeof(peer)) == 0);
+        CHECK(((uintptr_t)back.totals | (uintptr_t)back.peer | (uintptr_t)back.local) % 8 == 0);
+    }
+}
+
 int main(void)
 {
     alarm(120); /* a hang in the code under test is a failure, not a stall */
@@ -983,6 +1072,7 @@ int main(void)
     test_redact_opaque();
     test_redact_random();
     test_console_prefix();
+    test_evpack();
     test_render_hostile();
     test_smtplib_session();
     test_smtplib_bounds();

@@ -587,6 +587,44 @@ static void test_arena_big(void)
     mbox_arena_free(a);
 }
 
+/* A big piece let go while still growing (a long message the client
+ * abandoned) gives its regions back as plain spares: a region that was
+ * its first, now shared by medium pieces, is not taken for a big piece
+ * again when one of those goes (its header's flag was left set, and its
+ * regions keep message bytes where a header's fields are). */
+static void test_arena_abandoned_big(void)
+{
+    const uint64_t MiB = 1u << 20;
+    struct mbox_arena *a = mbox_arena_new(false, 16 * MiB, 64 * MiB);
+    size_t room;
+    uint8_t *p[24];
+
+    uint8_t *big = mbox_arena_grow(a, NULL, 5 * MiB, &room);
+    CHECK(big != NULL);
+    memset(big, 'x', room);              /* bytes where later headers go */
+    mbox_arena_release(a, big, 5 * MiB); /* never fitted */
+    for (int i = 0; i < 24; i++) {
+        p[i] = mbox_arena_alloc(a, 100 * 1024); /* into its regions, now spares */
+        CHECK(p[i] != NULL);
+        memset(p[i], 'a' + i % 26, 100 * 1024);
+    }
+    mbox_arena_release(a, p[0], 100 * 1024); /* the first of a shared region */
+    uint8_t *q = mbox_arena_alloc(a, 100 * 1024);
+    int apart = q != NULL;
+    for (int i = 1; i < 24; i++)
+        apart &= q != p[i];
+    CHECK(apart);
+    memset(q, 'q', 100 * 1024);
+    int intact = 1;
+    for (int i = 1; i < 24; i++)
+        intact &= p[i][0] == 'a' + i % 26 && p[i][100 * 1024 - 1] == 'a' + i % 26;
+    CHECK(intact);
+    for (int i = 1; i < 24; i++)
+        mbox_arena_release(a, p[i], 100 * 1024);
+    mbox_arena_release(a, q, 100 * 1024);
+    mbox_arena_free(a);
+}
+
 /* The store's bytes live in the arena: a full store of 100 KB messages
  * maps little more than it keeps, and gives it back as messages go. */
 static void test_store_arena_bytes(void)
@@ -1310,6 +1348,7 @@ int main(void)
     test_store_delete_read();
     test_arena();
     test_arena_big();
+    test_arena_abandoned_big();
     test_store_arena_bytes();
     test_store_many();
     test_view();
