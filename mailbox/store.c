@@ -80,6 +80,8 @@ void mbox_tls_clear(struct mbox_tls *t)
     mbox_str_free(&t->group);
     mbox_str_free(&t->subject);
     mbox_str_free(&t->issuer);
+    mbox_str_free(&t->not_before);
+    mbox_str_free(&t->not_after);
     mbox_str_free(&t->verify);
     t->resumed = 0;
 }
@@ -94,6 +96,32 @@ static char *mbox_between(const char *s, const char *from, const char *to)
     a += strlen(from);
     b = to != NULL ? strstr(a, to) : NULL;
     return strndup(a, b != NULL ? (size_t)(b - a) : strlen(a));
+}
+
+/* mbox_tls_validity - the issuer as mbox_between cut it (up to
+ * "; verification: ") ends in its closing quote, or in '", valid FROM to
+ * TO' (each time 20 characters) when the line has the certificate's
+ * validity: that end goes to not_before and not_after. */
+static void mbox_tls_validity(struct mbox_tls *t)
+{
+    static const char valid[] = "\", valid ";
+    const size_t tail = sizeof(valid) - 1 + 20 + 4 + 20;
+    size_t n = t->issuer != NULL ? strlen(t->issuer) : 0;
+    char *p;
+
+    if (n > 0 && t->issuer[n - 1] == '"') {
+        t->issuer[n - 1] = '\0';
+        return;
+    }
+    if (n < tail)
+        return;
+    p = t->issuer + n - tail;
+    if (memcmp(p, valid, sizeof(valid) - 1) != 0 ||
+        memcmp(p + sizeof(valid) - 1 + 20, " to ", 4) != 0)
+        return;
+    t->not_before = strndup(p + sizeof(valid) - 1, 20);
+    t->not_after = strdup(p + sizeof(valid) - 1 + 24);
+    *p = '\0';
 }
 
 void mbox_tls_parse(struct mbox_tls *t, const char *text)
@@ -120,7 +148,8 @@ void mbox_tls_parse(struct mbox_tls *t, const char *text)
             p++;
     }
     t->subject = mbox_between(text, "subject \"", "\", issuer \"");
-    t->issuer = mbox_between(text, "\", issuer \"", "\"; verification: ");
+    t->issuer = mbox_between(text, "\", issuer \"", "; verification: ");
+    mbox_tls_validity(t);
     t->verify = mbox_between(text, "verification: ", t->resumed ? resumed : NULL);
 }
 
@@ -138,6 +167,8 @@ void mbox_tls_copy(struct mbox_tls *to, const struct mbox_tls *from)
     to->group = mbox_strdup(from->group);
     to->subject = mbox_strdup(from->subject);
     to->issuer = mbox_strdup(from->issuer);
+    to->not_before = mbox_strdup(from->not_before);
+    to->not_after = mbox_strdup(from->not_after);
     to->verify = mbox_strdup(from->verify);
     to->resumed = from->resumed;
 }

@@ -28,13 +28,16 @@ struct mbox_tls {
     char *group;   /* the key exchange group (TLS 1.3) */
     char *subject; /* the peer certificate's subject (the upstream's) */
     char *issuer;
+    char *not_before; /* its validity, "2026-12-01T00:00:00Z" */
+    char *not_after;
     char *verify; /* "ok", "not verified", or mbedTLS's reasons */
     int resumed;
 };
 
 /* mbox_tls_parse - t from the transcript's words after "TLS client: " or
  * "TLS upstream: ": "TLSv1.3 SUITE [GROUP]" (then, for the upstream,
- * "; subject "...", issuer "..."; verification: ...[; session resumed]";
+ * "; subject "...", issuer "...", valid FROM to TO; verification: ...[;
+ * session resumed]" (lines of older versions have no validity);
  * for the client, " (smtpscope's certificate)"). What t held is freed.
  * mbox_tls_copy - a deep copy into an empty to. mbox_tls_clear - free what
  * t holds and zero it. */

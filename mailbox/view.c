@@ -63,11 +63,12 @@ json_t *mbox_view_tls(const struct mbox_tls *t)
 {
     if (t->text == NULL)
         return json_null();
-    return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o}", "Version", mbox_view_str(t->version),
-                     "Cipher", mbox_view_str(t->cipher), "Group", mbox_view_str(t->group),
-                     "PeerSubject", mbox_view_str(t->subject), "PeerIssuer",
-                     mbox_view_str(t->issuer), "Verification", mbox_view_str(t->verify), "Resumed",
-                     t->resumed, "Text", mbox_view_str(t->text));
+    return json_pack(
+        "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o}", "Version", mbox_view_str(t->version), "Cipher",
+        mbox_view_str(t->cipher), "Group", mbox_view_str(t->group), "PeerSubject",
+        mbox_view_str(t->subject), "PeerIssuer", mbox_view_str(t->issuer), "NotBefore",
+        mbox_view_str(t->not_before), "NotAfter", mbox_view_str(t->not_after), "Verification",
+        mbox_view_str(t->verify), "Resumed", t->resumed, "Text", mbox_view_str(t->text));
 }
 
 static json_t *view_code(int code)

@@ -23,8 +23,9 @@
  *    "Verdict": {"Code": 250, "Enhanced": "2.0.0", "Text": "OK: queued as X",
  *                "QueueID": "X", "Accepted": true, "Reason": null}}
  * with TLS = {"Version", "Cipher", "Group", "PeerSubject", "PeerIssuer",
- * "Verification", "Resumed", "Text"} (null where the transcript named
- * none). Verdict.Code is null when no reply decided the message (the
+ * "NotBefore", "NotAfter" (the peer certificate's validity, UTC:
+ * "2026-12-01T00:00:00Z"), "Verification", "Resumed", "Text"} (null where
+ * the transcript named none). Verdict.Code is null when no reply decided the message (the
  * session ended first); Reason says why a message was not accepted: the
  * upstream refused it, smtpscope did not submit it, or no verdict came.
  * A recipient's Code and Accepted are null while no reply came for it.

@@ -453,7 +453,7 @@ struct tls_conn *leg_tls(const struct leg *l)
 
 void leg_tls_info(const struct leg *l, int with_peer, char *buf, size_t len)
 {
-    char params[200], peer[600], verify[600];
+    char params[200], peer[700], verify[600];
     if (l->tls == NULL) {
         snprintf(buf, len, "no TLS");
         return;

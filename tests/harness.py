@@ -34,6 +34,9 @@ BIN = os.environ.get("SMTPSCOPE_BIN", os.path.join(os.path.dirname(__file__), ".
 
 USER = "alice@example.test"
 PASSWORD = "s3cret-Pa55w0rd!"
+# the end of a TLS line's peer certificate: its issuer's closing quote and
+# its validity (tls_conn_peer_text)
+VALID_RX = r'", valid \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ to \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ'
 
 
 def localhost_addrs():

@@ -6,6 +6,7 @@ poll, and the HTML view's Content-Security-Policy."""
 import json
 import re
 import smtplib
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -284,6 +285,34 @@ class MessagesTest(ApiCase):
         self.assertEqual(m["Username"], h.USER)
         self.assertIsNotNone(m["SMTP"]["TLS"]["Upstream"])
         self.assertEqual(len(up.recorder.messages), 1)
+
+
+def cert_validity(path):
+    """(notBefore, notAfter) of a PEM certificate as UTC ISO 8601."""
+    out = subprocess.run(["openssl", "x509", "-in", path, "-noout", "-startdate", "-enddate"],
+                         capture_output=True, text=True, check=True).stdout
+    dates = dict(l.split("=", 1) for l in out.splitlines())
+    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ssl.cert_time_to_seconds(t)))
+    return iso(dates["notBefore"]), iso(dates["notAfter"])
+
+
+class TlsValidityTest(ApiCase):
+    def test_the_upstream_certificates_validity(self):
+        """Each leg's TLS object has the peer certificate's validity: the
+        session's, and the message's SMTP facts."""
+        up = h.Upstream()
+        self.addCleanup(up.stop)
+        self.api(upstream=up)
+        self.send(rich_message(8), starttls=True)
+        want = cert_validity(h.certs().pair("server")[0])
+        m = self.get("/api/v1/message/latest")
+        s = self.get(f"/api/v1/session/{m['SMTP']['Session']}")
+        for tls in (s["TLS"]["Upstream"], m["SMTP"]["TLS"]["Upstream"]):
+            self.assertEqual((tls["NotBefore"], tls["NotAfter"]), want)
+            self.assertEqual(tls["PeerIssuer"], "CN=smtpscope test ca")
+        # the client leg's peer showed no certificate
+        self.assertIsNone(s["TLS"]["Client"]["NotBefore"])
+        self.assertIsNone(s["TLS"]["Client"]["NotAfter"])
 
 
 class SearchTest(ApiCase):

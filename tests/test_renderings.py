@@ -390,6 +390,7 @@ class ConsoleTest(Base):
                        r"\1LOCALHOST:PORT", l)
             l = re.sub(r"(127\.0\.0\.1|localhost):\d+", r"\1:PORT", l)
             l = re.sub(r"TLSv1\.[23] \S+(?: x25519| secp\d+r1)?;?", "TLSVERSION SUITE", l)
+            l = re.sub(h.VALID_RX, '", valid FROM to TO', l)
             l = re.sub(r"\d+\.\d{3} s", "N s", l)
             l = re.sub(r"(sent|received) \d+", r"\1 N", l)
             got.append(l)

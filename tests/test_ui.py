@@ -20,6 +20,7 @@ installs them). Without them the tests fail, unless SMTPSCOPE_UI_SKIP=1
 says skipping is allowed.
 """
 import base64
+import calendar
 import http.server
 import json
 import os
@@ -383,6 +384,22 @@ class SessionViewTest(UiCase):
         self.assertIn("CN=localhost", tls)
         self.assertIn("CN=smtpscope test ca", tls)
         self.assertIn(api["TLS"]["Client"]["Version"], tls)
+        # the upstream certificate's validity, in the page's local time; the
+        # client showed no certificate: no such row
+        valid = self.d.execute_script(
+            "return [...document.querySelectorAll('#tls .card.tls')].map(c => "
+            "[...c.querySelectorAll('tr')].filter(r => r.querySelector('th').textContent === "
+            "'Valid').map(r => r.querySelector('td').textContent))")
+        up_tls = api["TLS"]["Upstream"]
+        self.assertIsNotNone(up_tls["NotBefore"])
+
+        def local(iso):
+            offset = self.d.execute_script(
+                "return -new Date(arguments[0]).getTimezoneOffset()", iso)
+            t = calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")) + offset * 60
+            return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
+        self.assertEqual(valid, [[], [f"{local(up_tls['NotBefore'])} – "
+                                      f"{local(up_tls['NotAfter'])}"]])
         # the capabilities: the upstream's beside the client's; smtpscope
         # added STARTTLS for the client before its TLS
         up = self.d.find_elements(By.CSS_SELECTOR, "#caps-upstream .ehlo")

@@ -1026,7 +1026,14 @@ void tls_conn_peer_text(const struct tls_conn *c, char *buf, size_t len)
         snprintf(subject, sizeof(subject), "?");
     if (mbedtls_x509_dn_gets(issuer, sizeof(issuer), &peer->issuer) < 0)
         snprintf(issuer, sizeof(issuer), "?");
-    snprintf(buf, len, "subject \"%s\", issuer \"%s\"", subject, issuer);
+    /* valid_from and valid_to are public in 2.28 and 3.x alike, in UTC
+     * (RFC 5280 4.1.2.5) */
+    const mbedtls_x509_time *f = &peer->valid_from, *t = &peer->valid_to;
+    snprintf(buf, len,
+             "subject \"%s\", issuer \"%s\", valid %04d-%02d-%02dT%02d:%02d:%02dZ to "
+             "%04d-%02d-%02dT%02d:%02d:%02dZ",
+             subject, issuer, f->year, f->mon, f->day, f->hour, f->min, f->sec, t->year, t->mon,
+             t->day, t->hour, t->min, t->sec);
 }
 
 uint32_t tls_conn_verify_flags(const struct tls_conn *c)

@@ -80,7 +80,8 @@ const char *tls_conn_ciphersuite(const struct tls_conn *c);
 const char *tls_conn_group(const struct tls_conn *c);
 /* tls_conn_params - "TLSv1.2 <suite>" or "TLSv1.3 <suite> <group>". */
 void tls_conn_params(const struct tls_conn *c, char *buf, size_t len);
-/* tls_conn_peer_text - "subject=...; issuer=..." of the peer certificate. */
+/* tls_conn_peer_text - 'subject "...", issuer "...", valid FROM to TO' of
+ * the peer certificate, the times as UTC ISO 8601 ("2026-12-01T00:00:00Z"). */
 void tls_conn_peer_text(const struct tls_conn *c, char *buf, size_t len);
 /* tls_conn_verify_text - "ok", or mbedtls_x509_crt_verify_info lines joined. */
 void tls_conn_verify_text(const struct tls_conn *c, char *buf, size_t len);

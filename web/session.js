@@ -96,7 +96,7 @@ function tlsCard(leg, t) {
     h("table", { class: "kv" },
       row("Version", t.Version), row("Suite", t.Cipher), row("Group", t.Group),
       row("Certificate subject", t.PeerSubject), row("Issuer", t.PeerIssuer),
-      t.NotBefore !== undefined ? row("Valid", `${fmtDate(t.NotBefore)} – ${fmtDate(t.NotAfter)}`) : null,
+      t.NotBefore || t.NotAfter ? row("Valid", `${fmtDate(t.NotBefore)} – ${fmtDate(t.NotAfter)}`) : null,
       row("Verification", t.Verification), row("Resumed", t.Resumed ? "yes" : "no")));
 }
 

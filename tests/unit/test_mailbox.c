@@ -720,6 +720,40 @@ static void test_store_many(void)
 
 /* ---- the JSON -------------------------------------------------------------------- */
 
+/* A TLS line's validity, with lines of older versions (none) and an issuer
+ * that looks like one. */
+static void test_tls_parse_validity(void)
+{
+    static const struct {
+        const char *line, *issuer, *from, *to;
+    } rows[] = {
+        {"TLSv1.3 S x25519; subject \"CN=a\", issuer \"CN=b\", valid 2026-12-01T00:00:00Z "
+         "to 2026-12-03T00:00:00Z; verification: ok",
+         "CN=b", "2026-12-01T00:00:00Z", "2026-12-03T00:00:00Z"},
+        {"TLSv1.2 S; subject \"CN=a\", issuer \"CN=b\"; verification: ok", "CN=b", NULL, NULL},
+        {"TLSv1.2 S; subject \"CN=a\", issuer \"CN=b\", valid soon; verification: ok",
+         "CN=b\", valid soon", NULL, NULL},
+        {"TLSv1.2 S (smtpscope's certificate)", NULL, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct mbox_tls t = {0};
+        mbox_tls_parse(&t, rows[i].line);
+        CHECK(rows[i].issuer ? t.issuer && strcmp(t.issuer, rows[i].issuer) == 0
+                             : t.issuer == NULL);
+        CHECK(rows[i].from ? t.not_before && strcmp(t.not_before, rows[i].from) == 0
+                           : t.not_before == NULL);
+        CHECK(rows[i].to ? t.not_after && strcmp(t.not_after, rows[i].to) == 0
+                         : t.not_after == NULL);
+        CHECK(t.verify == NULL || strcmp(t.verify, "ok") == 0);
+        struct mbox_tls c = {0};
+        mbox_tls_copy(&c, &t);
+        CHECK(rows[i].from ? c.not_before && strcmp(c.not_before, rows[i].from) == 0
+                           : c.not_before == NULL);
+        mbox_tls_clear(&c);
+        mbox_tls_clear(&t);
+    }
+}
+
 static void test_view(void)
 {
     struct mbox *m;
@@ -984,7 +1018,8 @@ static void test_collect_relay(void)
     ev_connect(sid);
     tlog_note(sid, TLOG_TLS,
               "TLS upstream: TLSv1.3 TLS1-3-AES-256-GCM-SHA384 x25519; subject \"CN=mx.example, "
-              "O=Ex\", issuer \"CN=Example CA\"; verification: ok; session resumed");
+              "O=Ex\", issuer \"CN=Example CA\", valid 2026-12-01T00:00:00Z to "
+              "2027-03-01T23:59:59Z; verification: ok; session resumed");
     ev_cmd(sid, "EHLO", "app.local", 0);
     ev_reply(sid, "EHLO", "250-mx.example\r\n250 AUTH PLAIN\r\n", 0);
     tlog_note(sid, TLOG_TLS,
@@ -1038,7 +1073,12 @@ static void test_collect_relay(void)
         CHECK(f->tls_upstream.subject &&
               strcmp(f->tls_upstream.subject, "CN=mx.example, O=Ex") == 0);
         CHECK(f->tls_upstream.issuer && strcmp(f->tls_upstream.issuer, "CN=Example CA") == 0);
+        CHECK(f->tls_upstream.not_before &&
+              strcmp(f->tls_upstream.not_before, "2026-12-01T00:00:00Z") == 0);
+        CHECK(f->tls_upstream.not_after &&
+              strcmp(f->tls_upstream.not_after, "2027-03-01T23:59:59Z") == 0);
         CHECK(f->tls_upstream.verify && strcmp(f->tls_upstream.verify, "ok") == 0);
+        CHECK(f->tls_client.not_before == NULL && f->tls_client.not_after == NULL);
         CHECK(f->tls_upstream.resumed);
         CHECK(f->tls_client.version && strcmp(f->tls_client.version, "TLSv1.2") == 0);
         CHECK(f->tls_client.cipher &&
@@ -1351,6 +1391,7 @@ int main(void)
     test_arena_abandoned_big();
     test_store_arena_bytes();
     test_store_many();
+    test_tls_parse_validity();
     test_view();
     test_collect_relay();
     test_collect_sink();
