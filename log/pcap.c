@@ -9,8 +9,12 @@
  * ends. The STARTTLS command and its 220 are left out of the stream: Wireshark
  * would switch to TLS dissection after them, and what follows is plaintext.
  *
- * Owns the output FILE and one small state per live leg; fails by returning
- * -1 at open and by dropping records (never the relay) afterwards.
+ * A writer (struct tlog_pcap) owns its output and one small state per live
+ * leg: the --pcap file, whose writer the transcript renders every event
+ * into under its lock, or a buffer in memory (tlog_pcap_mem), into which
+ * the session registry renders one session's kept events when its pcap is
+ * asked for. Writers share nothing. Fails by returning -1 (NULL) at open
+ * and by dropping records (never the relay) afterwards.
  */
 #include "pcap.h"
 
@@ -38,9 +42,15 @@ struct pcap_stream {
     struct pcap_end c, s; /* the connecting side and the accepting side */
 };
 
-static FILE *pcap_out;
-static struct pcap_stream *streams;
-static size_t nstreams;
+struct tlog_pcap {
+    FILE *out;
+    int flush; /* a file: each event's records go out at once */
+    char *mem; /* tlog_pcap_mem: what out wrote (open_memstream) */
+    size_t mem_len;
+    struct pcap_stream *streams;
+    size_t nstreams;
+    uint8_t frame[14 + 40 + 20 + PCAP_SEGMENT]; /* the packet being made */
+};
 
 static void put16(uint8_t *p, uint16_t v)
 {
@@ -72,17 +82,11 @@ static uint16_t fold(uint32_t sum)
     return (uint16_t)~sum;
 }
 
-int tlog_pcap_open(const char *path, char *err, size_t errlen)
+/* pcap_start - a writer over out, the file's header written. */
+static struct tlog_pcap *pcap_start(struct tlog_pcap *p)
 {
     uint8_t hdr[24];
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 
-    if (fd < 0 || (pcap_out = fdopen(fd, "wb")) == NULL) {
-        snprintf(err, errlen, "cannot open --pcap file %s: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
     /* little-endian classic pcap header, microsecond timestamps */
     const uint32_t magic = 0xa1b2c3d4, snap = PCAP_SNAPLEN, link = PCAP_ETHERNET;
     memset(hdr, 0, sizeof(hdr));
@@ -91,41 +95,93 @@ int tlog_pcap_open(const char *path, char *err, size_t errlen)
     hdr[6] = 4;
     memcpy(hdr + 16, &snap, 4);
     memcpy(hdr + 20, &link, 4);
-    fwrite(hdr, 1, sizeof(hdr), pcap_out);
-    fflush(pcap_out);
+    fwrite(hdr, 1, sizeof(hdr), p->out);
+    if (p->flush)
+        fflush(p->out);
+    return p;
+}
+
+int tlog_pcap_open(struct tlog_pcap **out, const char *path, char *err, size_t errlen)
+{
+    struct tlog_pcap *p = calloc(1, sizeof(*p));
+    int fd =
+        p != NULL ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600) : -1;
+
+    if (fd < 0 || (p->out = fdopen(fd, "wb")) == NULL) {
+        snprintf(err, errlen, "cannot open --pcap file %s: %s", path,
+                 p == NULL ? "out of memory" : strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        free(p);
+        return -1;
+    }
+    p->flush = 1;
+    *out = pcap_start(p);
     return 0;
 }
 
-void tlog_pcap_close(void)
+struct tlog_pcap *tlog_pcap_mem(void)
 {
-    if (pcap_out != NULL)
-        fclose(pcap_out);
-    pcap_out = NULL;
-    free(streams);
-    streams = NULL;
-    nstreams = 0;
+    struct tlog_pcap *p = calloc(1, sizeof(*p));
+
+    if (p == NULL)
+        return NULL;
+    if ((p->out = open_memstream(&p->mem, &p->mem_len)) == NULL) {
+        free(p);
+        return NULL;
+    }
+    return pcap_start(p);
 }
 
-static struct pcap_stream *pcap_find(uint64_t session, int leg, int create)
+int tlog_pcap_take(struct tlog_pcap *p, char **buf, size_t *len)
+{
+    int failed = ferror(p->out);
+
+    if (fclose(p->out) != 0)
+        failed = 1;
+    p->out = NULL;
+    if (failed) {
+        free(p->mem);
+    } else {
+        *buf = p->mem;
+        *len = p->mem_len;
+    }
+    free(p->streams);
+    free(p);
+    return failed ? -1 : 0;
+}
+
+void tlog_pcap_close(struct tlog_pcap *p)
+{
+    if (p == NULL)
+        return;
+    if (p->out != NULL)
+        fclose(p->out);
+    free(p->mem);
+    free(p->streams);
+    free(p);
+}
+
+static struct pcap_stream *pcap_find(struct tlog_pcap *w, uint64_t session, int leg, int create)
 {
     struct pcap_stream *freeslot = NULL;
-    for (size_t i = 0; i < nstreams; i++) {
-        if (streams[i].session == session && streams[i].leg == leg)
-            return &streams[i];
-        if (streams[i].session == 0 && freeslot == NULL)
-            freeslot = &streams[i];
+    for (size_t i = 0; i < w->nstreams; i++) {
+        if (w->streams[i].session == session && w->streams[i].leg == leg)
+            return &w->streams[i];
+        if (w->streams[i].session == 0 && freeslot == NULL)
+            freeslot = &w->streams[i];
     }
     if (!create)
         return NULL;
     if (freeslot == NULL) {
-        size_t cap = nstreams ? nstreams * 2 : 64;
-        struct pcap_stream *p = realloc(streams, cap * sizeof(*p));
+        size_t cap = w->nstreams ? w->nstreams * 2 : 64;
+        struct pcap_stream *p = realloc(w->streams, cap * sizeof(*p));
         if (p == NULL)
             return NULL;
-        memset(p + nstreams, 0, (cap - nstreams) * sizeof(*p));
-        freeslot = p + nstreams;
-        streams = p;
-        nstreams = cap;
+        memset(p + w->nstreams, 0, (cap - w->nstreams) * sizeof(*p));
+        freeslot = p + w->nstreams;
+        w->streams = p;
+        w->nstreams = cap;
     }
     memset(freeslot, 0, sizeof(*freeslot));
     freeslot->session = session;
@@ -140,10 +196,10 @@ static uint16_t port_of(const struct sockaddr_storage *a)
 }
 
 /* pcap_packet - one Ethernet/IP/TCP frame from src to dst. */
-static void pcap_packet(uint64_t time_us, struct pcap_end *src, struct pcap_end *dst, uint8_t flags,
-                        const uint8_t *payload, size_t n)
+static void pcap_packet(struct tlog_pcap *w, uint64_t time_us, struct pcap_end *src,
+                        struct pcap_end *dst, uint8_t flags, const uint8_t *payload, size_t n)
 {
-    static uint8_t frame[14 + 40 + 20 + PCAP_SEGMENT];
+    uint8_t *frame = w->frame;
     int v6 = src->addr.ss_family == AF_INET6;
     size_t iplen = v6 ? 40 : 20, o = 0;
     uint8_t *ip, *tcp;
@@ -192,32 +248,32 @@ static void pcap_packet(uint64_t time_us, struct pcap_end *src, struct pcap_end 
 
     uint32_t rec[4] = {(uint32_t)(time_us / 1000000u), (uint32_t)(time_us % 1000000u), (uint32_t)o,
                        (uint32_t)o};
-    fwrite(rec, 1, sizeof(rec), pcap_out);
-    fwrite(frame, 1, o, pcap_out);
+    fwrite(rec, 1, sizeof(rec), w->out);
+    fwrite(frame, 1, o, w->out);
     src->seq += (uint32_t)n + ((flags & 0x03) ? 1 : 0); /* SYN and FIN count one */
 }
 
-static void pcap_data(uint64_t time_us, struct pcap_stream *st, int from_client, const uint8_t *p,
-                      size_t n)
+static void pcap_data(struct tlog_pcap *w, uint64_t time_us, struct pcap_stream *st,
+                      int from_client, const uint8_t *p, size_t n)
 {
     struct pcap_end *src = from_client ? &st->c : &st->s;
     struct pcap_end *dst = from_client ? &st->s : &st->c;
     while (n > 0) {
         size_t k = n < PCAP_SEGMENT ? n : PCAP_SEGMENT;
-        pcap_packet(time_us, src, dst, 0x18 /* PSH ACK */, p, k);
+        pcap_packet(w, time_us, src, dst, 0x18 /* PSH ACK */, p, k);
         p += k;
         n -= k;
     }
 }
 
-void tlog_pcap_render(const struct tlog_event *ev)
+void tlog_pcap_render(struct tlog_pcap *w, const struct tlog_event *ev)
 {
     struct pcap_stream *cs, *us;
 
-    if (pcap_out == NULL || ev->session == 0 || ev->tls_switch)
+    if (w == NULL || w->out == NULL || ev->session == 0 || ev->tls_switch)
         return;
     if (ev->kind == TLOG_CONNECT && ev->local != NULL && ev->peer != NULL) {
-        struct pcap_stream *st = pcap_find(ev->session, ev->leg, 1);
+        struct pcap_stream *st = pcap_find(w, ev->session, ev->leg, 1);
         socklen_t ll = ev->local->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                         : sizeof(struct sockaddr_in);
         if (st == NULL)
@@ -229,48 +285,50 @@ void tlog_pcap_render(const struct tlog_event *ev)
         memcpy(&peer->addr, ev->peer, ll);
         st->c.seq = 1000;
         st->s.seq = 5000;
-        pcap_packet(ev->time_us, &st->c, &st->s, 0x02 /* SYN */, NULL, 0);
-        pcap_packet(ev->time_us, &st->s, &st->c, 0x12 /* SYN ACK */, NULL, 0);
-        pcap_packet(ev->time_us, &st->c, &st->s, 0x10 /* ACK */, NULL, 0);
-        fflush(pcap_out);
+        pcap_packet(w, ev->time_us, &st->c, &st->s, 0x02 /* SYN */, NULL, 0);
+        pcap_packet(w, ev->time_us, &st->s, &st->c, 0x12 /* SYN ACK */, NULL, 0);
+        pcap_packet(w, ev->time_us, &st->c, &st->s, 0x10 /* ACK */, NULL, 0);
+        if (w->flush)
+            fflush(w->out);
         return;
     }
-    cs = pcap_find(ev->session, TLOG_LEG_CLIENT, 0);
-    us = pcap_find(ev->session, TLOG_LEG_UPSTREAM, 0);
+    cs = pcap_find(w, ev->session, TLOG_LEG_CLIENT, 0);
+    us = pcap_find(w, ev->session, TLOG_LEG_UPSTREAM, 0);
     switch (ev->kind) {
     case TLOG_COMMAND:
         /* a client command: on the client leg; relayed, on the upstream's
          * too. smtpscope's own commands: on the upstream leg. */
         if (ev->leg == TLOG_LEG_CLIENT && cs != NULL)
-            pcap_data(ev->time_us, cs, 1, ev->bytes, ev->len);
+            pcap_data(w, ev->time_us, cs, 1, ev->bytes, ev->len);
         if ((ev->leg == TLOG_LEG_UPSTREAM || !ev->own) && us != NULL)
-            pcap_data(ev->time_us, us, 1, ev->bytes, ev->len);
+            pcap_data(w, ev->time_us, us, 1, ev->bytes, ev->len);
         break;
     case TLOG_REPLY:
         if (ev->leg == TLOG_LEG_UPSTREAM && us != NULL)
-            pcap_data(ev->time_us, us, 0, ev->bytes, ev->len);
+            pcap_data(w, ev->time_us, us, 0, ev->bytes, ev->len);
         if ((ev->leg == TLOG_LEG_CLIENT || !ev->own) && cs != NULL)
-            pcap_data(ev->time_us, cs, 0, ev->bytes, ev->len);
+            pcap_data(w, ev->time_us, cs, 0, ev->bytes, ev->len);
         break;
     case TLOG_RAW:
         if (ev->leg == TLOG_LEG_CLIENT && cs != NULL)
-            pcap_data(ev->time_us, cs, 1, ev->bytes, ev->len);
+            pcap_data(w, ev->time_us, cs, 1, ev->bytes, ev->len);
         else if (ev->leg == TLOG_LEG_UPSTREAM && us != NULL)
-            pcap_data(ev->time_us, us, 1, ev->bytes, ev->len);
+            pcap_data(w, ev->time_us, us, 1, ev->bytes, ev->len);
         break;
     case TLOG_CLOSE:
         for (int i = 0; i < 2; i++) {
             struct pcap_stream *st = i == 0 ? cs : us;
             if (st == NULL)
                 continue;
-            pcap_packet(ev->time_us, &st->c, &st->s, 0x11 /* FIN ACK */, NULL, 0);
-            pcap_packet(ev->time_us, &st->s, &st->c, 0x11, NULL, 0);
-            pcap_packet(ev->time_us, &st->c, &st->s, 0x10, NULL, 0);
+            pcap_packet(w, ev->time_us, &st->c, &st->s, 0x11 /* FIN ACK */, NULL, 0);
+            pcap_packet(w, ev->time_us, &st->s, &st->c, 0x11, NULL, 0);
+            pcap_packet(w, ev->time_us, &st->c, &st->s, 0x10, NULL, 0);
             st->session = 0;
         }
         break;
     default:
         return;
     }
-    fflush(pcap_out);
+    if (w->flush)
+        fflush(w->out);
 }

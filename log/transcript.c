@@ -46,6 +46,7 @@ static struct {
     void *arg;
 } tlog_consumers[TLOG_CONSUMERS_MAX];
 static int tlog_nconsumers;
+static struct tlog_pcap *tlog_pcap_w; /* --pcap, NULL: none (under tlog_mu) */
 
 #define TLOG_CONSOLE_MAX (4 * 1024 * 1024) /* unwritten console bytes before loops wait */
 
@@ -163,7 +164,7 @@ int tlog_open_dir(const char *dir, char *err, size_t errlen)
 
 int tlog_open_pcap(const char *path, char *err, size_t errlen)
 {
-    return tlog_pcap_open(path, err, errlen);
+    return tlog_pcap_open(&tlog_pcap_w, path, err, errlen);
 }
 
 void tlog_close_all(void)
@@ -171,7 +172,8 @@ void tlog_close_all(void)
     tlog_console_stop();
     tlog_json_close();
     tlog_files_close();
-    tlog_pcap_close();
+    tlog_pcap_close(tlog_pcap_w);
+    tlog_pcap_w = NULL;
     tlog_smtplib_reset();
 }
 
@@ -316,7 +318,7 @@ void tlog_emit(struct tlog_event *ev)
         tlog_files_render(&shown, NULL, 0);
     }
     tlog_json_render(&shown);
-    tlog_pcap_render(&shown);
+    tlog_pcap_render(tlog_pcap_w, &shown);
     pthread_mutex_unlock(&tlog_mu);
 }
 
