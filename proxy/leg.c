@@ -440,10 +440,18 @@ int leg_start_tls(struct leg *l, struct tls_config *cfg, const char *hostname,
         return -1;
     if (resume != NULL)
         tls_conn_resume(l->tls, resume);
+    if (l->keylog != NULL)
+        tls_conn_set_keylog(l->tls, l->keylog, l->keylog_arg);
     l->tls_ready = 0;
     if (hostname != NULL) /* the client role speaks first */
         return leg_pump(l) < 0 ? -1 : 0;
     return 0;
+}
+
+void leg_set_keylog(struct leg *l, tls_keylog_fn *fn, void *arg)
+{
+    l->keylog = fn;
+    l->keylog_arg = arg;
 }
 
 struct tls_conn *leg_tls(const struct leg *l)

@@ -58,7 +58,9 @@ struct leg {
     size_t wq;        /* bytes queued in write requests */
     uint8_t head[16]; /* the first bytes read after TLS started, for diagnosis */
     size_t head_len;
-    uint64_t rx, tx; /* bytes on the wire */
+    uint64_t rx, tx;       /* bytes on the wire */
+    tls_keylog_fn *keylog; /* the owner's copy of its TLS secrets (leg_set_keylog) */
+    void *keylog_arg;
 };
 
 /* leg_thread_done - free this thread's read buffers (a loop thread ends). */
@@ -81,6 +83,9 @@ int leg_resume(struct leg *l);
  * offering resume, a saved session, when not NULL). */
 int leg_start_tls(struct leg *l, struct tls_config *cfg, const char *hostname,
                   struct tls_session *resume, char *err, size_t errlen);
+/* leg_set_keylog - hand the secrets of the leg's TLS, when it starts, to
+ * fn as well as to the config's key log (after leg_init). */
+void leg_set_keylog(struct leg *l, tls_keylog_fn *fn, void *arg);
 /* leg_tls_info - "TLSv1.2 SUITE" after a handshake, with_peer adding the
  * peer certificate and the verification result. */
 void leg_tls_info(const struct leg *l, int with_peer, char *buf, size_t len);

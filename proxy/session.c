@@ -71,6 +71,20 @@ static void session_linger_cb(uv_timer_t *t)
     leg_close(&s->up);
 }
 
+/* session_keylog_cb - a secret of one of the session's TLS connections:
+ * its key-log line to whoever keeps them by session. */
+static void session_keylog_cb(void *arg, const char *label, const unsigned char client_random[32],
+                              const unsigned char *secret, size_t secret_len)
+{
+    struct session *s = arg;
+    char line[TLS_KEYLOG_LINE_MAX];
+    size_t n = tls_keylog_line(line, label, client_random, secret, secret_len);
+
+    if (n > 0)
+        s->px->keylog_session(s->px->keylog_session_arg, s->id, line, n);
+    explicit_bzero(line, sizeof(line)); /* a secret */
+}
+
 struct session *session_new(struct proxy *px)
 {
     struct session *s = calloc(1, sizeof(*s));
@@ -85,6 +99,8 @@ struct session *session_new(struct proxy *px)
         free(s);
         return NULL;
     }
+    if (px->keylog_session != NULL)
+        leg_set_keylog(&s->client, session_keylog_cb, s);
     s->handles++;
     uv_timer_init(px->loop, &s->up_timer);
     uv_timer_init(px->loop, &s->client_timer);
@@ -107,6 +123,8 @@ int session_up_leg_init(struct session *s, const struct leg_cbs *cbs)
     int rc = leg_init(&s->up, s->px->loop, s, cbs, TLOG_LEG_UPSTREAM);
     if (rc == 0)
         s->handles++;
+    if (rc == 0 && s->px->keylog_session != NULL)
+        leg_set_keylog(&s->up, session_keylog_cb, s);
     return rc;
 }
 

@@ -59,8 +59,14 @@ struct proxy {
     struct session *sessions;      /* doubly linked list of live sessions */
     unsigned nsessions;            /* of this loop */
     int stopping;
-    char helo[256];                    /* the name smtpscope gives in its own EHLO */
-    struct tls_keylog *keylog;         /* NULL: none */
+    char helo[256];            /* the name smtpscope gives in its own EHLO */
+    struct tls_keylog *keylog; /* NULL: none */
+    /* keylog_session - a session's key-log line (with its newline) for
+     * whoever keeps them by session (main.c: the session registry, with
+     * --keylog and the HTTP API); NULL: no one. Called on the session's
+     * loop thread during a handshake. */
+    void (*keylog_session)(void *arg, uint64_t session, const char *line, size_t len);
+    void *keylog_session_arg;
     void (*on_idle)(struct proxy *px); /* a session ended (shutdown waits for the last) */
     const struct upstream_ops *up_ops; /* who stands upstream: picked once, by main.c */
     struct px_ci ci;                   /* the CI features' state */

@@ -21,6 +21,9 @@
 
 #define TLS_KEYLOG_LABEL_MAX  31 /* "CLIENT_HANDSHAKE_TRAFFIC_SECRET" */
 #define TLS_KEYLOG_SECRET_MAX 64 /* TLS 1.3 secrets are a hash long: 48 with SHA-384 */
+_Static_assert(TLS_KEYLOG_LINE_MAX ==
+                   TLS_KEYLOG_LABEL_MAX + 1 + 64 + 1 + 2 * TLS_KEYLOG_SECRET_MAX + 1,
+               "tls.h's line bound follows these");
 
 struct tls_keylog {
     pthread_mutex_t mu; /* errors, last_errno */
@@ -48,28 +51,38 @@ int tls_keylog_open(struct tls_keylog **out, const char *path, char *err, size_t
     return 0;
 }
 
-void tls_keylog_write(void *arg, const char *label, const unsigned char client_random[32],
-                      const unsigned char *secret, size_t secret_len)
+size_t tls_keylog_line(char *buf, const char *label, const unsigned char client_random[32],
+                       const unsigned char *secret, size_t secret_len)
 {
     static const char hex[] = "0123456789abcdef";
-    struct tls_keylog *kl = arg;
-    char line[TLS_KEYLOG_LABEL_MAX + 1 + 64 + 1 + 2 * TLS_KEYLOG_SECRET_MAX + 1];
     size_t o = strlen(label);
 
     if (o > TLS_KEYLOG_LABEL_MAX || secret_len > TLS_KEYLOG_SECRET_MAX)
-        return; /* never from tls.c: its labels and secrets are fixed */
-    memcpy(line, label, o);
-    line[o++] = ' ';
+        return 0; /* never from tls.c: its labels and secrets are fixed */
+    memcpy(buf, label, o);
+    buf[o++] = ' ';
     for (int i = 0; i < 32; i++) {
-        line[o++] = hex[client_random[i] >> 4];
-        line[o++] = hex[client_random[i] & 15];
+        buf[o++] = hex[client_random[i] >> 4];
+        buf[o++] = hex[client_random[i] & 15];
     }
-    line[o++] = ' ';
+    buf[o++] = ' ';
     for (size_t i = 0; i < secret_len; i++) {
-        line[o++] = hex[secret[i] >> 4];
-        line[o++] = hex[secret[i] & 15];
+        buf[o++] = hex[secret[i] >> 4];
+        buf[o++] = hex[secret[i] & 15];
     }
-    line[o++] = '\n';
+    buf[o++] = '\n';
+    return o;
+}
+
+void tls_keylog_write(void *arg, const char *label, const unsigned char client_random[32],
+                      const unsigned char *secret, size_t secret_len)
+{
+    struct tls_keylog *kl = arg;
+    char line[TLS_KEYLOG_LINE_MAX];
+    size_t o = tls_keylog_line(line, label, client_random, secret, secret_len);
+
+    if (o == 0)
+        return;
     if (write(kl->fd, line, o) != (ssize_t)o) {
         int e = errno;
         pthread_mutex_lock(&kl->mu);

@@ -96,6 +96,8 @@ struct tls_conn {
     struct tls_session *session; /* where TLS 1.3 tickets go as they arrive */
     unsigned tickets;            /* TLS 1.3 NewSessionTickets received */
     struct tls_hello hello;
+    tls_keylog_fn *keylog; /* this connection's secrets, besides the config's */
+    void *keylog_arg;
 };
 
 /* AEAD suites, ChaCha20-Poly1305 first: in mbedTLS's software ciphers it
@@ -303,7 +305,24 @@ static void tls_seterr(char *err, size_t errlen, const char *what, int rc)
     snprintf(err, errlen, "%s: %s", what, text);
 }
 
+/* tls_keys_tell - one secret of c's session to the config's key log and
+ * to the connection's own (c NULL: the config's only). */
+static void tls_keys_tell(struct tls_config *cfg, struct tls_conn *c, const char *label,
+                          const unsigned char client_random[32], const unsigned char *secret,
+                          size_t secret_len)
+{
+    if (cfg->keylog != NULL)
+        cfg->keylog(cfg->keylog_arg, label, client_random, secret, secret_len);
+    if (c != NULL && c->keylog != NULL)
+        c->keylog(c->keylog_arg, label, client_random, secret, secret_len);
+}
+
 #if MBEDTLS_VERSION_NUMBER < 0x03000000 && defined(MBEDTLS_SSL_EXPORT_KEYS)
+/* The connection whose handshake step runs on this thread: 2.28's key
+ * export is the config's, with no word of the connection, and it is
+ * called from inside mbedtls_ssl_handshake (tls_conn_handshake). */
+static _Thread_local struct tls_conn *tls_keys_conn;
+
 /* keys_cb - mbedTLS 2.28 hands the master secret of each TLS 1.2 session. */
 static int tls_keys_cb(void *arg, const unsigned char *ms, const unsigned char *kb, size_t maclen,
                        size_t keylen, size_t ivlen, const unsigned char client_random[32],
@@ -311,8 +330,7 @@ static int tls_keys_cb(void *arg, const unsigned char *ms, const unsigned char *
 {
     struct tls_config *cfg = arg;
     (void)kb, (void)maclen, (void)keylen, (void)ivlen, (void)server_random, (void)prf;
-    if (cfg->keylog != NULL)
-        cfg->keylog(cfg->keylog_arg, "CLIENT_RANDOM", client_random, ms, 48);
+    tls_keys_tell(cfg, tls_keys_conn, "CLIENT_RANDOM", client_random, ms, 48);
     return 0;
 }
 #endif
@@ -326,7 +344,7 @@ static void tls_keys3_cb(void *arg, mbedtls_ssl_key_export_type type, const unsi
                          size_t secret_len, const unsigned char client_random[32],
                          const unsigned char server_random[32], mbedtls_tls_prf_types prf)
 {
-    struct tls_config *cfg = arg;
+    struct tls_conn *c = arg;
     const char *label = NULL;
     (void)server_random, (void)prf;
     switch (type) {
@@ -356,8 +374,8 @@ static void tls_keys3_cb(void *arg, mbedtls_ssl_key_export_type type, const unsi
     default:
         break;
     }
-    if (label != NULL && cfg->keylog != NULL)
-        cfg->keylog(cfg->keylog_arg, label, client_random, secret, secret_len);
+    if (label != NULL)
+        tls_keys_tell(c->cfg, c, label, client_random, secret, secret_len);
 }
 #endif
 
@@ -584,6 +602,12 @@ void tls_config_set_keylog(struct tls_config *cfg, tls_keylog_fn *fn, void *arg)
 {
     cfg->keylog = fn;
     cfg->keylog_arg = arg;
+}
+
+void tls_conn_set_keylog(struct tls_conn *c, tls_keylog_fn *fn, void *arg)
+{
+    c->keylog = fn;
+    c->keylog_arg = arg;
 }
 
 int tls_config_insecure(const struct tls_config *cfg)
@@ -836,7 +860,7 @@ struct tls_conn *tls_conn_new(struct tls_config *cfg, const char *hostname, char
     }
     mbedtls_ssl_set_bio(&c->ssl, c, tls_bio_send_cb, tls_bio_recv_cb, NULL);
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
-    mbedtls_ssl_set_export_keys_cb(&c->ssl, tls_keys3_cb, cfg);
+    mbedtls_ssl_set_export_keys_cb(&c->ssl, tls_keys3_cb, c);
 #endif
     return c;
 }
@@ -886,12 +910,18 @@ int tls_conn_handshake(struct tls_conn *c)
         return c->failed;
     if (c->handshake_done)
         return 0;
+#if MBEDTLS_VERSION_NUMBER < 0x03000000 && defined(MBEDTLS_SSL_EXPORT_KEYS)
+    tls_keys_conn = c;
+#endif
     rc = mbedtls_ssl_handshake(&c->ssl);
 #if defined(TLS_TICKETS13)
     while (rc == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) {
         tls_conn_ticket(c);
         rc = mbedtls_ssl_handshake(&c->ssl);
     }
+#endif
+#if MBEDTLS_VERSION_NUMBER < 0x03000000 && defined(MBEDTLS_SSL_EXPORT_KEYS)
+    tls_keys_conn = NULL;
 #endif
     if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
         return TLS_AGAIN;

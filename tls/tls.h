@@ -46,6 +46,10 @@ void tls_config_free(struct tls_config *cfg);
 struct tls_conn *tls_conn_new(struct tls_config *cfg, const char *hostname, char *err,
                               size_t errlen);
 void tls_conn_free(struct tls_conn *c);
+/* tls_conn_set_keylog - hand this connection's secrets to fn as well as to
+ * the config's key log (before its handshake; fn NULL: none); called on
+ * the thread of the handshake, during tls_conn_handshake. */
+void tls_conn_set_keylog(struct tls_conn *c, tls_keylog_fn *fn, void *arg);
 
 /* tls_conn_feed - append ciphertext from the peer (copied). */
 int tls_conn_feed(struct tls_conn *c, const uint8_t *data, size_t len);
@@ -141,6 +145,12 @@ int tls_config_server_tickets(struct tls_config *cfg, char *err, size_t errlen);
 /* keylog - NSS key-log file for Wireshark (tls/keylog.c). */
 struct tls_keylog;
 int tls_keylog_open(struct tls_keylog **out, const char *path, char *err, size_t errlen);
+/* tls_keylog_line - one NSS key-log line with its newline into buf (at
+ * least TLS_KEYLOG_LINE_MAX bytes); its length, 0 when label or secret is
+ * too long to be one. */
+#define TLS_KEYLOG_LINE_MAX (31 + 1 + 64 + 1 + 2 * 64 + 1)
+size_t tls_keylog_line(char *buf, const char *label, const unsigned char client_random[32],
+                       const unsigned char *secret, size_t secret_len);
 /* tls_keylog_write - a tls_keylog_fn: arg is the struct tls_keylog. */
 void tls_keylog_write(void *arg, const char *label, const unsigned char client_random[32],
                       const unsigned char *secret, size_t secret_len);

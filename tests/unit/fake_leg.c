@@ -166,6 +166,12 @@ void leg_tls_info(const struct leg *l, int with_peer, char *buf, size_t len)
              with_peer && l->tls != NULL ? "; no peer certificate [fake]" : "");
 }
 
+void leg_set_keylog(struct leg *l, tls_keylog_fn *fn, void *arg)
+{
+    l->keylog = fn;
+    l->keylog_arg = arg;
+}
+
 struct tls_conn *leg_tls(const struct leg *l)
 {
     return l->tls;
