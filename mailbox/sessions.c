@@ -24,6 +24,7 @@
 #include "store.h"
 #include "view.h"
 #include "../log/evpack.h"
+#include "../log/pcap.h"
 #include "../log/redact.h"
 #include "../log/render_console.h"
 #include "../log/render_json.h"
@@ -80,6 +81,11 @@ struct sess_rec {
     struct sess_buf evs;     /* its events, each a size (uint64_t) and a record */
     struct sess_cut cut;     /* events not kept, from cut.at on */
     unsigned long lines_cut; /* ... of which console lines */
+    size_t raw_len;          /* of evs: message content kept for the pcap (TLOG_RAW) */
+    uint64_t raw_cut;        /* message content bytes not kept */
+    char *keylog;            /* its key-log lines (with --keylog), NULL: none yet */
+    size_t keylog_len;
+    unsigned keylog_cut; /* lines not kept */
 };
 
 struct sess_registry {
@@ -87,6 +93,7 @@ struct sess_registry {
     struct mbox *m;
     size_t keep;
     int show_secrets;
+    int pcap, keylog; /* sess_keep_outputs */
     struct sess_rec *buckets[SESS_BUCKETS];
     struct sess_rec *oldest, *newest;
     size_t n;
@@ -163,6 +170,9 @@ static void sess_rec_free(struct sess_registry *r, struct sess_rec *s)
     mbox_tls_clear(&s->tls_upstream);
     free(s->msgs);
     sess_buf_clear(r, &s->evs);
+    if (s->keylog != NULL)
+        explicit_bzero(s->keylog, s->keylog_len); /* secrets */
+    free(s->keylog);
     free(s);
 }
 
@@ -243,8 +253,20 @@ static void sess_keep_event(struct sess_registry *r, struct sess_rec *s,
     uint64_t n = sizeof(uint64_t) + tlog_event_packed_size(ev);
     struct sess_chunk *c = NULL;
 
-    if (always || (s->cut.lines == 0 && s->evs.len + n <= SESS_EVENTS_MAX && sess_room(r, s, n)))
+    if (ev->kind == TLOG_RAW) {
+        /* message content, for the pcap: a bound of its own, and no line
+         * is cut for it (the pcap has a gap where it is not kept) */
+        if (s->raw_cut == 0 && s->raw_len + n <= SESS_RAW_MAX && sess_room(r, s, n))
+            c = sess_buf_room(r, &s->evs, n);
+        if (c == NULL) {
+            s->raw_cut += ev->len;
+            return;
+        }
+        s->raw_len += n;
+    } else if (always || (s->cut.lines == 0 && s->evs.len - s->raw_len + n <= SESS_EVENTS_MAX &&
+                          sess_room(r, s, n))) {
         c = sess_buf_room(r, &s->evs, n);
+    }
     if (c == NULL) {
         if (s->cut.lines++ == 0) {
             s->cut.at = s->evs.len;
@@ -324,6 +346,7 @@ static void sess_tell(struct sess_registry *r, const struct sess_rec *s, enum se
         .session = s->id,
         .time_us = ev->time_us,
         .kind = ev->kind,
+        .reg = r,
         .rec = s,
         .ev = ev,
         .scratch = r->line,
@@ -346,7 +369,7 @@ static void sess_event(const struct tlog_event *ev, void *arg)
     struct sess_rec *s;
     int opened = 0;
 
-    if (ev->session == 0 || ev->kind == TLOG_RAW)
+    if (ev->session == 0 || (ev->kind == TLOG_RAW && !r->pcap))
         return; /* lines of no session; content for the pcap only */
     pthread_mutex_lock(&r->mu);
     s = sess_find(r, ev->session);
@@ -371,12 +394,30 @@ static void sess_event(const struct tlog_event *ev, void *arg)
     }
     int last = ev->kind == TLOG_CLOSE;
     sess_keep_event(r, s, &shown, last);
-    if (!shown.explain_only) { /* a line of the console without --explain */
+    if (!shown.explain_only &&
+        shown.kind != TLOG_RAW) { /* a line of the console without --explain */
         s->lines++;
         sess_tell(r, s, SESS_LINE, &shown);
     }
     if (last)
         sess_tell(r, s, SESS_CLOSED, ev);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void sess_keylog(struct sess_registry *r, uint64_t id, const char *line, size_t len)
+{
+    pthread_mutex_lock(&r->mu);
+    struct sess_rec *s = r->keylog ? sess_find(r, id) : NULL;
+    if (s != NULL && s->keylog_len + len > SESS_KEYLOG_MAX) {
+        s->keylog_cut++;
+    } else if (s != NULL) {
+        if (s->keylog == NULL)
+            s->keylog = malloc(SESS_KEYLOG_MAX); /* never moved: no copy of a secret left behind */
+        if (s->keylog != NULL) {
+            memcpy(s->keylog + s->keylog_len, line, len);
+            s->keylog_len += len;
+        }
+    }
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -488,6 +529,14 @@ void sess_close(struct sess_registry *r)
     free(r);
 }
 
+void sess_keep_outputs(struct sess_registry *r, int pcap, int keylog)
+{
+    pthread_mutex_lock(&r->mu);
+    r->pcap = pcap;
+    r->keylog = keylog;
+    pthread_mutex_unlock(&r->mu);
+}
+
 void sess_set_listener(struct sess_registry *r, sess_news_fn *fn, void *arg)
 {
     pthread_mutex_lock(&r->mu);
@@ -499,7 +548,7 @@ void sess_set_listener(struct sess_registry *r, sess_news_fn *fn, void *arg)
 /* ---- reads ---------------------------------------------------------------------- */
 
 /* sess_json - a session object (sessions.h), mu held. */
-static json_t *sess_json(const struct sess_rec *s)
+static json_t *sess_json(const struct sess_registry *r, const struct sess_rec *s)
 {
     json_t *msgs = json_array(), *bytes = json_null();
 
@@ -512,8 +561,9 @@ static json_t *sess_json(const struct sess_rec *s)
                           (json_int_t)s->totals.up_rx, "UpstreamOut", (json_int_t)s->totals.up_tx);
     }
     return json_pack(
-        "{s:I,s:o,s:o,s:o,s:s,s:o,s:{s:o,s:o},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o},s:o}", "ID",
-        (json_int_t)s->id, "Client", mbox_view_str(s->client), "Started",
+        "{s:I,s:o,s:o,s:o,s:s,s:o,s:{s:o,s:o},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o},s:o,"
+        "s:{s:b,s:b}}",
+        "ID", (json_int_t)s->id, "Client", mbox_view_str(s->client), "Started",
         mbox_view_time(s->started_us), "Ended",
         s->closed ? mbox_view_time(s->ended_us) : json_null(), "State",
         s->closed ? "closed" : "open", "Reason", mbox_view_str(s->closed ? s->why : NULL), "TLS",
@@ -521,12 +571,13 @@ static json_t *sess_json(const struct sess_rec *s)
         "Counts", "Commands", (json_int_t)s->commands, "Replies", (json_int_t)s->replies,
         "Accepted", (json_int_t)s->accepted, "Refused", (json_int_t)s->refused, "Warnings",
         (json_int_t)s->warnings, "Errors", (json_int_t)s->errors, "Lines", (json_int_t)s->lines,
-        "LinesNotKept", (json_int_t)s->lines_cut, "Bytes", bytes, "Messages", msgs);
+        "LinesNotKept", (json_int_t)s->lines_cut, "Bytes", bytes, "Messages", msgs, "Downloads",
+        "Pcap", r->pcap, "KeyLog", r->keylog);
 }
 
 json_t *sess_news_json(const struct sess_news *n)
 {
-    return sess_json(n->rec);
+    return sess_json(n->reg, n->rec);
 }
 
 json_t *sess_view_list(struct sess_registry *r, size_t start, size_t limit)
@@ -543,7 +594,7 @@ json_t *sess_view_list(struct sess_registry *r, size_t start, size_t limit)
             continue;
         if (limit > 0 && json_array_size(list) >= limit)
             break;
-        json_t *j = sess_json(s);
+        json_t *j = sess_json(r, s);
         if (j != NULL)
             json_array_append_new(list, j);
     }
@@ -560,7 +611,7 @@ json_t *sess_view_one(struct sess_registry *r, uint64_t id)
     pthread_mutex_lock(&r->mu);
     struct sess_rec *s = sess_find(r, id);
     if (s != NULL)
-        j = sess_json(s);
+        j = sess_json(r, s);
     pthread_mutex_unlock(&r->mu);
     return j;
 }
@@ -598,6 +649,8 @@ static void sess_render(struct sess_out *o, const struct tlog_event *ev, int jso
                         size_t cap)
 {
     size_t n = 0;
+    if (ev->kind == TLOG_RAW)
+        return; /* kept for the pcap: the console and --json show none */
     if (json)
         n = tlog_json_format(ev, scratch, cap, TLOG_JSON_NOTE);
     else if (!ev->explain_only) /* the console without --explain */
@@ -665,4 +718,51 @@ done:
     *buf = o.p;
     *len = o.len;
     return 0;
+}
+
+int sess_pcap(struct sess_registry *r, uint64_t id, char **buf, size_t *len)
+{
+    struct tlog_pcap *w = tlog_pcap_mem();
+    int rc;
+
+    if (w == NULL)
+        return SESS_NO_MEMORY;
+    pthread_mutex_lock(&r->mu);
+    struct sess_rec *s = r->pcap ? sess_find(r, id) : NULL;
+    rc = !r->pcap ? SESS_OFF : s == NULL ? SESS_NOT_KEPT : 0;
+    for (const struct sess_chunk *c = s != NULL ? s->evs.head : NULL; c != NULL; c = c->next) {
+        for (size_t k = 0; k < c->len;) {
+            uint64_t n;
+            struct tlog_event ev;
+            memcpy(&n, c->data + k, sizeof(n));
+            tlog_event_unpack(c->data + k + sizeof(n), &ev);
+            tlog_pcap_render(w, &ev);
+            k += n;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (rc != 0) {
+        tlog_pcap_close(w);
+        return rc;
+    }
+    return tlog_pcap_take(w, buf, len) == 0 ? 0 : SESS_NO_MEMORY;
+}
+
+int sess_keylog_text(struct sess_registry *r, uint64_t id, char **buf, size_t *len)
+{
+    int rc;
+
+    pthread_mutex_lock(&r->mu);
+    struct sess_rec *s = r->keylog ? sess_find(r, id) : NULL;
+    rc = !r->keylog ? SESS_OFF : s == NULL ? SESS_NOT_KEPT : 0;
+    if (rc == 0 && (*buf = malloc(s->keylog_len + 1)) == NULL)
+        rc = SESS_NO_MEMORY;
+    if (rc == 0) {
+        if (s->keylog_len > 0)
+            memcpy(*buf, s->keylog, s->keylog_len);
+        (*buf)[s->keylog_len] = '\0';
+        *len = s->keylog_len;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc;
 }

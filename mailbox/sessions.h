@@ -33,6 +33,8 @@
 #define SESS_EVENTS_MAX (512 * 1024)  /* events kept per session, bytes (packed: log/evpack.h) */
 #define SESS_BYTES_MAX  (64ull << 20) /* ... for all sessions */
 #define SESS_MSGS_MAX   1000          /* message IDs listed per session (the newest) */
+#define SESS_RAW_MAX    (1 << 20)     /* message content kept per session for its pcap, bytes */
+#define SESS_KEYLOG_MAX 4096          /* key-log lines kept per session, bytes (a few each) */
 
 struct mbox;
 struct sess_registry;
@@ -44,6 +46,17 @@ struct sess_rec;
  * -1 with err filled. */
 int sess_open(struct sess_registry **out, struct mbox *m, size_t keep, int show_secrets, char *err,
               size_t errlen);
+/* sess_keep_outputs - before sessions run: pcap, keep each session's
+ * message content too (TLOG_RAW, SESS_RAW_MAX a session), so that
+ * sess_pcap can render it (--pcap is on); keylog, keep the key-log lines
+ * sess_keylog is told (--keylog is on). */
+void sess_keep_outputs(struct sess_registry *r, int pcap, int keylog);
+/* sess_keylog - a key-log line (with its newline) of a TLS connection of
+ * session id, from the session's loop thread; kept (SESS_KEYLOG_MAX a
+ * session, never moved, zeroed when let go) with keylog on, else dropped.
+ * These are the TLS sessions' secrets: kept only because the user asked
+ * for a key log. */
+void sess_keylog(struct sess_registry *r, uint64_t id, const char *line, size_t len);
 /* sess_close - hear no more, free everything; after the event loops have
  * stopped. NULL is fine. */
 void sess_close(struct sess_registry *r);
@@ -59,9 +72,12 @@ void sess_close(struct sess_registry *r);
  *               "Errors", "Lines", "LinesNotKept",
  *               "Bytes": null (while open) | {"ClientIn", "ClientOut",
  *                                             "UpstreamIn", "UpstreamOut"}},
- *    "Messages": ["ID", ...]}
+ *    "Messages": ["ID", ...],
+ *    "Downloads": {"Pcap": bool, "KeyLog": bool}}
  * Commands: the client's command lines; Replies: the replies it got;
- * Accepted, Refused: messages by their verdict; Lines: console lines. */
+ * Accepted, Refused: messages by their verdict; Lines: console lines;
+ * Downloads: whether sess_pcap and sess_keylog_text have anything to give
+ * (--pcap, --keylog). */
 json_t *sess_view_list(struct sess_registry *r, size_t start, size_t limit);
 /* sess_view_one - one session object; NULL when it is not kept. */
 json_t *sess_view_one(struct sess_registry *r, uint64_t id);
@@ -69,6 +85,17 @@ json_t *sess_view_one(struct sess_registry *r, uint64_t id);
  * (json 1), each ending in a newline, into *buf (malloc'd, the caller's)
  * and *len. 0, or -1 when it is not kept (or no memory). */
 int sess_transcript(struct sess_registry *r, uint64_t id, int json, char **buf, size_t *len);
+/* sess_pcap - the session's kept events as a pcap (log/pcap.h: its
+ * plaintext, both legs; message content past SESS_RAW_MAX is missing)
+ * into *buf (malloc'd) and *len. 0, SESS_OFF (pcap is off:
+ * sess_keep_outputs), SESS_NOT_KEPT or SESS_NO_MEMORY. */
+#define SESS_NOT_KEPT  (-1)
+#define SESS_OFF       (-2)
+#define SESS_NO_MEMORY (-3)
+int sess_pcap(struct sess_registry *r, uint64_t id, char **buf, size_t *len);
+/* sess_keylog_text - the session's key-log lines (perhaps none), as
+ * sess_pcap (SESS_OFF: keylog is off). */
+int sess_keylog_text(struct sess_registry *r, uint64_t id, char **buf, size_t *len);
 
 /* What the listener hears. */
 enum sess_news_kind {
@@ -80,8 +107,9 @@ struct sess_news {
     enum sess_news_kind what;
     uint64_t session;
     uint64_t time_us;
-    enum tlog_kind kind;         /* SESS_LINE: the event's */
-    const struct sess_rec *rec;  /* for sess_news_json, during the call */
+    enum tlog_kind kind;             /* SESS_LINE: the event's */
+    const struct sess_registry *reg; /* for sess_news_json, during the call */
+    const struct sess_rec *rec;
     const struct tlog_event *ev; /* the event, as shown (redacted) */
     char *scratch;               /* sess_news_line's room */
 };

@@ -411,6 +411,12 @@ static int px_setup_ci(const struct px_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* px_keylog_session - a session's key-log line to the session registry. */
+static void px_keylog_session(void *arg, uint64_t session, const char *line, size_t len)
+{
+    sess_keylog(arg, session, line, len);
+}
+
 /* px_setup_http - the HTTP API on the first loop. The default address
  * taken is a warning (said with the start-up lines) and no API; an address
  * given that cannot be used is a start-up error. */
@@ -464,6 +470,13 @@ static int px_setup_http(const struct px_config *cfg, char *err, size_t errlen)
         return 0; /* --keep 0: no sessions kept either */
     if (sess_open(&m.sessions, m.mbox, (size_t)cfg->keep, cfg->show_secrets, err, errlen) != 0)
         return -1;
+    /* a session's pcap and key-log lines, for its downloads, only when the
+     * user asked for those outputs (the key log: the TLS sessions' secrets) */
+    sess_keep_outputs(m.sessions, cfg->pcap != NULL, m.keylog != NULL);
+    if (m.keylog != NULL) {
+        m.px.keylog_session = px_keylog_session;
+        m.px.keylog_session_arg = m.sessions;
+    }
     if (sessapi_routes(m.http, m.sessions) != 0 ||
         events_open(&m.events, m.http, m.px.loop, m.mbox, m.sessions) != 0) {
         snprintf(err, errlen, "the HTTP API's routes could not be set up");

@@ -4,9 +4,11 @@ sink and relay modes: the list, a message decoded, headers, raw bytes,
 parts, read flags, deletion, search in Mailpit's syntax, the /wait long
 poll, and the HTML view's Content-Security-Policy."""
 import json
+import os
 import re
 import smtplib
 import ssl
+import struct
 import subprocess
 import tempfile
 import threading
@@ -313,6 +315,124 @@ class TlsValidityTest(ApiCase):
         # the client leg's peer showed no certificate
         self.assertIsNone(s["TLS"]["Client"]["NotBefore"])
         self.assertIsNone(s["TLS"]["Client"]["NotAfter"])
+
+
+def keylog_lines(data):
+    """{client random: set of lines} of NSS key-log text."""
+    out = {}
+    for l in data.splitlines():
+        if l.strip() and not l.startswith("#"):
+            out.setdefault(l.split()[1].lower(), set()).add(l)
+    return out
+
+
+class SessionDownloadsTest(ApiCase):
+    """A session's pcap and key-log lines, with --pcap and --keylog."""
+
+    def two_sessions(self, *args, keylogs=None):
+        """Two relayed sessions inside TLS on both legs, each with its own
+        MAIL FROM; their session IDs. keylogs: a client key log per session
+        (Python's own, of the client leg)."""
+        self.up = h.Upstream()
+        self.api(*args, upstream=self.up)
+        for n, sender in enumerate(("first@example.test", "second@example.test")):
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            if keylogs:
+                ctx.keylog_filename = keylogs[n]
+            c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
+            c.starttls(context=ctx)
+            c.login(h.USER, h.PASSWORD)
+            c.sendmail(sender, ["bob@example.test"],
+                       f"Subject: pcap {n}\r\n\r\nbody of message {n}\r\n".encode())
+            c.quit()
+        for sid in (1, 2):
+            self.scope.wait_for(rf"\[#{sid}\] smtpscope: disconnect")
+        sessions = self.get("/api/v1/sessions?limit=0")["sessions"]
+        self.assertEqual(sorted(s["ID"] for s in sessions), [1, 2])
+        return 1, 2
+
+    def test_pcap_of_one_session(self):
+        d = tempfile.mkdtemp(prefix="smtpscope-pcap-")
+        a, b = self.two_sessions("--pcap", os.path.join(d, "all.pcap"))
+        self.assertEqual(self.get(f"/api/v1/session/{a}")["Downloads"],
+                         {"Pcap": True, "KeyLog": False})
+        st, hd, body = call(self.port, f"/api/v1/session/{a}/pcap")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(hd["Content-Type"], "application/vnd.tcpdump.pcap")
+        self.assertEqual(hd["Content-Disposition"],
+                         f'attachment; filename="smtpscope-session-{a}.pcap"')
+        # a classic little-endian pcap of Ethernet frames
+        magic, major, minor, _, _, snap, link = struct.unpack("<IHHiIII", body[:24])
+        self.assertEqual((magic, major, minor, link), (0xa1b2c3d4, 2, 4, 1))
+        frames = []
+        o = 24
+        while o < len(body):
+            _, _, incl, orig = struct.unpack("<IIII", body[o:o + 16])
+            self.assertEqual(incl, orig)
+            frames.append(body[o + 16:o + 16 + incl])
+            o += 16 + incl
+        self.assertEqual(o, len(body))
+        self.assertGreater(len(frames), 20)
+        # this session's plaintext (both legs: its MAIL FROM twice, its
+        # content), never the other's
+        self.assertEqual(len(re.findall(rb"(?i)mail from:<first@example\.test>", body)), 2)
+        self.assertIn(b"body of message 0", body)
+        self.assertNotIn(b"second@example.test", body)
+        self.assertNotIn(b"body of message 1", body)
+        st, _, other = call(self.port, f"/api/v1/session/{b}/pcap")
+        self.assertEqual(st, 200)
+        self.assertIn(b"second@example.test", other)
+        self.assertNotIn(b"first@example.test", other)
+        # the session's own transcript shows no content of the pcap's
+        text = call(self.port, f"/api/v1/session/{a}/transcript?format=json")[2].decode()
+        self.assertNotIn('"kind":"raw"', text)
+        self.assertEqual(call(self.port, "/api/v1/session/99/pcap")[0], 404)
+        self.assertEqual(call(self.port, f"/api/v1/session/{a}/keylog")[0], 404)
+
+    def test_keylog_of_one_session(self):
+        d = tempfile.mkdtemp(prefix="smtpscope-keylog-")
+        path = os.path.join(d, "all.keylog")
+        mine = [os.path.join(d, f"client{n}.keylog") for n in (1, 2)]
+        a, b = self.two_sessions("--keylog", path, keylogs=mine)
+        self.assertEqual(self.get(f"/api/v1/session/{a}")["Downloads"],
+                         {"Pcap": False, "KeyLog": True})
+        got = {}
+        for sid in (a, b):
+            st, hd, body = call(self.port, f"/api/v1/session/{sid}/keylog")
+            self.assertEqual(st, 200, body)
+            self.assertEqual(hd["Content-Type"], "text/plain; charset=utf-8")
+            self.assertEqual(hd["Content-Disposition"],
+                             f'attachment; filename="smtpscope-session-{sid}.keylog"')
+            self.assertEqual(hd["Cache-Control"], "no-store")
+            got[sid] = keylog_lines(body.decode())
+        with open(path) as f:
+            everything = keylog_lines(f.read())
+        for n, sid in enumerate((a, b)):
+            # two TLS sessions each: the client leg's and the upstream leg's
+            self.assertEqual(len(got[sid]), 2, got[sid])
+            # exactly the --keylog file's lines of those client randoms
+            for cr, lines in got[sid].items():
+                self.assertEqual(lines, everything[cr])
+            # the client leg's is the one this client made
+            with open(mine[n]) as f:
+                client = set(keylog_lines(f.read()))
+            self.assertEqual(len(client), 1)
+            self.assertTrue(client <= set(got[sid]))
+            self.assertFalse(client & set(got[b if sid == a else a]))
+        # and together they are the whole file
+        self.assertEqual(set(got[a]) | set(got[b]), set(everything))
+        self.assertEqual(call(self.port, f"/api/v1/session/{a}/pcap")[0], 404)
+
+    def test_without_pcap_and_keylog_they_are_not_there(self):
+        a, _ = self.two_sessions()
+        self.assertEqual(self.get(f"/api/v1/session/{a}")["Downloads"],
+                         {"Pcap": False, "KeyLog": False})
+        for what, option in (("pcap", "--pcap"), ("keylog", "--keylog")):
+            st, hd, body = call(self.port, f"/api/v1/session/{a}/{what}")
+            self.assertEqual(st, 404, body)
+            self.assertIn(option, json.loads(body)["Error"])
 
 
 class SearchTest(ApiCase):

@@ -265,6 +265,105 @@ static void test_facts_and_lines(void)
     sess_close(r);
 }
 
+/* ---- a session's pcap and key log (--pcap, --keylog) ------------------------------ */
+
+/* ev_connect_at - a client connection with both addresses (the pcap's). */
+static void ev_connect_at(uint64_t sid, uint16_t port)
+{
+    struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(port)};
+    struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(2525)};
+    inet_pton(AF_INET, "127.0.0.1", &peer.sin_addr);
+    inet_pton(AF_INET, "127.0.0.1", &local.sin_addr);
+    struct tlog_event ev = {.session = sid,
+                            .kind = TLOG_CONNECT,
+                            .leg = TLOG_LEG_CLIENT,
+                            .own = 1,
+                            .text = "connection from ...",
+                            .peer = (struct sockaddr *)&peer,
+                            .local = (struct sockaddr *)&local};
+    tlog_emit(&ev);
+}
+
+static void ev_content(uint64_t sid, const char *bytes)
+{
+    struct tlog_event ev = {.session = sid,
+                            .kind = TLOG_RAW,
+                            .leg = TLOG_LEG_CLIENT,
+                            .dir = TLOG_DIR_IN,
+                            .bytes = (const uint8_t *)bytes,
+                            .len = strlen(bytes)};
+    tlog_emit(&ev);
+}
+
+static void test_outputs(void)
+{
+    static const char kl1[] = "CLIENT_RANDOM 0101 aaaa\n", kl2[] = "CLIENT_RANDOM 0202 bbbb\n";
+    struct sess_registry *r;
+    char err[200], *buf;
+    size_t len;
+
+    /* off (the default): nothing kept, and the reads say why */
+    CHECK(sess_open(&r, NULL, 10, 0, err, sizeof(err)) == 0);
+    ev_connect_at(1, 40001);
+    ev_content(1, "Subject: one\r\n");
+    sess_keylog(r, 1, kl1, strlen(kl1));
+    CHECK(sess_pcap(r, 1, &buf, &len) == SESS_OFF);
+    CHECK(sess_keylog_text(r, 1, &buf, &len) == SESS_OFF);
+    json_t *j = sess_view_one(r, 1);
+    CHECK(j != NULL && json_is_false(json_object_get(json_object_get(j, "Downloads"), "Pcap")));
+    json_decref(j);
+    sess_close(r);
+
+    CHECK(sess_open(&r, NULL, 10, 0, err, sizeof(err)) == 0);
+    sess_keep_outputs(r, 1, 1);
+    ev_connect_at(1, 40001);
+    ev_connect_at(2, 40002);
+    ev_cmd(1, "MAIL FROM:<one@example.test>\r\n");
+    ev_cmd(2, "MAIL FROM:<two@example.test>\r\n");
+    ev_content(1, "Subject: one\r\n");
+    sess_keylog(r, 1, kl1, strlen(kl1));
+    sess_keylog(r, 2, kl2, strlen(kl2));
+    sess_keylog(r, 99, kl2, strlen(kl2)); /* no such session */
+    ev_close(1, "QUIT");
+    ev_close(2, "QUIT");
+
+    CHECK(sess_pcap(r, 1, &buf, &len) == 0);
+    if (buf != NULL) {
+        CHECK(len > 24 && memcmp(buf, "\xd4\xc3\xb2\xa1", 4) == 0);
+        CHECK(check_contains(buf, len, "MAIL FROM:<one@example.test>", 28));
+        CHECK(check_contains(buf, len, "Subject: one", 12));
+        CHECK(!check_contains(buf, len, "two@example.test", 16));
+        free(buf);
+    }
+    CHECK(sess_pcap(r, 3, &buf, &len) == SESS_NOT_KEPT);
+    /* the content kept for the pcap is no line of the transcripts */
+    for (int json = 0; json < 2; json++) {
+        CHECK(sess_transcript(r, 1, json, &buf, &len) == 0);
+        CHECK(!check_contains(buf, len, "Subject", 7));
+        CHECK(count_lines(buf, len) == 3); /* connect, MAIL, close */
+        free(buf);
+    }
+    j = sess_view_one(r, 1);
+    CHECK(jint(j, "Counts.Lines") == 3);
+    CHECK(j != NULL && json_is_true(json_object_get(json_object_get(j, "Downloads"), "KeyLog")));
+    json_decref(j);
+
+    CHECK(sess_keylog_text(r, 1, &buf, &len) == 0);
+    CHECK_MEM(buf, len, kl1, strlen(kl1));
+    free(buf);
+    CHECK(sess_keylog_text(r, 2, &buf, &len) == 0);
+    CHECK_MEM(buf, len, kl2, strlen(kl2));
+    free(buf);
+    CHECK(sess_keylog_text(r, 3, &buf, &len) == SESS_NOT_KEPT);
+    /* bounded: lines past SESS_KEYLOG_MAX are not kept */
+    for (int i = 0; i < SESS_KEYLOG_MAX; i++)
+        sess_keylog(r, 2, kl2, strlen(kl2));
+    CHECK(sess_keylog_text(r, 2, &buf, &len) == 0);
+    CHECK(len <= SESS_KEYLOG_MAX && len > SESS_KEYLOG_MAX - strlen(kl2));
+    free(buf);
+    sess_close(r);
+}
+
 /* ---- bounds ---------------------------------------------------------------------- */
 
 static void test_keep(void)
@@ -527,6 +626,7 @@ int main(void)
     test_cut();
     test_messages();
     test_news();
+    test_outputs();
     test_queue();
     tlog_close_all();
     return check_done("unit_sessions");
