@@ -419,9 +419,31 @@ class SessionViewTest(UiCase):
                          self.base + "/api/v1/session/1/transcript")
         self.assertEqual(self.d.find_element(By.ID, "dl-jsonl").get_attribute("href"),
                          self.base + "/api/v1/session/1/transcript?format=json")
+        # without --pcap and --keylog, no such downloads
+        self.assertEqual(self.d.find_elements(By.CSS_SELECTOR, "#dl-pcap, #dl-keylog"), [])
         self.assert_no_secret()
         self.assert_console_clean()
         self.shot("session")
+
+    def test_pcap_and_keylog_downloads_when_on(self):
+        d = tempfile.mkdtemp(prefix="smtpscope-ui-out-")
+        self.addCleanup(shutil.rmtree, d, True)
+        self.up = h.Upstream()
+        self.start("--pcap", os.path.join(d, "all.pcap"), "--keylog", os.path.join(d, "all.keylog"),
+                   mode="relay", upstream=self.up)
+        self.seed()
+        self.scope.wait_for(r"\[#1\] smtpscope: disconnect")
+        self.open("/session/1")
+        self.wait(lambda d: d.find_elements(By.ID, "dl-keylog"), what="the download links")
+        for el, path, name in (("dl-pcap", "pcap", "smtpscope-session-1.pcap"),
+                               ("dl-keylog", "keylog", "smtpscope-session-1.keylog")):
+            a = self.d.find_element(By.ID, el)
+            self.assertEqual(a.get_attribute("href"), f"{self.base}/api/v1/session/1/{path}")
+            self.assertEqual(a.get_attribute("download"), name)
+            self.assertTrue(a.is_displayed())
+        self.assertIn("pcap", self.text_of(".downloads"))
+        self.assertIn("key log", self.text_of(".downloads"))
+        self.assert_console_clean()
 
     def test_session_lines_stream_in(self):
         self.start()

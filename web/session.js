@@ -4,8 +4,10 @@
 // leg, direction and "own" say who spoke; docs/transcript-json.md), with
 // the learner notes beside the lines they explain, both legs' TLS, the
 // capabilities the upstream offered beside those the client was shown,
-// and the downloads. Its lines stream in: each "line" event of this
-// session has the transcript read again (at most every 150 ms).
+// and the downloads (its pcap and key log too when --pcap and --keylog are
+// on: the session object's Downloads says). Its lines stream in: each
+// "line" event of this session has the transcript read again (at most
+// every 150 ms).
 import { api, debounce, fill, fmtClock, fmtDate, fmtSize, h, repr } from "/ui/dom.js";
 import { stateBadge, tlsLock } from "/ui/sessions.js";
 
@@ -159,6 +161,7 @@ export function sessionView(app, main, id) {
   const notesBox = h("input", { type: "checkbox", id: "show-notes", checked: true });
   notesBox.addEventListener("change", () => lanesEl.classList.toggle("no-notes", !notesBox.checked));
   const base = `/api/v1/session/${id}/transcript`;
+  const outputs = h("span", { id: "dl-outputs" }); // the pcap and key log, when they are on
 
   fill(main,
     h("p", { class: "crumbs" }, h("a", { href: "/", "data-link": true, text: "Sessions" }), ` › #${id}`),
@@ -167,7 +170,8 @@ export function sessionView(app, main, id) {
       h("label", {}, notesBox, " learner notes"),
       h("span", { class: "downloads" }, "Download: ",
         h("a", { href: base, download: `smtpscope-session-${id}.txt`, id: "dl-text", text: "text" }), " · ",
-        h("a", { href: `${base}?format=json`, download: `smtpscope-session-${id}.jsonl`, id: "dl-jsonl", text: "JSON Lines" }))),
+        h("a", { href: `${base}?format=json`, download: `smtpscope-session-${id}.jsonl`, id: "dl-jsonl", text: "JSON Lines" }),
+        outputs)),
     h("div", { class: "lane-heads" }, h("span"), h("span"), h("span", { text: "client" }),
       h("span", { text: "smtpscope" }), h("span", { text: "upstream" }), h("span", { text: "notes" })),
     lanesEl,
@@ -197,6 +201,13 @@ export function sessionView(app, main, id) {
             return [i ? ", " : "", h("a", { href: `/message/${mid}`, "data-link": true, text: m ? (m.Subject || "(no subject)") : mid })];
           }))) : null));
     fill(tls, tlsCard("client leg", s.TLS && s.TLS.Client), tlsCard("upstream leg", s.TLS && s.TLS.Upstream));
+    const d = s.Downloads || {};
+    fill(outputs,
+      d.Pcap ? [" · ", h("a", { href: `/api/v1/session/${id}/pcap`, download: `smtpscope-session-${id}.pcap`, id: "dl-pcap", text: "pcap" })] : null,
+      d.KeyLog ? [" · ", h("a", {
+        href: `/api/v1/session/${id}/keylog`, download: `smtpscope-session-${id}.keylog`, id: "dl-keylog", text: "key log",
+        title: "the TLS secrets of this session's connections (NSS key log, for Wireshark with the pcap of --pcap)",
+      })] : null);
   }
 
   let busy = false, again = false, gone = false;
