@@ -103,18 +103,13 @@ static void ev_news(void *arg, const struct sess_news *n)
 }
 
 /* ev_store_changed - the store's listener (no lock of the store held). */
-static void ev_store_changed(void *arg, enum mbox_change what, const char *id)
+static void ev_store_changed(void *arg, enum mbox_change what, const char *id, uint64_t session)
 {
     struct mbox_events *e = arg;
 
     if (atomic_load(&e->nsubs) == 0)
         return;
-    if (what == MBOX_ADDED && id != NULL) {
-        /* the session now, while the message is surely there; its MIME
-         * is left for the HTTP loop */
-        struct mbox_msg *msg = mbox_get(e->m, id);
-        uint64_t session = msg != NULL ? mbox_msg_facts(msg)->session : 0;
-        mbox_msg_unref(msg);
+    if (what == MBOX_ADDED && id != NULL) { /* its MIME is left for the HTTP loop */
         evq_push(e->q, EVQ_MESSAGE, session, tlog_now_us(), 0, id, strlen(id));
     } else if (what == MBOX_DELETED) {
         evq_push(e->q, EVQ_DELETE, 0, tlog_now_us(), 0, id != NULL ? id : "",
