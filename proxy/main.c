@@ -176,13 +176,14 @@ static void px_more_files(void)
  * each of those is a TLB shoot-down interrupting every CPU that runs one of
  * our threads, and the next allocation faults fresh zeroed pages in again.
  * The relay allocates and frees buffers of a few KiB to a few MiB all the
- * time (TLS records, events, HTTP responses), so the default cost ~40 % of
- * the relay's rate with ten live-event subscribers (docs/benchmarks.md).
+ * time (TLS records, events, HTTP responses): with ten live-event
+ * subscribers, the relay kept 0.53 of its rate by default, 0.79 so
+ * (bench/api, docs/benchmarks.md).
  * Up to PX_MALLOC_KEEP stays mapped for reuse; blocks from PX_MALLOC_MMAP
- * up are mapped on their own and unmapped when freed, as before. (Growing
- * the heap by more than asked, M_TOP_PAD, left idle sessions 15 % larger:
- * integ_load.) A GLIBC_TUNABLES setting of malloc's wins. */
-#define PX_MALLOC_KEEP (64u << 20)
+ * up are mapped on their own and unmapped when freed, as before. (More kept,
+ * 64 MiB, or the heap grown by more than asked, M_TOP_PAD, left idle
+ * sessions 10-15 % larger: integ_load.) A GLIBC_TUNABLES setting of malloc's wins. */
+#define PX_MALLOC_KEEP (1u << 20)
 #define PX_MALLOC_MMAP (4u << 20)
 static void px_tune_malloc(void)
 {
