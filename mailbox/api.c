@@ -449,10 +449,10 @@ static void api_changed_cb(uv_async_t *h)
 }
 
 /* api_notify - the store's listener: any thread, so only a wake-up. */
-static void api_notify(void *arg, enum mbox_change what, const char *id)
+static void api_notify(void *arg, enum mbox_change what, const char *id, uint64_t session)
 {
     struct mbox_api *a = arg;
-    (void)id;
+    (void)id, (void)session;
     /* a wake-up is two system calls: none while nobody waits (a wait looks
      * at the store itself when it starts) */
     if ((what == MBOX_ADDED || what == MBOX_READ) && atomic_load(&a->nwaits) > 0)

@@ -8,14 +8,17 @@
  *
  * Producers (any thread): the registry's news (inside the transcript's and
  * the registry's locks) and the store's changes; they copy what they need
- * into the queue and return, and only while someone listens (nsubs). On
- * the HTTP loop, ev_wake_cb takes the queue whole, makes each event's JSON
+ * into the queue and return, and only while someone listens (nsubs). The
+ * queue wakes the HTTP loop with an async handle from other threads, and
+ * with a flag read by a prepare handle before the loop waits from its own.
+ * On the HTTP loop, ev_drain takes the queue whole, makes each event's JSON
  * there (a new message's summary is parsed here, never on a relay thread)
  * and sends it to every stream. A relay never waits for a client: a full
  * queue drops events and says how many; a slow client is ended.
  */
 #include "events.h"
 #include "evqueue.h"
+#include "mime.h"
 #include "sessions.h"
 #include "store.h"
 #include "view.h"
@@ -45,7 +48,10 @@ struct mbox_events {
     struct mbox *m;
     struct sess_registry *reg;
     struct evq *q;
-    uv_async_t wake; /* the queue has events (any thread) */
+    uv_async_t wake;   /* the queue has events (another thread's) */
+    uv_prepare_t here; /* before the loop waits for I/O, while there are streams */
+    uv_thread_t loop_thread;
+    atomic_int queued_here; /* the queue has events from the loop's own thread */
     uv_timer_t ping;
     uv_timer_t gather; /* a wake-up's events wait this long for more (EV_GATHER_MS) */
     int closing;
@@ -57,11 +63,20 @@ struct mbox_events {
 
 /* ---- producers (any thread) ------------------------------------------------------- */
 
-/* ev_wake - the queue's wake-up: under its lock, so never after evq_close. */
+/* ev_wake - the queue's wake-up: under its lock, so never after evq_close.
+ * From the loop's own thread (the relay with --loops 1, the store's
+ * deletions) it only sets a flag that a prepare handle reads before the
+ * loop waits again: an async wake-up would be a write and a read of its eventfd
+ * and one more turn of the loop, several times a message. */
 static void ev_wake(void *arg)
 {
     struct mbox_events *e = arg;
-    uv_async_send(&e->wake);
+    uv_thread_t self = uv_thread_self();
+
+    if (uv_thread_equal(&self, &e->loop_thread))
+        atomic_store(&e->queued_here, 1);
+    else
+        uv_async_send(&e->wake);
 }
 
 /* ev_news - the registry's listener (inside the transcript's and the
@@ -88,18 +103,13 @@ static void ev_news(void *arg, const struct sess_news *n)
 }
 
 /* ev_store_changed - the store's listener (no lock of the store held). */
-static void ev_store_changed(void *arg, enum mbox_change what, const char *id)
+static void ev_store_changed(void *arg, enum mbox_change what, const char *id, uint64_t session)
 {
     struct mbox_events *e = arg;
 
     if (atomic_load(&e->nsubs) == 0)
         return;
-    if (what == MBOX_ADDED && id != NULL) {
-        /* the session now, while the message is surely there; its MIME
-         * is left for the HTTP loop */
-        struct mbox_msg *msg = mbox_get(e->m, id);
-        uint64_t session = msg != NULL ? mbox_msg_facts(msg)->session : 0;
-        mbox_msg_unref(msg);
+    if (what == MBOX_ADDED && id != NULL) { /* its MIME is left for the HTTP loop */
         evq_push(e->q, EVQ_MESSAGE, session, tlog_now_us(), 0, id, strlen(id));
     } else if (what == MBOX_DELETED) {
         evq_push(e->q, EVQ_DELETE, 0, tlog_now_us(), 0, id != NULL ? id : "",
@@ -119,8 +129,10 @@ static void ev_unlink(struct ev_sub *sub)
         e->subs = sub->next;
     if (sub->next != NULL)
         sub->next->prev = sub->prev;
-    if (atomic_fetch_sub(&e->nsubs, 1) == 1 && !e->closing)
+    if (atomic_fetch_sub(&e->nsubs, 1) == 1 && !e->closing) {
         uv_timer_stop(&e->ping);
+        uv_prepare_stop(&e->here);
+    }
     free(sub);
 }
 
@@ -180,6 +192,106 @@ static void ev_flush(struct mbox_events *e)
     }
 }
 
+/* ev_room - room for need more bytes in the batch; -1: no memory. */
+static int ev_room(struct mbox_events *e, size_t need)
+{
+    if (e->batch_len + need <= e->batch_cap)
+        return 0;
+    size_t cap = e->batch_cap ? e->batch_cap : 4096;
+    while (cap < e->batch_len + need)
+        cap *= 2;
+    char *b = realloc(e->batch, cap);
+    if (b == NULL)
+        return -1;
+    e->batch = b;
+    e->batch_cap = cap;
+    return 0;
+}
+
+/* ev_json_text - s (valid UTF-8) as a JSON string at out, which has room
+ * for 6 bytes per byte of s and 2; its length. Escaped as jansson escapes
+ * (so no CR or LF stays raw, and the SSE frame needs one data line). */
+static size_t ev_json_text(char *out, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    out[o++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            out[o++] = (char)c;
+            continue;
+        }
+        out[o++] = '\\';
+        switch (c) {
+        case '"':
+            out[o++] = '"';
+            break;
+        case '\\':
+            out[o++] = '\\';
+            break;
+        case '\b':
+            out[o++] = 'b';
+            break;
+        case '\f':
+            out[o++] = 'f';
+            break;
+        case '\n':
+            out[o++] = 'n';
+            break;
+        case '\r':
+            out[o++] = 'r';
+            break;
+        case '\t':
+            out[o++] = 't';
+            break;
+        default:
+            memcpy(out + o, "u00", 3);
+            out[o + 3] = hex[c >> 4];
+            out[o + 4] = hex[c & 15];
+            o += 5;
+        }
+    }
+    out[o++] = '"';
+    return o;
+}
+
+/* ev_line - a transcript line's event, the relay's most frequent one:
+ * {"Session":N,"Time":"...","Kind":"...","Line":"..."} framed straight
+ * into the batch (no JSON library and no allocation on this path; the
+ * same fields and forms as the events jansson makes). */
+static void ev_line(struct mbox_events *e, const struct evq_item *it)
+{
+    const char *line = it->text, *kind = tlog_kind_name((enum tlog_kind)it->kind);
+    size_t len = it->len;
+    char *fixed = NULL, when[48];
+
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)line[i] >= 0x80) { /* rare: made valid UTF-8 first */
+            if ((fixed = mbox_utf8(line, len)) == NULL)
+                return;
+            line = fixed;
+            len = strlen(fixed);
+            break;
+        }
+    size_t wl = mbox_view_time_text(it->time_us, when, sizeof(when));
+    size_t need = 96 + wl + 6 * strlen(kind) + 6 * len;
+    if (ev_room(e, need) == 0) {
+        char *b = e->batch + e->batch_len;
+        int n = snprintf(b, need, "event: line\ndata: {\"Session\":%llu,\"Time\":\"%s\",\"Kind\":",
+                         (unsigned long long)it->session, when);
+        size_t o = (size_t)n;
+        o += ev_json_text(b + o, kind, strlen(kind));
+        memcpy(b + o, ",\"Line\":", 8);
+        o += 8;
+        o += ev_json_text(b + o, line, len);
+        memcpy(b + o, "}\n\n", 3);
+        e->batch_len += o + 3;
+    }
+    free(fixed);
+}
+
 static void ev_send_json(struct mbox_events *e, const char *event, json_t *j)
 {
     char *s = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -227,14 +339,13 @@ static void ev_gathered_cb(uv_timer_t *t)
     ev_flush(t->data);
 }
 
-/* ev_wake_cb - events came: each is made (a new message's summary now,
+/* ev_drain - events came: each is made (a new message's summary now,
  * while the message is surely there) and framed into the batch, which is
  * written after EV_GATHER_MS with those that follow meanwhile (the relay
  * runs on this loop too: written at once, each event would be a write
  * per stream), or at once when it is large. */
-static void ev_wake_cb(uv_async_t *h)
+static void ev_drain(struct mbox_events *e)
 {
-    struct mbox_events *e = h->data;
     uint64_t dropped;
     struct evq_item *items = evq_take(e->q, &dropped);
 
@@ -244,10 +355,7 @@ static void ev_wake_cb(uv_async_t *h)
             ev_send(e, "session", it->text);
             break;
         case EVQ_LINE:
-            ev_send_json(e, "line",
-                         json_pack("{s:I,s:o,s:s,s:o}", "Session", (json_int_t)it->session, "Time",
-                                   mbox_view_time(it->time_us), "Kind", tlog_kind_name(it->kind),
-                                   "Line", mbox_view_str(it->text)));
+            ev_line(e, it);
             break;
         case EVQ_MESSAGE:
             ev_send_json(e, "message", ev_message(e, it));
@@ -264,6 +372,20 @@ static void ev_wake_cb(uv_async_t *h)
         ev_flush(e);
     else if (e->batch_len > 0 && !e->closing && !uv_is_active((uv_handle_t *)&e->gather))
         uv_timer_start(&e->gather, ev_gathered_cb, EV_GATHER_MS, 0);
+}
+
+static void ev_wake_cb(uv_async_t *h)
+{
+    ev_drain(h->data);
+}
+
+/* ev_here_cb - before the loop waits for I/O (so after every callback of
+ * the last turn, close callbacks too): what its own thread queued. */
+static void ev_here_cb(uv_prepare_t *h)
+{
+    struct mbox_events *e = h->data;
+    if (atomic_exchange(&e->queued_here, 0))
+        ev_drain(e);
 }
 
 static void ev_ping_cb(uv_timer_t *t)
@@ -310,8 +432,10 @@ static void ev_subscribe(struct http_req *req, void *arg)
     if (e->subs != NULL)
         e->subs->prev = sub;
     e->subs = sub;
-    if (atomic_fetch_add(&e->nsubs, 1) == 0)
+    if (atomic_fetch_add(&e->nsubs, 1) == 0) {
         uv_timer_start(&e->ping, ev_ping_cb, EV_PING_MS, EV_PING_MS);
+        uv_prepare_start(&e->here, ev_here_cb);
+    }
     if (rc != 0)
         sub->dead = 1; /* the client is gone already: gone follows */
     else
@@ -338,6 +462,10 @@ int events_open(struct mbox_events **out, struct http_server *s, uv_loop_t *loop
         return -1;
     }
     e->wake.data = e;
+    e->loop_thread = uv_thread_self(); /* events_open runs on the loop's thread */
+    atomic_init(&e->queued_here, 0);
+    uv_prepare_init(loop, &e->here);
+    e->here.data = e;
     uv_timer_init(loop, &e->ping);
     e->ping.data = e;
     uv_timer_init(loop, &e->gather);
@@ -371,8 +499,10 @@ void events_close(struct mbox_events *e)
         ev_end(e->subs, "smtpscope is stopping");
     uv_timer_stop(&e->ping);
     uv_timer_stop(&e->gather);
+    uv_prepare_stop(&e->here);
     /* all closed before the loop's last turn; e is freed after it */
     uv_close((uv_handle_t *)&e->wake, NULL);
+    uv_close((uv_handle_t *)&e->here, NULL);
     uv_close((uv_handle_t *)&e->ping, NULL);
     uv_close((uv_handle_t *)&e->gather, NULL);
 }

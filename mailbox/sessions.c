@@ -104,7 +104,7 @@ struct sess_registry {
 };
 
 static void sess_event(const struct tlog_event *ev, void *arg);
-static void sess_store_changed(void *arg, enum mbox_change what, const char *id);
+static void sess_store_changed(void *arg, enum mbox_change what, const char *id, uint64_t session);
 
 /* ---- the map and the list (mu held) -------------------------------------------- */
 
@@ -423,15 +423,8 @@ void sess_keylog(struct sess_registry *r, uint64_t id, const char *line, size_t 
 
 /* ---- the store's changes: the IDs of a session's messages ---------------------- */
 
-static void sess_msg_added(struct sess_registry *r, const char *id)
+static void sess_msg_added(struct sess_registry *r, const char *id, uint64_t session)
 {
-    struct mbox_msg *msg = mbox_get(r->m, id);
-    uint64_t session;
-
-    if (msg == NULL)
-        return; /* gone already */
-    session = mbox_msg_facts(msg)->session;
-    mbox_msg_unref(msg);
     pthread_mutex_lock(&r->mu);
     struct sess_rec *s = sess_find(r, session);
     if (s != NULL && s->nmsgs == SESS_MSGS_MAX) {
@@ -451,36 +444,33 @@ static void sess_msg_added(struct sess_registry *r, const char *id)
     pthread_mutex_unlock(&r->mu);
 }
 
-/* sess_msg_deleted - id (NULL: all) is no longer in the store. The oldest
- * messages go first, and they are the oldest sessions': looked for from
- * there. */
-static void sess_msg_deleted(struct sess_registry *r, const char *id)
+/* sess_msg_deleted - id of session (NULL: all) is no longer in the store. */
+static void sess_msg_deleted(struct sess_registry *r, const char *id, uint64_t session)
 {
     pthread_mutex_lock(&r->mu);
-    for (struct sess_rec *s = r->oldest; s != NULL; s = s->newer) {
-        if (id == NULL) {
+    if (id == NULL) {
+        for (struct sess_rec *s = r->oldest; s != NULL; s = s->newer)
             s->nmsgs = 0;
-            continue;
-        }
-        for (size_t i = 0; i < s->nmsgs; i++) {
+    } else {
+        struct sess_rec *s = sess_find(r, session); /* NULL: the session went first */
+        for (size_t i = 0; s != NULL && i < s->nmsgs; i++) {
             if (strcmp(s->msgs[i], id) == 0) {
                 memmove(s->msgs + i, s->msgs + i + 1, (s->nmsgs - i - 1) * sizeof(*s->msgs));
                 s->nmsgs--;
-                pthread_mutex_unlock(&r->mu);
-                return;
+                break;
             }
         }
     }
     pthread_mutex_unlock(&r->mu);
 }
 
-static void sess_store_changed(void *arg, enum mbox_change what, const char *id)
+static void sess_store_changed(void *arg, enum mbox_change what, const char *id, uint64_t session)
 {
     struct sess_registry *r = arg;
     if (what == MBOX_ADDED && id != NULL)
-        sess_msg_added(r, id);
+        sess_msg_added(r, id, session);
     else if (what == MBOX_DELETED)
-        sess_msg_deleted(r, id);
+        sess_msg_deleted(r, id, session);
 }
 
 /* ---- set-up -------------------------------------------------------------------- */

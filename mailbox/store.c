@@ -318,10 +318,11 @@ static int mbox_listeners(const struct mbox *m, struct mbox_listener *out)
 }
 
 /* mbox_tell - tell each listener of a change (mu not held). */
-static void mbox_tell(const struct mbox_listener *ls, int n, enum mbox_change what, const char *id)
+static void mbox_tell(const struct mbox_listener *ls, int n, enum mbox_change what, const char *id,
+                      uint64_t session)
 {
     for (int i = 0; i < n; i++)
-        ls[i].fn(ls[i].arg, what, id);
+        ls[i].fn(ls[i].arg, what, id, session);
 }
 
 /* mbox_remove_at - take the message at i out of the array (mu held); the
@@ -439,6 +440,7 @@ static int mbox_keep(struct mbox *m, struct mbox_msg *msg, struct mbox_facts *fa
     }
     mbox_make_id(m, msg->id);
     memcpy(new_id, msg->id, sizeof(new_id));
+    uint64_t new_session = msg->facts.session; /* msg may go once mu is let go */
     m->msgs[m->n++] = msg;
     m->bytes += len;
     m->unread++;
@@ -447,13 +449,13 @@ static int mbox_keep(struct mbox *m, struct mbox_msg *msg, struct mbox_facts *fa
     pthread_mutex_unlock(&m->mu);
 
     for (size_t i = 0; i < ngone; i++) {
-        mbox_tell(ls, nl, MBOX_DELETED, gone[i]->id);
+        mbox_tell(ls, nl, MBOX_DELETED, gone[i]->id, gone[i]->facts.session);
         mbox_msg_unref(gone[i]);
     }
     if (drop > 0 && gone == NULL)
-        mbox_tell(ls, nl, MBOX_DELETED, NULL);
+        mbox_tell(ls, nl, MBOX_DELETED, NULL, 0);
     free(gone);
-    mbox_tell(ls, nl, MBOX_ADDED, new_id);
+    mbox_tell(ls, nl, MBOX_ADDED, new_id, new_session);
     if (id != NULL)
         memcpy(id, new_id, sizeof(new_id));
     return 0;
@@ -535,7 +537,7 @@ size_t mbox_delete(struct mbox *m, const char *const *ids, size_t n)
         for (size_t i = 0; i < ngone; i++)
             mbox_msg_unref(gone[i]);
         free(gone);
-        mbox_tell(ls, nl, MBOX_DELETED, NULL);
+        mbox_tell(ls, nl, MBOX_DELETED, NULL, 0);
         return ngone;
     }
     gone = malloc((n ? n : 1) * sizeof(*gone));
@@ -551,7 +553,7 @@ size_t mbox_delete(struct mbox *m, const char *const *ids, size_t n)
     m->deleted += ngone;
     pthread_mutex_unlock(&m->mu);
     for (size_t i = 0; i < ngone; i++) {
-        mbox_tell(ls, nl, MBOX_DELETED, gone[i]->id);
+        mbox_tell(ls, nl, MBOX_DELETED, gone[i]->id, gone[i]->facts.session);
         mbox_msg_unref(gone[i]);
     }
     free(gone);
@@ -596,7 +598,7 @@ size_t mbox_set_read(struct mbox *m, const char *const *ids, size_t n, int read)
     nl = mbox_listeners(m, ls);
     pthread_mutex_unlock(&m->mu);
     if (found > 0)
-        mbox_tell(ls, nl, MBOX_READ, found == 1 && ids != NULL ? one : NULL);
+        mbox_tell(ls, nl, MBOX_READ, found == 1 && ids != NULL ? one : NULL, 0);
     return found;
 }
 

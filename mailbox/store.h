@@ -124,8 +124,9 @@ enum mbox_change {
 /* mbox_notify_fn - called after the change, on the thread that made it
  * (any event loop's for MBOX_ADDED, inside the transcript's lock), with no
  * lock of the store held (it may call the store): hand it to your own loop
- * (uv_async_send) and return. id is only valid for the call. */
-typedef void mbox_notify_fn(void *arg, enum mbox_change what, const char *id);
+ * (uv_async_send) and return. id is only valid for the call; session is
+ * the message's (SMTP.Session; 0 with a NULL id). */
+typedef void mbox_notify_fn(void *arg, enum mbox_change what, const char *id, uint64_t session);
 /* mbox_add_notify - one more listener (a few: -1 when there is no room);
  * add them before sessions run. mbox_remove_notify - it hears no more
  * changes made from now; a change under way on another thread may still

@@ -27,12 +27,12 @@ json_t *mbox_view_str(const char *s)
     return j;
 }
 
-json_t *mbox_view_time(uint64_t us)
+size_t mbox_view_time_text(uint64_t us, char *buf, size_t cap)
 {
     time_t t = (time_t)(us / 1000000u);
     unsigned ms = (unsigned)(us / 1000u % 1000u);
     struct tm tm;
-    char buf[48], frac[8] = "";
+    char frac[8] = "";
 
     gmtime_r(&t, &tm);
     if (ms != 0) {
@@ -40,8 +40,15 @@ json_t *mbox_view_time(uint64_t us)
         for (size_t n = strlen(frac); frac[n - 1] == '0'; n--)
             frac[n - 1] = '\0';
     }
-    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d%sZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    int n = snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d%sZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+json_t *mbox_view_time(uint64_t us)
+{
+    char buf[48];
+    mbox_view_time_text(us, buf, sizeof(buf));
     return json_string(buf);
 }
 

@@ -97,6 +97,8 @@ json_t *mbox_view_str(const char *s);
  * milliseconds unless they are 0 (Go's RFC3339Nano trims zeros too), as
  * Mailpit's "Created". */
 json_t *mbox_view_time(uint64_t us);
+/* mbox_view_time_text - the same as text into buf (cap >= 32); its length. */
+size_t mbox_view_time_text(uint64_t us, char *buf, size_t cap);
 struct mbox_tls;
 /* mbox_view_tls - one leg's TLS (the TLS object above), null without. */
 json_t *mbox_view_tls(const struct mbox_tls *t);

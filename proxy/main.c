@@ -43,6 +43,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +169,30 @@ static void px_more_files(void)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+}
+
+/* px_tune_malloc - glibc's malloc keeps what is freed for the next
+ * allocation instead of giving it back at once. By default it shrinks the
+ * heap (and unmaps a large block) as soon as a block at its top is freed:
+ * each of those is a TLB shoot-down interrupting every CPU that runs one of
+ * our threads, and the next allocation faults fresh zeroed pages in again.
+ * The relay allocates and frees buffers of a few KiB to a few MiB all the
+ * time (TLS records, events, HTTP responses): with ten live-event
+ * subscribers, the relay kept 0.53 of its rate by default, 0.79 so
+ * (bench/api, docs/benchmarks.md).
+ * Up to PX_MALLOC_KEEP stays mapped for reuse; blocks from PX_MALLOC_MMAP
+ * up are mapped on their own and unmapped when freed, as before. (More kept,
+ * 64 MiB, or the heap grown by more than asked, M_TOP_PAD, left idle
+ * sessions 10-15 % larger: integ_load.) A GLIBC_TUNABLES setting of malloc's wins. */
+#define PX_MALLOC_KEEP (1u << 20)
+#define PX_MALLOC_MMAP (4u << 20)
+static void px_tune_malloc(void)
+{
+    const char *t = getenv("GLIBC_TUNABLES");
+    if (t != NULL && strstr(t, "glibc.malloc.") != NULL)
+        return;
+    mallopt(M_TRIM_THRESHOLD, PX_MALLOC_KEEP);
+    mallopt(M_MMAP_THRESHOLD, PX_MALLOC_MMAP);
 }
 
 static int px_setup_transcript(const struct px_config *cfg, char *err, size_t errlen)
@@ -570,6 +595,7 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     px_more_files();
+    px_tune_malloc();
     m.px.cfg = &cfg;
     m.px.loop = uv_default_loop();
     m.px.shared = &m.shared;

@@ -401,6 +401,32 @@ class EventsTest(EventsCase):
         call(self.port, "/api/v1/messages", "DELETE")  # all of them
         a.wait(lambda ev: ev == ("delete", {"All": True, "IDs": []}))
 
+    def test_line_events_carry_any_line_exactly(self):
+        """A line's event is written without a JSON library: quotes,
+        backslashes, control characters, UTF-8 and bytes that are not
+        UTF-8 in a command all come out as the console's line (repr()
+        escapes), in valid JSON with one data line per event."""
+        self.start()
+        st = Stream(self.port)
+        st.wait(lambda ev: ev[0] == "comment")
+        s = socket.create_connection(("127.0.0.1", self.scope.port), timeout=30)
+        f = s.makefile("rb")
+        f.readline()
+        for cmd in (b'EHLO "quoted"\\back.test', b"NOOP tab\there \x01\x1f\x7f",
+                    "NOOP Grüße ✓".encode(), b"NOOP \xff\xfe not utf-8", b"QUIT"):
+            s.sendall(cmd + b"\r\n")
+            while f.readline()[3:4] == b"-":
+                pass
+        f.close()
+        s.close()
+        st.wait(lambda ev: ev[0] == "session" and ev[1].get("State") == "closed")
+        sid = [d for n, d in st.events if n == "session"][0]["ID"]
+        lines = [d["Line"] for n, d in st.events if n == "line" and d["Session"] == sid]
+        self.assertEqual(lines, self.console_lines(sid))
+        self.assertTrue(any('"quoted"' in l for l in lines), lines)
+        self.assertTrue(any("\\\\back.test" in l for l in lines), lines)
+        self.assertTrue(any("Gr\\xc3\\xbc" in l for l in lines), lines)  # as repr() shows it
+
     def test_subscribers_are_bounded(self):
         self.start()
         socks = []
