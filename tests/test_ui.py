@@ -186,6 +186,14 @@ class UiCase(h.ScopeCase):
             raise AssertionError(f"timed out waiting for {what}; the page says:\n"
                                  + self.d.find_element(By.TAG_NAME, "body").text[:3000])
 
+    def click_live(self, css):
+        """Clicks the element css names in a live list in one step inside
+        the page: the list redraws as events come, and an element found
+        first and clicked after may be gone by then."""
+        self.wait(lambda d: d.execute_script(
+            "const e = document.querySelector(arguments[0]); if (e) e.click(); return !!e;", css),
+            what=css)
+
     def text_of(self, css):
         """The text of the first element css selects, as shown: read in
         one step inside the page, which a live view may draw again at any
@@ -303,7 +311,7 @@ class LiveTest(UiCase):
         bg = self.d.execute_script("return getComputedStyle(document.documentElement).backgroundColor")
         rgb = [int(x) for x in re.findall(r"\d+", bg)[:3]]
         self.assertLess(sum(rgb), 200, bg)  # dark
-        self.d.find_element(By.CSS_SELECTOR, "#sessions tr[data-id='1'] a").click()
+        self.click_live("#sessions tr[data-id='1'] a")
         self.wait_text("#lanes", "mail FROM:")
         self.shot("session-dark")
         self.d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [
@@ -452,7 +460,7 @@ class SessionViewTest(UiCase):
         c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
         c.ehlo("first.example")
         self.wait_text("#sessions tr[data-id='1']", "open")
-        self.d.find_element(By.CSS_SELECTOR, "#sessions tr[data-id='1'] a").click()
+        self.click_live("#sessions tr[data-id='1'] a")
         self.wait_text("#lanes", "ehlo first.example")
         self.mark_page()
         c.mail("later@example.test")
@@ -609,7 +617,7 @@ class ModesTest(UiCase):
         self.assertIn("replay", self.text_of("#mode"))
         self.seed("any", "credentials")
         self.wait_text("#sessions tr[data-id='1']", "relayed")
-        self.d.find_element(By.CSS_SELECTOR, "#sessions tr[data-id='1'] a").click()
+        self.click_live("#sessions tr[data-id='1'] a")
         self.wait_text("#lanes", "smtpscope reply: b'250 2.0.0 OK queued as TEST1\\r\\n'")
         self.assert_console_clean()
 
