@@ -43,7 +43,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,28 +170,28 @@ static void px_more_files(void)
     }
 }
 
-/* px_tune_malloc - glibc's malloc keeps what is freed for the next
- * allocation instead of giving it back at once. By default it shrinks the
- * heap (and unmaps a large block) as soon as a block at its top is freed:
- * each of those is a TLB shoot-down interrupting every CPU that runs one of
- * our threads, and the next allocation faults fresh zeroed pages in again.
- * The relay allocates and frees buffers of a few KiB to a few MiB all the
- * time (TLS records, events, HTTP responses): with ten live-event
- * subscribers, the relay kept 0.53 of its rate by default, 0.79 so
- * (bench/api, docs/benchmarks.md).
- * Up to PX_MALLOC_KEEP stays mapped for reuse; blocks from PX_MALLOC_MMAP
- * up are mapped on their own and unmapped when freed, as before. (More kept,
- * 64 MiB, or the heap grown by more than asked, M_TOP_PAD, left idle
- * sessions 10-15 % larger: integ_load.) A GLIBC_TUNABLES setting of malloc's wins. */
-#define PX_MALLOC_KEEP (1u << 20)
-#define PX_MALLOC_MMAP (4u << 20)
+/* px_tune_malloc - glibc's malloc gives freed memory back to the kernel
+ * once more than its trim threshold is free at the heap's top, and starts
+ * that threshold at 128 KiB, raising it (to twice a block's size) only
+ * when a block big enough to have been mapped on its own is freed. Until
+ * then, a burst of small allocations freed together (a wake-up's live
+ * events) shrinks the heap: a TLB shoot-down on every CPU running one of
+ * our threads, and fresh zeroed pages for the next burst. Freeing one such
+ * block at start raises both thresholds the way glibc itself would, and
+ * keeps them adapting (a 6.7 MB listing of 10,000 messages raises them
+ * again). With ten live-event subscribers the relay kept 0.53 of its rate
+ * without this, 0.80 with it (bench/api, docs/benchmarks.md). Not with a
+ * GLIBC_TUNABLES setting of malloc's: that wins. */
+#define PX_MALLOC_PRIME (512u << 10) /* thresholds: mapped from 512 KiB, kept to 1 MiB */
 static void px_tune_malloc(void)
 {
     const char *t = getenv("GLIBC_TUNABLES");
     if (t != NULL && strstr(t, "glibc.malloc.") != NULL)
         return;
-    mallopt(M_TRIM_THRESHOLD, PX_MALLOC_KEEP);
-    mallopt(M_MMAP_THRESHOLD, PX_MALLOC_MMAP);
+    volatile char *p = malloc(PX_MALLOC_PRIME);
+    if (p != NULL)
+        p[0] = 0; /* used, so the pair is not optimised away */
+    free((void *)p);
 }
 
 static int px_setup_transcript(const struct px_config *cfg, char *err, size_t errlen)
