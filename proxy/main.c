@@ -179,8 +179,8 @@ static void px_more_files(void)
  * our threads, and fresh zeroed pages for the next burst. Freeing one such
  * block at start raises both thresholds the way glibc itself would, and
  * keeps them adapting (a 6.7 MB listing of 10,000 messages raises them
- * again). With ten live-event subscribers the relay kept 0.53 of its rate
- * without this, 0.80 with it (bench/api, docs/benchmarks.md). Not with a
+ * again). With ten live-event subscribers the relay kept 0.43-0.51 of its
+ * rate without this, 0.78-0.85 with it (docs/benchmarks.md). Not with a
  * GLIBC_TUNABLES setting of malloc's: that wins. */
 #define PX_MALLOC_PRIME (512u << 10) /* thresholds: mapped from 512 KiB, kept to 1 MiB */
 static void px_tune_malloc(void)
