@@ -140,14 +140,12 @@ int tlog_pcap_take(struct tlog_pcap *p, char **buf, size_t *len)
     if (fclose(p->out) != 0)
         failed = 1;
     p->out = NULL;
-    if (failed) {
-        free(p->mem);
-    } else {
+    if (!failed) { /* the buffer is the caller's now */
         *buf = p->mem;
         *len = p->mem_len;
+        p->mem = NULL;
     }
-    free(p->streams);
-    free(p);
+    tlog_pcap_close(p);
     return failed ? -1 : 0;
 }
 

@@ -634,6 +634,25 @@ static void sess_out_put(struct sess_out *o, const char *p, size_t n)
     o->p[o->len] = '\0';
 }
 
+/* sess_each - each kept event of s in order, unpacked (its pointers into
+ * the chunk), with its offset among the kept events' bytes (mu held). */
+typedef void sess_each_fn(const struct tlog_event *ev, size_t at, void *arg);
+static void sess_each(const struct sess_rec *s, sess_each_fn *fn, void *arg)
+{
+    size_t at = 0;
+    for (const struct sess_chunk *c = s->evs.head; c != NULL; c = c->next) {
+        for (size_t k = 0; k < c->len;) {
+            uint64_t n;
+            struct tlog_event ev;
+            memcpy(&n, c->data + k, sizeof(n));
+            tlog_event_unpack(c->data + k + sizeof(n), &ev);
+            fn(&ev, at, arg);
+            k += n;
+            at += n;
+        }
+    }
+}
+
 /* sess_render - one kept event's line into o (console or JSON). */
 static void sess_render(struct sess_out *o, const struct tlog_event *ev, int json, char *scratch,
                         size_t cap)
@@ -663,6 +682,24 @@ static void sess_cut_mark(struct sess_out *o, const struct sess_rec *s, int json
     sess_render(o, &note, json, scratch, cap);
 }
 
+struct sess_text {
+    struct sess_out *o;
+    const struct sess_rec *s;
+    int json;
+    char *scratch;
+    size_t cap;
+};
+
+/* sess_text_event - a sess_each_fn: the event's line, after the mark where
+ * events were cut. */
+static void sess_text_event(const struct tlog_event *ev, size_t at, void *arg)
+{
+    struct sess_text *t = arg;
+    if (t->s->cut.lines > 0 && at == t->s->cut.at)
+        sess_cut_mark(t->o, t->s, t->json, t->scratch, t->cap);
+    sess_render(t->o, ev, t->json, t->scratch, t->cap);
+}
+
 int sess_transcript(struct sess_registry *r, uint64_t id, int json, char **buf, size_t *len)
 {
     size_t cap = json ? TLOG_JSON_LINE_MAX : TLOG_LINE_MAX;
@@ -681,21 +718,9 @@ int sess_transcript(struct sess_registry *r, uint64_t id, int json, char **buf, 
     struct sess_rec *s = sess_find(r, id);
     if (s == NULL)
         goto done;
-    size_t at = 0;
-    for (const struct sess_chunk *c = s->evs.head; c != NULL; c = c->next) {
-        for (size_t k = 0; k < c->len;) {
-            uint64_t n;
-            struct tlog_event ev;
-            if (s->cut.lines > 0 && at == s->cut.at)
-                sess_cut_mark(&o, s, json, scratch, cap);
-            memcpy(&n, c->data + k, sizeof(n));
-            tlog_event_unpack(c->data + k + sizeof(n), &ev);
-            sess_render(&o, &ev, json, scratch, cap);
-            k += n;
-            at += n;
-        }
-    }
-    if (s->cut.lines > 0 && at == s->cut.at)
+    struct sess_text t = {.o = &o, .s = s, .json = json, .scratch = scratch, .cap = cap};
+    sess_each(s, sess_text_event, &t);
+    if (s->cut.lines > 0 && s->evs.len == s->cut.at)
         sess_cut_mark(&o, s, json, scratch, cap); /* cut at the end (still open) */
     rc = 0;
 done:
@@ -710,6 +735,12 @@ done:
     return 0;
 }
 
+static void sess_pcap_event(const struct tlog_event *ev, size_t at, void *arg)
+{
+    (void)at;
+    tlog_pcap_render(arg, ev);
+}
+
 int sess_pcap(struct sess_registry *r, uint64_t id, char **buf, size_t *len)
 {
     struct tlog_pcap *w = tlog_pcap_mem();
@@ -720,16 +751,8 @@ int sess_pcap(struct sess_registry *r, uint64_t id, char **buf, size_t *len)
     pthread_mutex_lock(&r->mu);
     struct sess_rec *s = r->pcap ? sess_find(r, id) : NULL;
     rc = !r->pcap ? SESS_OFF : s == NULL ? SESS_NOT_KEPT : 0;
-    for (const struct sess_chunk *c = s != NULL ? s->evs.head : NULL; c != NULL; c = c->next) {
-        for (size_t k = 0; k < c->len;) {
-            uint64_t n;
-            struct tlog_event ev;
-            memcpy(&n, c->data + k, sizeof(n));
-            tlog_event_unpack(c->data + k + sizeof(n), &ev);
-            tlog_pcap_render(w, &ev);
-            k += n;
-        }
-    }
+    if (s != NULL)
+        sess_each(s, sess_pcap_event, w);
     pthread_mutex_unlock(&r->mu);
     if (rc != 0) {
         tlog_pcap_close(w);
