@@ -6,15 +6,18 @@
  * relay's threads fill (evqueue.c), an async handle that the queue wakes,
  * and the ping timer (running while there are streams).
  *
- * Producers (any thread): the registry's news (inside the transcript's and
- * the registry's locks) and the store's changes; they copy what they need
- * into the queue and return, and only while someone listens (nsubs). The
- * queue wakes the HTTP loop with an async handle from other threads, and
- * with a flag read by a prepare handle before the loop waits from its own.
- * On the HTTP loop, ev_drain takes the queue whole, makes each event's JSON
- * there (a new message's summary is parsed here, never on a relay thread)
- * and sends it to every stream. A relay never waits for a client: a full
- * queue drops events and says how many; a slow client is ended.
+ * Producers (any thread; the relay's are never the HTTP loop's): the
+ * registry's news (inside the transcript's and the registry's locks) and
+ * the store's changes; they copy what they need into the queue and return,
+ * and only while someone listens (nsubs). The queue wakes the HTTP loop
+ * through an async handle when it stops being empty; the loop leaves the
+ * events there for EV_GATHER_MS (so a relay wakes it at most once in that
+ * time, not once per event) unless the queue is filling (evq_pressed).
+ * Then ev_drain takes the queue whole, makes each event's JSON (a new
+ * message's summary is parsed here, never on a relay thread) and writes
+ * them to every stream in one write each. A relay never waits for a
+ * client: a full queue drops events and says how many; a slow client is
+ * ended.
  */
 #include "events.h"
 #include "evqueue.h"
@@ -32,7 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EV_GATHER_MS  20           /* events gathered before a write to the streams */
+#define EV_GATHER_MS  20           /* events left in the queue before they are taken */
 #define EV_BATCH_KEEP (256u << 10) /* the batch's room kept between wake-ups */
 #define EV_HEADERS    "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
 
@@ -48,35 +51,26 @@ struct mbox_events {
     struct mbox *m;
     struct sess_registry *reg;
     struct evq *q;
-    uv_async_t wake;   /* the queue has events (another thread's) */
-    uv_prepare_t here; /* before the loop waits for I/O, while there are streams */
-    uv_thread_t loop_thread;
-    atomic_int queued_here; /* the queue has events from the loop's own thread */
+    uv_async_t wake; /* the queue has events, or is filling */
     uv_timer_t ping;
-    uv_timer_t gather; /* a wake-up's events wait this long for more (EV_GATHER_MS) */
+    uv_timer_t gather; /* the queue's events wait this long for more (EV_GATHER_MS) */
     int closing;
     atomic_int nsubs; /* streams; read by the producers */
     struct ev_sub *subs;
-    char *batch; /* the events of a wake-up, framed, for every stream */
+    char *batch; /* the events taken at once, framed, for every stream */
     size_t batch_len, batch_cap;
+    uint64_t time_sec; /* the second whose date and time time_text holds */
+    char time_text[40];
+    size_t time_len;
 };
 
 /* ---- producers (any thread) ------------------------------------------------------- */
 
-/* ev_wake - the queue's wake-up: under its lock, so never after evq_close.
- * From the loop's own thread (the relay with --loops 1, the store's
- * deletions) it only sets a flag that a prepare handle reads before the
- * loop waits again: an async wake-up would be a write and a read of its eventfd
- * and one more turn of the loop, several times a message. */
+/* ev_wake - the queue's wake-up: under its lock, so never after evq_close. */
 static void ev_wake(void *arg)
 {
     struct mbox_events *e = arg;
-    uv_thread_t self = uv_thread_self();
-
-    if (uv_thread_equal(&self, &e->loop_thread))
-        atomic_store(&e->queued_here, 1);
-    else
-        uv_async_send(&e->wake);
+    uv_async_send(&e->wake);
 }
 
 /* ev_news - the registry's listener (inside the transcript's and the
@@ -109,8 +103,12 @@ static void ev_store_changed(void *arg, enum mbox_change what, const char *id, u
 
     if (atomic_load(&e->nsubs) == 0)
         return;
-    if (what == MBOX_ADDED && id != NULL) { /* its MIME is left for the HTTP loop */
-        evq_push(e->q, EVQ_MESSAGE, session, tlog_now_us(), 0, id, strlen(id));
+    if (what == MBOX_ADDED && id != NULL) {
+        /* held, for its summary on the HTTP loop (its MIME is parsed there)
+         * even if it is deleted or evicted before the queue is taken */
+        struct mbox_msg *msg = mbox_get(e->m, id);
+        if (evq_push_ref(e->q, EVQ_MESSAGE, session, tlog_now_us(), 0, id, strlen(id), msg) != 0)
+            mbox_msg_unref(msg);
     } else if (what == MBOX_DELETED) {
         evq_push(e->q, EVQ_DELETE, 0, tlog_now_us(), 0, id != NULL ? id : "",
                  id != NULL ? strlen(id) : 0);
@@ -129,10 +127,8 @@ static void ev_unlink(struct ev_sub *sub)
         e->subs = sub->next;
     if (sub->next != NULL)
         sub->next->prev = sub->prev;
-    if (atomic_fetch_sub(&e->nsubs, 1) == 1 && !e->closing) {
+    if (atomic_fetch_sub(&e->nsubs, 1) == 1 && !e->closing)
         uv_timer_stop(&e->ping);
-        uv_prepare_stop(&e->here);
-    }
     free(sub);
 }
 
@@ -169,7 +165,7 @@ static void ev_check(struct ev_sub *sub, int rc)
 }
 
 /* ev_send - one event for every stream: framed once into the batch that
- * ev_flush writes (one write per stream for all the events of a wake-up,
+ * ev_flush writes (one write per stream for all the events taken at once,
  * not one per event and stream). */
 static void ev_send(struct mbox_events *e, const char *event, const char *data)
 {
@@ -257,6 +253,45 @@ static size_t ev_json_text(char *out, const char *s, size_t n)
     return o;
 }
 
+/* ev_time - an event's time as mbox_view_time_text writes it (at most 48
+ * bytes), the date and the second made once a second. */
+static size_t ev_time(struct mbox_events *e, uint64_t us, char *out)
+{
+    uint64_t sec = us / 1000000u;
+    unsigned ms = (unsigned)(us / 1000u % 1000u);
+
+    if (e->time_len == 0 || sec != e->time_sec) {
+        size_t n = mbox_view_time_text(sec * 1000000u, e->time_text, sizeof(e->time_text));
+        e->time_len = n > 0 ? n - 1 : 0; /* without its "Z" */
+        e->time_sec = sec;
+    }
+    size_t o = e->time_len;
+    memcpy(out, e->time_text, o);
+    if (ms != 0) { /* ".5", ".25", ".125": no trailing zeros */
+        char d[3] = {(char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10)};
+        size_t k = ms % 100 == 0 ? 1 : ms % 10 == 0 ? 2 : 3;
+        out[o++] = '.';
+        memcpy(out + o, d, k);
+        o += k;
+    }
+    out[o++] = 'Z';
+    return o;
+}
+
+/* ev_u64 - n in decimal at out; its length (at most 20). */
+static size_t ev_u64(char *out, uint64_t n)
+{
+    char d[20];
+    size_t k = 0;
+
+    do
+        d[k++] = (char)('0' + n % 10);
+    while ((n /= 10) != 0);
+    for (size_t i = 0; i < k; i++)
+        out[i] = d[k - 1 - i];
+    return k;
+}
+
 /* ev_line - a transcript line's event, the relay's most frequent one:
  * {"Session":N,"Time":"...","Kind":"...","Line":"..."} framed straight
  * into the batch (no JSON library and no allocation on this path; the
@@ -265,7 +300,7 @@ static void ev_line(struct mbox_events *e, const struct evq_item *it)
 {
     const char *line = it->text, *kind = tlog_kind_name((enum tlog_kind)it->kind);
     size_t len = it->len;
-    char *fixed = NULL, when[48];
+    char *fixed = NULL;
 
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)line[i] >= 0x80) { /* rare: made valid UTF-8 first */
@@ -275,14 +310,21 @@ static void ev_line(struct mbox_events *e, const struct evq_item *it)
             len = strlen(fixed);
             break;
         }
-    size_t wl = mbox_view_time_text(it->time_us, when, sizeof(when));
-    size_t need = 96 + wl + 6 * strlen(kind) + 6 * len;
+    size_t kl = strlen(kind);
+    size_t need = 96 + 48 + 20 + 6 * kl + 6 * len; /* head, time, session, kind, line */
     if (ev_room(e, need) == 0) {
+        static const char head[] = "event: line\ndata: {\"Session\":", time[] = ",\"Time\":\"",
+                          kname[] = "\",\"Kind\":";
         char *b = e->batch + e->batch_len;
-        int n = snprintf(b, need, "event: line\ndata: {\"Session\":%llu,\"Time\":\"%s\",\"Kind\":",
-                         (unsigned long long)it->session, when);
-        size_t o = (size_t)n;
-        o += ev_json_text(b + o, kind, strlen(kind));
+        size_t o = sizeof(head) - 1;
+        memcpy(b, head, o);
+        o += ev_u64(b + o, it->session);
+        memcpy(b + o, time, sizeof(time) - 1);
+        o += sizeof(time) - 1;
+        o += ev_time(e, it->time_us, b + o);
+        memcpy(b + o, kname, sizeof(kname) - 1);
+        o += sizeof(kname) - 1;
+        o += ev_json_text(b + o, kind, kl);
         memcpy(b + o, ",\"Line\":", 8);
         o += 8;
         o += ev_json_text(b + o, line, len);
@@ -301,11 +343,12 @@ static void ev_send_json(struct mbox_events *e, const char *event, json_t *j)
     json_decref(j);
 }
 
-/* ev_message - a kept message's summary (parsed here, on the HTTP loop);
- * if it went meanwhile, what the queue knows. */
+/* ev_message - a kept message's summary (parsed here, on the HTTP loop),
+ * from the message the item holds; if it went before it could be held,
+ * what the queue knows. */
 static json_t *ev_message(struct mbox_events *e, const struct evq_item *it)
 {
-    json_t *j = mbox_view_summary(e->m, it->text);
+    json_t *j = it->ref != NULL ? mbox_view_summary_of(e->m, it->ref) : NULL;
     if (j != NULL)
         return j;
     return json_pack("{s:s,s:n,s:n,s:{s:I}}", "ID", it->text, "Subject", "From", "SMTP", "Session",
@@ -332,18 +375,10 @@ static const struct evq_item *ev_deletes(struct mbox_events *e, const struct evq
     return it;
 }
 
-/* ev_gathered_cb - the events framed in the last EV_GATHER_MS, to the
- * streams in one write each. */
-static void ev_gathered_cb(uv_timer_t *t)
-{
-    ev_flush(t->data);
-}
-
-/* ev_drain - events came: each is made (a new message's summary now,
- * while the message is surely there) and framed into the batch, which is
- * written after EV_GATHER_MS with those that follow meanwhile (the relay
- * runs on this loop too: written at once, each event would be a write
- * per stream), or at once when it is large. */
+/* ev_drain - take the queue: each event is made (a new message's summary
+ * now, while the message is surely there), framed into the batch and
+ * written to the streams (before the batch grows past EV_BATCH_KEEP, and
+ * at the end). */
 static void ev_drain(struct mbox_events *e)
 {
     uint64_t dropped;
@@ -364,28 +399,38 @@ static void ev_drain(struct mbox_events *e)
             it = ev_deletes(e, it);
             break;
         }
+        if (e->batch_len >= EV_BATCH_KEEP)
+            ev_flush(e);
     }
+    for (const struct evq_item *it = items; it != NULL; it = it->next)
+        if (it->type == EVQ_MESSAGE)
+            mbox_msg_unref(it->ref);
     evq_items_free(items);
     if (dropped > 0 && e->subs != NULL)
         ev_send_json(e, "dropped", json_pack("{s:I}", "Dropped", (json_int_t)dropped));
-    if (e->batch_len >= EV_BATCH_KEEP)
-        ev_flush(e);
-    else if (e->batch_len > 0 && !e->closing && !uv_is_active((uv_handle_t *)&e->gather))
-        uv_timer_start(&e->gather, ev_gathered_cb, EV_GATHER_MS, 0);
+    ev_flush(e);
 }
 
+/* ev_gathered_cb - EV_GATHER_MS after the queue stopped being empty. */
+static void ev_gathered_cb(uv_timer_t *t)
+{
+    ev_drain(t->data);
+}
+
+/* ev_wake_cb - the queue has events: they wait for more (the gather
+ * timer), unless it is filling. */
 static void ev_wake_cb(uv_async_t *h)
 {
-    ev_drain(h->data);
-}
-
-/* ev_here_cb - before the loop waits for I/O (so after every callback of
- * the last turn, close callbacks too): what its own thread queued. */
-static void ev_here_cb(uv_prepare_t *h)
-{
     struct mbox_events *e = h->data;
-    if (atomic_exchange(&e->queued_here, 0))
+
+    if (e->closing)
+        return;
+    if (evq_pressed(e->q)) {
+        uv_timer_stop(&e->gather);
         ev_drain(e);
+    } else if (!uv_is_active((uv_handle_t *)&e->gather)) {
+        uv_timer_start(&e->gather, ev_gathered_cb, EV_GATHER_MS, 0);
+    }
 }
 
 static void ev_ping_cb(uv_timer_t *t)
@@ -432,10 +477,8 @@ static void ev_subscribe(struct http_req *req, void *arg)
     if (e->subs != NULL)
         e->subs->prev = sub;
     e->subs = sub;
-    if (atomic_fetch_add(&e->nsubs, 1) == 0) {
+    if (atomic_fetch_add(&e->nsubs, 1) == 0)
         uv_timer_start(&e->ping, ev_ping_cb, EV_PING_MS, EV_PING_MS);
-        uv_prepare_start(&e->here, ev_here_cb);
-    }
     if (rc != 0)
         sub->dead = 1; /* the client is gone already: gone follows */
     else
@@ -462,10 +505,6 @@ int events_open(struct mbox_events **out, struct http_server *s, uv_loop_t *loop
         return -1;
     }
     e->wake.data = e;
-    e->loop_thread = uv_thread_self(); /* events_open runs on the loop's thread */
-    atomic_init(&e->queued_here, 0);
-    uv_prepare_init(loop, &e->here);
-    e->here.data = e;
     uv_timer_init(loop, &e->ping);
     e->ping.data = e;
     uv_timer_init(loop, &e->gather);
@@ -494,15 +533,13 @@ void events_close(struct mbox_events *e)
         sess_set_listener(e->reg, NULL, NULL);
     if (e->m != NULL)
         mbox_remove_notify(e->m, ev_store_changed, e);
-    ev_flush(e); /* what was gathered, before the end */
+    ev_drain(e); /* what was gathered, before the end */
     while (e->subs != NULL)
         ev_end(e->subs, "smtpscope is stopping");
     uv_timer_stop(&e->ping);
     uv_timer_stop(&e->gather);
-    uv_prepare_stop(&e->here);
     /* all closed before the loop's last turn; e is freed after it */
     uv_close((uv_handle_t *)&e->wake, NULL);
-    uv_close((uv_handle_t *)&e->here, NULL);
     uv_close((uv_handle_t *)&e->ping, NULL);
     uv_close((uv_handle_t *)&e->gather, NULL);
 }

@@ -36,8 +36,28 @@ struct evq *evq_new(size_t max_items, size_t max_bytes, evq_wake_fn *wake, void 
     return q;
 }
 
+/* evq_pressed_locked - a quarter of a bound reached (q->mu held). */
+static int evq_pressed_locked(const struct evq *q)
+{
+    return q->n >= q->max_items / 4 || q->bytes >= q->max_bytes / 4;
+}
+
+int evq_pressed(struct evq *q)
+{
+    pthread_mutex_lock(&q->mu);
+    int pressed = evq_pressed_locked(q);
+    pthread_mutex_unlock(&q->mu);
+    return pressed;
+}
+
 int evq_push(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_us, int kind,
              const char *text, size_t len)
+{
+    return evq_push_ref(q, type, session, time_us, kind, text, len, NULL);
+}
+
+int evq_push_ref(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_us, int kind,
+                 const char *text, size_t len, void *ref)
 {
     size_t size = sizeof(struct evq_item) + len + 1;
     struct evq_item *it;
@@ -59,6 +79,7 @@ int evq_push(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_
     it->time_us = time_us;
     it->kind = kind;
     it->len = len;
+    it->ref = ref;
     if (len > 0)
         memcpy(it->text, text, len);
     it->text[len] = '\0';
@@ -67,8 +88,12 @@ int evq_push(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_
     else
         q->head = it;
     q->tail = it;
+    /* woken when it stops being empty, and again when it passes a quarter
+     * of its bounds (the consumer, gathering, takes it at once then) */
+    int was_pressed = evq_pressed_locked(q), was_empty = q->n == 0;
     q->bytes += size;
-    if (q->n++ == 0 && q->wake != NULL)
+    q->n++;
+    if ((was_empty || (!was_pressed && evq_pressed_locked(q))) && q->wake != NULL)
         q->wake(q->wake_arg);
     pthread_mutex_unlock(&q->mu);
     return 0;

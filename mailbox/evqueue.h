@@ -30,12 +30,14 @@ struct evq_item {
     uint64_t session, time_us;
     int kind;
     size_t len;
+    void *ref;   /* evq_push_ref's: what the consumer lets go (evq_free does not) */
     char text[]; /* len bytes and a NUL */
 };
 
 struct evq;
-/* evq_wake_fn - the queue has items again (called under its lock, on the
- * producer's thread: uv_async_send and return). */
+/* evq_wake_fn - the queue has items again, or has just reached a quarter
+ * of a bound (called under its lock, on the producer's thread:
+ * uv_async_send and return). */
 typedef void evq_wake_fn(void *arg);
 
 /* evq_new - a queue of at most max_items events and max_bytes of them;
@@ -45,6 +47,15 @@ struct evq *evq_new(size_t max_items, size_t max_bytes, evq_wake_fn *wake, void 
  * queue is full, or no memory: counted); -1 when the queue is closed. */
 int evq_push(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_us, int kind,
              const char *text, size_t len);
+/* evq_push_ref - the same, with a reference the item holds (a message):
+ * the consumer's once taken; the caller's still when this does not return
+ * 0. Items with references are never left in the queue at evq_free (the
+ * consumer takes the queue after evq_close). */
+int evq_push_ref(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_us, int kind,
+                 const char *text, size_t len, void *ref);
+/* evq_pressed - a quarter of a bound (items or bytes) is reached: a
+ * consumer that gathers events should take them now. */
+int evq_pressed(struct evq *q);
 /* evq_take - every queued event, oldest first (the caller's: evq_items_free),
  * and *dropped, how many were dropped since the last take (all after the
  * ones taken). */

@@ -245,9 +245,14 @@ json_t *mbox_view_summary(struct mbox *m, const char *id)
     struct mbox_msg *msg = mbox_get(m, id);
     if (msg == NULL)
         return NULL;
-    json_t *s = view_summary_of(m, msg, mbox_is_read(m, msg));
+    json_t *s = mbox_view_summary_of(m, msg);
     mbox_msg_unref(msg);
     return s;
+}
+
+json_t *mbox_view_summary_of(struct mbox *m, struct mbox_msg *msg)
+{
+    return view_summary_of(m, msg, mbox_is_read(m, msg));
 }
 
 static json_t *view_part(const struct mbox_part_info *p)

@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 struct mbox;
+struct mbox_msg;
 struct mbox_entry;
 
 /* The counts of a page of summaries (Mailpit's MessagesSummary). */
@@ -64,6 +65,8 @@ char *mbox_view_list(struct mbox *m, size_t start, size_t limit, size_t *len);
 /* mbox_view_summary - one message's summary, as in the list (for a "new
  * message" event). NULL: no such message. */
 json_t *mbox_view_summary(struct mbox *m, const char *id);
+/* mbox_view_summary_of - the same of a message held (kept or gone). */
+json_t *mbox_view_summary_of(struct mbox *m, struct mbox_msg *msg);
 
 /* mbox_view_message - GET /api/v1/message/{ID}: Mailpit's Message, with
  * "SMTP"; the message is marked read when mark_read (as Mailpit does).

@@ -11,10 +11,12 @@
  * consumer that fills it, made before sessions run (in sink mode filled
  * first from the sink directory) and freed at exit; with
  * the HTTP API, the session registry (another consumer) and the live
- * events. The HTTP side ends in one place, px_http_close (the first
- * signal, or a start-up error): the event streams end, the waits are let
- * go, the server closes; what the relay's threads may still touch (the
- * registry, the events' queue) is freed at exit, after they have stopped.
+ * events. The HTTP API runs on a loop and thread of its own (httploop.h),
+ * started before any session can run. It ends in one place, px_http_close,
+ * run there at the first signal (or here at a start-up error): the event
+ * streams end, the waits are let go, the server closes; the thread is
+ * joined at exit; what the relay's threads may still touch (the registry,
+ * the events' queue) is freed after they have stopped.
  */
 #include "ci/check.h"
 #include "ci/replay.h"
@@ -35,6 +37,7 @@
 #include "../mailbox/store.h"
 #include "../mailbox/view.h"
 #include "config.h"
+#include "httploop.h"
 #include "listener.h"
 #include "loops.h"
 #include "secret.h"
@@ -66,6 +69,7 @@ struct px_main {
     char ca_note[600];            /* what the start-up lines say about it */
     struct mbox *mbox;            /* the kept messages (--keep), or NULL */
     struct mbox_collect *collect; /* fills it from the transcript */
+    struct px_http_loop hl;       /* the HTTP API's loop and thread */
     struct http_server *http;     /* the HTTP API, or NULL (off, or the default port taken) */
     struct http_info http_info;
     char http_note[800];            /* why there is no HTTP API, for the start-up lines */
@@ -126,15 +130,15 @@ static void px_grace_cb(uv_timer_t *t)
     px_loops_stop(&m.loops, 1);
 }
 
-/* px_http_close - the HTTP API answers no more: the event streams end,
- * the mailbox routes let their waits go, the server closes its
- * connections. Idempotent. */
-static void px_http_close(void)
+/* px_http_close - the HTTP API answers no more (on its loop's thread once
+ * it runs; px_http_loop_stop runs it once): the event streams end, the
+ * mailbox routes let their waits go, the server closes its connections. */
+static void px_http_close(void *arg)
 {
+    (void)arg;
     events_close(m.events); /* freed at exit: a relay thread may still look */
-    api_close(m.api);       /* idempotent; freed at exit, like the events */
+    api_close(m.api);       /* freed at exit, like the events */
     http_server_close(m.http);
-    m.http = NULL;
 }
 
 static void px_signal_cb(uv_signal_t *h, int signum)
@@ -150,7 +154,7 @@ static void px_signal_cb(uv_signal_t *h, int signum)
         return;
     }
     m.px.stopping = 1;
-    px_http_close(); /* its kept requests and streams end now */
+    px_http_loop_stop(&m.hl); /* its kept requests and streams end now */
     tlog_note(0, TLOG_INFO, "%s: shutting down; %u open session(s) may finish for %llu ms",
               signum == SIGINT ? "SIGINT" : "SIGTERM", atomic_load(&m.shared.nsessions),
               (unsigned long long)m.px.cfg->grace_ms);
@@ -441,7 +445,7 @@ static void px_keylog_session(void *arg, uint64_t session, const char *line, siz
     sess_keylog(arg, session, line, len);
 }
 
-/* px_setup_http - the HTTP API on the first loop. The default address
+/* px_setup_http - the HTTP API on its own loop. The default address
  * taken is a warning (said with the start-up lines) and no API; an address
  * given that cannot be used is a start-up error. */
 static int px_setup_http(const struct px_config *cfg, char *err, size_t errlen)
@@ -462,7 +466,9 @@ static int px_setup_http(const struct px_config *cfg, char *err, size_t errlen)
     o.cors_origin = cfg->http_cors;
     o.auth = auth; /* the server's now, even if it fails */
     o.idle_ms = cfg->http_idle_ms;
-    rc = http_server_new(&m.http, m.px.loop, &o, err, errlen);
+    if (px_http_loop_init(&m.hl, px_http_close, NULL, err, errlen) != 0)
+        return -1;
+    rc = http_server_new(&m.http, &m.hl.loop, &o, err, errlen);
     if (rc == UV_EADDRINUSE && !cfg->http_given) {
         snprintf(m.http_note, sizeof(m.http_note),
                  "no HTTP API: its default address %s:%s is taken (another smtpscope or a mail "
@@ -486,7 +492,7 @@ static int px_setup_http(const struct px_config *cfg, char *err, size_t errlen)
         .mailbox_arg = m.mbox,
     };
     if (http_info_routes(m.http, &m.http_info) != 0 || http_ui_routes(m.http) != 0 ||
-        (m.mbox != NULL && api_open(&m.api, m.http, m.px.loop, m.mbox) != 0)) {
+        (m.mbox != NULL && api_open(&m.api, m.http, &m.hl.loop, m.mbox) != 0)) {
         snprintf(err, errlen, "the HTTP API's routes could not be set up");
         return -1;
     }
@@ -502,7 +508,7 @@ static int px_setup_http(const struct px_config *cfg, char *err, size_t errlen)
         m.px.keylog_session_arg = m.sessions;
     }
     if (sessapi_routes(m.http, m.sessions) != 0 ||
-        events_open(&m.events, m.http, m.px.loop, m.mbox, m.sessions) != 0) {
+        events_open(&m.events, m.http, &m.hl.loop, m.mbox, m.sessions) != 0) {
         snprintf(err, errlen, "the HTTP API's routes could not be set up");
         return -1;
     }
@@ -530,6 +536,19 @@ static int px_load_sink(const struct px_config *cfg)
 {
     if (cfg->sink_dir != NULL && m.mbox != NULL)
         mbox_load_sink(m.mbox, cfg->sink_dir, (size_t)cfg->keep);
+    return 0;
+}
+
+/* px_start_http - the HTTP API's thread, once what it serves is set up
+ * (the SMTP address it reports too); sessions start after it. */
+static int px_start_http(char *err, size_t errlen)
+{
+    if (m.http == NULL)
+        return 0;
+    if (px_http_loop_start(&m.hl, err, errlen) != 0) {
+        px_listener_close(&m.listener);
+        return -1;
+    }
     return 0;
 }
 
@@ -610,9 +629,10 @@ int main(int argc, char **argv)
         px_setup_tls(&cfg, err, sizeof(err)) != 0 || px_setup_http(&cfg, err, sizeof(err)) != 0 ||
         px_listen(&m.listener, &m.px, cfg.listen_host, cfg.listen_port, cfg.loops > 1, err,
                   sizeof(err)) != 0 ||
-        px_start_loops(&cfg, err, sizeof(err)) != 0) {
+        px_start_http(err, sizeof(err)) != 0 || px_start_loops(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "smtpscope: %s\n", err);
-        px_http_close();
+        px_http_loop_stop(&m.hl);
+        px_http_loop_end(&m.hl);
         uv_run(m.px.loop, UV_RUN_DEFAULT);
         uv_loop_close(m.px.loop);
         px_cleanup();
@@ -715,6 +735,8 @@ int main(int argc, char **argv)
 
     uv_run(m.px.loop, UV_RUN_DEFAULT);
     px_loops_join(&m.loops);
+    px_http_loop_stop(&m.hl); /* stopped already, unless no signal came */
+    px_http_loop_end(&m.hl);
     if (cfg.loops > 1) {
         uv_close((uv_handle_t *)&m.loop_ended, NULL);
         uv_run(m.px.loop, UV_RUN_DEFAULT);

@@ -389,6 +389,11 @@ class EventsTest(EventsCase):
         self.assertEqual([l["Line"] for l in lines], self.console_lines(sid))
         self.assertTrue(all(l["Session"] == sid for l in lines))
         self.assertRegex(lines[0]["Time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$")
+        for l in lines:  # the line's own time, to the millisecond, no trailing zeros
+            self.assertRegex(l["Time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,2}[1-9])?Z$")
+            sec, ms = l["Line"][6:8], l["Line"][9:12]
+            want = ":" + sec + ("." + ms.rstrip("0") if ms != "000" else "") + "Z"
+            self.assertTrue(l["Time"].endswith(want), (l["Time"], l["Line"][:15]))
         self.assertEqual(lines[0]["Kind"], "connect")
         self.assertEqual(lines[-1]["Kind"], "close")
         auth = [l["Line"] for l in lines if "send: 'AUTH" in l["Line"]]

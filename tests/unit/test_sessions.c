@@ -613,6 +613,30 @@ static void test_queue(void)
     CHECK(n == 3);
     evq_items_free(it);
     evq_free(q);
+
+    /* woken again when a quarter of a bound is reached (the consumer then
+     * takes the queue at once instead of gathering): items ... */
+    wakes = 0;
+    q = evq_new(8, 1 << 20, wake_cb, NULL);
+    CHECK(evq_push(q, EVQ_LINE, 1, 1, 0, "a", 1) == 0 && wakes == 1 && !evq_pressed(q));
+    CHECK(evq_push(q, EVQ_LINE, 1, 2, 0, "b", 1) == 0 && wakes == 2 && evq_pressed(q));
+    CHECK(evq_push(q, EVQ_LINE, 1, 3, 0, "c", 1) == 0 && wakes == 2);
+    evq_items_free(evq_take(q, &dropped));
+    CHECK(!evq_pressed(q));
+    evq_free(q);
+    /* ... and bytes */
+    wakes = 0;
+    q = evq_new(1000, 4 * (sizeof(struct evq_item) + 101), wake_cb, NULL);
+    CHECK(evq_push(q, EVQ_LINE, 1, 1, 0, "small", 5) == 0 && wakes == 1);
+    CHECK(evq_push(q, EVQ_LINE, 1, 1, 0, big, sizeof(big)) == 0 && wakes == 2 && evq_pressed(q));
+    CHECK(evq_push(q, EVQ_LINE, 1, 1, 0, big, sizeof(big)) == 0 && wakes == 2);
+    /* an item's reference comes out with it */
+    int held = 0;
+    CHECK(evq_push_ref(q, EVQ_MESSAGE, 1, 1, 0, "m", 1, &held) == 0);
+    it = evq_take(q, &dropped);
+    CHECK(it != NULL && it->ref == NULL && it->next->next->next->ref == &held);
+    evq_items_free(it);
+    evq_free(q);
 }
 
 int main(void)
