@@ -251,17 +251,30 @@ static void conn_finish(struct http_conn *c)
     c->io->finish(c->arg);
 }
 
-static int conn_write(struct http_conn *c, const void *p, size_t n)
+/* conn_writev - nv pieces (empty ones skipped) in one write. */
+static int conn_writev(struct http_conn *c, const struct http_iov *v, size_t nv)
 {
+    struct http_iov out[HTTP_IOV_MAX];
+    size_t k = 0;
+
     if (c->done)
         return -1;
-    if (n == 0)
+    for (size_t i = 0; i < nv && k < HTTP_IOV_MAX; i++)
+        if (v[i].n > 0)
+            out[k++] = v[i];
+    if (k == 0)
         return 0;
-    if (c->io->write(c->arg, p, n) != 0) {
+    if (c->io->write(c->arg, out, k) != 0) {
         c->done = 1; /* the transport is ending the connection */
         return -1;
     }
     return 0;
+}
+
+static int conn_write(struct http_conn *c, const void *p, size_t n)
+{
+    struct http_iov v = {p, n};
+    return conn_writev(c, &v, 1);
 }
 
 static void conn_req_free(struct conn_req *r)
@@ -361,10 +374,12 @@ static int conn_send(struct http_conn *c, struct conn_req *r, int status, const 
         memcpy(buf + n, body, len);
         n += len;
     }
-    rc = conn_write(c, buf, n);
+    /* the head and a body not copied into it, in one write */
+    struct http_iov v[2] = {{buf, n}, {body, 0}};
+    if (!inline_body && !head && !nobody && mode == CONN_BODY_LENGTH)
+        v[1].n = len;
+    rc = conn_writev(c, v, 2);
     free(buf);
-    if (rc == 0 && !inline_body && !head && !nobody && mode == CONN_BODY_LENGTH)
-        rc = conn_write(c, body, len);
     if (!keep && mode == CONN_BODY_LENGTH)
         conn_finish(c);
     return rc;
@@ -500,7 +515,6 @@ int http_stream_write(struct http_req *req, const void *bytes, size_t len)
     struct conn_req *r = (struct conn_req *)req;
     struct http_conn *c = req->conn;
     char size[24];
-    int rc;
 
     if (!conn_usable(r) || !r->streaming || c->done)
         return -1;
@@ -509,15 +523,8 @@ int http_stream_write(struct http_req *req, const void *bytes, size_t len)
     if (!r->chunked)
         return conn_write(c, bytes, len);
     int n = snprintf(size, sizeof(size), "%zx\r\n", len);
-    uint8_t *buf = malloc((size_t)n + len + 2);
-    if (buf == NULL)
-        return -1;
-    memcpy(buf, size, (size_t)n);
-    memcpy(buf + n, bytes, len);
-    memcpy(buf + (size_t)n + len, "\r\n", 2);
-    rc = conn_write(c, buf, (size_t)n + len + 2);
-    free(buf);
-    return rc;
+    struct http_iov v[3] = {{size, (size_t)n}, {bytes, len}, {"\r\n", 2}};
+    return conn_writev(c, v, 3); /* the chunk's size and end around the bytes, not copied */
 }
 
 int http_sse_frame(char **buf, size_t *len, size_t *cap, const char *event, const char *data)

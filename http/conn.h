@@ -141,11 +141,20 @@ size_t http_stream_queued(const struct http_req *req);
 
 /* ---- for the transport ------------------------------------------------- */
 
+/* A piece of what a write sends. */
+struct http_iov {
+    const void *p;
+    size_t n;
+};
+#define HTTP_IOV_MAX 4 /* pieces in one write */
+
 /* What a connection needs from its transport. arg is http_conn_new's. */
 struct http_conn_io {
-    /* write - queue bytes for the client; 0, or -1 when they will not go
-     * out (the connection is ending: the machine stops writing). */
-    int (*write)(void *arg, const uint8_t *p, size_t n);
+    /* write - queue the bytes of nv pieces (1 to HTTP_IOV_MAX), in order,
+     * for the client; the pieces are the caller's again on return. 0, or
+     * -1 when they will not go out (the connection is ending: the machine
+     * stops writing). */
+    int (*write)(void *arg, const struct http_iov *v, size_t nv);
     /* finish - no more responses: close once the queued ones are out. The
      * machine reads nothing more; it may ask more than once. */
     void (*finish)(void *arg);

@@ -214,11 +214,14 @@ static void sconn_write_cb(uv_write_t *req, int status)
     }
 }
 
-static int sconn_write(void *arg, const uint8_t *p, size_t n)
+/* sconn_write - the pieces go to the socket now as far as it takes them
+ * (one writev), and what it did not take is copied and queued. */
+static int sconn_write(void *arg, const struct http_iov *v, size_t nv)
 {
     struct http_sconn *c = arg;
     struct http_wreq *w;
-    uv_buf_t b;
+    uv_buf_t b[HTTP_IOV_MAX];
+    size_t n = 0, sent = 0;
     int rc;
 
     if (c->closing || c->lingering)
@@ -227,16 +230,18 @@ static int sconn_write(void *arg, const uint8_t *p, size_t n)
         sconn_close(c);
         return -1;
     }
+    for (size_t i = 0; i < nv; i++) {
+        b[i] = uv_buf_init((char *)v[i].p, (unsigned)v[i].n);
+        n += v[i].n;
+    }
     if (c->wq == 0) {
-        b = uv_buf_init((char *)p, (unsigned)n);
-        rc = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (rc > 0) {
-            p += rc;
-            n -= (size_t)rc;
-        }
-        if (n == 0)
+        rc = uv_try_write((uv_stream_t *)&c->tcp, b, (unsigned)nv);
+        if (rc > 0)
+            sent = (size_t)rc;
+        if (sent == n)
             return 0;
     }
+    n -= sent;
     w = malloc(sizeof(*w) + n);
     if (w == NULL) {
         sconn_close(c);
@@ -244,9 +249,14 @@ static int sconn_write(void *arg, const uint8_t *p, size_t n)
     }
     w->c = c;
     w->len = n;
-    memcpy(w->data, p, n);
-    b = uv_buf_init((char *)w->data, (unsigned)n);
-    rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, sconn_write_cb);
+    for (size_t i = 0, o = 0; i < nv; i++) { /* the pieces past what was sent */
+        size_t skip = sent < v[i].n ? sent : v[i].n;
+        sent -= skip;
+        memcpy(w->data + o, (const char *)v[i].p + skip, v[i].n - skip);
+        o += v[i].n - skip;
+    }
+    uv_buf_t q = uv_buf_init((char *)w->data, (unsigned)n);
+    rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &q, 1, sconn_write_cb);
     if (rc != 0) {
         free(w);
         sconn_close(c);

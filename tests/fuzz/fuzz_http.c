@@ -24,14 +24,18 @@ struct fz {
 static struct http_req *fz_kept;
 static int fz_gone;
 
-static int fz_write(void *arg, const uint8_t *p, size_t n)
+static int fz_write(void *arg, const struct http_iov *v, size_t nv)
 {
     struct fz *f = arg;
-    if (f->finished)
-        abort(); /* the machine said it was done */
-    if (f->len + n < sizeof(f->out)) {
-        memcpy(f->out + f->len, p, n);
-        f->len += n;
+    if (f->finished || nv == 0 || nv > HTTP_IOV_MAX)
+        abort(); /* the machine said it was done, or broke the contract */
+    for (size_t i = 0; i < nv; i++) {
+        if (v[i].n == 0)
+            abort();
+        if (f->len + v[i].n < sizeof(f->out)) {
+            memcpy(f->out + f->len, v[i].p, v[i].n);
+            f->len += v[i].n;
+        }
     }
     return 0;
 }

@@ -27,14 +27,18 @@ struct fake {
     int finished, held, woken, idle, full, fail_write;
 };
 
-static int fake_write(void *arg, const uint8_t *p, size_t n)
+static int fake_write(void *arg, const struct http_iov *v, size_t nv)
 {
     struct fake *f = arg;
-    if (f->fail_write || f->finished)
+    if (f->fail_write || f->finished || nv == 0 || nv > HTTP_IOV_MAX)
         return -1;
-    if (f->len + n < sizeof(f->out)) {
-        memcpy(f->out + f->len, p, n);
-        f->len += n;
+    for (size_t i = 0; i < nv; i++) {
+        if (v[i].n == 0)
+            return -1; /* the machine sends no empty piece */
+        if (f->len + v[i].n < sizeof(f->out)) {
+            memcpy(f->out + f->len, v[i].p, v[i].n);
+            f->len += v[i].n;
+        }
     }
     return 0;
 }
