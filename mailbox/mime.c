@@ -99,13 +99,23 @@ static size_t mime_utf8_seq(const uint8_t *s, size_t n)
     return 0;
 }
 
+/* mime_ascii - how many bytes from s are ASCII but NUL (what every
+ * form takes as it is). */
+static size_t mime_ascii(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (uint8_t)(s[i] - 1) < 0x7f)
+        i++;
+    return i;
+}
+
 char *mbox_utf8(const char *p, size_t n)
 {
     const uint8_t *s = (const uint8_t *)p;
-    size_t need = 1, i, o = 0;
+    size_t start = mime_ascii(s, n), need = start + 1, i, o = start;
     char *out;
 
-    for (i = 0; i < n;) {
+    for (i = start; i < n;) {
         size_t k = mime_utf8_seq(s + i, n - i);
         need += k > 0 ? k : s[i] == 0 ? 3 : 2;
         i += k > 0 ? k : 1;
@@ -113,7 +123,15 @@ char *mbox_utf8(const char *p, size_t n)
     out = malloc(need);
     if (out == NULL)
         return NULL;
-    for (i = 0; i < n;) {
+    memcpy(out, s, start); /* most text is all ASCII: one copy */
+    for (i = start; i < n;) {
+        size_t a = mime_ascii(s + i, n - i);
+        if (a > 0) {
+            memcpy(out + o, s + i, a);
+            o += a;
+            i += a;
+            continue;
+        }
         size_t k = mime_utf8_seq(s + i, n - i);
         if (k > 0) {
             memcpy(out + o, s + i, k);
