@@ -435,6 +435,50 @@ class SessionDownloadsTest(ApiCase):
             self.assertIn(option, json.loads(body)["Error"])
 
 
+class ApiThreadTest(ApiCase):
+    """The API runs on a thread of its own: a request that takes long (the
+    first look at a message of 3,000 parts parses it, with each part's
+    checksums) does not hold up a session, which gets its replies while
+    the request is still being answered."""
+
+    def test_a_slow_request_does_not_hold_a_session_up(self):
+        self.api()
+        m = EmailMessage()
+        m["From"], m["To"], m["Subject"] = "a@example.test", "b@example.test", "many parts"
+        m.set_content("hello")
+        for i in range(3000):
+            m.add_attachment(os.urandom(2048), maintype="application", subtype="octet-stream",
+                             filename=f"part{i}.bin")
+        self.send(m)
+        mid = self.get("/api/v1/messages")["messages"][0]["ID"]
+        probe = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=60)
+        probe.ehlo("probe.example.test")
+        answered = {}
+
+        def slow():
+            st, _, body = call(self.port, f"/api/v1/message/{mid}", timeout=120)
+            answered["at"] = time.monotonic()
+            answered["parts"] = len(json.loads(body)["Attachments"]) if st == 200 else st
+
+        t = threading.Thread(target=slow)
+        started = time.monotonic()
+        t.start()
+        time.sleep(0.02)  # the request is in: the parse under way
+        waits = []
+        for _ in range(10):
+            t0 = time.monotonic()
+            self.assertEqual(probe.noop()[0], 250)
+            waits.append(time.monotonic() - t0)
+        probed = time.monotonic()
+        t.join(120)
+        probe.quit()
+        self.assertEqual(answered.get("parts"), 3000)
+        took = answered["at"] - started
+        # the session's replies came while the request was still being answered
+        self.assertLess(probed, answered["at"], (waits, took))
+        self.assertLess(max(waits), took / 2, (waits, took))
+
+
 class SearchTest(ApiCase):
     def test_search_syntax(self):
         self.api()
