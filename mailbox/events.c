@@ -27,6 +27,8 @@
 #include "view.h"
 #include "../http/conn.h"
 #include "../http/server.h"
+#include "../log/evpack.h"
+#include "../log/render_console.h"
 #include "../log/render_json.h"
 #include "../log/transcript.h"
 
@@ -37,6 +39,7 @@
 
 #define EV_GATHER_MS  20           /* events left in the queue before they are taken */
 #define EV_BATCH_KEEP (256u << 10) /* the batch's room kept between wake-ups */
+#define EV_PACK_MAX   (16u << 10)  /* events up to this packed go as they are, rendered here */
 #define EV_HEADERS    "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
 
 struct ev_sub {
@@ -59,7 +62,8 @@ struct mbox_events {
     struct ev_sub *subs;
     char *batch; /* the events taken at once, framed, for every stream */
     size_t batch_len, batch_cap;
-    uint64_t time_sec; /* the second whose date and time time_text holds */
+    char line[TLOG_LINE_MAX]; /* a packed event's console line, rendered on the loop */
+    uint64_t time_sec;        /* the second whose date and time time_text holds */
     char time_text[40];
     size_t time_len;
 };
@@ -82,8 +86,15 @@ static void ev_news(void *arg, const struct sess_news *n)
     if (atomic_load(&e->nsubs) == 0)
         return;
     if (n->what == SESS_LINE) {
+        /* copied as it is, to be rendered on the HTTP loop, unless large
+         * (message content: its line is cut to TLOG_LINE_MAX, so rendered
+         * now costs the queue less) */
+        if (tlog_event_packed_size(n->ev) <= EV_PACK_MAX) {
+            evq_push_event(e->q, n->session, n->time_us, n->ev);
+            return;
+        }
         size_t len;
-        const char *line = sess_news_line(n, &len); /* rendered only for open streams */
+        const char *line = sess_news_line(n, &len);
         evq_push(e->q, EVQ_LINE, n->session, n->time_us, (int)n->kind, line, len);
         return;
     }
@@ -296,10 +307,10 @@ static size_t ev_u64(char *out, uint64_t n)
  * {"Session":N,"Time":"...","Kind":"...","Line":"..."} framed straight
  * into the batch (no JSON library and no allocation on this path; the
  * same fields and forms as the events jansson makes). */
-static void ev_line(struct mbox_events *e, const struct evq_item *it)
+static void ev_line(struct mbox_events *e, const struct evq_item *it, const char *line,
+                    size_t len)
 {
-    const char *line = it->text, *kind = tlog_kind_name((enum tlog_kind)it->kind);
-    size_t len = it->len;
+    const char *kind = tlog_kind_name((enum tlog_kind)it->kind);
     char *fixed = NULL;
 
     for (size_t i = 0; i < len; i++)
@@ -390,8 +401,15 @@ static void ev_drain(struct mbox_events *e)
             ev_send(e, "session", it->text);
             break;
         case EVQ_LINE:
-            ev_line(e, it);
+            ev_line(e, it, it->text, it->len);
             break;
+        case EVQ_EVENT: {
+            struct tlog_event ev;
+            tlog_event_unpack(it->text, &ev);
+            size_t k = tlog_format_line(&ev, e->line, sizeof(e->line), 0, 0);
+            ev_line(e, it, e->line, k > 0 ? k - 1 : 0); /* without its newline */
+            break;
+        }
         case EVQ_MESSAGE:
             ev_send_json(e, "message", ev_message(e, it));
             break;

@@ -7,8 +7,10 @@
  * barrier for wakes.
  */
 #include "evqueue.h"
+#include "../log/evpack.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,8 +58,9 @@ int evq_push(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_
     return evq_push_ref(q, type, session, time_us, kind, text, len, NULL);
 }
 
-int evq_push_ref(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_us, int kind,
-                 const char *text, size_t len, void *ref)
+/* evq_put - an item of len bytes: text's, or ev packed (text NULL). */
+static int evq_put(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_us, int kind,
+                   const char *text, const struct tlog_event *ev, size_t len, void *ref)
 {
     size_t size = sizeof(struct evq_item) + len + 1;
     struct evq_item *it;
@@ -80,7 +83,9 @@ int evq_push_ref(struct evq *q, enum evq_type type, uint64_t session, uint64_t t
     it->kind = kind;
     it->len = len;
     it->ref = ref;
-    if (len > 0)
+    if (ev != NULL)
+        tlog_event_pack(ev, it->text);
+    else if (len > 0)
         memcpy(it->text, text, len);
     it->text[len] = '\0';
     if (q->tail != NULL)
@@ -97,6 +102,23 @@ int evq_push_ref(struct evq *q, enum evq_type type, uint64_t session, uint64_t t
         q->wake(q->wake_arg);
     pthread_mutex_unlock(&q->mu);
     return 0;
+}
+
+int evq_push_ref(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_us, int kind,
+                 const char *text, size_t len, void *ref)
+{
+    return evq_put(q, type, session, time_us, kind, text, NULL, len, ref);
+}
+
+/* the record is packed into an item's text, which must be aligned as
+ * records are */
+_Static_assert(offsetof(struct evq_item, text) % TLOG_EVPACK_ALIGN == 0,
+               "an item's text is aligned for a packed event");
+
+int evq_push_event(struct evq *q, uint64_t session, uint64_t time_us, const struct tlog_event *ev)
+{
+    return evq_put(q, EVQ_EVENT, session, time_us, (int)ev->kind, NULL, ev,
+                   tlog_event_packed_size(ev), NULL);
 }
 
 struct evq_item *evq_take(struct evq *q, uint64_t *dropped)

@@ -19,6 +19,8 @@
 enum evq_type {
     EVQ_SESSION, /* text: the session object (JSON) */
     EVQ_LINE,    /* text: a console line; kind: its event's enum tlog_kind */
+    EVQ_EVENT,   /* text: a transcript event, packed (log/evpack.h), aligned: rendered by
+                  * the consumer */
     EVQ_MESSAGE, /* text: a message ID */
     EVQ_DELETE,  /* text: a message ID; "" for all of them */
 };
@@ -56,6 +58,10 @@ int evq_push_ref(struct evq *q, enum evq_type type, uint64_t session, uint64_t t
 /* evq_pressed - a quarter of a bound (items or bytes) is reached: a
  * consumer that gathers events should take them now. */
 int evq_pressed(struct evq *q);
+struct tlog_event;
+/* evq_push_event - queue a transcript event packed (log/evpack.h) into
+ * the item (EVQ_EVENT: the consumer renders it); as evq_push. */
+int evq_push_event(struct evq *q, uint64_t session, uint64_t time_us, const struct tlog_event *ev);
 /* evq_take - every queued event, oldest first (the caller's: evq_items_free),
  * and *dropped, how many were dropped since the last take (all after the
  * ones taken). */

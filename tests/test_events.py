@@ -432,6 +432,35 @@ class EventsTest(EventsCase):
         self.assertTrue(any("\\\\back.test" in l for l in lines), lines)
         self.assertTrue(any("Gr\\xc3\\xbc" in l for l in lines), lines)  # as repr() shows it
 
+    def test_line_events_of_content_are_the_console_lines(self):
+        """Events are copied as they are and rendered on the HTTP loop (a
+        line's event over 16 KiB would be rendered on the relay's thread):
+        a message's content, a 44 KB line of it too, comes out as the
+        console's lines."""
+        self.start()
+        st = Stream(self.port)
+        st.wait(lambda ev: ev[0] == "comment")
+        self.send(message(6))
+        c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
+        c.login(h.USER, h.PASSWORD)
+        long_line = "".join(f"word{i} " for i in range(5000))  # 44 KB, one line
+        c.sendmail("big@example.test", ["rcpt@example.test"],
+                   f"Subject: one long line\r\n\r\n{long_line}\r\n".encode())
+        c.quit()
+
+        def both_closed(ev):
+            return len([1 for n, d in st.events if n == "session" and d["State"] == "closed"]) == 2
+        st.wait(both_closed)
+        sids = [d["ID"] for n, d in st.events if n == "session" and d["State"] == "open"]
+        self.assertEqual(len(sids), 2)
+        for sid in sids:
+            lines = [d["Line"] for n, d in st.events if n == "line" and d["Session"] == sid]
+            self.assertEqual(lines, self.console_lines(sid))
+        content = [d["Line"] for n, d in st.events if n == "line" and d["Session"] == sids[1] and
+                   "word0 word1" in d["Line"]]
+        self.assertEqual(len(content), 1)
+        self.assertGreater(len(content[0]), 1000)  # the long line's first piece
+
     def test_subscribers_are_bounded(self):
         self.start()
         socks = []
