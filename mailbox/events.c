@@ -307,8 +307,7 @@ static size_t ev_u64(char *out, uint64_t n)
  * {"Session":N,"Time":"...","Kind":"...","Line":"..."} framed straight
  * into the batch (no JSON library and no allocation on this path; the
  * same fields and forms as the events jansson makes). */
-static void ev_line(struct mbox_events *e, const struct evq_item *it, const char *line,
-                    size_t len)
+static void ev_line(struct mbox_events *e, const struct evq_item *it, const char *line, size_t len)
 {
     const char *kind = tlog_kind_name((enum tlog_kind)it->kind);
     char *fixed = NULL;
