@@ -32,7 +32,7 @@ static size_t evp_sa_len(const struct sockaddr *sa)
                                        : sizeof(struct sockaddr);
 }
 
-#define EVP_PIECES 13
+#define EVP_PIECES TLOG_EVPACK_PIECES
 
 /* evp_ptrs - where ev's pointers are, in the record's order. */
 static void evp_ptrs(struct tlog_event *ev, const void **ptr[EVP_PIECES])
@@ -69,24 +69,32 @@ static void evp_lens(const struct tlog_event *ev, size_t len[EVP_PIECES])
     memcpy(len, l, sizeof(l));
 }
 
-size_t tlog_event_packed_size(const struct tlog_event *ev)
+size_t tlog_event_plan(const struct tlog_event *ev, struct tlog_evpack_plan *plan)
 {
-    size_t len[EVP_PIECES], size = evp_round(sizeof(*ev));
+    size_t size = evp_round(sizeof(*ev));
 
-    evp_lens(ev, len);
+    evp_lens(ev, plan->len);
     for (size_t i = 0; i < EVP_PIECES; i++)
-        size += evp_round(len[i]);
+        size += evp_round(plan->len[i]);
+    plan->size = size;
     return size;
 }
 
-size_t tlog_event_pack(const struct tlog_event *ev, void *out)
+size_t tlog_event_packed_size(const struct tlog_event *ev)
+{
+    struct tlog_evpack_plan plan;
+    return tlog_event_plan(ev, &plan);
+}
+
+size_t tlog_event_pack_planned(const struct tlog_event *ev, const struct tlog_evpack_plan *plan,
+                               void *out)
 {
     struct tlog_event copy = *ev;
     const void **ptr[EVP_PIECES];
-    size_t len[EVP_PIECES], o = evp_round(sizeof(copy));
+    const size_t *len = plan->len;
+    size_t o = evp_round(sizeof(copy));
     uint8_t *rec = out;
 
-    evp_lens(ev, len);
     evp_ptrs(&copy, ptr);
     for (size_t i = 0; i < EVP_PIECES; i++) {
         if (*ptr[i] == NULL)
@@ -100,10 +108,14 @@ size_t tlog_event_pack(const struct tlog_event *ev, void *out)
         o = next;
     }
     memcpy(rec, &copy, sizeof(copy));
-    size_t end = evp_round(o);
-    if (end > o)
-        memset(rec + o, 0, end - o);
-    return end;
+    return o; /* each piece ends on the alignment: so does the record */
+}
+
+size_t tlog_event_pack(const struct tlog_event *ev, void *out)
+{
+    struct tlog_evpack_plan plan;
+    tlog_event_plan(ev, &plan);
+    return tlog_event_pack_planned(ev, &plan, out);
 }
 
 void tlog_event_unpack(const void *rec, struct tlog_event *ev)

@@ -17,7 +17,15 @@
 
 #include <stddef.h>
 
-#define TLOG_EVPACK_ALIGN 8
+#define TLOG_EVPACK_ALIGN  8
+#define TLOG_EVPACK_PIECES 13 /* the pointers of struct tlog_event */
+
+/* What tlog_event_plan measured of an event: to pack it without measuring
+ * it again. */
+struct tlog_evpack_plan {
+    size_t len[TLOG_EVPACK_PIECES];
+    size_t size; /* the record's */
+};
 
 /* tlog_event_packed_size - the bytes tlog_event_pack writes for ev (a
  * multiple of TLOG_EVPACK_ALIGN). */
@@ -25,6 +33,13 @@ size_t tlog_event_packed_size(const struct tlog_event *ev);
 /* tlog_event_pack - ev into out (tlog_event_packed_size(ev) bytes,
  * aligned); the size written. */
 size_t tlog_event_pack(const struct tlog_event *ev, void *out);
+/* tlog_event_plan - measure ev for tlog_event_pack_planned; the record's
+ * size (tlog_event_packed_size's). */
+size_t tlog_event_plan(const struct tlog_event *ev, struct tlog_evpack_plan *plan);
+/* tlog_event_pack_planned - tlog_event_pack of an event measured (and
+ * not changed since). */
+size_t tlog_event_pack_planned(const struct tlog_event *ev, const struct tlog_evpack_plan *plan,
+                               void *out);
 /* tlog_event_unpack - the event a record holds; its pointers point into
  * rec, valid while rec is. */
 void tlog_event_unpack(const void *rec, struct tlog_event *ev);

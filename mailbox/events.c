@@ -89,6 +89,11 @@ static void ev_news(void *arg, const struct sess_news *n)
         /* copied as it is, to be rendered on the HTTP loop, unless large
          * (message content: its line is cut to TLOG_LINE_MAX, so rendered
          * now costs the queue less) */
+        if (n->packed != NULL && n->packed_len <= EV_PACK_MAX) { /* as the registry keeps it */
+            evq_push(e->q, EVQ_EVENT, n->session, n->time_us, (int)n->kind, n->packed,
+                     n->packed_len);
+            return;
+        }
         if (tlog_event_packed_size(n->ev) <= EV_PACK_MAX) {
             evq_push_event(e->q, n->session, n->time_us, n->ev);
             return;

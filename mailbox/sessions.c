@@ -247,10 +247,11 @@ static int sess_room(struct sess_registry *r, const struct sess_rec *s, size_t n
 /* sess_keep_event - keep ev (as shown) in s, or count it as not kept
  * when s has its bound (SESS_EVENTS_MAX), or all sessions theirs. always:
  * keep it anyway (a close). */
-static void sess_keep_event(struct sess_registry *r, struct sess_rec *s,
-                            const struct tlog_event *ev, int always)
+static const void *sess_keep_event(struct sess_registry *r, struct sess_rec *s,
+                                   const struct tlog_event *ev, int always, size_t *packed_len)
 {
-    uint64_t n = sizeof(uint64_t) + tlog_event_packed_size(ev);
+    struct tlog_evpack_plan plan;
+    uint64_t n = sizeof(uint64_t) + tlog_event_plan(ev, &plan);
     struct sess_chunk *c = NULL;
 
     if (ev->kind == TLOG_RAW) {
@@ -260,7 +261,7 @@ static void sess_keep_event(struct sess_registry *r, struct sess_rec *s,
             c = sess_buf_room(r, &s->evs, n);
         if (c == NULL) {
             s->raw_cut += ev->len;
-            return;
+            return NULL;
         }
         s->raw_len += n;
     } else if (always || (s->cut.lines == 0 && s->evs.len - s->raw_len + n <= SESS_EVENTS_MAX &&
@@ -273,13 +274,15 @@ static void sess_keep_event(struct sess_registry *r, struct sess_rec *s,
             s->cut.first_us = ev->time_us;
         }
         s->lines_cut += !ev->explain_only;
-        return;
+        return NULL;
     }
+    char *rec = c->data + c->len + sizeof(n);
     memcpy(c->data + c->len, &n, sizeof(n));
-    tlog_event_pack(ev, c->data + c->len + sizeof(n));
+    *packed_len = tlog_event_pack_planned(ev, &plan, rec);
     c->len += n;
     s->evs.len += n;
     r->bytes += n;
+    return rec;
 }
 
 /* ---- the consumer ------------------------------------------------------------- */
@@ -337,7 +340,7 @@ static void sess_facts(struct sess_rec *s, const struct tlog_event *ev)
 }
 
 static void sess_tell(struct sess_registry *r, const struct sess_rec *s, enum sess_news_kind what,
-                      const struct tlog_event *ev)
+                      const struct tlog_event *ev, const void *packed, size_t packed_len)
 {
     if (r->news == NULL)
         return;
@@ -349,6 +352,8 @@ static void sess_tell(struct sess_registry *r, const struct sess_rec *s, enum se
         .reg = r,
         .rec = s,
         .ev = ev,
+        .packed = packed,
+        .packed_len = packed_len,
         .scratch = r->line,
     };
     r->news(r->news_arg, &n);
@@ -383,7 +388,7 @@ static void sess_event(const struct tlog_event *ev, void *arg)
     }
     sess_facts(s, ev);
     if (opened)
-        sess_tell(r, s, SESS_OPENED, ev);
+        sess_tell(r, s, SESS_OPENED, ev, NULL, 0);
 
     /* redacted as tlog_emit redacts, unless --show-secrets */
     shown = *ev;
@@ -393,14 +398,15 @@ static void sess_event(const struct tlog_event *ev, void *arg)
         shown.bytes = masked;
     }
     int last = ev->kind == TLOG_CLOSE;
-    sess_keep_event(r, s, &shown, last);
+    size_t packed_len = 0;
+    const void *packed = sess_keep_event(r, s, &shown, last, &packed_len);
     if (!shown.explain_only &&
         shown.kind != TLOG_RAW) { /* a line of the console without --explain */
         s->lines++;
-        sess_tell(r, s, SESS_LINE, &shown);
+        sess_tell(r, s, SESS_LINE, &shown, packed, packed_len);
     }
     if (last)
-        sess_tell(r, s, SESS_CLOSED, ev);
+        sess_tell(r, s, SESS_CLOSED, ev, NULL, 0);
     pthread_mutex_unlock(&r->mu);
 }
 

@@ -111,6 +111,8 @@ struct sess_news {
     const struct sess_registry *reg; /* for sess_news_json, during the call */
     const struct sess_rec *rec;
     const struct tlog_event *ev; /* the event, as shown (redacted) */
+    const void *packed;          /* SESS_LINE: ev packed (log/evpack.h) as kept, or NULL */
+    size_t packed_len;
     char *scratch;               /* sess_news_line's room */
 };
 /* sess_news_fn - called on the thread of the event, inside the

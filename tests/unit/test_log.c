@@ -1056,6 +1056,19 @@ static void test_evpack(void)
         CHECK(back.totals == NULL || memcmp(back.totals, &totals, sizeof(totals)) == 0);
         CHECK(back.peer == NULL || memcmp(back.peer, &peer, sizeof(peer)) == 0);
         CHECK(((uintptr_t)back.totals | (uintptr_t)back.peer | (uintptr_t)back.local) % 8 == 0);
+        /* measured once, packed the same; and a record copied elsewhere
+         * (the live events' queue) unpacks to the same event */
+        struct tlog_evpack_plan plan;
+        uint64_t rec2[512], moved[512];
+        memset(rec2, 0xa5, sizeof(rec2));
+        CHECK(tlog_event_plan(&evs[i], &plan) == n && plan.size == n);
+        CHECK(tlog_event_pack_planned(&evs[i], &plan, rec2) == n && memcmp(rec, rec2, n) == 0);
+        memcpy(moved, rec2, n);
+        memset(rec2, 0, n);
+        tlog_event_unpack(moved, &back);
+        lb = tlog_format_line(&back, b, sizeof(b), 0, 1);
+        la = tlog_format_line(&evs[i], a, sizeof(a), 0, 1);
+        CHECK(la == lb && memcmp(a, b, la) == 0);
     }
 }
 
