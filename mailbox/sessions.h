@@ -113,7 +113,7 @@ struct sess_news {
     const struct tlog_event *ev; /* the event, as shown (redacted) */
     const void *packed;          /* SESS_LINE: ev packed (log/evpack.h) as kept, or NULL */
     size_t packed_len;
-    char *scratch;               /* sess_news_line's room */
+    char *scratch; /* sess_news_line's room */
 };
 /* sess_news_fn - called on the thread of the event, inside the
  * transcript's lock and the registry's: copy what is needed, hand it to
