@@ -74,6 +74,11 @@ static void mbox_str_free(char **p)
 
 void mbox_tls_clear(struct mbox_tls *t)
 {
+    if (t->block != NULL) { /* a copy: its strings are in the block */
+        free(t->block);
+        memset(t, 0, sizeof(*t));
+        return;
+    }
     mbox_str_free(&t->text);
     mbox_str_free(&t->version);
     mbox_str_free(&t->cipher);
@@ -153,24 +158,31 @@ void mbox_tls_parse(struct mbox_tls *t, const char *text)
     t->verify = mbox_between(text, "verification: ", t->resumed ? resumed : NULL);
 }
 
-/* mbox_strdup - strdup of NULL is NULL. */
-static char *mbox_strdup(const char *s)
-{
-    return s != NULL ? strdup(s) : NULL;
-}
-
 void mbox_tls_copy(struct mbox_tls *to, const struct mbox_tls *from)
 {
-    to->text = mbox_strdup(from->text);
-    to->version = mbox_strdup(from->version);
-    to->cipher = mbox_strdup(from->cipher);
-    to->group = mbox_strdup(from->group);
-    to->subject = mbox_strdup(from->subject);
-    to->issuer = mbox_strdup(from->issuer);
-    to->not_before = mbox_strdup(from->not_before);
-    to->not_after = mbox_strdup(from->not_after);
-    to->verify = mbox_strdup(from->verify);
+    /* a message's copy of its session's facts, made for every message:
+     * one allocation for all its strings, not one each */
+    const char *src[] = {from->text,       from->version,   from->cipher,
+                         from->group,      from->subject,   from->issuer,
+                         from->not_before, from->not_after, from->verify};
+    char **dst[] = {&to->text,   &to->version,    &to->cipher,    &to->group, &to->subject,
+                    &to->issuer, &to->not_before, &to->not_after, &to->verify};
+    size_t len[sizeof(src) / sizeof(src[0])], total = 0;
+
+    memset(to, 0, sizeof(*to));
     to->resumed = from->resumed;
+    for (size_t i = 0; i < sizeof(src) / sizeof(src[0]); i++)
+        total += (len[i] = src[i] != NULL ? strlen(src[i]) + 1 : 0);
+    if (total == 0 || (to->block = malloc(total)) == NULL)
+        return; /* no TLS (or no memory: as if none) */
+    char *p = to->block;
+    for (size_t i = 0; i < sizeof(src) / sizeof(src[0]); i++) {
+        if (src[i] == NULL)
+            continue;
+        memcpy(p, src[i], len[i]);
+        *dst[i] = p;
+        p += len[i];
+    }
 }
 
 void mbox_facts_clear(struct mbox_facts *f)

@@ -32,6 +32,7 @@ struct mbox_tls {
     char *not_after;
     char *verify; /* "ok", "not verified", or mbedTLS's reasons */
     int resumed;
+    void *block; /* mbox_tls_copy's: every string above lives in it (one allocation) */
 };
 
 /* mbox_tls_parse - t from the transcript's words after "TLS client: " or

@@ -749,7 +749,17 @@ static void test_tls_parse_validity(void)
         mbox_tls_copy(&c, &t);
         CHECK(rows[i].from ? c.not_before && strcmp(c.not_before, rows[i].from) == 0
                            : c.not_before == NULL);
+        /* the copy (one block) says what the original says, field by field */
+        const char *a[] = {t.text,   t.version,    t.cipher,    t.group, t.subject,
+                           t.issuer, t.not_before, t.not_after, t.verify};
+        const char *b[] = {c.text,   c.version,    c.cipher,    c.group, c.subject,
+                           c.issuer, c.not_before, c.not_after, c.verify};
+        for (size_t k = 0; k < sizeof(a) / sizeof(a[0]); k++)
+            CHECK(a[k] == NULL ? b[k] == NULL
+                               : b[k] != NULL && strcmp(a[k], b[k]) == 0 && a[k] != b[k]);
+        CHECK(c.resumed == t.resumed);
         mbox_tls_clear(&c);
+        CHECK(c.text == NULL && c.verify == NULL);
         mbox_tls_clear(&t);
     }
 }
