@@ -123,7 +123,8 @@ char *mbox_utf8(const char *p, size_t n)
     out = malloc(need);
     if (out == NULL)
         return NULL;
-    memcpy(out, s, start); /* most text is all ASCII: one copy */
+    if (start > 0)
+        memcpy(out, s, start); /* most text is all ASCII: one copy */
     for (i = start; i < n;) {
         size_t a = mime_ascii(s + i, n - i);
         if (a > 0) {
