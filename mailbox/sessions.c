@@ -37,10 +37,14 @@
 
 #define SESS_BUCKETS 1024 /* the map's buckets (chained); more than SESS_KEEP_MAX */
 
-/* A buffer of lines in chunks, each a piece of the store's arena (the
- * first ones small, malloc's; then SESS_CHUNK bytes in regions the arena
- * made ready ahead and takes back as sessions go), so keeping lines on the
- * relay's path never faults in fresh memory page by page. */
+/* A buffer of lines in chunks, each a piece of the registry's own arena
+ * (the first ones small, malloc's; then SESS_CHUNK bytes in regions the
+ * arena made ready ahead and takes back as sessions go), so keeping lines
+ * on the relay's path never faults in fresh memory page by page. Not the
+ * store's arena: a session's chunks live as long as the session is kept,
+ * and in a region shared with messages they would keep it from being used
+ * again when its messages go (the store would map and zero fresh regions
+ * for as long as smtpscope runs, and hold regions pinned by a chunk). */
 struct sess_chunk {
     struct sess_chunk *next;
     size_t len, cap; /* of data */
@@ -97,7 +101,8 @@ struct sess_registry {
     struct sess_rec *buckets[SESS_BUCKETS];
     struct sess_rec *oldest, *newest;
     size_t n;
-    uint64_t bytes; /* lines kept, all sessions */
+    uint64_t bytes;           /* lines kept, all sessions */
+    struct mbox_arena *arena; /* the chunks' (NULL: malloc's) */
     sess_news_fn *news;
     void *news_arg;
     char line[TLOG_LINE_MAX]; /* the line of the event told (sess_news_line) */
@@ -124,7 +129,7 @@ static struct sess_rec *sess_find(struct sess_registry *r, uint64_t id)
 /* sess_buf_clear - every chunk of b back to where it came from. */
 static void sess_buf_clear(struct sess_registry *r, struct sess_buf *b)
 {
-    struct mbox_arena *a = r->m != NULL ? mbox_store_arena(r->m) : NULL;
+    struct mbox_arena *a = r->arena;
     while (b->head != NULL) {
         struct sess_chunk *c = b->head;
         b->head = c->next;
@@ -144,7 +149,7 @@ static struct sess_chunk *sess_buf_room(struct sess_registry *r, struct sess_buf
     size_t cap = b->tail == NULL ? SESS_CHUNK_FIRST : b->tail->cap * 4;
     cap = cap < SESS_CHUNK ? cap : SESS_CHUNK;
     cap = cap > n ? cap : n;
-    struct mbox_arena *a = r->m != NULL ? mbox_store_arena(r->m) : NULL;
+    struct mbox_arena *a = r->arena;
     struct sess_chunk *c =
         a != NULL ? mbox_arena_alloc(a, sizeof(*c) + cap) : malloc(sizeof(*c) + cap);
     if (c == NULL)
@@ -494,8 +499,10 @@ int sess_open(struct sess_registry **out, struct mbox *m, size_t keep, int show_
     r->m = m;
     r->keep = keep == 0 ? 1 : keep < SESS_KEEP_MAX ? keep : SESS_KEEP_MAX;
     r->show_secrets = show_secrets;
+    r->arena = mbox_arena_new(true, SESS_BYTES_MAX / 4, SESS_CHUNK); /* NULL: malloc's */
     if (m != NULL && mbox_add_notify(m, sess_store_changed, r) != 0) {
         snprintf(err, errlen, "the session registry: the mailbox takes no more listeners");
+        mbox_arena_free(r->arena);
         pthread_mutex_destroy(&r->mu);
         free(r);
         return -1;
@@ -504,6 +511,7 @@ int sess_open(struct sess_registry **out, struct mbox *m, size_t keep, int show_
         snprintf(err, errlen, "the session registry: the transcript takes no more consumers");
         if (m != NULL)
             mbox_remove_notify(m, sess_store_changed, r);
+        mbox_arena_free(r->arena);
         pthread_mutex_destroy(&r->mu);
         free(r);
         return -1;
@@ -521,6 +529,7 @@ void sess_close(struct sess_registry *r)
         mbox_remove_notify(r->m, sess_store_changed, r);
     while (r->oldest != NULL)
         sess_forget(r, r->oldest);
+    mbox_arena_free(r->arena);
     pthread_mutex_destroy(&r->mu);
     free(r);
 }

@@ -512,6 +512,49 @@ static void test_messages(void)
     mbox_free(m);
 }
 
+/* Sessions' kept lines never hold the store's memory: with the store full
+ * and evicting, it maps no more than its messages and its spares need,
+ * whatever the sessions keep meanwhile. (With the chunks in the store's
+ * regions, each region a chunk was cut from stayed mapped as long as its
+ * session was kept: here 300 sessions held some 60 MiB, and the store
+ * mapped and zeroed fresh regions for every message.) */
+static void test_store_memory(void)
+{
+    struct sess_registry *r;
+    struct mbox *m;
+    struct mbox_stats st;
+    char err[200], line[1001];
+    size_t big = 200 * 1024;
+    uint8_t *raw = malloc(big);
+
+    memset(raw, 'x', big);
+    memcpy(line, "NOOP ", 5);
+    memset(line + 5, 'n', sizeof(line) - 6);
+    line[sizeof(line) - 1] = '\0';
+    CHECK(mbox_new(&m, 8, 32u << 20) == 0);
+    CHECK(sess_open(&r, m, 1000, 0, err, sizeof(err)) == 0);
+    for (uint64_t i = 0; i < 300; i++) {
+        ev_connect(1000 + i);
+        for (int k = 0; k < 24; k++) /* about 30 KB of lines: chunks of 16 and 64 KiB */
+            ev_cmd(1000 + i, line);
+        struct mbox_facts f;
+        memset(&f, 0, sizeof(f));
+        f.session = 1000 + i;
+        CHECK(mbox_add(m, raw, big, &f, 1700000000000000ull, NULL) == 0);
+    }
+    mbox_stats(m, &st);
+    CHECK(st.count == 8 && st.evicted == 292);
+    /* 8 messages (one region, the next being filled), at most 4 spares
+     * (a quarter of --keep-bytes), and the preparer's 2 ahead */
+    CHECKF(st.mapped <= (16u << 20), "%llu bytes mapped", (unsigned long long)st.mapped);
+    json_t *s = sess_view_one(r, 1000);
+    CHECK(json_integer_value(json_object_get(json_object_get(s, "Counts"), "Lines")) == 25);
+    json_decref(s);
+    sess_close(r);
+    mbox_free(m);
+    free(raw);
+}
+
 /* ---- the listener -------------------------------------------------------------- */
 
 static struct {
@@ -649,6 +692,7 @@ int main(void)
     test_keep();
     test_cut();
     test_messages();
+    test_store_memory();
     test_news();
     test_outputs();
     test_queue();
