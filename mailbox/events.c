@@ -123,8 +123,12 @@ static void ev_store_changed(void *arg, enum mbox_change what, const char *id, u
         /* held, for its summary on the HTTP loop (its MIME is parsed there)
          * even if it is deleted or evicted before the queue is taken */
         struct mbox_msg *msg = mbox_get(e->m, id);
-        if (evq_push_ref(e->q, EVQ_MESSAGE, session, tlog_now_us(), 0, id, strlen(id), msg) != 0)
-            mbox_msg_unref(msg);
+        size_t weight = 0;
+        if (msg != NULL)
+            mbox_msg_raw(msg, &weight);
+        if (evq_push_ref(e->q, EVQ_MESSAGE, session, tlog_now_us(), 0, id, strlen(id), msg,
+                         weight) != 0)
+            mbox_msg_unref(msg); /* not queued, or queued without it (a lookup then) */
     } else if (what == MBOX_DELETED) {
         evq_push(e->q, EVQ_DELETE, 0, tlog_now_us(), 0, id != NULL ? id : "",
                  id != NULL ? strlen(id) : 0);
@@ -359,11 +363,12 @@ static void ev_send_json(struct mbox_events *e, const char *event, json_t *j)
 }
 
 /* ev_message - a kept message's summary (parsed here, on the HTTP loop),
- * from the message the item holds; if it went before it could be held,
- * what the queue knows. */
+ * from the message the item holds, or, queued without it, the message
+ * still kept; if it is neither, what the queue knows. */
 static json_t *ev_message(struct mbox_events *e, const struct evq_item *it)
 {
-    json_t *j = it->ref != NULL ? mbox_view_summary_of(e->m, it->ref) : NULL;
+    json_t *j =
+        it->ref != NULL ? mbox_view_summary_of(e->m, it->ref) : mbox_view_summary(e->m, it->text);
     if (j != NULL)
         return j;
     return json_pack("{s:s,s:n,s:n,s:{s:I}}", "ID", it->text, "Subject", "From", "SMTP", "Session",

@@ -19,6 +19,7 @@ struct evq {
     struct evq_item *head, *tail;
     size_t n, bytes;
     size_t max_items, max_bytes;
+    uint64_t ref_bytes; /* what the queued items' references weigh */
     uint64_t dropped;
     int closed;
     evq_wake_fn *wake;
@@ -55,13 +56,15 @@ int evq_pressed(struct evq *q)
 int evq_push(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_us, int kind,
              const char *text, size_t len)
 {
-    return evq_push_ref(q, type, session, time_us, kind, text, len, NULL);
+    return evq_push_ref(q, type, session, time_us, kind, text, len, NULL, 0);
 }
 
 /* evq_put - an item of len bytes: text's, or ev packed (text NULL). */
 static int evq_put(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_us, int kind,
-                   const char *text, const struct tlog_event *ev, size_t len, void *ref)
+                   const char *text, const struct tlog_event *ev, size_t len, void *ref,
+                   size_t weight)
 {
+    int rc = 0;
     size_t size = sizeof(struct evq_item) + len + 1;
     struct evq_item *it;
 
@@ -82,6 +85,12 @@ static int evq_put(struct evq *q, enum evq_type type, uint64_t session, uint64_t
     it->time_us = time_us;
     it->kind = kind;
     it->len = len;
+    if (ref != NULL && q->ref_bytes + weight > EVQ_REF_BYTES_MAX) {
+        ref = NULL; /* the item goes without what it would hold */
+        rc = 2;
+    } else if (ref != NULL) {
+        q->ref_bytes += weight;
+    }
     it->ref = ref;
     if (ev != NULL)
         tlog_event_pack(ev, it->text);
@@ -101,13 +110,13 @@ static int evq_put(struct evq *q, enum evq_type type, uint64_t session, uint64_t
     if ((was_empty || (!was_pressed && evq_pressed_locked(q))) && q->wake != NULL)
         q->wake(q->wake_arg);
     pthread_mutex_unlock(&q->mu);
-    return 0;
+    return rc;
 }
 
 int evq_push_ref(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_us, int kind,
-                 const char *text, size_t len, void *ref)
+                 const char *text, size_t len, void *ref, size_t weight)
 {
-    return evq_put(q, type, session, time_us, kind, text, NULL, len, ref);
+    return evq_put(q, type, session, time_us, kind, text, NULL, len, ref, weight);
 }
 
 /* the record is packed into an item's text, which must be aligned as
@@ -118,7 +127,7 @@ _Static_assert(offsetof(struct evq_item, text) % TLOG_EVPACK_ALIGN == 0,
 int evq_push_event(struct evq *q, uint64_t session, uint64_t time_us, const struct tlog_event *ev)
 {
     return evq_put(q, EVQ_EVENT, session, time_us, (int)ev->kind, NULL, ev,
-                   tlog_event_packed_size(ev), NULL);
+                   tlog_event_packed_size(ev), NULL, 0);
 }
 
 struct evq_item *evq_take(struct evq *q, uint64_t *dropped)
@@ -127,6 +136,7 @@ struct evq_item *evq_take(struct evq *q, uint64_t *dropped)
     struct evq_item *it = q->head;
     q->head = q->tail = NULL;
     q->n = q->bytes = 0;
+    q->ref_bytes = 0;
     *dropped = q->dropped;
     q->dropped = 0;
     pthread_mutex_unlock(&q->mu);

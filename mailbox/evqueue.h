@@ -4,8 +4,11 @@
  * for the queue's mutex: past its bounds (items, bytes) an event is
  * dropped and counted, and the consumer hears how many with the next
  * batch it takes. No libuv inside: the consumer is woken through a
- * callback run under the queue's lock when the queue stops being empty,
- * so no wake can come after evq_close has returned.
+ * callback run under the queue's lock when the queue stops being empty
+ * and when it reaches a quarter of a bound, so no wake can come after
+ * evq_close has returned. An item may hold a reference (a message), whose
+ * weight is bounded apart (EVQ_REF_BYTES_MAX): past it an item goes
+ * without its reference.
  */
 #ifndef SMTPSCOPE_MBOX_EVQUEUE_H
 #define SMTPSCOPE_MBOX_EVQUEUE_H
@@ -13,8 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define EVQ_ITEMS_MAX 8192              /* events waiting for the HTTP loop */
-#define EVQ_BYTES_MAX (4 * 1024 * 1024) /* ... and their bytes */
+#define EVQ_ITEMS_MAX     8192              /* events waiting for the HTTP loop */
+#define EVQ_BYTES_MAX     (4 * 1024 * 1024) /* ... and their bytes */
+#define EVQ_REF_BYTES_MAX (64ull << 20)     /* ... and what their references hold */
 
 enum evq_type {
     EVQ_SESSION, /* text: the session object (JSON) */
@@ -49,12 +53,15 @@ struct evq *evq_new(size_t max_items, size_t max_bytes, evq_wake_fn *wake, void 
  * queue is full, or no memory: counted); -1 when the queue is closed. */
 int evq_push(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_us, int kind,
              const char *text, size_t len);
-/* evq_push_ref - the same, with a reference the item holds (a message):
- * the consumer's once taken; the caller's still when this does not return
- * 0. Items with references are never left in the queue at evq_free (the
- * consumer takes the queue after evq_close). */
+/* evq_push_ref - the same, with a reference the item holds (a message)
+ * that keeps weight bytes in memory: the consumer's once taken. The
+ * references queued weigh at most EVQ_REF_BYTES_MAX: past it the item is
+ * queued without it (ref NULL) and 2 is returned. The reference is the
+ * caller's still when this does not return 0. Items with references are
+ * never left in the queue at evq_free (the consumer takes the queue after
+ * evq_close). */
 int evq_push_ref(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_us, int kind,
-                 const char *text, size_t len, void *ref);
+                 const char *text, size_t len, void *ref, size_t weight);
 /* evq_pressed - a quarter of a bound (items or bytes) is reached: a
  * consumer that gathers events should take them now. */
 int evq_pressed(struct evq *q);

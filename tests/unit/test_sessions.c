@@ -675,10 +675,17 @@ static void test_queue(void)
     CHECK(evq_push(q, EVQ_LINE, 1, 1, 0, big, sizeof(big)) == 0 && wakes == 2);
     /* an item's reference comes out with it */
     int held = 0;
-    CHECK(evq_push_ref(q, EVQ_MESSAGE, 1, 1, 0, "m", 1, &held) == 0);
+    CHECK(evq_push_ref(q, EVQ_MESSAGE, 1, 1, 0, "m", 1, &held, 100) == 0);
+    /* what references hold is bounded apart: past it, an item without */
+    CHECK(evq_push_ref(q, EVQ_MESSAGE, 1, 1, 0, "n", 1, &held, EVQ_REF_BYTES_MAX) == 2);
     it = evq_take(q, &dropped);
     CHECK(it != NULL && it->ref == NULL && it->next->next->next->ref == &held);
+    CHECK(it->next->next->next->next->ref == NULL &&
+          strcmp(it->next->next->next->next->text, "n") == 0);
     evq_items_free(it);
+    /* taken, the weight is gone */
+    CHECK(evq_push_ref(q, EVQ_MESSAGE, 1, 1, 0, "o", 1, &held, EVQ_REF_BYTES_MAX) == 0);
+    evq_items_free(evq_take(q, &dropped));
     evq_free(q);
 }
 
