@@ -87,6 +87,7 @@ void px_http_loop_end(struct px_http_loop *hl)
 {
     if (!hl->made)
         return;
+    px_http_loop_stop(hl); /* if not yet: else the loop never ends */
     if (hl->started)
         uv_thread_join(&hl->thread);
     else

@@ -45,8 +45,8 @@ int px_http_loop_start(struct px_http_loop *hl, char *err, size_t errlen);
  * else now); the loop ends when what it closes is closed. Idempotent; a
  * loop never made is fine. */
 void px_http_loop_stop(struct px_http_loop *hl);
-/* px_http_loop_end - after px_http_loop_stop: wait for the loop to end,
- * then close it. A loop never made is fine. */
+/* px_http_loop_end - wait for the loop to end (stopping it first if not
+ * yet), then close it. A loop never made is fine. */
 void px_http_loop_end(struct px_http_loop *hl);
 
 #endif

@@ -466,14 +466,19 @@ static int px_setup_http(const struct px_config *cfg, char *err, size_t errlen)
     o.cors_origin = cfg->http_cors;
     o.auth = auth; /* the server's now, even if it fails */
     o.idle_ms = cfg->http_idle_ms;
-    if (px_http_loop_init(&m.hl, px_http_close, NULL, err, errlen) != 0)
+    if (px_http_loop_init(&m.hl, px_http_close, NULL, err, errlen) != 0) {
+        http_auth_free(auth);
         return -1;
+    }
     rc = http_server_new(&m.http, &m.hl.loop, &o, err, errlen);
     if (rc == UV_EADDRINUSE && !cfg->http_given) {
         snprintf(m.http_note, sizeof(m.http_note),
                  "no HTTP API: its default address %s:%s is taken (another smtpscope or a mail "
                  "catcher?); --http HOST:PORT picks another, --http off says you want none",
                  cfg->http_host, cfg->http_port);
+        px_http_loop_stop(&m.hl); /* nothing to run: the loop ends now */
+        px_http_loop_end(&m.hl);
+        m.http = NULL;
         return 0;
     }
     if (rc != 0)
@@ -735,6 +740,8 @@ int main(int argc, char **argv)
 
     uv_run(m.px.loop, UV_RUN_DEFAULT);
     px_loops_join(&m.loops);
+    /* after the relays' threads: a store change they began may still wake
+     * the HTTP loop's handles (api_notify), which stay open until here */
     px_http_loop_stop(&m.hl); /* stopped already, unless no signal came */
     px_http_loop_end(&m.hl);
     if (cfg.loops > 1) {
