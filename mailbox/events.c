@@ -94,8 +94,9 @@ static void ev_news(void *arg, const struct sess_news *n)
                      n->packed_len);
             return;
         }
-        if (tlog_event_packed_size(n->ev) <= EV_PACK_MAX) {
-            evq_push_event(e->q, n->session, n->time_us, n->ev);
+        struct tlog_evpack_plan plan; /* the registry did not keep it: packed here */
+        if (tlog_event_plan(n->ev, &plan) <= EV_PACK_MAX) {
+            evq_push_event(e->q, n->session, n->time_us, n->ev, &plan);
             return;
         }
         size_t len;

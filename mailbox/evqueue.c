@@ -59,10 +59,11 @@ int evq_push(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_
     return evq_push_ref(q, type, session, time_us, kind, text, len, NULL, 0);
 }
 
-/* evq_put - an item of len bytes: text's, or ev packed (text NULL). */
+/* evq_put - an item of len bytes: text's, or ev packed as plan says (text
+ * NULL). */
 static int evq_put(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_us, int kind,
-                   const char *text, const struct tlog_event *ev, size_t len, void *ref,
-                   size_t weight)
+                   const char *text, const struct tlog_event *ev,
+                   const struct tlog_evpack_plan *plan, size_t len, void *ref, size_t weight)
 {
     int rc = 0;
     size_t size = sizeof(struct evq_item) + len + 1;
@@ -93,7 +94,7 @@ static int evq_put(struct evq *q, enum evq_type type, uint64_t session, uint64_t
     }
     it->ref = ref;
     if (ev != NULL)
-        tlog_event_pack(ev, it->text);
+        tlog_event_pack_planned(ev, plan, it->text);
     else if (len > 0)
         memcpy(it->text, text, len);
     it->text[len] = '\0';
@@ -116,7 +117,7 @@ static int evq_put(struct evq *q, enum evq_type type, uint64_t session, uint64_t
 int evq_push_ref(struct evq *q, enum evq_type type, uint64_t session, uint64_t time_us, int kind,
                  const char *text, size_t len, void *ref, size_t weight)
 {
-    return evq_put(q, type, session, time_us, kind, text, NULL, len, ref, weight);
+    return evq_put(q, type, session, time_us, kind, text, NULL, NULL, len, ref, weight);
 }
 
 /* the record is packed into an item's text, which must be aligned as
@@ -124,10 +125,11 @@ int evq_push_ref(struct evq *q, enum evq_type type, uint64_t session, uint64_t t
 _Static_assert(offsetof(struct evq_item, text) % TLOG_EVPACK_ALIGN == 0,
                "an item's text is aligned for a packed event");
 
-int evq_push_event(struct evq *q, uint64_t session, uint64_t time_us, const struct tlog_event *ev)
+int evq_push_event(struct evq *q, uint64_t session, uint64_t time_us, const struct tlog_event *ev,
+                   const struct tlog_evpack_plan *plan)
 {
-    return evq_put(q, EVQ_EVENT, session, time_us, (int)ev->kind, NULL, ev,
-                   tlog_event_packed_size(ev), NULL, 0);
+    return evq_put(q, EVQ_EVENT, session, time_us, (int)ev->kind, NULL, ev, plan, plan->size, NULL,
+                   0);
 }
 
 struct evq_item *evq_take(struct evq *q, uint64_t *dropped)

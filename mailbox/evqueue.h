@@ -66,9 +66,12 @@ int evq_push_ref(struct evq *q, enum evq_type type, uint64_t session, uint64_t t
  * consumer that gathers events should take them now. */
 int evq_pressed(struct evq *q);
 struct tlog_event;
+struct tlog_evpack_plan;
 /* evq_push_event - queue a transcript event packed (log/evpack.h) into
- * the item (EVQ_EVENT: the consumer renders it); as evq_push. */
-int evq_push_event(struct evq *q, uint64_t session, uint64_t time_us, const struct tlog_event *ev);
+ * the item as plan (tlog_event_plan's of ev) says (EVQ_EVENT: the
+ * consumer renders it); as evq_push. */
+int evq_push_event(struct evq *q, uint64_t session, uint64_t time_us, const struct tlog_event *ev,
+                   const struct tlog_evpack_plan *plan);
 /* evq_take - every queued event, oldest first (the caller's: evq_items_free),
  * and *dropped, how many were dropped since the last take (all after the
  * ones taken). */

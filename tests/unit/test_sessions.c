@@ -12,6 +12,7 @@
  */
 #include "check.h"
 
+#include "log/evpack.h"
 #include "log/render_console.h"
 #include "log/transcript.h"
 #include "mailbox/evqueue.h"
@@ -686,6 +687,28 @@ static void test_queue(void)
     /* taken, the weight is gone */
     CHECK(evq_push_ref(q, EVQ_MESSAGE, 1, 1, 0, "o", 1, &held, EVQ_REF_BYTES_MAX) == 0);
     evq_items_free(evq_take(q, &dropped));
+    /* an event packed into its item renders as the event does */
+    struct tlog_event ev = {.time_us = 1700000000123456ull,
+                            .session = 9,
+                            .kind = TLOG_COMMAND,
+                            .leg = TLOG_LEG_CLIENT,
+                            .dir = TLOG_DIR_IN,
+                            .bytes = (const uint8_t *)"NOOP hello\r\n",
+                            .len = 12};
+    struct tlog_evpack_plan plan;
+    tlog_event_plan(&ev, &plan);
+    CHECK(evq_push_event(q, 9, ev.time_us, &ev, &plan) == 0);
+    it = evq_take(q, &dropped);
+    CHECK(it != NULL && it->type == EVQ_EVENT && it->len == plan.size && it->kind == TLOG_COMMAND);
+    if (it != NULL) {
+        struct tlog_event back;
+        char a[TLOG_LINE_MAX], b[TLOG_LINE_MAX];
+        tlog_event_unpack(it->text, &back);
+        size_t la = tlog_format_line(&ev, a, sizeof(a), 0, 0);
+        size_t lb = tlog_format_line(&back, b, sizeof(b), 0, 0);
+        CHECK(la > 0 && la == lb && memcmp(a, b, la) == 0);
+    }
+    evq_items_free(it);
     evq_free(q);
 }
 
