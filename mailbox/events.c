@@ -63,9 +63,6 @@ struct mbox_events {
     char *batch; /* the events taken at once, framed, for every stream */
     size_t batch_len, batch_cap;
     char line[TLOG_LINE_MAX]; /* a packed event's console line, rendered on the loop */
-    uint64_t time_sec;        /* the second whose date and time time_text holds */
-    char time_text[40];
-    size_t time_len;
 };
 
 /* ---- producers (any thread) ------------------------------------------------------- */
@@ -274,31 +271,6 @@ static size_t ev_json_text(char *out, const char *s, size_t n)
     return o;
 }
 
-/* ev_time - an event's time as mbox_view_time_text writes it (at most 48
- * bytes), the date and the second made once a second. */
-static size_t ev_time(struct mbox_events *e, uint64_t us, char *out)
-{
-    uint64_t sec = us / 1000000u;
-    unsigned ms = (unsigned)(us / 1000u % 1000u);
-
-    if (e->time_len == 0 || sec != e->time_sec) {
-        size_t n = mbox_view_time_text(sec * 1000000u, e->time_text, sizeof(e->time_text));
-        e->time_len = n > 0 ? n - 1 : 0; /* without its "Z" */
-        e->time_sec = sec;
-    }
-    size_t o = e->time_len;
-    memcpy(out, e->time_text, o);
-    if (ms != 0) { /* ".5", ".25", ".125": no trailing zeros */
-        char d[3] = {(char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10)};
-        size_t k = ms % 100 == 0 ? 1 : ms % 10 == 0 ? 2 : 3;
-        out[o++] = '.';
-        memcpy(out + o, d, k);
-        o += k;
-    }
-    out[o++] = 'Z';
-    return o;
-}
-
 /* ev_u64 - n in decimal at out; its length (at most 20). */
 static size_t ev_u64(char *out, uint64_t n)
 {
@@ -341,7 +313,7 @@ static void ev_line(struct mbox_events *e, const struct evq_item *it, const char
         o += ev_u64(b + o, it->session);
         memcpy(b + o, time, sizeof(time) - 1);
         o += sizeof(time) - 1;
-        o += ev_time(e, it->time_us, b + o);
+        o += mbox_view_time_text(it->time_us, b + o, 48);
         memcpy(b + o, kname, sizeof(kname) - 1);
         o += sizeof(kname) - 1;
         o += ev_json_text(b + o, kind, kl);

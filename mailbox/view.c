@@ -29,20 +29,38 @@ json_t *mbox_view_str(const char *s)
 
 size_t mbox_view_time_text(uint64_t us, char *buf, size_t cap)
 {
+    /* the date and the second made once a second and thread (a live
+     * event's time is written for every transcript line) */
+    static _Thread_local time_t last = (time_t)-1;
+    static _Thread_local char secs[40];
     time_t t = (time_t)(us / 1000000u);
     unsigned ms = (unsigned)(us / 1000u % 1000u);
-    struct tm tm;
-    char frac[8] = "";
+    char out[48];
 
-    gmtime_r(&t, &tm);
-    if (ms != 0) {
-        snprintf(frac, sizeof(frac), ".%03u", ms);
-        for (size_t n = strlen(frac); frac[n - 1] == '0'; n--)
-            frac[n - 1] = '\0';
+    if (t != last) {
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        snprintf(secs, sizeof(secs), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        last = t;
     }
-    int n = snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d%sZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+    size_t n = strlen(secs);
+    memcpy(out, secs, n);
+    if (ms != 0) { /* ".5", ".25", ".125": no trailing zeros */
+        out[n++] = '.';
+        out[n++] = (char)('0' + ms / 100);
+        if (ms % 100 != 0)
+            out[n++] = (char)('0' + ms / 10 % 10);
+        if (ms % 10 != 0)
+            out[n++] = (char)('0' + ms % 10);
+    }
+    out[n++] = 'Z';
+    if (cap == 0)
+        return 0;
+    n = n < cap ? n : cap - 1;
+    memcpy(buf, out, n);
+    buf[n] = '\0';
+    return n;
 }
 
 json_t *mbox_view_time(uint64_t us)

@@ -773,6 +773,32 @@ static void test_tls_parse_validity(void)
     }
 }
 
+/* Times as Mailpit writes them: UTC, milliseconds without trailing
+ * zeros; the date made once a second is the right one across seconds. */
+static void test_view_time(void)
+{
+    static const struct {
+        uint64_t us;
+        const char *text;
+    } rows[] = {
+        {1700000000000000ull, "2023-11-14T22:13:20Z"},
+        {1700000000123456ull, "2023-11-14T22:13:20.123Z"},
+        {1700000000120999ull, "2023-11-14T22:13:20.12Z"},
+        {1700000000100000ull, "2023-11-14T22:13:20.1Z"},
+        {1700000000005000ull, "2023-11-14T22:13:20.005Z"},
+        {1700000000050000ull, "2023-11-14T22:13:20.05Z"},
+        {1700000001999999ull, "2023-11-14T22:13:21.999Z"},
+        {1700000000105000ull, "2023-11-14T22:13:20.105Z"},
+        {0, "1970-01-01T00:00:00Z"},
+    };
+    char buf[48];
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        size_t n = mbox_view_time_text(rows[i].us, buf, sizeof(buf));
+        CHECKF(n == strlen(rows[i].text) && strcmp(buf, rows[i].text) == 0, "%s", buf);
+    }
+    CHECK(mbox_view_time_text(1700000000123456ull, buf, 8) == 7 && strcmp(buf, "2023-11") == 0);
+}
+
 static void test_view(void)
 {
     struct mbox *m;
@@ -1411,6 +1437,7 @@ int main(void)
     test_store_arena_bytes();
     test_store_many();
     test_tls_parse_validity();
+    test_view_time();
     test_view();
     test_collect_relay();
     test_collect_sink();
