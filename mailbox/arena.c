@@ -57,6 +57,7 @@ struct mbox_arena {
     size_t growing;      /* big pieces not fitted yet: the preparer keeps more */
     size_t reserve;      /* address space a big piece reserves, at least */
     uint64_t mapped;     /* bytes of regions (address space reserved not counted) */
+    uint64_t made;       /* regions mapped fresh, ever (zeroed by the kernel) */
     pthread_cond_t wake; /* the preparer: spares ran low, or stop */
     pthread_t preparer;
     bool started;  /* the preparer was started (or is not wanted) */
@@ -160,6 +161,7 @@ static void *arena_prepare(void *arg)
         if (r == NULL)
             break; /* no memory: regions are mapped where they are asked */
         a->mapped += ARENA_REGION;
+        a->made++;
         r->next = a->spares;
         a->spares = r;
         a->nspares++;
@@ -187,6 +189,7 @@ static struct region *arena_spare(struct mbox_arena *a)
         r->next = NULL;
     } else if ((r = arena_map()) != NULL) {
         a->mapped += ARENA_REGION;
+        a->made++;
     }
     arena_wake(a);
     return r;
@@ -228,6 +231,7 @@ static int arena_commit(struct mbox_arena *a, uint8_t *base, size_t *used, size_
         madvise(slot, ARENA_REGION, MADV_HUGEPAGE);
 #endif
         a->mapped += ARENA_REGION;
+        a->made++;
     } else {
         return -1;
     }
@@ -384,10 +388,12 @@ void mbox_arena_release(struct mbox_arena *a, void *p, size_t n)
     pthread_mutex_unlock(&a->mu);
 }
 
-uint64_t mbox_arena_mapped(struct mbox_arena *a)
+uint64_t mbox_arena_mapped(struct mbox_arena *a, uint64_t *made)
 {
     pthread_mutex_lock(&a->mu);
     uint64_t n = a->mapped;
+    if (made != NULL)
+        *made = a->made;
     pthread_mutex_unlock(&a->mu);
     return n;
 }

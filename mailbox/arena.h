@@ -62,7 +62,8 @@ void *mbox_arena_grow(struct mbox_arena *a, void *p, size_t need, size_t *room);
 void mbox_arena_fit(struct mbox_arena *a, void *p, size_t n);
 
 /* mbox_arena_mapped - bytes of regions and own mappings held now (the
- * malloc'd small pieces not counted). */
-uint64_t mbox_arena_mapped(struct mbox_arena *a);
+ * malloc'd small pieces not counted); *made (if not NULL): how many
+ * regions were ever mapped fresh (each zeroed by the kernel, once). */
+uint64_t mbox_arena_mapped(struct mbox_arena *a, uint64_t *made);
 
 #endif

@@ -499,7 +499,10 @@ int sess_open(struct sess_registry **out, struct mbox *m, size_t keep, int show_
     r->m = m;
     r->keep = keep == 0 ? 1 : keep < SESS_KEEP_MAX ? keep : SESS_KEEP_MAX;
     r->show_secrets = show_secrets;
-    r->arena = mbox_arena_new(true, SESS_BYTES_MAX / 4, SESS_CHUNK); /* NULL: malloc's */
+    /* empty regions kept up to the lines' bound: as sessions go, their
+     * regions wait for the next lines instead of being unmapped and made
+     * fresh again (the registry holds at most what it held at its fullest) */
+    r->arena = mbox_arena_new(true, SESS_BYTES_MAX, SESS_CHUNK); /* NULL: malloc's */
     if (m != NULL && mbox_add_notify(m, sess_store_changed, r) != 0) {
         snprintf(err, errlen, "the session registry: the mailbox takes no more listeners");
         mbox_arena_free(r->arena);
@@ -540,6 +543,12 @@ void sess_keep_outputs(struct sess_registry *r, int pcap, int keylog)
     r->pcap = pcap;
     r->keylog = keylog;
     pthread_mutex_unlock(&r->mu);
+}
+
+uint64_t sess_memory(struct sess_registry *r, uint64_t *made)
+{
+    *made = 0;
+    return r->arena != NULL ? mbox_arena_mapped(r->arena, made) : 0;
 }
 
 void sess_set_listener(struct sess_registry *r, sess_news_fn *fn, void *arg)

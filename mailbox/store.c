@@ -651,7 +651,7 @@ void mbox_stats(struct mbox *m, struct mbox_stats *st)
     st->refused = m->refused;
     st->deleted = m->deleted;
     pthread_mutex_unlock(&m->mu);
-    st->mapped = mbox_arena_mapped(m->arena);
+    st->mapped = mbox_arena_mapped(m->arena, NULL);
 }
 
 const char *mbox_msg_id(const struct mbox_msg *msg)
