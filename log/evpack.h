@@ -1,14 +1,15 @@
 /*
- * evpack - a transcript event as one flat record, and back: the struct and
- * every byte its pointers reach, in one piece, so that a consumer can keep
+ * evpack - a transcript event as one flat record, and back: its numbers
+ * and every byte its pointers reach, in one piece, so that a consumer can keep
  * an event as it was and render it later with the renderers' own
  * functions (the session registry keeps a session's events so, and
  * renders its console and JSON lines only when they are asked for).
  *
  * Pure: no allocation, no lock. A record is aligned like the struct
- * (TLOG_EVPACK_ALIGN); its pointers are stored as offsets and made
- * pointers again into the record by tlog_event_unpack, so it stays valid
- * wherever it is copied (aligned).
+ * (TLOG_EVPACK_ALIGN) and holds no pointer: tlog_event_unpack makes the
+ * event again with its pointers into the record, so a record stays valid
+ * wherever it is copied (aligned). Its flags come back as truth values
+ * and msg_result as its sign (what every reader asks of them).
  */
 #ifndef SMTPSCOPE_EVPACK_H
 #define SMTPSCOPE_EVPACK_H

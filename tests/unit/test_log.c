@@ -972,7 +972,10 @@ static void test_explain(void)
 }
 
 /* A packed event is the event: every renderer makes the same line of it,
- * and no pointer of it points outside its record. */
+ * each of its numbers and flags comes back, no pointer of it points
+ * outside its record, and the record is small: its numbers in a head of
+ * 64 bytes, then what its pointers reach (the session registry keeps a
+ * copy of every event: the struct whole, 232 bytes, was most of it). */
 static void test_evpack(void)
 {
     struct sockaddr_in6 peer = {.sin6_family = AF_INET6, .sin6_port = htons(2525)};
@@ -1028,11 +1031,34 @@ static void test_evpack(void)
          .text = "",
          .explain_only = 1,
          .decoded = "Username:"},
+        {.time_us = 1700000000623456ull,
+         .session = UINT64_MAX,
+         .kind = TLOG_REPLY,
+         .leg = TLOG_LEG_CLIENT,
+         .dir = TLOG_DIR_OUT,
+         .own = 1,
+         .bytes = reply,
+         .len = sizeof(reply) - 1,
+         .code = 554,
+         .secret = TLOG_SECRET_CHALLENGE,
+         .auth_mech = "LOGIN",
+         .auth_step = 3,
+         .timed = 1,
+         .wait_us = UINT64_MAX - 1,
+         .msg_result = -1,
+         .tls_switch = 1,
+         .injected = 1,
+         .tls_failure = 1,
+         .plaintext_auth = 1,
+         .count = 4000000000u},
+        {.time_us = 1, .kind = TLOG_WARNING, .msg_result = 1, .count = 2, .text = "w"},
     };
     for (size_t i = 0; i < NELEM(evs); i++) {
         size_t n = tlog_event_packed_size(&evs[i]);
         uint64_t rec[512];
         CHECK(n % TLOG_EVPACK_ALIGN == 0 && n <= sizeof(rec));
+        if (i == 0) /* 64, the command line, its verb and argument: 64 + 16 + 8 + 16 */
+            CHECKF(n == 104, "a command packed in %zu bytes", n);
         memset(rec, 0xa5, sizeof(rec));
         CHECK(tlog_event_pack(&evs[i], rec) == n);
         struct tlog_event back;
@@ -1045,6 +1071,22 @@ static void test_evpack(void)
             inside &= ptrs[k] == NULL || ((const uint8_t *)ptrs[k] >= (const uint8_t *)rec &&
                                           (const uint8_t *)ptrs[k] < (const uint8_t *)rec + n);
         CHECK(inside);
+        const struct tlog_event *e = &evs[i];
+        CHECK(back.time_us == e->time_us && back.session == e->session && back.kind == e->kind &&
+              back.leg == e->leg && back.dir == e->dir && back.own == e->own &&
+              back.len == e->len && back.code == e->code && back.secret == e->secret &&
+              back.auth_step == e->auth_step && back.arglen == e->arglen &&
+              back.request_len == e->request_len && back.timed == e->timed &&
+              back.wait_us == e->wait_us && back.reply_len == e->reply_len &&
+              back.msg_result == e->msg_result && back.tls_switch == e->tls_switch &&
+              back.injected == e->injected && back.tls_failure == e->tls_failure &&
+              back.plaintext_auth == e->plaintext_auth && back.count == e->count &&
+              back.explain_only == e->explain_only);
+        CHECK((back.auth_mech == NULL) == (e->auth_mech == NULL) &&
+              (back.auth_mech == NULL || strcmp(back.auth_mech, e->auth_mech) == 0));
+        CHECK((back.local == NULL) == (e->local == NULL) &&
+              (back.peer == NULL) == (e->peer == NULL));
+        CHECK(back.local == NULL || memcmp(back.local, &local, sizeof(local)) == 0);
         char a[TLOG_JSON_LINE_MAX], b[TLOG_JSON_LINE_MAX];
         size_t la = tlog_format_line(&evs[i], a, sizeof(a), 0, 1);
         size_t lb = tlog_format_line(&back, b, sizeof(b), 0, 1);
