@@ -31,8 +31,9 @@ struct evp_head {
     uint8_t kind, leg, dir, secret;
     uint8_t flags; /* EVP_* */
     int8_t msg_result;
+    uint8_t zero[4]; /* no padding of the compiler's: every byte written */
 };
-_Static_assert(sizeof(struct evp_head) % TLOG_EVPACK_ALIGN == 0, "pieces follow aligned");
+_Static_assert(sizeof(struct evp_head) == 64, "a head of 64 bytes, none of them padding");
 _Static_assert(TLOG_EVPACK_PIECES <= 16, "a bit for each piece");
 _Static_assert(TLOG_KIND_COUNT <= UINT8_MAX, "a kind in a byte");
 
@@ -51,11 +52,6 @@ static size_t evp_round(size_t n)
     return (n + TLOG_EVPACK_ALIGN - 1) & ~(size_t)(TLOG_EVPACK_ALIGN - 1);
 }
 
-static size_t evp_str_len(const char *s)
-{
-    return s != NULL ? strlen(s) + 1 : 0;
-}
-
 static size_t evp_sa_len(const struct sockaddr *sa)
 {
     if (sa == NULL)
@@ -67,7 +63,7 @@ static size_t evp_sa_len(const struct sockaddr *sa)
 
 #define EVP_PIECES TLOG_EVPACK_PIECES
 
-/* The pieces, in the record's order: evp_ptrs' and evp_lens'. */
+/* The pieces, in the record's order (evp_ptrs'): a bit each in the head. */
 enum {
     EVP_BYTES,
     EVP_TEXT,
@@ -97,35 +93,47 @@ static void evp_ptrs(struct tlog_event *ev, const void **ptr[EVP_PIECES])
     memcpy(ptr, p, sizeof(p));
 }
 
-/* evp_lens - how many bytes each of ev's pointers reaches (its pointers
- * real ones). */
-static void evp_lens(const struct tlog_event *ev, size_t len[EVP_PIECES])
+/* evp_piece - piece i of ev, at p, n bytes, is there (plan). */
+static size_t evp_piece(struct tlog_evpack_plan *plan, unsigned i, const void *p, size_t n)
 {
-    size_t l[EVP_PIECES] = {
-        ev->bytes != NULL ? ev->len : 0,
-        evp_str_len(ev->text),
-        evp_str_len(ev->auth_mech),
-        evp_str_len(ev->verb),
-        ev->arg != NULL ? ev->arglen : 0,
-        evp_str_len(ev->answers),
-        ev->request != NULL ? ev->request_len : 0,
-        ev->reply != NULL ? ev->reply_len : 0,
-        evp_sa_len(ev->local),
-        evp_sa_len(ev->peer),
-        ev->totals != NULL ? sizeof(*ev->totals) : 0,
-        evp_str_len(ev->why),
-        evp_str_len(ev->decoded),
-    };
-    memcpy(len, l, sizeof(l));
+    plan->present |= (uint16_t)(1u << i);
+    plan->ptr[i] = p;
+    plan->len[i] = n;
+    return evp_round(n);
 }
 
 size_t tlog_event_plan(const struct tlog_event *ev, struct tlog_evpack_plan *plan)
 {
     size_t size = sizeof(struct evp_head);
 
-    evp_lens(ev, plan->len);
-    for (size_t i = 0; i < EVP_PIECES; i++)
-        size += evp_round(plan->len[i]);
+    plan->present = 0;
+    /* the pieces most events have first; each only if there */
+    if (ev->bytes != NULL)
+        size += evp_piece(plan, EVP_BYTES, ev->bytes, ev->len);
+    if (ev->text != NULL)
+        size += evp_piece(plan, EVP_TEXT, ev->text, strlen(ev->text) + 1);
+    if (ev->verb != NULL)
+        size += evp_piece(plan, EVP_VERB, ev->verb, strlen(ev->verb) + 1);
+    if (ev->arg != NULL)
+        size += evp_piece(plan, EVP_ARG, ev->arg, ev->arglen);
+    if (ev->answers != NULL)
+        size += evp_piece(plan, EVP_ANSWERS, ev->answers, strlen(ev->answers) + 1);
+    if (ev->request != NULL)
+        size += evp_piece(plan, EVP_REQUEST, ev->request, ev->request_len);
+    if (ev->reply != NULL)
+        size += evp_piece(plan, EVP_REPLY, ev->reply, ev->reply_len);
+    if (ev->auth_mech != NULL)
+        size += evp_piece(plan, EVP_AUTH_MECH, ev->auth_mech, strlen(ev->auth_mech) + 1);
+    if (ev->local != NULL)
+        size += evp_piece(plan, EVP_LOCAL, ev->local, evp_sa_len(ev->local));
+    if (ev->peer != NULL)
+        size += evp_piece(plan, EVP_PEER, ev->peer, evp_sa_len(ev->peer));
+    if (ev->totals != NULL)
+        size += evp_piece(plan, EVP_TOTALS, ev->totals, sizeof(*ev->totals));
+    if (ev->why != NULL)
+        size += evp_piece(plan, EVP_WHY, ev->why, strlen(ev->why) + 1);
+    if (ev->decoded != NULL)
+        size += evp_piece(plan, EVP_DECODED, ev->decoded, strlen(ev->decoded) + 1);
     plan->size = size;
     return size;
 }
@@ -139,13 +147,6 @@ size_t tlog_event_packed_size(const struct tlog_event *ev)
 size_t tlog_event_pack_planned(const struct tlog_event *ev, const struct tlog_evpack_plan *plan,
                                void *out)
 {
-    const void *ptr[EVP_PIECES] = {
-        [EVP_BYTES] = ev->bytes,     [EVP_TEXT] = ev->text,     [EVP_AUTH_MECH] = ev->auth_mech,
-        [EVP_VERB] = ev->verb,       [EVP_ARG] = ev->arg,       [EVP_ANSWERS] = ev->answers,
-        [EVP_REQUEST] = ev->request, [EVP_REPLY] = ev->reply,   [EVP_LOCAL] = ev->local,
-        [EVP_PEER] = ev->peer,       [EVP_TOTALS] = ev->totals, [EVP_WHY] = ev->why,
-        [EVP_DECODED] = ev->decoded,
-    };
     struct evp_head h = {
         .time_us = ev->time_us,
         .session = ev->session,
@@ -157,6 +158,7 @@ size_t tlog_event_pack_planned(const struct tlog_event *ev, const struct tlog_ev
         .arglen = (uint32_t)ev->arglen,
         .request_len = (uint32_t)ev->request_len,
         .reply_len = (uint32_t)ev->reply_len,
+        .present = plan->present,
         .kind = (uint8_t)ev->kind,
         .leg = (uint8_t)ev->leg,
         .dir = (uint8_t)ev->dir,
@@ -169,22 +171,19 @@ size_t tlog_event_pack_planned(const struct tlog_event *ev, const struct tlog_ev
                       (ev->explain_only ? EVP_EXPLAIN_ONLY : 0)),
         .msg_result = (int8_t)((ev->msg_result > 0) - (ev->msg_result < 0)),
     };
-    const size_t *len = plan->len;
-    size_t o = sizeof(h);
     uint8_t *rec = out;
+    size_t o = sizeof(h);
 
-    for (size_t i = 0; i < EVP_PIECES; i++) {
-        if (ptr[i] == NULL)
-            continue;
-        h.present |= (uint16_t)(1u << i);
-        if (len[i] > 0)
-            memcpy(rec + o, ptr[i], len[i]);
-        size_t next = evp_round(o + len[i]);
-        if (next > o + len[i])
-            memset(rec + o + len[i], 0, next - (o + len[i]));
+    memcpy(rec, &h, sizeof(h));
+    /* the pieces there, in order (lowest bit first) */
+    for (unsigned m = plan->present; m != 0; m &= m - 1) {
+        unsigned i = (unsigned)__builtin_ctz(m);
+        size_t n = plan->len[i], next = evp_round(o + n);
+        if (next > o + n)
+            memset(rec + next - TLOG_EVPACK_ALIGN, 0, TLOG_EVPACK_ALIGN); /* the padding */
+        memcpy(rec + o, plan->ptr[i], n);
         o = next;
     }
-    memcpy(rec, &h, sizeof(h));
     return o; /* each piece ends on the alignment: so does the record */
 }
 
@@ -234,7 +233,7 @@ void tlog_event_unpack(const void *rec, struct tlog_event *ev)
         const uint8_t *at = r + o;
         *ptr[i] = at;
         size_t n;
-        switch (i) { /* as evp_lens measured it */
+        switch (i) { /* as tlog_event_plan measured it */
         case EVP_BYTES:
             n = ev->len;
             break;

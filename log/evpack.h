@@ -17,6 +17,7 @@
 #include "event.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define TLOG_EVPACK_ALIGN  8
 #define TLOG_EVPACK_PIECES 13 /* the pointers of struct tlog_event */
@@ -24,6 +25,8 @@
 /* What tlog_event_plan measured of an event: to pack it without measuring
  * it again. */
 struct tlog_evpack_plan {
+    uint16_t present; /* bit i: piece i is there (only those are set below) */
+    const void *ptr[TLOG_EVPACK_PIECES];
     size_t len[TLOG_EVPACK_PIECES];
     size_t size; /* the record's */
 };
