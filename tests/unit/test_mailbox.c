@@ -425,6 +425,89 @@ static void test_store_keep(void)
     mbox_free(m);
 }
 
+/* A kept message's facts come back as they were given, whatever their
+ * number and length, for a small message and for one whose bytes are in
+ * the store's arena; the facts given are taken (zeroed). */
+static void test_store_facts(void)
+{
+    struct mbox *m;
+    char id[MBOX_ID_LEN + 1], big_id[MBOX_ID_LEN + 1];
+    static uint8_t big[40000];
+
+    CHECK(mbox_new(&m, 10, 1 << 20) == 0);
+    for (int round = 0; round < 2; round++) {
+        struct mbox_facts f;
+        memset(&f, 0, sizeof(f));
+        f.session = 42;
+        f.client = strdup("127.0.0.1:5000");
+        f.helo = strdup("client.example");
+        f.mail_from = strdup("a@example.com");
+        f.username = strdup("user");
+        f.nrcpt = 3;
+        f.rcpt = calloc(3, sizeof(*f.rcpt));
+        for (int i = 0; i < 3; i++) {
+            char a[32];
+            snprintf(a, sizeof(a), "r%d@example.org", i);
+            f.rcpt[i].addr = strdup(a);
+            f.rcpt[i].code = 250 + i;
+            f.rcpt[i].relayed = i != 1;
+            f.rcpt[i].reply = i == 2 ? NULL : strdup(i == 0 ? "2.1.5 OK" : "2.1.5 fine, too");
+        }
+        f.nwarnings = 2;
+        f.warnings = calloc(2, sizeof(*f.warnings));
+        f.warnings[0] = strdup("a bare LF");
+        f.warnings[1] = strdup("");
+        f.verdict.code = 250;
+        snprintf(f.verdict.enhanced, sizeof(f.verdict.enhanced), "2.0.0");
+        f.verdict.text = strdup("2.0.0 OK queued as ABC123");
+        f.verdict.queue_id = strdup("ABC123");
+        f.verdict.accepted = 1;
+        f.bdat = 1;
+        if (round == 0) {
+            CHECK(mbox_add(m, (const uint8_t *)"Subject: s\r\n\r\nb\r\n", 17, &f, 1, id) == 0);
+        } else {
+            memset(big, 'x', sizeof(big)); /* in the store's arena */
+            CHECK(mbox_add(m, big, sizeof(big), &f, 1, big_id) == 0);
+        }
+        CHECK(f.client == NULL && f.rcpt == NULL && f.warnings == NULL && f.verdict.text == NULL);
+        struct mbox_msg *msg = mbox_get(m, round == 0 ? id : big_id);
+        CHECK(msg != NULL);
+        if (msg == NULL)
+            break;
+        const struct mbox_facts *k = mbox_msg_facts(msg);
+        CHECK(k->session == 42 && k->bdat == 1 && k->nrcpt == 3 && k->nwarnings == 2);
+        CHECK_STR(k->client, "127.0.0.1:5000");
+        CHECK_STR(k->helo, "client.example");
+        CHECK_STR(k->mail_from, "a@example.com");
+        CHECK_STR(k->username, "user");
+        CHECK_STR(k->rcpt[0].addr, "r0@example.org");
+        CHECK_STR(k->rcpt[1].addr, "r1@example.org");
+        CHECK_STR(k->rcpt[2].addr, "r2@example.org");
+        CHECK_STR(k->rcpt[0].reply, "2.1.5 OK");
+        CHECK_STR(k->rcpt[1].reply, "2.1.5 fine, too");
+        CHECK(k->rcpt[2].reply == NULL && k->rcpt[1].code == 251 && k->rcpt[1].relayed == 0);
+        CHECK_STR(k->warnings[0], "a bare LF");
+        CHECK_STR(k->warnings[1], "");
+        CHECK_STR(k->verdict.text, "2.0.0 OK queued as ABC123");
+        CHECK_STR(k->verdict.queue_id, "ABC123");
+        CHECK_STR(k->verdict.enhanced, "2.0.0");
+        CHECK(k->verdict.reason == NULL && k->verdict.accepted == 1 && k->verdict.code == 250);
+        size_t len;
+        const uint8_t *raw = mbox_msg_raw(msg, &len);
+        CHECK(round == 0 ? len == 17 && memcmp(raw, "Subject: s\r\n\r\nb\r\n", 17) == 0
+                         : len == sizeof(big) && raw[0] == 'x' && raw[len - 1] == 'x');
+        mbox_msg_unref(msg);
+    }
+    /* none given at all */
+    struct mbox_facts none;
+    memset(&none, 0, sizeof(none));
+    CHECK(mbox_add(m, (const uint8_t *)"", 0, &none, 1, id) == 0);
+    struct mbox_msg *msg = mbox_get(m, id);
+    CHECK(msg != NULL && mbox_msg_facts(msg)->client == NULL && mbox_msg_facts(msg)->rcpt == NULL);
+    mbox_msg_unref(msg);
+    mbox_free(m); /* ASan: nothing leaks, nothing is freed twice */
+}
+
 static void test_store_bytes(void)
 {
     struct mbox *m;
@@ -1429,6 +1512,7 @@ int main(void)
     test_mime_malformed();
     test_utf8();
     test_store_keep();
+    test_store_facts();
     test_store_bytes();
     test_store_delete_read();
     test_arena();
