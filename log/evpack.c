@@ -194,6 +194,20 @@ size_t tlog_event_pack(const struct tlog_event *ev, void *out)
     return tlog_event_pack_planned(ev, &plan, out);
 }
 
+/* evp_stored_len - the length of piece i, stored at `at`, of the event ev
+ * being unpacked (its head's numbers in place): as tlog_event_plan
+ * measured it. */
+static size_t evp_stored_len(const struct tlog_event *ev, size_t i, const uint8_t *at)
+{
+    return i == EVP_BYTES                    ? ev->len
+           : i == EVP_ARG                    ? ev->arglen
+           : i == EVP_REQUEST                ? ev->request_len
+           : i == EVP_REPLY                  ? ev->reply_len
+           : i == EVP_LOCAL || i == EVP_PEER ? evp_sa_len((const struct sockaddr *)(const void *)at)
+           : i == EVP_TOTALS                 ? sizeof(*ev->totals)
+                                             : strlen((const char *)at) + 1; /* a string */
+}
+
 void tlog_event_unpack(const void *rec, struct tlog_event *ev)
 {
     const uint8_t *r = rec;
@@ -232,31 +246,7 @@ void tlog_event_unpack(const void *rec, struct tlog_event *ev)
             continue;
         const uint8_t *at = r + o;
         *ptr[i] = at;
-        size_t n;
-        switch (i) { /* as tlog_event_plan measured it */
-        case EVP_BYTES:
-            n = ev->len;
-            break;
-        case EVP_ARG:
-            n = ev->arglen;
-            break;
-        case EVP_REQUEST:
-            n = ev->request_len;
-            break;
-        case EVP_REPLY:
-            n = ev->reply_len;
-            break;
-        case EVP_LOCAL:
-        case EVP_PEER:
-            n = evp_sa_len((const struct sockaddr *)at);
-            break;
-        case EVP_TOTALS:
-            n = sizeof(*ev->totals);
-            break;
-        default:
-            n = strlen((const char *)at) + 1;
-            break; /* a string */
-        }
+        size_t n = evp_stored_len(ev, i, at);
         o = evp_round(o + n);
     }
 }
