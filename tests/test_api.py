@@ -559,5 +559,58 @@ class SearchTest(ApiCase):
         self.assertEqual(self.get("/api/v1/messages")["total"], 1)
 
 
+class MailpitClientTest(ApiCase):
+    """A client written for Mailpit, used unchanged: the npm package
+    mailpit-api 2.1.0 (tests/vendor/mailpit-api, run by Debian's Node.js)
+    lists, reads, searches, waits for, marks and deletes what smtpscope
+    kept."""
+
+    def test_third_party_mailpit_client(self):
+        import base64
+        import shutil
+        node = shutil.which("node") or shutil.which("nodejs")
+        self.assertIsNotNone(node, "Node.js is missing: bash .ci/deps test installs nodejs")
+        self.api()
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mailpit_client.cjs")
+        client = subprocess.Popen([node, script, f"http://127.0.0.1:{self.port}"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(0.5)  # it is waiting for two messages (waitForMessages) before they come
+        self.send(rich_message(1))
+        sent = self.send(rich_message(2))
+        out, err = client.communicate(timeout=60)
+        self.assertEqual(client.returncode, 0, err)
+        r = json.loads(out)
+        errors = {k: v["ERROR"] for k, v in r.items() if isinstance(v, dict) and "ERROR" in v}
+        self.assertEqual(list(errors), ["missing"], errors)
+        self.assertIn("404", errors["missing"])  # a message it does not have
+        self.assertIn("Version", r["info"])
+        self.assertEqual(r["waited"]["messages_count"], 2)
+        self.assertEqual(r["list"]["total"], 2)
+        s = r["summary"]
+        self.assertEqual(s["Subject"], "Grüße 2 aus Köln")  # newest first
+        self.assertEqual(s["From"], {"Name": "Jürgen Müller", "Address": "juergen@example.test"})
+        self.assertEqual(s["MessageID"], "msg-2@example.test")
+        self.assertIn("schöne Grüße", s["Text"])
+        self.assertIn("<b>Bob</b>", s["HTML"])
+        self.assertEqual([(a["FileName"], a["ContentType"], a["Size"]) for a in s["Attachments"]],
+                         [("report.png", "image/png", len(PNG))])
+        self.assertEqual(r["latest"]["ID"], s["ID"])
+        self.assertTrue(any("=?utf-8?" in v for v in r["headers"]["Subject"]), r["headers"])
+        self.assertEqual(r["source"], sent.decode())
+        self.assertEqual(r["attachment"]["type"], "image/png")
+        self.assertEqual(base64.b64decode(r["attachment"]["base64"]), PNG)
+        self.assertEqual(r["search"]["messages_count"], 2)
+        self.assertIn("<b>Bob</b>", r["html"])
+        self.assertIn("schöne Grüße", r["text"])
+        self.assertEqual(r["unread"].strip(), "ok")
+        self.assertEqual(r["list_unread"]["unread"], 2)  # read by its summary, marked unread again
+        self.assertEqual(r["wait_one"]["Subject"], "Grüße 2 aus Köln")
+        self.assertEqual(r["delete_search"].strip(), "ok")
+        self.assertEqual([m["Subject"] for m in r["after_search_delete"]["messages"]],
+                         ["Grüße 1 aus Köln"])
+        self.assertEqual(r["delete_all"].strip(), "ok")
+        self.assertEqual(r["after_delete"]["total"], 0)
+
+
 if __name__ == "__main__":
     unittest.main()
