@@ -547,7 +547,8 @@ void sess_keep_outputs(struct sess_registry *r, int pcap, int keylog)
 
 uint64_t sess_memory(struct sess_registry *r, uint64_t *made)
 {
-    *made = 0;
+    if (made != NULL)
+        *made = 0;
     return r->arena != NULL ? mbox_arena_mapped(r->arena, made) : 0;
 }
 

@@ -58,8 +58,9 @@ void sess_keep_outputs(struct sess_registry *r, int pcap, int keylog);
  * for a key log. */
 void sess_keylog(struct sess_registry *r, uint64_t id, const char *line, size_t len);
 /* sess_memory - the memory the kept lines' chunks occupy (bytes of
- * regions mapped now) and how many regions were ever mapped fresh (see
- * mbox_arena_mapped); 0 and 0 if they are malloc's. */
+ * regions mapped now) and in *made (if not NULL) how many regions were
+ * ever mapped fresh (see mbox_arena_mapped); 0 and 0 if they are
+ * malloc's. */
 uint64_t sess_memory(struct sess_registry *r, uint64_t *made);
 /* sess_close - hear no more, free everything; after the event loops have
  * stopped. NULL is fine. */

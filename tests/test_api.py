@@ -577,7 +577,12 @@ class MailpitClientTest(ApiCase):
         time.sleep(0.5)  # it is waiting for two messages (waitForMessages) before they come
         self.send(rich_message(1))
         sent = self.send(rich_message(2))
-        out, err = client.communicate(timeout=60)
+        try:
+            out, err = client.communicate(timeout=60)
+        finally:
+            if client.poll() is None:
+                client.kill()
+                client.wait()
         self.assertEqual(client.returncode, 0, err)
         r = json.loads(out)
         errors = {k: v["ERROR"] for k, v in r.items() if isinstance(v, dict) and "ERROR" in v}

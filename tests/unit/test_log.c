@@ -988,6 +988,7 @@ static void test_evpack(void)
                                  .refused = 6,
                                  .duration_us = 7};
     const uint8_t req[] = "MAIL FROM:<a@x>", reply[] = "250 2.1.0 OK\r\n";
+    static uint8_t big[100000];
     struct tlog_event evs[] = {
         {.time_us = 1700000000123456ull,
          .session = 7,
@@ -1052,20 +1053,25 @@ static void test_evpack(void)
          .plaintext_auth = 1,
          .count = 4000000000u},
         {.time_us = 1, .kind = TLOG_WARNING, .msg_result = 1, .count = 2, .text = "w"},
+        {.time_us = 2, .kind = TLOG_RAW, .bytes = big, .len = sizeof(big)}, /* past 16 bits */
     };
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (uint8_t)(i * 7 + 1);
     for (size_t i = 0; i < NELEM(evs); i++) {
         size_t n = tlog_event_packed_size(&evs[i]);
-        uint64_t rec[512];
-        CHECK(n % TLOG_EVPACK_ALIGN == 0 && n <= sizeof(rec));
+        static uint64_t rec[13000], rec2[13000], moved[13000];
+        CHECK(n % TLOG_EVPACK_ALIGN == 0 && n + 64 <= sizeof(rec));
         if (i == 0) /* 64, the command line, its verb and argument: 64 + 16 + 8 + 16 */
             CHECKF(n == 104, "a command packed in %zu bytes", n);
         memset(rec, 0xa5, sizeof(rec));
         CHECK(tlog_event_pack(&evs[i], rec) == n);
+        const uint8_t *after = (const uint8_t *)rec + n; /* nothing written past the record */
+        CHECK(after[0] == 0xa5 && after[63] == 0xa5);
         struct tlog_event back;
         tlog_event_unpack(rec, &back);
-        const void *ptrs[] = {back.bytes,   back.text,    back.verb,  back.arg,
-                              back.answers, back.request, back.reply, back.local,
-                              back.peer,    back.totals,  back.why,   back.decoded};
+        const void *ptrs[] = {back.bytes,   back.text,    back.verb,     back.arg,  back.answers,
+                              back.request, back.reply,   back.local,    back.peer, back.totals,
+                              back.why,     back.decoded, back.auth_mech};
         int inside = 1;
         for (size_t k = 0; k < NELEM(ptrs); k++)
             inside &= ptrs[k] == NULL || ((const uint8_t *)ptrs[k] >= (const uint8_t *)rec &&
@@ -1087,6 +1093,21 @@ static void test_evpack(void)
         CHECK((back.local == NULL) == (e->local == NULL) &&
               (back.peer == NULL) == (e->peer == NULL));
         CHECK(back.local == NULL || memcmp(back.local, &local, sizeof(local)) == 0);
+        /* every piece, byte for byte (the renderers do not show them all) */
+        const char *strs[][2] = {{back.text, e->text}, {back.auth_mech, e->auth_mech},
+                                 {back.verb, e->verb}, {back.answers, e->answers},
+                                 {back.why, e->why},   {back.decoded, e->decoded}};
+        for (size_t k = 0; k < NELEM(strs); k++)
+            CHECK((strs[k][0] == NULL) == (strs[k][1] == NULL) &&
+                  (strs[k][0] == NULL || strcmp(strs[k][0], strs[k][1]) == 0));
+        const uint8_t *bufs[][2] = {{back.bytes, e->bytes},
+                                    {back.arg, e->arg},
+                                    {back.request, e->request},
+                                    {back.reply, e->reply}};
+        const size_t lens[] = {e->len, e->arglen, e->request_len, e->reply_len};
+        for (size_t k = 0; k < NELEM(bufs); k++)
+            CHECK((bufs[k][0] == NULL) == (bufs[k][1] == NULL) &&
+                  (bufs[k][0] == NULL || memcmp(bufs[k][0], bufs[k][1], lens[k]) == 0));
         char a[TLOG_JSON_LINE_MAX], b[TLOG_JSON_LINE_MAX];
         size_t la = tlog_format_line(&evs[i], a, sizeof(a), 0, 1);
         size_t lb = tlog_format_line(&back, b, sizeof(b), 0, 1);
@@ -1101,8 +1122,7 @@ static void test_evpack(void)
         /* measured once, packed the same; and a record copied elsewhere
          * (the live events' queue) unpacks to the same event */
         struct tlog_evpack_plan plan;
-        uint64_t rec2[512], moved[512];
-        memset(rec2, 0xa5, sizeof(rec2));
+        memset(rec2, 0x5a, sizeof(rec2)); /* not rec's fill: the padding must be written */
         CHECK(tlog_event_plan(&evs[i], &plan) == n && plan.size == n);
         CHECK(tlog_event_pack_planned(&evs[i], &plan, rec2) == n && memcmp(rec, rec2, n) == 0);
         memcpy(moved, rec2, n);
