@@ -609,12 +609,19 @@ class TimeoutTest(FakeCase):
         # accept queue is full drops SYNs, so that connect hangs until
         # --timeout-connect; 127.0.0.2 answers
         wrap = h.hosts_wrap("127.0.0.1 up.test\n127.0.0.2 up.test\n")
-        self.fake = h.FakeUpstream(h.tls_prelude(CAPS) + [("expect", b"QUIT"),
-                                                          ("send", b"221 bye\r\n"), ("read_all",)],
-                                   cert="uptest", host="127.0.0.2")
-        port = self.fake.port
-        blackhole = socket.socket()
-        blackhole.bind(("127.0.0.1", port))
+        for _ in range(20):  # the fake's port on 127.0.0.2 may be in use on 127.0.0.1
+            self.fake = h.FakeUpstream(h.tls_prelude(CAPS) + [("expect", b"QUIT"),
+                                                              ("send", b"221 bye\r\n"),
+                                                              ("read_all",)],
+                                       cert="uptest", host="127.0.0.2")
+            port = self.fake.port
+            blackhole = socket.socket()
+            try:
+                blackhole.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                blackhole.close()
+                self.fake.stop()
         blackhole.listen(0)
         fillers = []
         for _ in range(64):  # fill the queue until a connect no longer completes
