@@ -281,7 +281,9 @@ static char *col_reply_text(const uint8_t *p, size_t n, int *code, char *enhance
         char enh[16];
         size_t k = col_enhanced(l + t, len - t, enh, sizeof(enh));
         if (k > 0) {
-            snprintf(enhanced, ecap, "%s", enh);
+            size_t keep = k < ecap ? k : ecap - 1; /* k < sizeof(enh): a NUL ends it */
+            memcpy(enhanced, enh, keep);
+            enhanced[keep] = '\0';
             t += k;
             while (t < len && (l[t] == ' ' || l[t] == '\t'))
                 t++;
