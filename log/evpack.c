@@ -144,10 +144,24 @@ size_t tlog_event_packed_size(const struct tlog_event *ev)
     return tlog_event_plan(ev, &plan);
 }
 
-size_t tlog_event_pack_planned(const struct tlog_event *ev, const struct tlog_evpack_plan *plan,
-                               void *out)
+static uint8_t evp_flags(const struct tlog_event *ev)
 {
-    struct evp_head h = {
+    return (uint8_t)((ev->own ? EVP_OWN : 0) | (ev->timed ? EVP_TIMED : 0) |
+                     (ev->tls_switch ? EVP_TLS_SWITCH : 0) | (ev->injected ? EVP_INJECTED : 0) |
+                     (ev->tls_failure ? EVP_TLS_FAILURE : 0) |
+                     (ev->plaintext_auth ? EVP_PLAINTEXT_AUTH : 0) |
+                     (ev->explain_only ? EVP_EXPLAIN_ONLY : 0));
+}
+
+static int8_t evp_sign(int v)
+{
+    return (int8_t)((v > 0) - (v < 0));
+}
+
+/* evp_head_of - ev's head, with the pieces `present`. */
+static void evp_head_of(const struct tlog_event *ev, uint16_t present, struct evp_head *h)
+{
+    *h = (struct evp_head){
         .time_us = ev->time_us,
         .session = ev->session,
         .wait_us = ev->wait_us,
@@ -158,19 +172,22 @@ size_t tlog_event_pack_planned(const struct tlog_event *ev, const struct tlog_ev
         .arglen = (uint32_t)ev->arglen,
         .request_len = (uint32_t)ev->request_len,
         .reply_len = (uint32_t)ev->reply_len,
-        .present = plan->present,
+        .present = present,
         .kind = (uint8_t)ev->kind,
         .leg = (uint8_t)ev->leg,
         .dir = (uint8_t)ev->dir,
         .secret = (uint8_t)ev->secret,
-        .flags =
-            (uint8_t)((ev->own ? EVP_OWN : 0) | (ev->timed ? EVP_TIMED : 0) |
-                      (ev->tls_switch ? EVP_TLS_SWITCH : 0) | (ev->injected ? EVP_INJECTED : 0) |
-                      (ev->tls_failure ? EVP_TLS_FAILURE : 0) |
-                      (ev->plaintext_auth ? EVP_PLAINTEXT_AUTH : 0) |
-                      (ev->explain_only ? EVP_EXPLAIN_ONLY : 0)),
-        .msg_result = (int8_t)((ev->msg_result > 0) - (ev->msg_result < 0)),
+        .flags = evp_flags(ev),
+        .msg_result = evp_sign(ev->msg_result),
     };
+}
+
+size_t tlog_event_pack_planned(const struct tlog_event *ev, const struct tlog_evpack_plan *plan,
+                               void *out)
+{
+    struct evp_head h;
+
+    evp_head_of(ev, plan->present, &h);
     uint8_t *rec = out;
     size_t o = sizeof(h);
 
@@ -192,6 +209,29 @@ size_t tlog_event_pack(const struct tlog_event *ev, void *out)
     struct tlog_evpack_plan plan;
     tlog_event_plan(ev, &plan);
     return tlog_event_pack_planned(ev, &plan, out);
+}
+
+int tlog_event_packed_like(const void *rec, const struct tlog_event *ev)
+{
+    struct evp_head h;
+
+    /* the head's fields one by one, as evp_head_of would write them for
+     * ev (a line: done for each, so no head is built and compared whole) */
+    memcpy(&h, rec, sizeof(h));
+    if (h.present != (1u << EVP_BYTES) || ev->bytes == NULL || ev->len > UINT32_MAX ||
+        h.kind != (uint8_t)ev->kind || h.leg != (uint8_t)ev->leg || h.dir != (uint8_t)ev->dir ||
+        h.session != ev->session || h.flags != evp_flags(ev) || h.secret != (uint8_t)ev->secret)
+        return 0;
+    /* bytes its only piece */
+    if (((uintptr_t)ev->text | (uintptr_t)ev->auth_mech | (uintptr_t)ev->verb | (uintptr_t)ev->arg |
+         (uintptr_t)ev->answers | (uintptr_t)ev->request | (uintptr_t)ev->reply |
+         (uintptr_t)ev->local | (uintptr_t)ev->peer | (uintptr_t)ev->totals | (uintptr_t)ev->why |
+         (uintptr_t)ev->decoded) != 0)
+        return 0;
+    return h.wait_us == ev->wait_us && h.code == ev->code && h.auth_step == ev->auth_step &&
+           h.count == ev->count && h.arglen == (uint32_t)ev->arglen &&
+           h.request_len == (uint32_t)ev->request_len && h.reply_len == (uint32_t)ev->reply_len &&
+           h.msg_result == evp_sign(ev->msg_result);
 }
 
 /* evp_stored_len - the length of piece i, stored at `at`, of the event ev

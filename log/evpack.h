@@ -44,6 +44,11 @@ size_t tlog_event_plan(const struct tlog_event *ev, struct tlog_evpack_plan *pla
  * not changed since). */
 size_t tlog_event_pack_planned(const struct tlog_event *ev, const struct tlog_evpack_plan *plan,
                                void *out);
+/* tlog_event_packed_like - 1 if ev, packed, would be the record rec but
+ * for its time and its bytes (both have bytes as their only piece: lines
+ * of content, one after the other), else 0. A consumer that keeps many
+ * such events may keep the others as their time and bytes only. */
+int tlog_event_packed_like(const void *rec, const struct tlog_event *ev);
 /* tlog_event_unpack - the event a record holds; its pointers point into
  * rec, valid while rec is. */
 void tlog_event_unpack(const void *rec, struct tlog_event *ev);

@@ -91,7 +91,7 @@ static void ev_news(void *arg, const struct sess_news *n)
                      n->packed_len);
             return;
         }
-        struct tlog_evpack_plan plan; /* the registry did not keep it: packed here */
+        struct tlog_evpack_plan plan; /* not kept whole by the registry: packed here */
         if (tlog_event_plan(n->ev, &plan) <= EV_PACK_MAX) {
             evq_push_event(e->q, n->session, n->time_us, n->ev, &plan);
             return;

@@ -3,7 +3,9 @@
  *
  * Owns, under one mutex (mu): the sessions kept, each in a hash map by ID
  * and in a list by age (oldest first), with its facts, the IDs of its
- * messages and its events, packed (log/evpack.h) in chunks; the byte count
+ * messages and its events, packed (log/evpack.h) in chunks (a line of
+ * content like the record before it kept as its time and bytes only: see
+ * struct sess_rec's evs); the byte count
  * of all events kept; the listener; and a scratch line for the event being
  * told to it (the consumer's, which the transcript's lock serialises as
  * well).
@@ -82,7 +84,12 @@ struct sess_rec {
     struct tlog_totals totals;
     char (*msgs)[MBOX_ID_LEN + 1]; /* oldest first */
     size_t nmsgs, msgs_cap;
-    struct sess_buf evs;     /* its events, each a size (uint64_t) and a record */
+    /* its events, each a size (uint64_t) and a record; or, for a line of
+     * content (TLOG_DATA) packed like the record before it but for its
+     * time and bytes (tlog_event_packed_like), SESS_NEXT | its length,
+     * its time (uint64_t) and its bytes, padded to TLOG_EVPACK_ALIGN */
+    struct sess_buf evs;
+    const void *run;         /* the last record kept, if nothing else was kept since */
     struct sess_cut cut;     /* events not kept, from cut.at on */
     unsigned long lines_cut; /* ... of which console lines */
     size_t raw_len;          /* of evs: message content kept for the pcap (TLOG_RAW) */
@@ -249,14 +256,25 @@ static int sess_room(struct sess_registry *r, const struct sess_rec *s, size_t n
     return 1;
 }
 
+#define SESS_NEXT      (1ull << 63) /* in an event's size word: the word is SESS_NEXT | its length */
+#define SESS_NEXT_HEAD (2 * sizeof(uint64_t)) /* that word, its time */
+
+static size_t sess_round(size_t n)
+{
+    return (n + TLOG_EVPACK_ALIGN - 1) & ~(size_t)(TLOG_EVPACK_ALIGN - 1);
+}
+
 /* sess_keep_event - keep ev (as shown) in s, or count it as not kept
  * when s has its bound (SESS_EVENTS_MAX), or all sessions theirs. always:
- * keep it anyway (a close). */
+ * keep it anyway (a close). Its record, NULL if not kept whole (a line
+ * kept as its time and bytes, or none). */
 static const void *sess_keep_event(struct sess_registry *r, struct sess_rec *s,
                                    const struct tlog_event *ev, int always, size_t *packed_len)
 {
     struct tlog_evpack_plan plan;
-    uint64_t n = sizeof(uint64_t) + tlog_event_plan(ev, &plan);
+    int next = ev->kind == TLOG_DATA && s->run != NULL && tlog_event_packed_like(s->run, ev);
+    uint64_t n =
+        next ? SESS_NEXT_HEAD + sess_round(ev->len) : sizeof(uint64_t) + tlog_event_plan(ev, &plan);
     struct sess_chunk *c = NULL;
 
     if (ev->kind == TLOG_RAW) {
@@ -279,11 +297,24 @@ static const void *sess_keep_event(struct sess_registry *r, struct sess_rec *s,
             s->cut.first_us = ev->time_us;
         }
         s->lines_cut += !ev->explain_only;
+        s->run = NULL;
         return NULL;
     }
-    char *rec = c->data + c->len + sizeof(n);
-    memcpy(c->data + c->len, &n, sizeof(n));
-    *packed_len = tlog_event_pack_planned(ev, &plan, rec);
+    char *at = c->data + c->len, *rec = NULL;
+    if (next) {
+        uint64_t word = SESS_NEXT | ev->len;
+        memcpy(at, &word, sizeof(word));
+        memcpy(at + sizeof(word), &ev->time_us, sizeof(ev->time_us));
+        if (sess_round(ev->len) > ev->len) /* the padding */
+            memset(at + n - TLOG_EVPACK_ALIGN, 0, TLOG_EVPACK_ALIGN);
+        memcpy(at + SESS_NEXT_HEAD, ev->bytes, ev->len);
+        *packed_len = 0;
+    } else {
+        rec = at + sizeof(n);
+        memcpy(at, &n, sizeof(n));
+        *packed_len = tlog_event_pack_planned(ev, &plan, rec);
+        s->run = rec;
+    }
     c->len += n;
     s->evs.len += n;
     r->bytes += n;
@@ -665,13 +696,22 @@ typedef void sess_each_fn(const struct tlog_event *ev, size_t at, void *arg);
 static void sess_each(const struct sess_rec *s, sess_each_fn *fn, void *arg)
 {
     size_t at = 0;
+    struct tlog_event last = {0}; /* the last record's event */
     for (const struct sess_chunk *c = s->evs.head; c != NULL; c = c->next) {
         for (size_t k = 0; k < c->len;) {
             uint64_t n;
-            struct tlog_event ev;
             memcpy(&n, c->data + k, sizeof(n));
-            tlog_event_unpack(c->data + k + sizeof(n), &ev);
-            fn(&ev, at, arg);
+            if (n & SESS_NEXT) { /* like the last record, but for its time and bytes */
+                struct tlog_event ev = last;
+                ev.len = (size_t)(n & ~SESS_NEXT);
+                memcpy(&ev.time_us, c->data + k + sizeof(n), sizeof(ev.time_us));
+                ev.bytes = (const uint8_t *)c->data + k + SESS_NEXT_HEAD;
+                n = SESS_NEXT_HEAD + sess_round(ev.len);
+                fn(&ev, at, arg);
+            } else {
+                tlog_event_unpack(c->data + k + sizeof(n), &last);
+                fn(&last, at, arg);
+            }
             k += n;
             at += n;
         }

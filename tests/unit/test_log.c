@@ -1132,6 +1132,51 @@ static void test_evpack(void)
         la = tlog_format_line(&evs[i], a, sizeof(a), 0, 1);
         CHECK(la == lb && memcmp(a, b, la) == 0);
     }
+
+    /* packed like a record but for its time and bytes: lines of content
+     * one after the other, as the session registry keeps them */
+    static uint64_t line_rec[64];
+    struct tlog_event line = {.time_us = 1700000000000001ull,
+                              .session = 7,
+                              .kind = TLOG_DATA,
+                              .leg = TLOG_LEG_CLIENT,
+                              .dir = TLOG_DIR_IN,
+                              .bytes = (const uint8_t *)"Subject: hi\r\n",
+                              .len = 13};
+    tlog_event_pack(&line, line_rec);
+    struct tlog_event like = line;
+    like.time_us += 5;
+    like.bytes = (const uint8_t *)"a longer line than the first one\r\n";
+    like.len = 34;
+    CHECK(tlog_event_packed_like(line_rec, &like) == 1);
+    like.len = 0; /* an empty line too */
+    CHECK(tlog_event_packed_like(line_rec, &like) == 1);
+    /* any other difference: not alike (each field of the head, a piece more) */
+    struct tlog_event unlike[] = {line, line, line, line, line, line, line,
+                                  line, line, line, line, line, line, line};
+    unlike[0].session = 8;
+    unlike[1].leg = TLOG_LEG_UPSTREAM;
+    unlike[2].dir = TLOG_DIR_OUT;
+    unlike[3].own = 1;
+    unlike[4].explain_only = 1;
+    unlike[5].kind = TLOG_RAW;
+    unlike[6].text = "a note";
+    unlike[7].code = 250;
+    unlike[8].secret = TLOG_SECRET_AUTH_RESPONSE;
+    unlike[9].bytes = NULL;
+    unlike[9].len = 0;
+    unlike[10].msg_result = -1;
+    unlike[11].count = 2;
+    unlike[12].timed = 1;
+    unlike[12].wait_us = 5;
+    unlike[13].arglen = 1; /* a length without its piece: the head differs */
+    for (size_t i = 0; i < NELEM(unlike); i++)
+        CHECKF(tlog_event_packed_like(line_rec, &unlike[i]) == 0, "unlike[%zu] alike", i);
+    /* a record with another piece is no line's pattern */
+    struct tlog_event noted = line;
+    noted.text = "a note";
+    tlog_event_pack(&noted, line_rec);
+    CHECK(tlog_event_packed_like(line_rec, &line) == 0);
 }
 
 int main(void)

@@ -5,7 +5,9 @@
  * with --show-secrets; learner notes only in the JSON), sessions known
  * from their connection on, the bounds crossed (sessions kept, closed ones
  * first; lines per session, cut with a marker and the close line kept;
- * lines of all sessions), the IDs of its messages as the store changes,
+ * lines of all sessions), lines of content kept as their time and bytes
+ * (each still its console and JSON line, in order, with its own time; more
+ * of them within a session's bound), the IDs of its messages as the store changes,
  * the news its listener hears; and the live events' queue
  * (mailbox/evqueue.c): order, both bounds, the count of dropped events,
  * one wake per batch, none after the close.
@@ -14,6 +16,7 @@
 
 #include "log/evpack.h"
 #include "log/render_console.h"
+#include "log/render_json.h"
 #include "log/transcript.h"
 #include "mailbox/evqueue.h"
 #include "mailbox/sessions.h"
@@ -26,7 +29,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SECRET "AGFsaWNlAHMzY3JldA==" /* base64 of "\0alice\0s3cret" */
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+#define SECRET   "AGFsaWNlAHMzY3JldA==" /* base64 of "\0alice\0s3cret" */
 
 /* ---- events, as the machines make them ------------------------------------------ */
 
@@ -464,6 +468,121 @@ static void test_cut(void)
     sess_close(r);
 }
 
+/* ---- lines of content ------------------------------------------------------------ */
+
+static void ev_data(uint64_t sid, uint64_t t, enum tlog_leg leg, int explain_only, const char *line)
+{
+    struct tlog_event ev = {.time_us = t,
+                            .session = sid,
+                            .kind = TLOG_DATA,
+                            .leg = leg,
+                            .dir = leg == TLOG_LEG_CLIENT ? TLOG_DIR_IN : TLOG_DIR_OUT,
+                            .explain_only = explain_only,
+                            .bytes = (const uint8_t *)line,
+                            .len = strlen(line)};
+    tlog_emit(&ev);
+}
+
+/* A line of content like the one before it is kept as its time and bytes
+ * only (sessions.c): the transcripts show each as the console and --json
+ * do, with its own time, around other events, across chunks; and the
+ * bound of a session holds more of them than of whole records. */
+static void test_content_lines(void)
+{
+    struct sess_registry *r;
+    char err[200], *buf, line[TLOG_JSON_LINE_MAX], big[200];
+    size_t len;
+    struct {
+        uint64_t t;
+        enum tlog_leg leg;
+        int explain_only;
+        const char *text;
+    } lines[] = {
+        {1700000000000010ull, TLOG_LEG_CLIENT, 0, "Subject: one\r\n"},
+        {1700000000000020ull, TLOG_LEG_CLIENT, 0, "\r\n"},
+        {1700000000000030ull, TLOG_LEG_CLIENT, 0, "12345678\r\n"},          /* 10: padded */
+        {1700000000000040ull, TLOG_LEG_CLIENT, 0, "1234\r\n"},              /* 6 */
+        {1700000000000050ull, TLOG_LEG_CLIENT, 0, "123456\r\n"},            /* 8: no padding */
+        {1700000000000060ull, TLOG_LEG_UPSTREAM, 0, "to the upstream\r\n"}, /* a record */
+        {1700000000000070ull, TLOG_LEG_UPSTREAM, 0, "again\r\n"},
+        {1700000000000080ull, TLOG_LEG_CLIENT, 1, "a learner's line\r\n"}, /* a record */
+        {1700000000000090ull, TLOG_LEG_CLIENT, 0, "back\r\n"},             /* a record */
+        {1700000000000100ull, TLOG_LEG_CLIENT, 0, ".\r\n"},
+    };
+
+    CHECK(sess_open(&r, NULL, 10, 0, err, sizeof(err)) == 0);
+    sess_keep_outputs(r, 1, 0);
+    ev_connect_at(5, 40005);
+    ev_cmd(5, "DATA\r\n");
+    for (size_t i = 0; i < NELEM(lines); i++) {
+        ev_data(5, lines[i].t, lines[i].leg, lines[i].explain_only, lines[i].text);
+        if (i == 2)
+            ev_content(5, "Subject: one\r\n\r\n12345678\r\n"); /* kept between them */
+    }
+    /* past a chunk: 4 KiB first, then bigger */
+    memset(big, 'c', sizeof(big));
+    memcpy(big + sizeof(big) - 3, "\r\n", 3);
+    for (int i = 0; i < 100; i++)
+        ev_data(5, 1700000000001000ull + (uint64_t)i, TLOG_LEG_CLIENT, 0, big);
+    ev_reply(5, "250 2.0.0 queued\r\n");
+    ev_close(5, "QUIT");
+
+    for (int json = 0; json < 2; json++) {
+        CHECK(sess_transcript(r, 5, json, &buf, &len) == 0);
+        /* each line as the console (or --json) makes it from the event, in order */
+        const char *at = buf;
+        for (size_t i = 0; i < NELEM(lines) + 100; i++) {
+            struct tlog_event ev = {.session = 5, .kind = TLOG_DATA, .leg = TLOG_LEG_CLIENT};
+            if (i < NELEM(lines)) {
+                ev.time_us = lines[i].t;
+                ev.leg = lines[i].leg;
+                ev.explain_only = lines[i].explain_only;
+                ev.bytes = (const uint8_t *)lines[i].text;
+                ev.len = strlen(lines[i].text);
+            } else {
+                ev.time_us = 1700000000001000ull + (i - NELEM(lines));
+                ev.bytes = (const uint8_t *)big;
+                ev.len = strlen(big);
+            }
+            ev.dir = ev.leg == TLOG_LEG_CLIENT ? TLOG_DIR_IN : TLOG_DIR_OUT;
+            size_t n = json              ? tlog_json_format(&ev, line, sizeof(line), TLOG_JSON_NOTE)
+                       : ev.explain_only ? 0
+                                         : tlog_format_line(&ev, line, sizeof(line), 0, 0);
+            if (n == 0)
+                continue;
+            const char *found = memmem(at, len - (size_t)(at - buf), line, n);
+            CHECKF(found != NULL, "line %zu (json %d) not where it was: %.*s", i, json, (int)n,
+                   line);
+            if (found != NULL)
+                at = found + n;
+        }
+        CHECK(strstr(at, json ? "\"kind\":\"close\"" : "disconnect: ...") != NULL);
+        CHECK(count_lines(buf, len) == 2 + NELEM(lines) - !json + 100 + 2);
+        free(buf);
+    }
+    /* the pcap's content, kept between two lines of content, is there */
+    CHECK(sess_pcap(r, 5, &buf, &len) == 0);
+    CHECK(check_contains(buf, len, "12345678", 8));
+    free(buf);
+
+    /* the bound: 4,000 lines of 70 bytes take 4000 x 88 bytes as lines
+     * (344 KiB), 4000 x 144 as whole records (563 KiB, past the 512 KiB
+     * kept of a session) */
+    char seventy[71];
+    memset(seventy, 's', 68);
+    memcpy(seventy + 68, "\r\n", 3);
+    ev_connect(6);
+    for (int i = 0; i < 4000; i++)
+        ev_data(6, 1700000000002000ull + (uint64_t)i, TLOG_LEG_CLIENT, 0, seventy);
+    ev_close(6, "QUIT");
+    json_t *s = sess_view_one(r, 6);
+    CHECK(jint(s, "Counts.Lines") == 4002);
+    CHECKF(jint(s, "Counts.LinesNotKept") == 0, "%lld lines not kept",
+           (long long)jint(s, "Counts.LinesNotKept"));
+    json_decref(s);
+    sess_close(r);
+}
+
 /* ---- the store's messages ---------------------------------------------------------- */
 
 static void add_msg(struct mbox *m, uint64_t session, char *id)
@@ -762,6 +881,7 @@ int main(void)
     test_facts_and_lines();
     test_keep();
     test_cut();
+    test_content_lines();
     test_messages();
     test_store_memory();
     test_lines_memory();
