@@ -4,8 +4,8 @@
  * Owns, under one mutex (mu): the sessions kept, each in a hash map by ID
  * and in a list by age (oldest first), with its facts, the IDs of its
  * messages and its events, packed (log/evpack.h) in chunks (a line of
- * content like the record before it kept as its time and bytes only: see
- * struct sess_rec's evs); the byte count
+ * content like the last record kept whole kept as its time and bytes
+ * only: see struct sess_rec's evs); the byte count
  * of all events kept; the listener; and a scratch line for the event being
  * told to it (the consumer's, which the transcript's lock serialises as
  * well).
@@ -85,11 +85,11 @@ struct sess_rec {
     char (*msgs)[MBOX_ID_LEN + 1]; /* oldest first */
     size_t nmsgs, msgs_cap;
     /* its events, each a size (uint64_t) and a record; or, for a line of
-     * content (TLOG_DATA) packed like the record before it but for its
-     * time and bytes (tlog_event_packed_like), SESS_NEXT | its length,
+     * content (TLOG_DATA) packed like the last record kept whole but for
+     * its time and bytes (tlog_event_packed_like), SESS_NEXT | its length,
      * its time (uint64_t) and its bytes, padded to TLOG_EVPACK_ALIGN */
     struct sess_buf evs;
-    const void *run;         /* the last record kept, if nothing else was kept since */
+    const void *run;         /* the last record kept whole; NULL once an event was cut */
     struct sess_cut cut;     /* events not kept, from cut.at on */
     unsigned long lines_cut; /* ... of which console lines */
     size_t raw_len;          /* of evs: message content kept for the pcap (TLOG_RAW) */

@@ -1152,8 +1152,9 @@ static void test_evpack(void)
     like.len = 0; /* an empty line too */
     CHECK(tlog_event_packed_like(line_rec, &like) == 1);
     /* any other difference: not alike (each field of the head, a piece more) */
-    struct tlog_event unlike[] = {line, line, line, line, line, line, line,
-                                  line, line, line, line, line, line, line};
+    struct tlog_event unlike[30];
+    for (size_t i = 0; i < NELEM(unlike); i++)
+        unlike[i] = line;
     unlike[0].session = 8;
     unlike[1].leg = TLOG_LEG_UPSTREAM;
     unlike[2].dir = TLOG_DIR_OUT;
@@ -1169,9 +1170,31 @@ static void test_evpack(void)
     unlike[11].count = 2;
     unlike[12].timed = 1;
     unlike[12].wait_us = 5;
-    unlike[13].arglen = 1; /* a length without its piece: the head differs */
+    unlike[13].arglen = 1;  /* a length without its piece: the head differs */
+    unlike[14].wait_us = 5; /* without timed */
+    unlike[15].auth_step = 1;
+    unlike[16].request_len = 1;
+    unlike[17].reply_len = 1;
+    unlike[18].auth_mech = "PLAIN";
+    unlike[19].verb = "DATA";
+    unlike[20].arg = (const uint8_t *)"x";
+    unlike[21].answers = "DATA";
+    unlike[22].request = (const uint8_t *)"x";
+    unlike[23].reply = (const uint8_t *)"x";
+    unlike[24].local = (struct sockaddr *)&local;
+    unlike[25].peer = (struct sockaddr *)&peer;
+    unlike[26].totals = &totals;
+    unlike[27].why = "QUIT";
+    unlike[28].decoded = "Username:";
+    unlike[29].tls_failure = 1;
     for (size_t i = 0; i < NELEM(unlike); i++)
         CHECKF(tlog_event_packed_like(line_rec, &unlike[i]) == 0, "unlike[%zu] alike", i);
+    /* msg_result is kept as its sign: 1 and 2 pack alike */
+    struct tlog_event won = line;
+    won.msg_result = 1;
+    tlog_event_pack(&won, line_rec);
+    won.msg_result = 2;
+    CHECK(tlog_event_packed_like(line_rec, &won) == 1);
     /* a record with another piece is no line's pattern */
     struct tlog_event noted = line;
     noted.text = "a note";

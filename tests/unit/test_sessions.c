@@ -565,21 +565,42 @@ static void test_content_lines(void)
     CHECK(check_contains(buf, len, "12345678", 8));
     free(buf);
 
-    /* the bound: 4,000 lines of 70 bytes take 4000 x 88 bytes as lines
-     * (344 KiB), 4000 x 144 as whole records (563 KiB, past the 512 KiB
-     * kept of a session) */
+    /* the bound: 5,500 lines of 70 bytes take 5500 x 88 bytes as lines
+     * (473 KiB), 5500 x 144 as whole records (773 KiB; every other one
+     * whole, 623 KiB: past the 512 KiB kept of a session either way) */
     char seventy[71];
     memset(seventy, 's', 68);
     memcpy(seventy + 68, "\r\n", 3);
     ev_connect(6);
-    for (int i = 0; i < 4000; i++)
+    for (int i = 0; i < 5500; i++)
         ev_data(6, 1700000000002000ull + (uint64_t)i, TLOG_LEG_CLIENT, 0, seventy);
     ev_close(6, "QUIT");
     json_t *s = sess_view_one(r, 6);
-    CHECK(jint(s, "Counts.Lines") == 4002);
+    CHECK(jint(s, "Counts.Lines") == 5502);
     CHECKF(jint(s, "Counts.LinesNotKept") == 0, "%lld lines not kept",
            (long long)jint(s, "Counts.LinesNotKept"));
     json_decref(s);
+    CHECK(sess_transcript(r, 6, 0, &buf, &len) == 0);
+    CHECK(count_lines(buf, len) == 5502);
+    free(buf);
+
+    /* past the bound: the lines of content cut, the mark once where they
+     * were, then the close */
+    ev_connect(7);
+    for (int i = 0; i < 7000; i++)
+        ev_data(7, 1700000000003000ull + (uint64_t)i, TLOG_LEG_CLIENT, 0, seventy);
+    ev_close(7, "QUIT");
+    s = sess_view_one(r, 7);
+    json_int_t lost = jint(s, "Counts.LinesNotKept");
+    CHECK(lost > 0 && lost < 7000 - 5500);
+    json_decref(s);
+    CHECK(sess_transcript(r, 7, 0, &buf, &len) == 0);
+    CHECK(count_lines(buf, len) == (size_t)(7002 - lost + 1));
+    char *mark = strstr(buf, "line(s) of this session not kept here");
+    char *after = mark != NULL ? strchr(mark, '\n') : NULL;
+    CHECK(after != NULL && strstr(after, "not kept here") == NULL); /* said once */
+    CHECK(after != NULL && strstr(after, "disconnect: ...") != NULL);
+    free(buf);
     sess_close(r);
 }
 
@@ -752,17 +773,20 @@ static void test_news(void)
     ev_connect(3);
     ev_cmd(3, "EHLO x\r\n");
     CHECK(strstr(heard.line, "[#3] send: 'EHLO x\\r\\n'") != NULL);
+    ev_data(3, 1700000000000001ull, TLOG_LEG_CLIENT, 0, "Subject: a\r\n");
+    ev_data(3, 1700000000000002ull, TLOG_LEG_CLIENT, 0, "kept as its bytes\r\n");
+    CHECK(strstr(heard.line, "[#3] send: b'kept as its bytes\\r\\n'") != NULL);
     CHECK(strchr(heard.line, '\n') == NULL);
     struct tlog_event note = {
         .session = 3, .kind = TLOG_INFO, .own = 1, .text = "learner", .explain_only = 1};
     tlog_emit(&note);
     ev_close(3, "QUIT");
-    CHECK_STR(heard.what, "OLLLC");
+    CHECK_STR(heard.what, "OLLLLLC");
     CHECK_STR(heard.state[0], "open");
     CHECK_STR(heard.state[1], "closed");
     sess_set_listener(r, NULL, NULL);
     ev_connect(4);
-    CHECK_STR(heard.what, "OLLLC");
+    CHECK_STR(heard.what, "OLLLLLC");
     sess_close(r);
 }
 
