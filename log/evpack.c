@@ -47,11 +47,6 @@ enum {
     EVP_EXPLAIN_ONLY = 1 << 6,
 };
 
-static size_t evp_round(size_t n)
-{
-    return (n + TLOG_EVPACK_ALIGN - 1) & ~(size_t)(TLOG_EVPACK_ALIGN - 1);
-}
-
 static size_t evp_sa_len(const struct sockaddr *sa)
 {
     if (sa == NULL)
@@ -99,7 +94,7 @@ static size_t evp_piece(struct tlog_evpack_plan *plan, unsigned i, const void *p
     plan->present |= (uint16_t)(1u << i);
     plan->ptr[i] = p;
     plan->len[i] = n;
-    return evp_round(n);
+    return tlog_evpack_round(n);
 }
 
 size_t tlog_event_plan(const struct tlog_event *ev, struct tlog_evpack_plan *plan)
@@ -195,7 +190,7 @@ size_t tlog_event_pack_planned(const struct tlog_event *ev, const struct tlog_ev
     /* the pieces there, in order (lowest bit first) */
     for (unsigned m = plan->present; m != 0; m &= m - 1) {
         unsigned i = (unsigned)__builtin_ctz(m);
-        size_t n = plan->len[i], next = evp_round(o + n);
+        size_t n = plan->len[i], next = tlog_evpack_round(o + n);
         if (next > o + n)
             memset(rec + next - TLOG_EVPACK_ALIGN, 0, TLOG_EVPACK_ALIGN); /* the padding */
         memcpy(rec + o, plan->ptr[i], n);
@@ -287,6 +282,6 @@ void tlog_event_unpack(const void *rec, struct tlog_event *ev)
         const uint8_t *at = r + o;
         *ptr[i] = at;
         size_t n = evp_stored_len(ev, i, at);
-        o = evp_round(o + n);
+        o = tlog_evpack_round(o + n);
     }
 }

@@ -22,6 +22,13 @@
 #define TLOG_EVPACK_ALIGN  8
 #define TLOG_EVPACK_PIECES 13 /* the pointers of struct tlog_event */
 
+/* tlog_evpack_round - n rounded up to TLOG_EVPACK_ALIGN (a record's
+ * pieces, and what a consumer keeps beside records, stay aligned). */
+static inline size_t tlog_evpack_round(size_t n)
+{
+    return (n + TLOG_EVPACK_ALIGN - 1) & ~(size_t)(TLOG_EVPACK_ALIGN - 1);
+}
+
 /* What tlog_event_plan measured of an event: to pack it without measuring
  * it again. */
 struct tlog_evpack_plan {

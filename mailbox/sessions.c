@@ -259,11 +259,6 @@ static int sess_room(struct sess_registry *r, const struct sess_rec *s, size_t n
 #define SESS_NEXT      (1ull << 63) /* in an event's size word: the word is SESS_NEXT | its length */
 #define SESS_NEXT_HEAD (2 * sizeof(uint64_t)) /* that word, its time */
 
-static size_t sess_round(size_t n)
-{
-    return (n + TLOG_EVPACK_ALIGN - 1) & ~(size_t)(TLOG_EVPACK_ALIGN - 1);
-}
-
 /* sess_keep_event - keep ev (as shown) in s, or count it as not kept
  * when s has its bound (SESS_EVENTS_MAX), or all sessions theirs. always:
  * keep it anyway (a close). Its record, NULL if not kept whole (a line
@@ -273,8 +268,8 @@ static const void *sess_keep_event(struct sess_registry *r, struct sess_rec *s,
 {
     struct tlog_evpack_plan plan;
     int next = ev->kind == TLOG_DATA && s->run != NULL && tlog_event_packed_like(s->run, ev);
-    uint64_t n =
-        next ? SESS_NEXT_HEAD + sess_round(ev->len) : sizeof(uint64_t) + tlog_event_plan(ev, &plan);
+    uint64_t n = next ? SESS_NEXT_HEAD + tlog_evpack_round(ev->len)
+                      : sizeof(uint64_t) + tlog_event_plan(ev, &plan);
     struct sess_chunk *c = NULL;
 
     if (ev->kind == TLOG_RAW) {
@@ -305,7 +300,7 @@ static const void *sess_keep_event(struct sess_registry *r, struct sess_rec *s,
         uint64_t word = SESS_NEXT | ev->len;
         memcpy(at, &word, sizeof(word));
         memcpy(at + sizeof(word), &ev->time_us, sizeof(ev->time_us));
-        if (sess_round(ev->len) > ev->len) /* the padding */
+        if (tlog_evpack_round(ev->len) > ev->len) /* the padding */
             memset(at + n - TLOG_EVPACK_ALIGN, 0, TLOG_EVPACK_ALIGN);
         memcpy(at + SESS_NEXT_HEAD, ev->bytes, ev->len);
         *packed_len = 0;
@@ -706,7 +701,7 @@ static void sess_each(const struct sess_rec *s, sess_each_fn *fn, void *arg)
                 ev.len = (size_t)(n & ~SESS_NEXT);
                 memcpy(&ev.time_us, c->data + k + sizeof(n), sizeof(ev.time_us));
                 ev.bytes = (const uint8_t *)c->data + k + SESS_NEXT_HEAD;
-                n = SESS_NEXT_HEAD + sess_round(ev.len);
+                n = SESS_NEXT_HEAD + tlog_evpack_round(ev.len);
                 fn(&ev, at, arg);
             } else {
                 tlog_event_unpack(c->data + k + sizeof(n), &last);
