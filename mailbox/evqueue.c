@@ -95,7 +95,7 @@ static int evq_put(struct evq *q, enum evq_type type, uint64_t session, uint64_t
     it->ref = ref;
     if (ev != NULL)
         tlog_event_pack_planned(ev, plan, it->text);
-    else if (len > 0)
+    else if (text != NULL) /* (NULL: len is 0) */
         memcpy(it->text, text, len);
     it->text[len] = '\0';
     if (q->tail != NULL)

@@ -351,7 +351,8 @@ static int check_load_json(const char *path, struct cdata *d, char *err, size_t 
             json_decref(ev);
             continue;
         }
-        struct csess *cs = &d->sess[check_session(d, sid)];
+        size_t si = check_session(d, sid); /* (may move d->sess: called first) */
+        struct csess *cs = &d->sess[si];
         struct txn *x = check_txn(&t, &nt, &tcap, &last, sid);
         if (strcmp(kind, "tls") == 0 && strcmp(leg, "client") == 0)
             cs->tls = 1;

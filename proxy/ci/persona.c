@@ -202,7 +202,7 @@ int persona_oauth_ok(const struct persona_run *run, const uint8_t *dec, size_t n
 {
     char buf[PERSONA_OAUTH_MAX];
     const char *fields = buf, *u, *auth;
-    size_t ulen, alen;
+    size_t ulen = 0, alen = 0; /* set with u and auth; -O3 cannot tell */
 
     if (n >= sizeof(buf) || memchr(dec, '\0', n) != NULL)
         return 0;

@@ -300,8 +300,8 @@ static void test_mime_malformed(void)
         "no header at all, just text",
         "\x01\x02garbage without colon\r\n:empty name\r\nSubject: ok\r\n\r\nbody",
         "Subject: =?utf-8?b?broken base64 ?=\r\nFrom: <<<@@@>>>\r\nTo: ,,,;;\r\n\r\nx",
-        "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n"
-        "Content-Transfer-Encoding: base64\r\n\r\nR3LD",     /* cut mid-part, never closed */
+        ("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n"
+         "Content-Transfer-Encoding: base64\r\n\r\nR3LD"),   /* cut mid-part, never closed */
         "Content-Type: multipart/mixed\r\n\r\n--\r\n--\r\n", /* no boundary */
         "Content-Type: text/plain; charset=\"\r\nContent-Transfer-Encoding: x-what\r\n\r\n\xff\xfe",
         "Subject: \xff\xfe\xfd raw 8-bit\r\nDate: not a date\r\nFrom: \xe9t\xe9 <a@b>\r\n\r\n",
@@ -1395,7 +1395,7 @@ static void test_collect_sink(void)
  * of the arena, handed to the store without a copy, bytes intact. */
 static void test_collect_big(void)
 {
-    struct mbox *m;
+    struct mbox *m = NULL;
     struct mbox_collect *c;
     char err[200];
     const size_t n = 3u << 20;

@@ -229,7 +229,9 @@ static void one_session(struct sess_registry *r, int show_secrets)
                              .bytes = (const uint8_t *)"EHLO client.test\r\n",
                              .len = 18};
     size_t n = tlog_format_line(&cmd, line, sizeof(line), 0, 0);
-    CHECK(n > 16 && strstr(buf, line + 16) != NULL); /* after the time */
+    CHECK(n > 16 && n < sizeof(line));
+    line[n] = '\0';                        /* (the line comes as its length) */
+    CHECK(strstr(buf, line + 16) != NULL); /* after the time */
     free(buf);
 
     /* --json's lines: the learner's note too (as --json writes it) */
