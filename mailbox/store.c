@@ -52,13 +52,19 @@ struct mbox_msg {
 struct mbox {
     pthread_mutex_t mu;
     pthread_mutex_t parse_mu;
-    struct mbox_msg **msgs; /* oldest first */
-    size_t n, cap;
+    /* the messages, oldest first: msgs[0..n), within base[0..cap) from
+     * front on. The oldest leave by moving front (no copy of the rest: a
+     * full store drops one at each add); the rest move back to base only
+     * when the room behind them is used up and that before them is as
+     * large as they are, so each message is moved once, on average */
+    struct mbox_msg **base, **msgs;
+    size_t front, n, cap;
     size_t keep;
     uint64_t max_bytes, bytes;
     size_t unread;
     uint64_t next_id, key[2];
     uint64_t added, evicted, refused, deleted;
+    uint64_t moved;           /* messages moved back to base (see msgs) */
     struct mbox_arena *arena; /* the messages' raw bytes */
     struct mbox_listener listeners[MBOX_LISTENERS_MAX];
     int nlisteners;
@@ -282,7 +288,7 @@ void mbox_free(struct mbox *m)
         return;
     for (size_t i = 0; i < m->n; i++)
         mbox_msg_unref(m->msgs[i]);
-    free(m->msgs);
+    free(m->base);
     mbox_arena_free(m->arena);
     pthread_mutex_destroy(&m->mu);
     pthread_mutex_destroy(&m->parse_mu);
@@ -343,7 +349,12 @@ static struct mbox_msg *mbox_remove_at(struct mbox *m, size_t i)
 {
     struct mbox_msg *msg = m->msgs[i];
 
-    memmove(m->msgs + i, m->msgs + i + 1, (m->n - i - 1) * sizeof(*m->msgs));
+    if (i == 0) { /* the oldest */
+        m->msgs++;
+        m->front++;
+    } else {
+        memmove(m->msgs + i, m->msgs + i + 1, (m->n - i - 1) * sizeof(*m->msgs));
+    }
     m->n--;
     m->bytes -= msg->len;
     if (!msg->read)
@@ -417,16 +428,22 @@ static int mbox_keep(struct mbox *m, struct mbox_msg *msg, struct mbox_facts *fa
     memset(facts, 0, sizeof(*facts));
 
     pthread_mutex_lock(&m->mu);
-    if (m->n == m->cap) {
+    if (m->front + m->n == m->cap && m->front > 0 && m->front >= m->n) {
+        memmove(m->base, m->msgs, m->n * sizeof(*m->msgs)); /* back to the start */
+        m->msgs = m->base;
+        m->front = 0;
+        m->moved += m->n;
+    } else if (m->front + m->n == m->cap) {
         size_t cap = m->cap ? m->cap * 2 : 64;
-        struct mbox_msg **p = realloc(m->msgs, cap * sizeof(*p));
+        struct mbox_msg **p = realloc(m->base, cap * sizeof(*p));
         if (p == NULL) {
             m->refused++;
             pthread_mutex_unlock(&m->mu);
             mbox_msg_free(msg);
             return -1;
         }
-        m->msgs = p;
+        m->base = p;
+        m->msgs = p + m->front;
         m->cap = cap;
     }
     /* room first: the oldest go (at most all of them) */
@@ -446,7 +463,8 @@ static int mbox_keep(struct mbox *m, struct mbox_msg *msg, struct mbox_facts *fa
             else
                 mbox_msg_unref(old); /* no room to say which: said as "all" below */
         }
-        memmove(m->msgs, m->msgs + drop, (m->n - drop) * sizeof(*m->msgs));
+        m->msgs += drop;
+        m->front += drop;
         m->n -= drop;
         m->evicted += drop;
     }
@@ -538,17 +556,18 @@ size_t mbox_delete(struct mbox *m, const char *const *ids, size_t n)
     pthread_mutex_lock(&m->mu);
     nl = mbox_listeners(m, ls);
     if (ids == NULL) {
+        struct mbox_msg **base = m->base;
         gone = m->msgs;
         ngone = m->n;
-        m->msgs = NULL;
-        m->n = m->cap = 0;
+        m->base = m->msgs = NULL;
+        m->front = m->n = m->cap = 0;
         m->bytes = 0;
         m->unread = 0;
         m->deleted += ngone;
         pthread_mutex_unlock(&m->mu);
         for (size_t i = 0; i < ngone; i++)
             mbox_msg_unref(gone[i]);
-        free(gone);
+        free(base);
         mbox_tell(ls, nl, MBOX_DELETED, NULL, 0);
         return ngone;
     }
@@ -650,6 +669,7 @@ void mbox_stats(struct mbox *m, struct mbox_stats *st)
     st->evicted = m->evicted;
     st->refused = m->refused;
     st->deleted = m->deleted;
+    st->moved = m->moved;
     pthread_mutex_unlock(&m->mu);
     st->mapped = mbox_arena_mapped(m->arena, NULL);
 }

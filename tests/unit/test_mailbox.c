@@ -425,6 +425,71 @@ static void test_store_keep(void)
     mbox_free(m);
 }
 
+/* The store's order through a long run: each add past --keep drops the
+ * oldest, deletes take the oldest, one in the middle, or all, and the
+ * listing, "latest" and lookups by ID always agree with a plain model;
+ * keeping the order moves a message about once, not --keep of them at
+ * each add. */
+static void test_store_window(void)
+{
+    enum { KEEP = 40, STEPS = 3000 };
+    static char model[STEPS][MBOX_ID_LEN + 1]; /* kept IDs, oldest first: [lo, hi) */
+    size_t lo = 0, hi = 0, total = 0;
+    struct mbox_entry e[KEEP + 1];
+    struct mbox_stats st;
+    struct mbox *m;
+    int bad = 0;
+
+    CHECK(mbox_new(&m, KEEP, 1 << 20) == 0);
+    for (int i = 0; i < STEPS && !bad; i++) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "Subject: %d\r\n\r\nx\r\n", i);
+        bad |= add(m, msg, model[hi++]) != 0;
+        if (hi - lo > KEEP)
+            lo++;
+        if (i % 7 == 3 && hi > lo) { /* the oldest */
+            const char *one[] = {model[lo]};
+            bad |= mbox_delete(m, one, 1) != 1;
+            lo++;
+        }
+        if (i % 11 == 5 && hi - lo >= 3) { /* one in the middle */
+            size_t k = lo + (hi - lo) / 2;
+            const char *one[] = {model[k]};
+            char gone[MBOX_ID_LEN + 1];
+            bad |= mbox_delete(m, one, 1) != 1;
+            memcpy(gone, model[k], sizeof(gone));
+            memmove(model[lo + 1], model[lo], (k - lo) * sizeof(model[0]));
+            memcpy(model[lo++], gone, sizeof(gone)); /* just before the kept: gone */
+        }
+        if (i == STEPS / 2) { /* all */
+            bad |= mbox_delete(m, NULL, 0) != hi - lo;
+            lo = hi;
+        }
+        size_t n = mbox_list(m, 0, KEEP + 1, e, &total, NULL);
+        bad |= n != hi - lo || total != n;
+        for (size_t j = 0; j < n && !bad; j++)
+            bad |= strcmp(mbox_msg_id(e[j].msg), model[hi - 1 - j]) != 0;
+        mbox_list_release(e, n);
+        struct mbox_msg *latest = mbox_get(m, "latest"), *oldest = NULL;
+        bad |= (latest == NULL) != (hi == lo) ||
+               (latest != NULL && strcmp(mbox_msg_id(latest), model[hi - 1]) != 0);
+        if (hi > lo)
+            bad |= (oldest = mbox_get(m, model[lo])) == NULL;
+        struct mbox_msg *gone = lo > 0 ? mbox_get(m, model[lo - 1]) : NULL;
+        bad |= gone != NULL;
+        mbox_msg_unref(gone);
+        mbox_msg_unref(latest);
+        mbox_msg_unref(oldest);
+        CHECKF(!bad, "step %d: %zu kept", i, hi - lo);
+    }
+    mbox_stats(m, &st);
+    CHECK(st.added == STEPS && st.count == hi - lo);
+    CHECKF(st.moved <= st.added, "%llu moved for %llu added", (unsigned long long)st.moved,
+           (unsigned long long)st.added);
+    CHECK(st.moved > 0); /* the order was kept by moving, at least once */
+    mbox_free(m);
+}
+
 /* A kept message's facts come back as they were given, whatever their
  * number and length, for a small message and for one whose bytes are in
  * the store's arena; the facts given are taken (zeroed). */
@@ -1512,6 +1577,7 @@ int main(void)
     test_mime_malformed();
     test_utf8();
     test_store_keep();
+    test_store_window();
     test_store_facts();
     test_store_bytes();
     test_store_delete_read();
