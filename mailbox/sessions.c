@@ -82,8 +82,11 @@ struct sess_rec {
     unsigned long lines;
     int have_totals;
     struct tlog_totals totals;
-    char (*msgs)[MBOX_ID_LEN + 1]; /* oldest first */
-    size_t nmsgs, msgs_cap;
+    /* its messages' IDs, oldest first: msgs[0..nmsgs), within
+     * msgs_base[0..msgs_cap) from msgs_front on; the oldest leave by
+     * moving the front, as the store's messages do (store.c) */
+    char (*msgs_base)[MBOX_ID_LEN + 1], (*msgs)[MBOX_ID_LEN + 1];
+    size_t msgs_front, nmsgs, msgs_cap;
     /* its events, each a size (uint64_t) and a record; or, for a line of
      * content (TLOG_DATA) packed like the last record kept whole but for
      * its time and bytes (tlog_event_packed_like), SESS_NEXT | its length,
@@ -180,7 +183,7 @@ static void sess_rec_free(struct sess_registry *r, struct sess_rec *s)
     free(s->why);
     mbox_tls_clear(&s->tls_client);
     mbox_tls_clear(&s->tls_upstream);
-    free(s->msgs);
+    free(s->msgs_base);
     sess_buf_clear(r, &s->evs);
     if (s->keylog != NULL)
         explicit_bzero(s->keylog, s->keylog_len); /* secrets */
@@ -464,19 +467,29 @@ static void sess_msg_added(struct sess_registry *r, const char *id, uint64_t ses
 {
     pthread_mutex_lock(&r->mu);
     struct sess_rec *s = sess_find(r, session);
-    if (s != NULL && s->nmsgs == SESS_MSGS_MAX) {
-        memmove(s->msgs, s->msgs + 1, (s->nmsgs - 1) * sizeof(*s->msgs));
-        s->nmsgs--; /* the newest are listed */
+    if (s == NULL) {
+        pthread_mutex_unlock(&r->mu);
+        return;
     }
-    if (s != NULL && s->nmsgs == s->msgs_cap) {
+    if (s->nmsgs == SESS_MSGS_MAX) { /* the newest are listed */
+        s->msgs++;
+        s->msgs_front++;
+        s->nmsgs--;
+    }
+    if (s->msgs_front + s->nmsgs == s->msgs_cap && s->msgs_front > 0 && s->msgs_front >= s->nmsgs) {
+        memmove(s->msgs_base, s->msgs, s->nmsgs * sizeof(*s->msgs)); /* back to the start */
+        s->msgs = s->msgs_base;
+        s->msgs_front = 0;
+    } else if (s->msgs_front + s->nmsgs == s->msgs_cap) {
         size_t cap = s->msgs_cap ? s->msgs_cap * 2 : 4;
-        void *p = realloc(s->msgs, cap * sizeof(*s->msgs));
+        char(*p)[MBOX_ID_LEN + 1] = realloc(s->msgs_base, cap * sizeof(*s->msgs));
         if (p != NULL) {
-            s->msgs = p;
+            s->msgs_base = p;
+            s->msgs = p + s->msgs_front;
             s->msgs_cap = cap;
         }
     }
-    if (s != NULL && s->nmsgs < s->msgs_cap)
+    if (s->msgs_front + s->nmsgs < s->msgs_cap)
         memcpy(s->msgs[s->nmsgs++], id, MBOX_ID_LEN + 1);
     pthread_mutex_unlock(&r->mu);
 }
@@ -486,16 +499,23 @@ static void sess_msg_deleted(struct sess_registry *r, const char *id, uint64_t s
 {
     pthread_mutex_lock(&r->mu);
     if (id == NULL) {
-        for (struct sess_rec *s = r->oldest; s != NULL; s = s->newer)
-            s->nmsgs = 0;
+        for (struct sess_rec *s = r->oldest; s != NULL; s = s->newer) {
+            s->msgs = s->msgs_base;
+            s->msgs_front = s->nmsgs = 0;
+        }
     } else {
         struct sess_rec *s = sess_find(r, session); /* NULL: the session went first */
         for (size_t i = 0; s != NULL && i < s->nmsgs; i++) {
-            if (strcmp(s->msgs[i], id) == 0) {
+            if (strcmp(s->msgs[i], id) != 0)
+                continue;
+            if (i == 0) { /* the oldest: evicted, mostly */
+                s->msgs++;
+                s->msgs_front++;
+            } else {
                 memmove(s->msgs + i, s->msgs + i + 1, (s->nmsgs - i - 1) * sizeof(*s->msgs));
-                s->nmsgs--;
-                break;
             }
+            s->nmsgs--;
+            break;
         }
     }
     pthread_mutex_unlock(&r->mu);

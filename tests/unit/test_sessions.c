@@ -655,6 +655,72 @@ static void test_messages(void)
     mbox_free(m);
 }
 
+/* One long session: its newest SESS_MSGS_MAX messages are listed while
+ * the store evicts and deletes the oldest, one in the middle, or all,
+ * agreeing with a plain model all along. */
+static void test_messages_long(void)
+{
+    enum { KEEP = SESS_MSGS_MAX + 200, STEPS = 3 * SESS_MSGS_MAX };
+    static char ids[STEPS][MBOX_ID_LEN + 1];
+    static size_t store[STEPS], list[STEPS]; /* indices into ids, oldest first */
+    size_t ns = 0, nl = 0, reached = 0;
+    struct sess_registry *r;
+    struct mbox *m;
+    char err[200];
+    int bad = 0;
+
+    CHECK(mbox_new(&m, KEEP, 1u << 30) == 0);
+    CHECK(sess_open(&r, m, 10, 0, err, sizeof(err)) == 0);
+    ev_connect(9);
+    for (size_t i = 0; i < STEPS && !bad; i++) {
+        size_t gone = SIZE_MAX; /* the store's, besides an eviction */
+        add_msg(m, 9, ids[i]);
+        if (ns == KEEP)
+            gone = store[0]; /* evicted */
+        if (nl == SESS_MSGS_MAX)
+            memmove(list, list + 1, --nl * sizeof(list[0]));
+        list[nl++] = i;
+        reached = nl > reached ? nl : reached;
+        if (gone != SIZE_MAX) {
+            memmove(store, store + 1, --ns * sizeof(store[0]));
+            for (size_t j = 0; j < nl; j++)
+                if (list[j] == gone)
+                    memmove(list + j, list + j + 1, (--nl - j) * sizeof(list[0]));
+        }
+        store[ns++] = i;
+        size_t del = SIZE_MAX;
+        if (i % 5 == 2 && nl > 0)
+            del = list[0]; /* the session's oldest listed */
+        else if (i % 13 == 7 && nl > 2)
+            del = list[nl / 2];
+        if (del != SIZE_MAX) {
+            const char *one[] = {ids[del]};
+            bad |= mbox_delete(m, one, 1) != 1;
+            for (size_t j = 0; j < ns; j++)
+                if (store[j] == del)
+                    memmove(store + j, store + j + 1, (--ns - j) * sizeof(store[0]));
+            for (size_t j = 0; j < nl; j++)
+                if (list[j] == del)
+                    memmove(list + j, list + j + 1, (--nl - j) * sizeof(list[0]));
+        }
+        if (i == STEPS / 2) {
+            mbox_delete(m, NULL, 0);
+            ns = nl = 0;
+        }
+        if (i % 7 != 0 && i != STEPS - 1)
+            continue;
+        json_t *v = sess_view_one(r, 9), *got = json_object_get(v, "Messages");
+        bad |= json_array_size(got) != nl;
+        for (size_t j = 0; j < nl && !bad; j++)
+            bad |= strcmp(json_string_value(json_array_get(got, j)), ids[list[j]]) != 0;
+        json_decref(v);
+        CHECKF(!bad, "step %zu: %zu listed", i, nl);
+    }
+    CHECK(reached == SESS_MSGS_MAX); /* the bound was met: the oldest listed left by it */
+    sess_close(r);
+    mbox_free(m);
+}
+
 /* Sessions' kept lines never hold the store's memory: with the store full
  * and evicting, it maps no more than its messages and its spares need,
  * whatever the sessions keep meanwhile. (With the chunks in the store's
@@ -909,6 +975,7 @@ int main(void)
     test_cut();
     test_content_lines();
     test_messages();
+    test_messages_long();
     test_store_memory();
     test_lines_memory();
     test_news();
