@@ -2,7 +2,8 @@
  * storekeep - what adding a message costs the mailbox store once it is
  * full (--keep N reached: each add drops the oldest), against filling it.
  *
- *   build/bench/storekeep KEEP [MORE]   (MORE: adds timed when full, default 20000)
+ *   build/bench/storekeep KEEP [MORE]   (MORE: adds timed when full,
+ *                                        default 2 * KEEP, at least 20000)
  *
  * Prints µs per add while filling and when full. The store alone: no
  * relay, no MIME (the messages are never looked at).
@@ -25,10 +26,12 @@ int main(int argc, char **argv)
 {
     static const char msg[] = "Subject: x\r\n\r\nbody\r\n";
     size_t keep = argc > 1 ? strtoul(argv[1], NULL, 10) : 0;
-    size_t more = argc > 2 ? strtoul(argv[2], NULL, 10) : 20000;
+    size_t more = argc > 2 ? strtoul(argv[2], NULL, 10) : 0;
     struct mbox *m;
 
-    if (keep == 0 || more == 0) {
+    if (more == 0) /* enough adds to move the array back to its start twice */
+        more = keep < 10000 ? 20000 : 2 * keep;
+    if (keep == 0) {
         fprintf(stderr, "usage: storekeep KEEP [MORE]\n");
         return 2;
     }

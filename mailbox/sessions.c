@@ -37,7 +37,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SESS_BUCKETS 1024 /* the map's buckets (chained); more than SESS_KEEP_MAX */
+#define SESS_MSGS_ROOM (SESS_MSGS_MAX + SESS_MSGS_MAX / 4) /* a session's list of IDs, at most */
+#define SESS_BUCKETS   1024 /* the map's buckets (chained); more than SESS_KEEP_MAX */
 
 /* A buffer of lines in chunks, each a piece of the registry's own arena
  * (the first ones small, malloc's; then SESS_CHUNK bytes in regions the
@@ -84,7 +85,8 @@ struct sess_rec {
     struct tlog_totals totals;
     /* its messages' IDs, oldest first: msgs[0..nmsgs), within
      * msgs_base[0..msgs_cap) from msgs_front on; the oldest leave by
-     * moving the front, as the store's messages do (store.c) */
+     * moving the front, as the store's messages do (store.c), and
+     * msgs_cap grows to SESS_MSGS_ROOM at most */
     char (*msgs_base)[MBOX_ID_LEN + 1], (*msgs)[MBOX_ID_LEN + 1];
     size_t msgs_front, nmsgs, msgs_cap;
     /* its events, each a size (uint64_t) and a record; or, for a line of
@@ -476,17 +478,19 @@ static void sess_msg_added(struct sess_registry *r, const char *id, uint64_t ses
         s->msgs_front++;
         s->nmsgs--;
     }
-    if (s->msgs_front + s->nmsgs == s->msgs_cap && s->msgs_front > 0 && s->msgs_front >= s->nmsgs) {
-        memmove(s->msgs_base, s->msgs, s->nmsgs * sizeof(*s->msgs)); /* back to the start */
-        s->msgs = s->msgs_base;
-        s->msgs_front = 0;
-    } else if (s->msgs_front + s->nmsgs == s->msgs_cap) {
+    if (s->msgs_front + s->nmsgs == s->msgs_cap) { /* no room after the last */
         size_t cap = s->msgs_cap ? s->msgs_cap * 2 : 4;
-        char(*p)[MBOX_ID_LEN + 1] = realloc(s->msgs_base, cap * sizeof(*s->msgs));
-        if (p != NULL) {
+        char(*p)[MBOX_ID_LEN + 1] = NULL;
+        cap = cap < SESS_MSGS_ROOM ? cap : SESS_MSGS_ROOM;
+        if ((s->msgs_front == 0 || s->msgs_front < s->nmsgs) && cap > s->msgs_cap &&
+            (p = realloc(s->msgs_base, cap * sizeof(*s->msgs))) != NULL) {
             s->msgs_base = p;
             s->msgs = p + s->msgs_front;
             s->msgs_cap = cap;
+        } else if (s->msgs_front > 0) {
+            memmove(s->msgs_base, s->msgs, s->nmsgs * sizeof(*s->msgs)); /* back to the start */
+            s->msgs = s->msgs_base;
+            s->msgs_front = 0;
         }
     }
     if (s->msgs_front + s->nmsgs < s->msgs_cap)

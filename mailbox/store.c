@@ -54,9 +54,11 @@ struct mbox {
     pthread_mutex_t parse_mu;
     /* the messages, oldest first: msgs[0..n), within base[0..cap) from
      * front on. The oldest leave by moving front (no copy of the rest: a
-     * full store drops one at each add); the rest move back to base only
-     * when the room behind them is used up and that before them is as
-     * large as they are, so each message is moved once, on average */
+     * full store drops one at each add). When the room after the last is
+     * used up, base grows (doubling, to at most keep * 1.25 + 1) while the
+     * room before the first is smaller than they are; else they move back
+     * to base: at least keep / 4 + 1 have left since the last move, so a
+     * message is moved at most four times per message added, on average */
     struct mbox_msg **base, **msgs;
     size_t front, n, cap;
     size_t keep;
@@ -428,23 +430,26 @@ static int mbox_keep(struct mbox *m, struct mbox_msg *msg, struct mbox_facts *fa
     memset(facts, 0, sizeof(*facts));
 
     pthread_mutex_lock(&m->mu);
-    if (m->front + m->n == m->cap && m->front > 0 && m->front >= m->n) {
-        memmove(m->base, m->msgs, m->n * sizeof(*m->msgs)); /* back to the start */
-        m->msgs = m->base;
-        m->front = 0;
-        m->moved += m->n;
-    } else if (m->front + m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 64;
-        struct mbox_msg **p = realloc(m->base, cap * sizeof(*p));
-        if (p == NULL) {
+    if (m->front + m->n == m->cap) { /* no room after the last (see msgs) */
+        size_t room = m->keep + m->keep / 4 + 1, cap = m->cap ? m->cap * 2 : 64;
+        struct mbox_msg **p = NULL;
+        cap = cap < room ? cap : room;
+        if ((m->front == 0 || m->front < m->n) && cap > m->cap &&
+            (p = realloc(m->base, cap * sizeof(*p))) != NULL) {
+            m->base = p;
+            m->msgs = p + m->front;
+            m->cap = cap;
+        } else if (m->front > 0) {
+            memmove(m->base, m->msgs, m->n * sizeof(*m->msgs)); /* back to the start */
+            m->msgs = m->base;
+            m->front = 0;
+            m->moved += m->n;
+        } else {
             m->refused++;
             pthread_mutex_unlock(&m->mu);
             mbox_msg_free(msg);
             return -1;
         }
-        m->base = p;
-        m->msgs = p + m->front;
-        m->cap = cap;
     }
     /* room first: the oldest go (at most all of them) */
     size_t drop = 0;

@@ -173,7 +173,8 @@ struct mbox_stats {
     uint64_t evicted; /* dropped for --keep or --keep-bytes */
     uint64_t refused; /* never kept: larger than --keep-bytes */
     uint64_t deleted; /* deleted through the API */
-    uint64_t moved; /* moves of a kept message to keep them in order: about one per message added */
+    uint64_t
+        moved; /* moves of a kept message to keep them in order: at most four per message added */
     uint64_t mapped; /* memory the kept bytes occupy (arena.h), malloc'd small ones aside */
 };
 void mbox_stats(struct mbox *m, struct mbox_stats *st);

@@ -428,8 +428,8 @@ static void test_store_keep(void)
 /* The store's order through a long run: each add past --keep drops the
  * oldest, deletes take the oldest, one in the middle, or all, and the
  * listing, "latest" and lookups by ID always agree with a plain model;
- * keeping the order moves a message about once, not --keep of them at
- * each add. */
+ * keeping the order moves at most four messages an add, on average, not
+ * --keep of them at each add. */
 static void test_store_window(void)
 {
     enum { KEEP = 40, STEPS = 3000 };
@@ -484,7 +484,7 @@ static void test_store_window(void)
     }
     mbox_stats(m, &st);
     CHECK(st.added == STEPS && st.count == hi - lo);
-    CHECKF(st.moved <= st.added, "%llu moved for %llu added", (unsigned long long)st.moved,
+    CHECKF(st.moved <= 4 * st.added, "%llu moved for %llu added", (unsigned long long)st.moved,
            (unsigned long long)st.added);
     CHECK(st.moved > 0); /* the order was kept by moving, at least once */
     mbox_free(m);
