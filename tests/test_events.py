@@ -357,6 +357,10 @@ class EventsTest(EventsCase):
         self.assertEqual(a.resp.headers["Cache-Control"], "no-cache")
         self.send(message(1))
         mid = self.get("/api/v1/messages")["messages"][0]["ID"]
+        # the client has its 221; the session closes just after, on its own
+        # time: deleted only once both streams heard it closed
+        for st in (a, b):
+            st.wait(lambda ev: ev[0] == "session" and ev[1].get("State") == "closed")
         st, _, _ = call(self.port, "/api/v1/messages", "DELETE", {"IDs": [mid]})
         self.assertEqual(st, 200)
 
