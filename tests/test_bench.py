@@ -52,6 +52,18 @@ class BenchToolsTest(unittest.TestCase):
         self.assertGreaterEqual(stats["messages"], 80)
         self.assertGreater(stats["bytes"], 20 * 20000)
 
+    def test_storekeep(self):
+        """bench/storekeep fills a store of 300 and adds 1000 more: both
+        timed, each add evicting the oldest."""
+        r = subprocess.run([os.path.join(BENCH, "storekeep"), "300", "1000"], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"^keep 300: filling [0-9.]+ us/add, full [0-9.]+ us/add "
+                                   r"\(1000 adds\)\n$")
+        r = subprocess.run([os.path.join(BENCH, "storekeep")], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual((r.returncode, r.stderr), (2, "usage: storekeep KEEP [MORE]\n"))
+
 
 if __name__ == "__main__":
     unittest.main()
