@@ -25,6 +25,7 @@
 #include "collect.h"
 #include "store.h"
 #include "view.h"
+#include "window.h"
 #include "../log/evpack.h"
 #include "../log/pcap.h"
 #include "../log/redact.h"
@@ -83,12 +84,9 @@ struct sess_rec {
     unsigned long lines;
     int have_totals;
     struct tlog_totals totals;
-    /* its messages' IDs, oldest first: msgs[0..nmsgs), within
-     * msgs_base[0..msgs_cap) from msgs_front on; the oldest leave by
-     * moving the front, as the store's messages do (store.c), and
-     * msgs_cap grows to SESS_MSGS_ROOM at most */
-    char (*msgs_base)[MBOX_ID_LEN + 1], (*msgs)[MBOX_ID_LEN + 1];
-    size_t msgs_front, nmsgs, msgs_cap;
+    /* its messages' IDs (sess_id), oldest first, the newest
+     * SESS_MSGS_MAX; msgs.cap grows to SESS_MSGS_ROOM at most (window.h) */
+    struct mbox_window msgs;
     /* its events, each a size (uint64_t) and a record; or, for a line of
      * content (TLOG_DATA) packed like the last record kept whole but for
      * its time and bytes (tlog_event_packed_like), SESS_NEXT | its length,
@@ -103,6 +101,14 @@ struct sess_rec {
     size_t keylog_len;
     unsigned keylog_cut; /* lines not kept */
 };
+
+typedef char sess_id[MBOX_ID_LEN + 1]; /* a message's, in a session's list */
+
+/* sess_ids - s's messages' IDs, oldest first (s->msgs.n of them). */
+static sess_id *sess_ids(const struct sess_rec *s)
+{
+    return mbox_window_first(&s->msgs, sizeof(sess_id));
+}
 
 struct sess_registry {
     pthread_mutex_t mu;
@@ -185,7 +191,7 @@ static void sess_rec_free(struct sess_registry *r, struct sess_rec *s)
     free(s->why);
     mbox_tls_clear(&s->tls_client);
     mbox_tls_clear(&s->tls_upstream);
-    free(s->msgs_base);
+    mbox_window_free(&s->msgs);
     sess_buf_clear(r, &s->evs);
     if (s->keylog != NULL)
         explicit_bzero(s->keylog, s->keylog_len); /* secrets */
@@ -473,28 +479,10 @@ static void sess_msg_added(struct sess_registry *r, const char *id, uint64_t ses
         pthread_mutex_unlock(&r->mu);
         return;
     }
-    if (s->nmsgs == SESS_MSGS_MAX) { /* the newest are listed */
-        s->msgs++;
-        s->msgs_front++;
-        s->nmsgs--;
-    }
-    if (s->msgs_front + s->nmsgs == s->msgs_cap) { /* no room after the last */
-        size_t cap = s->msgs_cap ? s->msgs_cap * 2 : 4;
-        char(*p)[MBOX_ID_LEN + 1] = NULL;
-        cap = cap < SESS_MSGS_ROOM ? cap : SESS_MSGS_ROOM;
-        if ((s->msgs_front == 0 || s->msgs_front < s->nmsgs) && cap > s->msgs_cap &&
-            (p = realloc(s->msgs_base, cap * sizeof(*s->msgs))) != NULL) {
-            s->msgs_base = p;
-            s->msgs = p + s->msgs_front;
-            s->msgs_cap = cap;
-        } else if (s->msgs_front > 0) {
-            memmove(s->msgs_base, s->msgs, s->nmsgs * sizeof(*s->msgs)); /* back to the start */
-            s->msgs = s->msgs_base;
-            s->msgs_front = 0;
-        }
-    }
-    if (s->msgs_front + s->nmsgs < s->msgs_cap)
-        memcpy(s->msgs[s->nmsgs++], id, MBOX_ID_LEN + 1);
+    if (s->msgs.n == SESS_MSGS_MAX) /* the newest are listed */
+        mbox_window_drop(&s->msgs, 1);
+    if (mbox_window_room(&s->msgs, sizeof(sess_id), 4, SESS_MSGS_ROOM, NULL) == 0)
+        memcpy(sess_ids(s)[s->msgs.n++], id, sizeof(sess_id));
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -503,23 +491,15 @@ static void sess_msg_deleted(struct sess_registry *r, const char *id, uint64_t s
 {
     pthread_mutex_lock(&r->mu);
     if (id == NULL) {
-        for (struct sess_rec *s = r->oldest; s != NULL; s = s->newer) {
-            s->msgs = s->msgs_base;
-            s->msgs_front = s->nmsgs = 0;
-        }
+        for (struct sess_rec *s = r->oldest; s != NULL; s = s->newer)
+            s->msgs.front = s->msgs.n = 0; /* (the room kept) */
     } else {
         struct sess_rec *s = sess_find(r, session); /* NULL: the session went first */
-        for (size_t i = 0; s != NULL && i < s->nmsgs; i++) {
-            if (strcmp(s->msgs[i], id) != 0)
-                continue;
-            if (i == 0) { /* the oldest: evicted, mostly */
-                s->msgs++;
-                s->msgs_front++;
-            } else {
-                memmove(s->msgs + i, s->msgs + i + 1, (s->nmsgs - i - 1) * sizeof(*s->msgs));
+        for (size_t i = 0; s != NULL && i < s->msgs.n; i++) {
+            if (strcmp(sess_ids(s)[i], id) == 0) { /* the oldest, mostly: evicted */
+                mbox_window_remove(&s->msgs, i, sizeof(sess_id));
+                break;
             }
-            s->nmsgs--;
-            break;
         }
     }
     pthread_mutex_unlock(&r->mu);
@@ -617,8 +597,8 @@ static json_t *sess_json(const struct sess_registry *r, const struct sess_rec *s
 {
     json_t *msgs = json_array(), *bytes = json_null();
 
-    for (size_t i = 0; msgs != NULL && i < s->nmsgs; i++)
-        json_array_append_new(msgs, json_string(s->msgs[i]));
+    for (size_t i = 0; msgs != NULL && i < s->msgs.n; i++)
+        json_array_append_new(msgs, json_string(sess_ids(s)[i]));
     if (s->have_totals) {
         json_decref(bytes);
         bytes = json_pack("{s:I,s:I,s:I,s:I}", "ClientIn", (json_int_t)s->totals.client_rx,

@@ -19,6 +19,7 @@
 #include "store.h"
 #include "arena.h"
 #include "mime.h"
+#include "window.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -52,25 +53,26 @@ struct mbox_msg {
 struct mbox {
     pthread_mutex_t mu;
     pthread_mutex_t parse_mu;
-    /* the messages, oldest first: msgs[0..n), within base[0..cap) from
-     * front on. The oldest leave by moving front (no copy of the rest: a
-     * full store drops one at each add). When the room after the last is
-     * used up, base grows (doubling, to at most keep * 1.25 + 1) while the
-     * room before the first is smaller than they are; else they move back
-     * to base: at least keep / 4 + 1 have left since the last move, so a
-     * message is moved at most four times per message added, on average */
-    struct mbox_msg **base, **msgs;
-    size_t front, n, cap;
+    /* the messages (struct mbox_msg *), oldest first; the oldest leave
+     * without the others being copied (a full store drops one at each
+     * add), and msgs.cap grows to keep * 1.25 + 1 at most (window.h) */
+    struct mbox_window msgs;
     size_t keep;
     uint64_t max_bytes, bytes;
     size_t unread;
     uint64_t next_id, key[2];
     uint64_t added, evicted, refused, deleted;
-    uint64_t moved;           /* messages moved back to base (see msgs) */
+    uint64_t moved;           /* messages moved back to the start of msgs */
     struct mbox_arena *arena; /* the messages' raw bytes */
     struct mbox_listener listeners[MBOX_LISTENERS_MAX];
     int nlisteners;
 };
+
+/* mbox_msgs - the messages, oldest first (m->msgs.n of them). */
+static struct mbox_msg **mbox_msgs(const struct mbox *m)
+{
+    return mbox_window_first(&m->msgs, sizeof(struct mbox_msg *));
+}
 
 static const char mbox_alphabet[] = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 
@@ -288,9 +290,9 @@ void mbox_free(struct mbox *m)
 {
     if (m == NULL)
         return;
-    for (size_t i = 0; i < m->n; i++)
-        mbox_msg_unref(m->msgs[i]);
-    free(m->base);
+    for (size_t i = 0; i < m->msgs.n; i++)
+        mbox_msg_unref(mbox_msgs(m)[i]);
+    mbox_window_free(&m->msgs);
     mbox_arena_free(m->arena);
     pthread_mutex_destroy(&m->mu);
     pthread_mutex_destroy(&m->parse_mu);
@@ -349,15 +351,9 @@ static void mbox_tell(const struct mbox_listener *ls, int n, enum mbox_change wh
  * caller lets go of the reference it gives. */
 static struct mbox_msg *mbox_remove_at(struct mbox *m, size_t i)
 {
-    struct mbox_msg *msg = m->msgs[i];
+    struct mbox_msg *msg = mbox_msgs(m)[i];
 
-    if (i == 0) { /* the oldest */
-        m->msgs++;
-        m->front++;
-    } else {
-        memmove(m->msgs + i, m->msgs + i + 1, (m->n - i - 1) * sizeof(*m->msgs));
-    }
-    m->n--;
+    mbox_window_remove(&m->msgs, i, sizeof(msg));
     m->bytes -= msg->len;
     if (!msg->read)
         m->unread--;
@@ -430,36 +426,21 @@ static int mbox_keep(struct mbox *m, struct mbox_msg *msg, struct mbox_facts *fa
     memset(facts, 0, sizeof(*facts));
 
     pthread_mutex_lock(&m->mu);
-    if (m->front + m->n == m->cap) { /* no room after the last (see msgs) */
-        size_t room = m->keep + m->keep / 4 + 1, cap = m->cap ? m->cap * 2 : 64;
-        struct mbox_msg **p = NULL;
-        cap = cap < room ? cap : room;
-        if ((m->front == 0 || m->front < m->n) && cap > m->cap &&
-            (p = realloc(m->base, cap * sizeof(*p))) != NULL) {
-            m->base = p;
-            m->msgs = p + m->front;
-            m->cap = cap;
-        } else if (m->front > 0) {
-            memmove(m->base, m->msgs, m->n * sizeof(*m->msgs)); /* back to the start */
-            m->msgs = m->base;
-            m->front = 0;
-            m->moved += m->n;
-        } else {
-            m->refused++;
-            pthread_mutex_unlock(&m->mu);
-            mbox_msg_free(msg);
-            return -1;
-        }
+    if (mbox_window_room(&m->msgs, sizeof(msg), 64, m->keep + m->keep / 4 + 1, &m->moved) != 0) {
+        m->refused++;
+        pthread_mutex_unlock(&m->mu);
+        mbox_msg_free(msg);
+        return -1;
     }
     /* room first: the oldest go (at most all of them) */
     size_t drop = 0;
     uint64_t bytes = m->bytes;
-    while (drop < m->n && (m->n - drop >= m->keep || bytes + len > m->max_bytes))
-        bytes -= m->msgs[drop++]->len;
+    while (drop < m->msgs.n && (m->msgs.n - drop >= m->keep || bytes + len > m->max_bytes))
+        bytes -= mbox_msgs(m)[drop++]->len;
     if (drop > 0) {
         gone = malloc(drop * sizeof(*gone));
         for (size_t i = 0; i < drop; i++) {
-            struct mbox_msg *old = m->msgs[i];
+            struct mbox_msg *old = mbox_msgs(m)[i];
             m->bytes -= old->len;
             if (!old->read)
                 m->unread--;
@@ -468,15 +449,13 @@ static int mbox_keep(struct mbox *m, struct mbox_msg *msg, struct mbox_facts *fa
             else
                 mbox_msg_unref(old); /* no room to say which: said as "all" below */
         }
-        m->msgs += drop;
-        m->front += drop;
-        m->n -= drop;
+        mbox_window_drop(&m->msgs, drop);
         m->evicted += drop;
     }
     mbox_make_id(m, msg->id);
     memcpy(new_id, msg->id, sizeof(new_id));
     uint64_t new_session = msg->facts.session; /* msg may go once mu is let go */
-    m->msgs[m->n++] = msg;
+    mbox_msgs(m)[m->msgs.n++] = msg;
     m->bytes += len;
     m->unread++;
     m->added++;
@@ -502,11 +481,11 @@ static long mbox_find(const struct mbox *m, const char *id)
     if (id == NULL)
         return -1;
     if (strcmp(id, "latest") == 0)
-        return m->n > 0 ? (long)m->n - 1 : -1;
+        return m->msgs.n > 0 ? (long)m->msgs.n - 1 : -1;
     if (strlen(id) != MBOX_ID_LEN)
         return -1;
-    for (size_t i = m->n; i-- > 0;)
-        if (memcmp(m->msgs[i]->id, id, MBOX_ID_LEN) == 0)
+    for (size_t i = m->msgs.n; i-- > 0;)
+        if (memcmp(mbox_msgs(m)[i]->id, id, MBOX_ID_LEN) == 0)
             return (long)i;
     return -1;
 }
@@ -518,7 +497,7 @@ struct mbox_msg *mbox_get(struct mbox *m, const char *id)
     pthread_mutex_lock(&m->mu);
     long i = mbox_find(m, id);
     if (i >= 0) {
-        msg = m->msgs[i];
+        msg = mbox_msgs(m)[i];
         atomic_fetch_add(&msg->refs, 1);
     }
     pthread_mutex_unlock(&m->mu);
@@ -531,14 +510,14 @@ size_t mbox_list(struct mbox *m, size_t start, size_t limit, struct mbox_entry *
     size_t k = 0;
 
     pthread_mutex_lock(&m->mu);
-    for (size_t i = start; i < m->n && k < limit; i++, k++) {
-        struct mbox_msg *msg = m->msgs[m->n - 1 - i];
+    for (size_t i = start; i < m->msgs.n && k < limit; i++, k++) {
+        struct mbox_msg *msg = mbox_msgs(m)[m->msgs.n - 1 - i];
         atomic_fetch_add(&msg->refs, 1);
         out[k].msg = msg;
         out[k].read = msg->read;
     }
     if (total != NULL)
-        *total = m->n;
+        *total = m->msgs.n;
     if (unread != NULL)
         *unread = m->unread;
     pthread_mutex_unlock(&m->mu);
@@ -561,18 +540,17 @@ size_t mbox_delete(struct mbox *m, const char *const *ids, size_t n)
     pthread_mutex_lock(&m->mu);
     nl = mbox_listeners(m, ls);
     if (ids == NULL) {
-        struct mbox_msg **base = m->base;
-        gone = m->msgs;
-        ngone = m->n;
-        m->base = m->msgs = NULL;
-        m->front = m->n = m->cap = 0;
+        struct mbox_window all = m->msgs; /* taken whole: let go of outside mu */
+        memset(&m->msgs, 0, sizeof(m->msgs));
+        gone = mbox_window_first(&all, sizeof(*gone));
+        ngone = all.n;
         m->bytes = 0;
         m->unread = 0;
         m->deleted += ngone;
         pthread_mutex_unlock(&m->mu);
         for (size_t i = 0; i < ngone; i++)
             mbox_msg_unref(gone[i]);
-        free(base);
+        mbox_window_free(&all);
         mbox_tell(ls, nl, MBOX_DELETED, NULL, 0);
         return ngone;
     }
@@ -618,16 +596,16 @@ size_t mbox_set_read(struct mbox *m, const char *const *ids, size_t n, int read)
     read = read != 0;
     pthread_mutex_lock(&m->mu);
     if (ids == NULL) {
-        for (size_t i = 0; i < m->n; i++)
-            mbox_mark(m, m->msgs[i], read);
-        found = m->n;
+        for (size_t i = 0; i < m->msgs.n; i++)
+            mbox_mark(m, mbox_msgs(m)[i], read);
+        found = m->msgs.n;
     } else {
         for (size_t j = 0; j < n; j++) {
             long i = mbox_find(m, ids[j]);
             if (i < 0)
                 continue;
-            mbox_mark(m, m->msgs[i], read);
-            memcpy(one, m->msgs[i]->id, sizeof(one));
+            mbox_mark(m, mbox_msgs(m)[i], read);
+            memcpy(one, mbox_msgs(m)[i]->id, sizeof(one));
             found++;
         }
     }
@@ -667,7 +645,7 @@ int mbox_raw(struct mbox *m, const char *id, uint8_t **buf, size_t *len)
 void mbox_stats(struct mbox *m, struct mbox_stats *st)
 {
     pthread_mutex_lock(&m->mu);
-    st->count = m->n;
+    st->count = m->msgs.n;
     st->unread = m->unread;
     st->bytes = m->bytes;
     st->added = m->added;
