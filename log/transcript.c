@@ -16,6 +16,7 @@
  * unwritten bytes the loops wait.
  */
 #include "transcript.h"
+#include "evpack.h"
 #include "redact.h"
 #include "pcap.h"
 #include "render_console.h"
@@ -47,6 +48,17 @@ static struct {
 } tlog_consumers[TLOG_CONSUMERS_MAX];
 static int tlog_nconsumers;
 static struct tlog_pcap *tlog_pcap_w; /* --pcap, NULL: none (under tlog_mu) */
+
+/* A thread's events waiting for the consumers (tlog_defer_consumers): each
+ * its packed size (uint64_t) and its record (evpack.h), in their order.
+ * The thread's own: filled and emptied under tlog_mu by it alone. */
+#define TLOG_DEFER_MAX   (64 << 10) /* bytes waiting before they are delivered */
+#define TLOG_DEFER_EVENT 2048       /* an event with more bytes is heard at once: not copied */
+static _Thread_local struct {
+    uint8_t *buf;
+    size_t len, cap;
+    int on;
+} tlog_d;
 
 #define TLOG_CONSOLE_MAX (4 * 1024 * 1024) /* unwritten console bytes before loops wait */
 
@@ -264,6 +276,75 @@ int tlog_has_consumer(void)
     return tlog_nconsumers > 0;
 }
 
+/* tlog_deliver - ev to every consumer (tlog_mu held). */
+static void tlog_deliver(const struct tlog_event *ev)
+{
+    for (int i = 0; i < tlog_nconsumers; i++)
+        tlog_consumers[i].fn(ev, tlog_consumers[i].arg);
+}
+
+/* tlog_drain - the calling thread's waiting events to the consumers, in
+ * their order (tlog_mu held). */
+static void tlog_drain(void)
+{
+    for (size_t o = 0; o < tlog_d.len;) {
+        uint64_t size;
+        struct tlog_event ev;
+        memcpy(&size, tlog_d.buf + o, sizeof(size));
+        tlog_event_unpack(tlog_d.buf + o + sizeof(size), &ev);
+        o += sizeof(size) + size;
+        tlog_deliver(&ev);
+    }
+    tlog_d.len = 0;
+}
+
+/* tlog_defer - raw to wait in the calling thread's buffer, delivered with
+ * the others at the next drain; 0, or -1 when there is no room (tlog_mu
+ * held). */
+static int tlog_defer(const struct tlog_event *raw)
+{
+    struct tlog_evpack_plan plan;
+    size_t size = tlog_event_plan(raw, &plan), need = sizeof(uint64_t) + size;
+
+    if (need > tlog_d.cap - tlog_d.len) {
+        size_t cap = tlog_d.cap > 0 ? tlog_d.cap : TLOG_DEFER_MAX;
+        while (cap < tlog_d.len + need)
+            cap *= 2;
+        uint8_t *buf = realloc(tlog_d.buf, cap);
+        if (buf == NULL)
+            return -1;
+        tlog_d.buf = buf;
+        tlog_d.cap = cap;
+    }
+    uint64_t word = size;
+    memcpy(tlog_d.buf + tlog_d.len, &word, sizeof(word));
+    tlog_event_pack_planned(raw, &plan, tlog_d.buf + tlog_d.len + sizeof(word));
+    tlog_d.len += need;
+    return 0;
+}
+
+void tlog_defer_consumers(int on)
+{
+    pthread_mutex_lock(&tlog_mu);
+    tlog_drain();
+    if (!on) {
+        free(tlog_d.buf);
+        tlog_d.buf = NULL;
+        tlog_d.cap = 0;
+    }
+    tlog_d.on = on;
+    pthread_mutex_unlock(&tlog_mu);
+}
+
+void tlog_sync(void)
+{
+    if (tlog_d.len == 0)
+        return;
+    pthread_mutex_lock(&tlog_mu);
+    tlog_drain();
+    pthread_mutex_unlock(&tlog_mu);
+}
+
 void tlog_emit(struct tlog_event *ev)
 {
     uint8_t masked[TLOG_REDACT_MAX];
@@ -297,8 +378,12 @@ void tlog_emit(struct tlog_event *ev)
     if (tlog_nconsumers > 0) {
         struct tlog_event raw = *ev; /* as produced: consumers redact for themselves */
         raw.time_us = shown.time_us;
-        for (int i = 0; i < tlog_nconsumers; i++)
-            tlog_consumers[i].fn(&raw, tlog_consumers[i].arg);
+        if (!tlog_d.on || raw.len > TLOG_DEFER_EVENT || tlog_defer(&raw) != 0) {
+            tlog_drain();
+            tlog_deliver(&raw);
+        } else if (raw.msg_result != 0 || raw.kind == TLOG_CLOSE || tlog_d.len >= TLOG_DEFER_MAX) {
+            tlog_drain(); /* a verdict, a session's end: heard at once, as the client hears them */
+        }
     }
     tlog_count(&shown);
     if (smtplib) {
@@ -361,6 +446,7 @@ void tlog_mark(uint64_t session, enum tlog_kind kind, unsigned marks, const char
 
 void tlog_flush(void)
 {
+    tlog_sync();
     if (tlog_opts.console == NULL)
         return;
     pthread_mutex_lock(&tlog_mu);

@@ -52,7 +52,10 @@ void tlog_close_all(void);
 
 /* tlog_consumer_fn - a consumer of the transcript (--record): it sees every
  * event as produced, before redaction, and owns its policy for secrets.
- * Called under the transcript's lock, in the order of events. */
+ * Called under the transcript's lock, in the order of each thread's
+ * events: at once, or a little later from a thread that defers them
+ * (tlog_defer_consumers), but always before the client hears what came of
+ * them. */
 typedef void tlog_consumer_fn(const struct tlog_event *ev, void *arg);
 /* tlog_add_consumer - add one (at most a few; set up before sessions run).
  * -1 when there is no room. */
@@ -62,6 +65,18 @@ void tlog_remove_consumer(tlog_consumer_fn *fn, void *arg);
 /* tlog_has_consumer - does any consumer listen? (The machines keep each
  * request, for its reply's event, only then.) */
 int tlog_has_consumer(void);
+
+/* tlog_defer_consumers - on (1): the consumers hear the calling thread's
+ * events not at once but together, in their order, at its next tlog_sync
+ * or tlog_flush (an event loop's turn), or once TLOG_DEFER_MAX bytes of
+ * them wait, or with a message's verdict or a session's end: the
+ * consumers' code and data stay in the caches for many events. Off (0):
+ * at once again (what waits is heard first). A thread that turns it on
+ * turns it off before it ends. */
+void tlog_defer_consumers(int on);
+/* tlog_sync - the consumers hear now what the calling thread's events
+ * wait (before the client hears what came of them). */
+void tlog_sync(void);
 
 /* tlog_emit - stamp (if time_us is 0), redact and render one event. */
 void tlog_emit(struct tlog_event *ev);

@@ -74,7 +74,9 @@ static void px_loop_thread(void *arg)
 {
     struct px_loop *w = arg;
 
+    tlog_defer_consumers(1); /* heard at each turn's end (tlog_flush), or sooner */
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    tlog_defer_consumers(0);
     leg_thread_done();
     atomic_fetch_add(&w->set->ended, 1);
     uv_async_send(w->set->ended_cb);

@@ -738,7 +738,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < m.px.ci.faults.n; i++)
         tlog_note(0, TLOG_INFO, "fault rule %d: %s", i + 1, m.px.ci.faults.rules[i].spec);
 
+    tlog_defer_consumers(1); /* heard at each turn's end (tlog_flush), or sooner */
     uv_run(m.px.loop, UV_RUN_DEFAULT);
+    tlog_defer_consumers(0);
     px_loops_join(&m.loops);
     /* after the relays' threads: a store change they began may still wake
      * the HTTP loop's handles (api_notify), which stay open until here */

@@ -18,6 +18,7 @@
 #include "log/transcript.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <mbedtls/base64.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -1202,6 +1203,139 @@ static void test_evpack(void)
     CHECK(tlog_event_packed_like(line_rec, &line) == 0);
 }
 
+/* ---- deferred delivery to consumers (tlog_defer_consumers) ------------- */
+
+#define HEARD_MAX 4096
+static struct {
+    unsigned n;
+    enum tlog_kind kind[HEARD_MAX];
+    uint64_t session[HEARD_MAX], time_us[HEARD_MAX];
+    char bytes[HEARD_MAX][16];
+} heard;
+
+static void heard_event(const struct tlog_event *ev, void *arg)
+{
+    (void)arg;
+    if (heard.n == HEARD_MAX)
+        return;
+    heard.kind[heard.n] = ev->kind;
+    heard.session[heard.n] = ev->session;
+    heard.time_us[heard.n] = ev->time_us;
+    snprintf(heard.bytes[heard.n], sizeof(heard.bytes[0]), "%.*s",
+             ev->bytes != NULL ? (int)ev->len : 0,
+             ev->bytes != NULL ? (const char *)ev->bytes : "");
+    heard.n++;
+}
+
+static void defer_line(uint64_t session, enum tlog_kind kind, char *line)
+{
+    struct tlog_event ev = {.session = session,
+                            .kind = kind,
+                            .leg = TLOG_LEG_CLIENT,
+                            .dir = TLOG_DIR_IN,
+                            .bytes = (const uint8_t *)line,
+                            .len = strlen(line)};
+    tlog_emit(&ev);
+}
+
+static void *defer_other_thread(void *arg)
+{
+    (void)arg;
+    char line[] = "NOOP";
+    defer_line(9, TLOG_COMMAND, line); /* this thread defers nothing */
+    return NULL;
+}
+
+static void test_defer(void)
+{
+    struct tlog_options o = {0}; /* no console: the consumers only */
+    char line[16];
+
+    tlog_init(&o);
+    CHECK(tlog_add_consumer(heard_event, NULL) == 0);
+
+    /* off: heard at once */
+    snprintf(line, sizeof(line), "EHLO a");
+    defer_line(1, TLOG_COMMAND, line);
+    CHECK(heard.n == 1 && strcmp(heard.bytes[0], "EHLO a") == 0);
+
+    /* on: heard at tlog_sync, in order, as the events were (their bytes
+     * copied, their times stamped when they were emitted) */
+    tlog_defer_consumers(1);
+    for (int i = 0; i < 3; i++) {
+        snprintf(line, sizeof(line), "line %d", i);
+        defer_line(1 + (unsigned)i % 2, TLOG_DATA, line);
+    }
+    snprintf(line, sizeof(line), "changed");
+    CHECK(heard.n == 1);
+    tlog_sync();
+    CHECKF(heard.n == 4, "%u", heard.n);
+    for (unsigned i = 1; i < 4 && heard.n == 4; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "line %u", i - 1);
+        CHECKF(strcmp(heard.bytes[i], want) == 0, "%u: %s", i, heard.bytes[i]);
+        CHECK(heard.session[i] == 1 + (i - 1) % 2 && heard.kind[i] == TLOG_DATA);
+        CHECK(heard.time_us[i] != 0 && heard.time_us[i] >= heard.time_us[i - 1]);
+    }
+    tlog_sync(); /* nothing waits: nothing heard twice */
+    CHECK(heard.n == 4);
+
+    /* a verdict is heard at once, with what waited before it */
+    snprintf(line, sizeof(line), ".");
+    defer_line(1, TLOG_DATA, line);
+    CHECK(heard.n == 4);
+    tlog_mark(1, TLOG_INFO, TLOG_MARK_MSG_ACCEPTED, "message accepted by the test");
+    CHECKF(heard.n == 6, "%u", heard.n);
+    CHECK(strcmp(heard.bytes[4], ".") == 0 && heard.kind[5] == TLOG_INFO);
+    tlog_mark(1, TLOG_ERROR, TLOG_MARK_MSG_REFUSED, "message NOT submitted");
+    CHECK(heard.n == 7);
+
+    /* so is a session's end */
+    defer_line(2, TLOG_COMMAND, line);
+    struct tlog_event close = {.session = 2, .kind = TLOG_CLOSE, .text = "closed"};
+    tlog_emit(&close);
+    CHECKF(heard.n == 9 && heard.kind[8] == TLOG_CLOSE, "%u", heard.n);
+
+    /* another thread's events are its own: heard at once, while ours wait */
+    snprintf(line, sizeof(line), "MAIL");
+    defer_line(3, TLOG_COMMAND, line);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, defer_other_thread, NULL) == 0);
+    pthread_join(t, NULL);
+    CHECKF(heard.n == 10 && heard.session[9] == 9, "%u", heard.n);
+    tlog_flush(); /* an event loop's turn ends */
+    CHECK(heard.n == 11 && heard.session[10] == 3);
+
+    /* no more than TLOG_DEFER_MAX bytes wait */
+    unsigned before = heard.n, sent = 0;
+    while (heard.n == before && sent < 10000) {
+        snprintf(line, sizeof(line), "x%u", sent++);
+        defer_line(4, TLOG_DATA, line);
+    }
+    CHECKF(heard.n > before && heard.n - before == sent, "%u of %u", heard.n - before, sent);
+    CHECK(sent > 16 && sent < 10000); /* it did wait, and not forever */
+
+    /* a big event (a read of content) is heard at once, not copied */
+    static uint8_t big[8192];
+    memset(big, 'y', sizeof(big));
+    defer_line(6, TLOG_COMMAND, line);
+    before = heard.n;
+    struct tlog_event raw = {.session = 6, .kind = TLOG_RAW, .bytes = big, .len = sizeof(big)};
+    tlog_emit(&raw);
+    CHECKF(heard.n == before + 2 && heard.kind[before + 1] == TLOG_RAW, "%u", heard.n - before);
+
+    /* off: what waits is heard first, then at once again */
+    defer_line(5, TLOG_COMMAND, line);
+    unsigned n = heard.n;
+    tlog_defer_consumers(0);
+    CHECK(heard.n == n + 1);
+    defer_line(5, TLOG_COMMAND, line);
+    CHECK(heard.n == n + 2);
+
+    tlog_remove_consumer(heard_event, NULL);
+    tlog_close_all();
+}
+
 int main(void)
 {
     alarm(120); /* a hang in the code under test is a failure, not a stall */
@@ -1221,5 +1355,6 @@ int main(void)
     test_smtplib_bounds();
     test_sasl();
     test_explain();
+    test_defer();
     return check_done("unit_log");
 }

@@ -991,6 +991,65 @@ static void test_client_auth(void)
     up_refusal_text = NULL;
 }
 
+/* ---- what the client hears, every consumer has heard ------------------- */
+
+static struct {
+    unsigned replies;
+    char last[512]; /* the last reply line heard, without its line end */
+} said;
+
+static void said_event(const struct tlog_event *ev, void *arg)
+{
+    (void)arg;
+    if (ev->kind != TLOG_REPLY || ev->bytes == NULL)
+        return;
+    size_t n = ev->len;
+    while (n > 0 && (ev->bytes[n - 1] == '\n' || ev->bytes[n - 1] == '\r'))
+        n--;
+    said.replies++;
+    snprintf(said.last, sizeof(said.last), "%.*s", (int)n, (const char *)ev->bytes);
+}
+
+/* client_heard_last - the client's last line is the last reply the
+ * consumers heard. */
+static int client_heard_last(const struct fake_leg *cl)
+{
+    size_t n = strlen(said.last), end = cl->out_len;
+    while (end > 0 && (cl->out[end - 1] == '\n' || cl->out[end - 1] == '\r'))
+        end--;
+    return n > 0 && end >= n && memcmp(cl->out + end - n, said.last, n) == 0 &&
+           (end == n || cl->out[end - n - 1] == '\n');
+}
+
+static void test_consumers_first(void)
+{
+    struct fake_leg *cl;
+    struct session *s;
+
+    /* the consumers hear a loop's events at its turn's end (none comes
+     * here), unless the client is about to hear what came of them */
+    CHECK(tlog_add_consumer(said_event, NULL) == 0);
+    tlog_defer_consumers(1);
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "EHLO c.example\r\n") == 0);
+    CHECK(up_send(s, "250 up.example\r\n") == 0);
+    CHECKF(client_heard_last(cl), "heard: %s", said.last);
+    CHECK(client_send(s, PIPE_CMDS) == 0);
+    CHECK(up_send(s, PIPE_R1 PIPE_R2) == 0);
+    CHECKF(client_heard_last(cl), "heard: %s", said.last);
+    CHECK(up_send(s, PIPE_R3 PIPE_R4) == 0);
+    CHECKF(client_heard_last(cl) && strncmp(said.last, "354 ", 4) == 0, "heard: %s", said.last);
+    CHECK(client_send(s, PIPE_BODY "QUIT\r\n") == 0);
+    CHECK(up_send(s, "250 2.0.0 Ok: queued as 1234\r\n") == 0);
+    CHECKF(client_heard_last(cl), "heard: %s", said.last);
+    CHECK(up_send(s, "221 2.0.0 Bye\r\n") < 0);
+    CHECKF(client_heard_last(cl) && strncmp(said.last, "221 ", 4) == 0, "heard: %s", said.last);
+    SESSION_FINISH(s, cl);
+    CHECK(said.replies >= 6);
+    tlog_defer_consumers(0);
+    tlog_remove_consumer(said_event, NULL);
+}
+
 int main(void)
 {
     char *argv[] = {"smtpscope", NULL};
@@ -1028,6 +1087,7 @@ int main(void)
     test_write_fails();
     test_mailbox();
     test_client_auth();
+    test_consumers_first();
 
     uv_close((uv_handle_t *)&guard, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
