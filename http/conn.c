@@ -1036,6 +1036,8 @@ static void conn_route(struct http_conn *c, struct conn_req *r, int bad)
         conn_error(r, 400, "a path parameter cannot be decoded", NULL);
         return;
     }
+    if (pol->before != NULL)
+        pol->before();
     m.fn(q, m.arg);
 }
 

@@ -187,6 +187,9 @@ struct http_policy {
      * rate-limited warnings. May be NULL. */
     void (*refused)(void *arg, int status, const char *why);
     void *refused_arg;
+    /* before - called before each route's handler runs (what the handlers
+     * read catches up: tlog_consumers_wait). May be NULL. */
+    void (*before)(void);
 };
 
 /* http_conn_new - a machine for one connection; NULL without memory. The

@@ -607,6 +607,7 @@ int http_server_new(struct http_server **out, uv_loop_t *loop, const struct http
         .nhosts = s->nhosts,
         .refused = srv_refused,
         .refused_arg = s,
+        .before = o->before,
     };
     *out = s;
     return 0;

@@ -38,6 +38,7 @@ struct http_server_opts {
     struct http_auth *auth;  /* --http-auth, or NULL; the server takes it */
     uint64_t idle_ms;        /* 0: HTTP_IDLE_MS */
     unsigned max_conns;      /* 0: HTTP_CONNS_MAX */
+    void (*before)(void);    /* called before each route's handler, or NULL (http_policy) */
 };
 
 /* http_server_new - resolve, check and listen. A non-loopback address

@@ -16,7 +16,7 @@
  * unwritten bytes the loops wait.
  */
 #include "transcript.h"
-#include "evpack.h"
+#include "fanout.h"
 #include "redact.h"
 #include "pcap.h"
 #include "render_console.h"
@@ -41,24 +41,7 @@ static struct tlog_options tlog_opts;
 static struct tlog_stats tlog_counts;
 static pthread_mutex_t tlog_mu = PTHREAD_MUTEX_INITIALIZER; /* counts, renderings, tlog_w */
 
-#define TLOG_CONSUMERS_MAX 4
-static struct {
-    tlog_consumer_fn *fn;
-    void *arg;
-} tlog_consumers[TLOG_CONSUMERS_MAX];
-static int tlog_nconsumers;
 static struct tlog_pcap *tlog_pcap_w; /* --pcap, NULL: none (under tlog_mu) */
-
-/* A thread's events waiting for the consumers (tlog_defer_consumers): each
- * its packed size (uint64_t) and its record (evpack.h), in their order.
- * The thread's own: filled and emptied under tlog_mu by it alone. */
-#define TLOG_DEFER_MAX   (64 << 10) /* bytes waiting before they are delivered */
-#define TLOG_DEFER_EVENT 2048       /* an event with more bytes is heard at once: not copied */
-static _Thread_local struct {
-    uint8_t *buf;
-    size_t len, cap;
-    int on;
-} tlog_d;
 
 #define TLOG_CONSOLE_MAX (4 * 1024 * 1024) /* unwritten console bytes before loops wait */
 
@@ -250,101 +233,6 @@ static void tlog_console_out(const char *p, size_t n)
     }
 }
 
-int tlog_add_consumer(tlog_consumer_fn *fn, void *arg)
-{
-    if (tlog_nconsumers == TLOG_CONSUMERS_MAX)
-        return -1;
-    tlog_consumers[tlog_nconsumers].fn = fn;
-    tlog_consumers[tlog_nconsumers++].arg = arg;
-    return 0;
-}
-
-void tlog_remove_consumer(tlog_consumer_fn *fn, void *arg)
-{
-    pthread_mutex_lock(&tlog_mu);
-    for (int i = 0; i < tlog_nconsumers; i++) {
-        if (tlog_consumers[i].fn == fn && tlog_consumers[i].arg == arg) {
-            tlog_consumers[i] = tlog_consumers[--tlog_nconsumers];
-            break;
-        }
-    }
-    pthread_mutex_unlock(&tlog_mu);
-}
-
-int tlog_has_consumer(void)
-{
-    return tlog_nconsumers > 0;
-}
-
-/* tlog_deliver - ev to every consumer (tlog_mu held). */
-static void tlog_deliver(const struct tlog_event *ev)
-{
-    for (int i = 0; i < tlog_nconsumers; i++)
-        tlog_consumers[i].fn(ev, tlog_consumers[i].arg);
-}
-
-/* tlog_drain - the calling thread's waiting events to the consumers, in
- * their order (tlog_mu held). */
-static void tlog_drain(void)
-{
-    for (size_t o = 0; o < tlog_d.len;) {
-        uint64_t size;
-        struct tlog_event ev;
-        memcpy(&size, tlog_d.buf + o, sizeof(size));
-        tlog_event_unpack(tlog_d.buf + o + sizeof(size), &ev);
-        o += sizeof(size) + size;
-        tlog_deliver(&ev);
-    }
-    tlog_d.len = 0;
-}
-
-/* tlog_defer - raw to wait in the calling thread's buffer, delivered with
- * the others at the next drain; 0, or -1 when there is no room (tlog_mu
- * held). */
-static int tlog_defer(const struct tlog_event *raw)
-{
-    struct tlog_evpack_plan plan;
-    size_t size = tlog_event_plan(raw, &plan), need = sizeof(uint64_t) + size;
-
-    if (need > tlog_d.cap - tlog_d.len) {
-        size_t cap = tlog_d.cap > 0 ? tlog_d.cap : TLOG_DEFER_MAX;
-        while (cap < tlog_d.len + need)
-            cap *= 2;
-        uint8_t *buf = realloc(tlog_d.buf, cap);
-        if (buf == NULL)
-            return -1;
-        tlog_d.buf = buf;
-        tlog_d.cap = cap;
-    }
-    uint64_t word = size;
-    memcpy(tlog_d.buf + tlog_d.len, &word, sizeof(word));
-    tlog_event_pack_planned(raw, &plan, tlog_d.buf + tlog_d.len + sizeof(word));
-    tlog_d.len += need;
-    return 0;
-}
-
-void tlog_defer_consumers(int on)
-{
-    pthread_mutex_lock(&tlog_mu);
-    tlog_drain();
-    if (!on) {
-        free(tlog_d.buf);
-        tlog_d.buf = NULL;
-        tlog_d.cap = 0;
-    }
-    tlog_d.on = on;
-    pthread_mutex_unlock(&tlog_mu);
-}
-
-void tlog_sync(void)
-{
-    if (tlog_d.len == 0)
-        return;
-    pthread_mutex_lock(&tlog_mu);
-    tlog_drain();
-    pthread_mutex_unlock(&tlog_mu);
-}
-
 void tlog_emit(struct tlog_event *ev)
 {
     uint8_t masked[TLOG_REDACT_MAX];
@@ -374,17 +262,12 @@ void tlog_emit(struct tlog_event *ev)
         n = tlog_format_line(&shown, line, sizeof(line), tlog_opts.color,
                              tlog_opts.explain && !tlog_opts.quiet);
     }
-    pthread_mutex_lock(&tlog_mu);
-    if (tlog_nconsumers > 0) {
+    if (tlog_has_consumer()) {
         struct tlog_event raw = *ev; /* as produced: consumers redact for themselves */
         raw.time_us = shown.time_us;
-        if (!tlog_d.on || raw.len > TLOG_DEFER_EVENT || tlog_defer(&raw) != 0) {
-            tlog_drain();
-            tlog_deliver(&raw);
-        } else if (raw.msg_result != 0 || raw.kind == TLOG_CLOSE || tlog_d.len >= TLOG_DEFER_MAX) {
-            tlog_drain(); /* a verdict, a session's end: heard at once, as the client hears them */
-        }
+        tlog_fan_event(&raw);
     }
+    pthread_mutex_lock(&tlog_mu);
     tlog_count(&shown);
     if (smtplib) {
         /* stateful (a reply's lines, a message's pieces): under the lock */

@@ -50,33 +50,49 @@ int tlog_open_dir(const char *dir, char *err, size_t errlen);
 int tlog_open_pcap(const char *path, char *err, size_t errlen);
 void tlog_close_all(void);
 
-/* tlog_consumer_fn - a consumer of the transcript (--record): it sees every
- * event as produced, before redaction, and owns its policy for secrets.
- * Called under the transcript's lock, in the order of each thread's
- * events: at once, or a little later from a thread that defers them
- * (tlog_defer_consumers), but always before the client hears what came of
- * them. */
+/* tlog_consumer_fn - a consumer of the transcript (the mailbox, --record):
+ * it sees every event as produced, before redaction, and owns its policy
+ * for secrets. Called one call at a time (under the consumers' own lock,
+ * never the transcript's), in the order of each thread's events: at once,
+ * or a little later, on the consumers' thread or at the thread's next
+ * tlog_sync, when the thread defers them (tlog_defer_consumers); always
+ * before a tlog_consumers_wait that starts after the client heard what
+ * came of them returns. */
 typedef void tlog_consumer_fn(const struct tlog_event *ev, void *arg);
 /* tlog_add_consumer - add one (at most a few; set up before sessions run).
  * -1 when there is no room. */
 int tlog_add_consumer(tlog_consumer_fn *fn, void *arg);
-/* tlog_remove_consumer - it hears no more events. */
+/* tlog_remove_consumer - it hears what was published before (as
+ * tlog_consumers_wait), then no more events. */
 void tlog_remove_consumer(tlog_consumer_fn *fn, void *arg);
 /* tlog_has_consumer - does any consumer listen? (The machines keep each
  * request, for its reply's event, only then.) */
 int tlog_has_consumer(void);
 
-/* tlog_defer_consumers - on (1): the consumers hear the calling thread's
- * events not at once but together, in their order, at its next tlog_sync
- * or tlog_flush (an event loop's turn), or once TLOG_DEFER_MAX bytes of
- * them wait, or with a message's verdict or a session's end: the
- * consumers' code and data stay in the caches for many events. Off (0):
- * at once again (what waits is heard first). A thread that turns it on
- * turns it off before it ends. */
+/* tlog_defer_consumers - on (1): the calling thread's events are packed
+ * into a ring of its own, and published to the consumers at its next
+ * tlog_sync or tlog_flush (an event loop's turn), with a message's verdict
+ * or a session's end; heard then by the consumers' thread when it runs
+ * (tlog_consumers_start), else by the thread itself (once many wait too):
+ * the consumers' code and data stay in the caches for many events, and
+ * with the thread, their work leaves the relay's. Off (0): at once again
+ * (what waits is published first). A thread that turns it on turns it off
+ * before it ends. */
 void tlog_defer_consumers(int on);
-/* tlog_sync - the consumers hear now what the calling thread's events
- * wait (before the client hears what came of them). */
+/* tlog_sync - publish what the calling thread's events wait (before the
+ * client hears what came of them). */
 void tlog_sync(void);
+/* tlog_consumers_start - the consumers' own thread, which hears what the
+ * deferring threads publish; before any thread defers. 0, or -1 with err
+ * (the threads then hear their own). */
+int tlog_consumers_start(char *err, size_t errlen);
+/* tlog_consumers_stop - what was published heard, then the thread ends;
+ * after every thread stopped deferring. */
+void tlog_consumers_stop(void);
+/* tlog_consumers_wait - return once every event any thread published
+ * before the call (the caller's own are published first) was heard: a
+ * reader of what the consumers keep calls it first. */
+void tlog_consumers_wait(void);
 
 /* tlog_emit - stamp (if time_us is 0), redact and render one event. */
 void tlog_emit(struct tlog_event *ev);

@@ -442,6 +442,7 @@ static int px_setup_ci(const struct px_config *cfg, char *err, size_t errlen)
 /* px_keylog_session - a session's key-log line to the session registry. */
 static void px_keylog_session(void *arg, uint64_t session, const char *line, size_t len)
 {
+    tlog_consumers_wait(); /* the registry has heard of the session (--keylog only) */
     sess_keylog(arg, session, line, len);
 }
 
@@ -466,6 +467,7 @@ static int px_setup_http(const struct px_config *cfg, char *err, size_t errlen)
     o.cors_origin = cfg->http_cors;
     o.auth = auth; /* the server's now, even if it fails */
     o.idle_ms = cfg->http_idle_ms;
+    o.before = tlog_consumers_wait; /* what a client heard, the API shows */
     if (px_http_loop_init(&m.hl, px_http_close, NULL, err, errlen) != 0) {
         http_auth_free(auth);
         return -1;
@@ -557,6 +559,18 @@ static int px_start_http(char *err, size_t errlen)
     return 0;
 }
 
+/* px_start_consumers - the mailbox's (and --record's) work on a thread of
+ * its own, off the relays' (before they run). Without it the relays'
+ * threads do that work themselves: a warning, not a failure. */
+static int px_start_consumers(void)
+{
+    char why[160];
+
+    if (tlog_has_consumer() && tlog_consumers_start(why, sizeof(why)) != 0)
+        tlog_note(0, TLOG_WARNING, "%s: the relay's threads keep messages themselves", why);
+    return 0;
+}
+
 /* px_start_loops - the other event loops of --loops N. */
 static int px_start_loops(const struct px_config *cfg, char *err, size_t errlen)
 {
@@ -634,8 +648,10 @@ int main(int argc, char **argv)
         px_setup_tls(&cfg, err, sizeof(err)) != 0 || px_setup_http(&cfg, err, sizeof(err)) != 0 ||
         px_listen(&m.listener, &m.px, cfg.listen_host, cfg.listen_port, cfg.loops > 1, err,
                   sizeof(err)) != 0 ||
-        px_start_http(err, sizeof(err)) != 0 || px_start_loops(&cfg, err, sizeof(err)) != 0) {
+        px_start_http(err, sizeof(err)) != 0 || px_start_consumers() != 0 ||
+        px_start_loops(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "smtpscope: %s\n", err);
+        tlog_consumers_stop();
         px_http_loop_stop(&m.hl);
         px_http_loop_end(&m.hl);
         uv_run(m.px.loop, UV_RUN_DEFAULT);
@@ -742,8 +758,9 @@ int main(int argc, char **argv)
     uv_run(m.px.loop, UV_RUN_DEFAULT);
     tlog_defer_consumers(0);
     px_loops_join(&m.loops);
-    /* after the relays' threads: a store change they began may still wake
-     * the HTTP loop's handles (api_notify), which stay open until here */
+    /* what the relays' threads published is heard; then no store change
+     * wakes the HTTP loop's handles (api_notify), which stay open until here */
+    tlog_consumers_stop();
     px_http_loop_stop(&m.hl); /* stopped already, unless no signal came */
     px_http_loop_end(&m.hl);
     if (cfg.loops > 1) {

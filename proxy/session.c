@@ -203,7 +203,7 @@ int session_up_write(struct session *s, const uint8_t *p, size_t n)
 
 int session_client_write(struct session *s, const uint8_t *p, size_t n)
 {
-    tlog_sync(); /* what the client hears, every consumer has heard */
+    tlog_sync(); /* what the client hears, a reader of the consumers sees (tlog_consumers_wait) */
     if (leg_write(&s->client, p, n) != 0 && !s->closing && !s->client.closing)
         session_close(s, "client write failed");
     return s->closing ? -1 : 0;

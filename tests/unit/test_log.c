@@ -1336,6 +1336,142 @@ static void test_defer(void)
     tlog_close_all();
 }
 
+/* What the consumers' thread heard (test_fanout): events "n<seq>" of
+ * session 7, in order, and on which thread. */
+static struct {
+    pthread_mutex_t mu;
+    unsigned long n, next, out_of_order, big;
+    int on_caller; /* heard on the thread that emitted */
+    pthread_t caller;
+} tally = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void tally_event(const struct tlog_event *ev, void *arg)
+{
+    (void)arg;
+    if (ev->session != 7 || ev->bytes == NULL || ev->len < 2 || ev->bytes[0] != 'n')
+        return;
+    pthread_mutex_lock(&tally.mu);
+    if (strtoul((const char *)ev->bytes + 1, NULL, 10) != tally.next)
+        tally.out_of_order++;
+    tally.next++;
+    tally.n++;
+    if (ev->len > 200 * 1024)
+        tally.big++;
+    if (pthread_equal(pthread_self(), tally.caller))
+        tally.on_caller = 1;
+    pthread_mutex_unlock(&tally.mu);
+}
+
+static unsigned long tally_n(void)
+{
+    pthread_mutex_lock(&tally.mu);
+    unsigned long n = tally.n;
+    pthread_mutex_unlock(&tally.mu);
+    return n;
+}
+
+/* tally_send - event "n<seq>" of session 7, its bytes len long at least. */
+static void tally_send(unsigned long seq, size_t len, int verdict)
+{
+    static char buf[300 * 1024];
+    int n = snprintf(buf, sizeof(buf), "n%lu ", seq);
+    if (len > (size_t)n)
+        memset(buf + n, 'z', len - (size_t)n);
+    struct tlog_event ev = {.session = 7,
+                            .kind = TLOG_DATA,
+                            .leg = TLOG_LEG_CLIENT,
+                            .dir = TLOG_DIR_IN,
+                            .bytes = (const uint8_t *)buf,
+                            .len = len > (size_t)n ? len : (size_t)n,
+                            .msg_result = verdict};
+    tlog_emit(&ev);
+}
+
+/* a reader on another thread (the HTTP API's): it publishes nothing of ours */
+static void *wait_thread(void *arg)
+{
+    (void)arg;
+    tlog_consumers_wait();
+    return NULL;
+}
+
+static void wait_from_another_thread(void)
+{
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, wait_thread, NULL) == 0);
+    pthread_join(t, NULL);
+}
+
+static void test_fanout(void)
+{
+    struct tlog_options o = {0};
+    char err[160];
+    unsigned long seq = 0;
+
+    tlog_init(&o);
+    tally.caller = pthread_self();
+    CHECK(tlog_add_consumer(tally_event, NULL) == 0);
+    CHECKF(tlog_consumers_start(err, sizeof(err)) == 0, "%s", err);
+    tlog_defer_consumers(1);
+
+    /* packed, not published: a reader that waits does not see them yet */
+    for (int i = 0; i < 5; i++)
+        tally_send(seq++, 40, 0);
+    wait_from_another_thread();
+    CHECKF(tally_n() == 0, "%lu", tally_n());
+    /* published (before a write to a client): a reader that waits sees
+     * them, heard on the consumers' thread */
+    tlog_sync();
+    wait_from_another_thread();
+    CHECKF(tally_n() == 5, "%lu", tally_n());
+    /* a verdict is published with what came before it */
+    tally_send(seq++, 40, 0);
+    tally_send(seq++, 40, 1);
+    wait_from_another_thread();
+    CHECKF(tally_n() == 7, "%lu", tally_n());
+    pthread_mutex_lock(&tally.mu);
+    CHECK(!tally.on_caller); /* the consumers' thread heard them */
+    pthread_mutex_unlock(&tally.mu);
+
+    /* many times the ring (1 MiB): it wraps, the producer waits for room,
+     * nothing is lost or reordered; an event too big for it (300 KiB) is
+     * heard after those before it */
+    for (int i = 0; i < 4000; i++)
+        tally_send(seq++, 16 + (size_t)(i * 7919) % 3000, 0);
+    tally_send(seq++, 300 * 1024, 0);
+    for (int i = 0; i < 100; i++)
+        tally_send(seq++, 100, 0);
+    tlog_sync();
+    wait_from_another_thread();
+    CHECKF(tally_n() == seq, "%lu of %lu", tally_n(), seq);
+    pthread_mutex_lock(&tally.mu);
+    CHECKF(tally.out_of_order == 0 && tally.big == 1, "%lu out of order, %lu big",
+           tally.out_of_order, tally.big);
+    pthread_mutex_unlock(&tally.mu);
+
+    /* the thread sleeps without a tick when idle; a publish wakes it, with
+     * no reader to ask */
+    usleep(900 * 1000);
+    tally_send(seq++, 40, 1);
+    for (int i = 0; i < 200 && tally_n() != seq; i++)
+        usleep(10 * 1000);
+    CHECKF(tally_n() == seq, "%lu of %lu: not woken", tally_n(), seq);
+
+    /* off: published; the ring goes; stop: all is heard; then at once */
+    tally_send(seq++, 40, 0);
+    tlog_defer_consumers(0);
+    tally_send(seq++, 40, 0);
+    tlog_consumers_stop();
+    CHECKF(tally_n() == seq, "%lu of %lu", tally_n(), seq);
+    tally_send(seq++, 40, 0);
+    CHECKF(tally_n() == seq && tally.on_caller, "%lu of %lu", tally_n(), seq);
+    pthread_mutex_lock(&tally.mu);
+    CHECK(tally.out_of_order == 0);
+    pthread_mutex_unlock(&tally.mu);
+    tlog_remove_consumer(tally_event, NULL);
+    tlog_close_all();
+}
+
 int main(void)
 {
     alarm(120); /* a hang in the code under test is a failure, not a stall */
@@ -1356,5 +1492,6 @@ int main(void)
     test_sasl();
     test_explain();
     test_defer();
+    test_fanout();
     return check_done("unit_log");
 }

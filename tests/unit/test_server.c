@@ -35,6 +35,7 @@
 #include "proxy/smtp/server.h"
 #include "proxy/smtp/upstream.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <uv.h>
 
@@ -1050,6 +1051,56 @@ static void test_consumers_first(void)
     tlog_remove_consumer(said_event, NULL);
 }
 
+/* a reader on another thread (the HTTP API's) */
+static void *consumers_wait_thread(void *arg)
+{
+    (void)arg;
+    tlog_consumers_wait();
+    return NULL;
+}
+
+/* heard_by_reader - what the client heard last, a reader that waits for
+ * the consumers (from another thread) sees them have heard. */
+static int heard_by_reader(struct fake_leg *cl)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, consumers_wait_thread, NULL) != 0)
+        return 0;
+    pthread_join(t, NULL);
+    return client_heard_last(cl);
+}
+
+/* test_consumers_thread - the same with the consumers on their own thread:
+ * a relay publishes its events before each write to a client. */
+static void test_consumers_thread(void)
+{
+    struct fake_leg *cl;
+    struct session *s;
+    char err[160];
+
+    CHECK(tlog_add_consumer(said_event, NULL) == 0);
+    CHECKF(tlog_consumers_start(err, sizeof(err)) == 0, "%s", err);
+    tlog_defer_consumers(1);
+    s = session_open(0, &cl);
+    CHECK(client_send(s, "EHLO c.example\r\n") == 0);
+    CHECK(up_send(s, "250 up.example\r\n") == 0);
+    CHECKF(heard_by_reader(cl), "heard: %s", said.last);
+    CHECK(client_send(s, PIPE_CMDS) == 0);
+    CHECK(up_send(s, PIPE_R1 PIPE_R2) == 0);
+    CHECKF(heard_by_reader(cl), "heard: %s", said.last);
+    CHECK(up_send(s, PIPE_R3 PIPE_R4) == 0);
+    CHECKF(heard_by_reader(cl) && strncmp(said.last, "354 ", 4) == 0, "heard: %s", said.last);
+    CHECK(client_send(s, PIPE_BODY "QUIT\r\n") == 0);
+    CHECK(up_send(s, "250 2.0.0 Ok: queued as 1234\r\n") == 0);
+    CHECKF(heard_by_reader(cl), "heard: %s", said.last);
+    CHECK(up_send(s, "221 2.0.0 Bye\r\n") < 0);
+    CHECKF(heard_by_reader(cl) && strncmp(said.last, "221 ", 4) == 0, "heard: %s", said.last);
+    SESSION_FINISH(s, cl);
+    tlog_defer_consumers(0);
+    tlog_consumers_stop();
+    tlog_remove_consumer(said_event, NULL);
+}
+
 int main(void)
 {
     char *argv[] = {"smtpscope", NULL};
@@ -1088,6 +1139,7 @@ int main(void)
     test_mailbox();
     test_client_auth();
     test_consumers_first();
+    test_consumers_thread();
 
     uv_close((uv_handle_t *)&guard, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
