@@ -68,8 +68,12 @@ static pthread_mutex_t fan_mu = PTHREAD_MUTEX_INITIALIZER; /* the consumers and 
 static struct {
     tlog_consumer_fn *fn;
     void *arg;
+    uint64_t wants; /* TLOG_WANT bits */
 } fan_consumers[FAN_CONSUMERS_MAX];
 static _Atomic int fan_nconsumers;
+static _Atomic uint64_t fan_wants; /* what any consumer wants */
+
+_Static_assert(TLOG_KIND_COUNT * 4 <= 64, "TLOG_WANT: a bit for each kind, leg and direction");
 
 /* The consumers' thread and the rings. */
 static struct {
@@ -96,11 +100,32 @@ int tlog_add_consumer(tlog_consumer_fn *fn, void *arg)
     if (n < FAN_CONSUMERS_MAX) {
         fan_consumers[n].fn = fn;
         fan_consumers[n].arg = arg;
+        fan_consumers[n].wants = TLOG_WANT_ALL;
         atomic_store(&fan_nconsumers, n + 1);
+        atomic_store(&fan_wants, TLOG_WANT_ALL);
         rc = 0;
     }
     pthread_mutex_unlock(&fan_mu);
     return rc;
+}
+
+/* fan_sum_wants - what any consumer wants, again (fan_mu held). */
+static void fan_sum_wants(void)
+{
+    uint64_t w = 0;
+    for (int i = 0; i < atomic_load(&fan_nconsumers); i++)
+        w |= fan_consumers[i].wants;
+    atomic_store(&fan_wants, w);
+}
+
+void tlog_consumer_wants(tlog_consumer_fn *fn, void *arg, uint64_t wants)
+{
+    pthread_mutex_lock(&fan_mu);
+    for (int i = 0; i < atomic_load(&fan_nconsumers); i++)
+        if (fan_consumers[i].fn == fn && fan_consumers[i].arg == arg)
+            fan_consumers[i].wants = wants;
+    fan_sum_wants();
+    pthread_mutex_unlock(&fan_mu);
 }
 
 void tlog_remove_consumer(tlog_consumer_fn *fn, void *arg)
@@ -112,6 +137,7 @@ void tlog_remove_consumer(tlog_consumer_fn *fn, void *arg)
         if (fan_consumers[i].fn == fn && fan_consumers[i].arg == arg) {
             fan_consumers[i] = fan_consumers[n - 1];
             atomic_store(&fan_nconsumers, n - 1);
+            fan_sum_wants();
             break;
         }
     }
@@ -127,8 +153,10 @@ int tlog_has_consumer(void)
 static void fan_deliver(const struct tlog_event *ev)
 {
     int n = atomic_load_explicit(&fan_nconsumers, memory_order_relaxed);
+    uint64_t bit = TLOG_WANT(ev->kind, ev->leg, ev->dir);
     for (int i = 0; i < n; i++)
-        fan_consumers[i].fn(ev, fan_consumers[i].arg);
+        if (fan_consumers[i].wants & bit)
+            fan_consumers[i].fn(ev, fan_consumers[i].arg);
 }
 
 /* fan_hear - what r holds from its tail to its head, to the consumers, in
@@ -236,8 +264,9 @@ void tlog_fan_event(const struct tlog_event *raw)
 {
     struct fan_ring *r = fan_mine;
 
-    if (atomic_load_explicit(&fan_nconsumers, memory_order_relaxed) == 0)
-        return;
+    if (!(atomic_load_explicit(&fan_wants, memory_order_relaxed) &
+          TLOG_WANT(raw->kind, raw->leg, raw->dir)))
+        return; /* no consumer wants it (or none listens) */
     if (r == NULL || (!fan.running && raw->len > FAN_EVENT) || fan_put(r, raw) != 0) {
         if (r != NULL) {
             /* what waits is heard first */
@@ -261,11 +290,16 @@ void tlog_defer_consumers(int on)
     struct fan_ring *r = fan_mine;
 
     if (on && r == NULL && tlog_has_consumer()) {
-        r = calloc(1, sizeof(*r));
+        r = aligned_alloc(64, (sizeof(*r) + 63) & ~(size_t)63); /* as its members */
         if (r == NULL || (r->buf = malloc(FAN_RING)) == NULL) {
             free(r); /* at once, then: nothing is lost */
             return;
         }
+        r->next = NULL;
+        r->wpos = 0;
+        atomic_init(&r->head, 0);
+        atomic_init(&r->tail, 0);
+        atomic_init(&r->retired, 0);
         /* resident now, not page by page while relaying (not zeros: malloc
          * and a memset of zeros may be made a calloc, which touches nothing) */
         memset(r->buf, 0xa5, FAN_RING);

@@ -62,6 +62,17 @@ typedef void tlog_consumer_fn(const struct tlog_event *ev, void *arg);
 /* tlog_add_consumer - add one (at most a few; set up before sessions run).
  * -1 when there is no room. */
 int tlog_add_consumer(tlog_consumer_fn *fn, void *arg);
+/* TLOG_WANT - the bit of the events of a kind, leg and direction among
+ * what a consumer wants (tlog_consumer_wants). */
+#define TLOG_WANT(kind, leg, dir)                                                                  \
+    (1ull << ((((unsigned)(kind)) * 2u + ((unsigned)(leg)&1u)) * 2u + ((unsigned)(dir)&1u)))
+#define TLOG_WANT_KIND(kind)                                                                       \
+    (TLOG_WANT(kind, 0, 0) | TLOG_WANT(kind, 0, 1) | TLOG_WANT(kind, 1, 0) | TLOG_WANT(kind, 1, 1))
+#define TLOG_WANT_ALL (~0ull)
+/* tlog_consumer_wants - the events fn hears (TLOG_WANT bits; a consumer is
+ * added wanting all). An event no consumer wants is neither packed nor
+ * heard: message content (TLOG_RAW) is most of what passes. */
+void tlog_consumer_wants(tlog_consumer_fn *fn, void *arg, uint64_t wants);
 /* tlog_remove_consumer - it hears what was published before (as
  * tlog_consumers_wait), then no more events. */
 void tlog_remove_consumer(tlog_consumer_fn *fn, void *arg);

@@ -1077,6 +1077,10 @@ int mbox_collect_open(struct mbox_collect **out, struct mbox *m, char *err, size
         free(c);
         return -1;
     }
+    /* of message content, only what the client sent (col_event) */
+    tlog_consumer_wants(col_event, c,
+                        (TLOG_WANT_ALL & ~TLOG_WANT_KIND(TLOG_RAW)) |
+                            TLOG_WANT(TLOG_RAW, TLOG_LEG_CLIENT, TLOG_DIR_IN));
     *out = c;
     return 0;
 }

@@ -549,6 +549,8 @@ int sess_open(struct sess_registry **out, struct mbox *m, size_t keep, int show_
         free(r);
         return -1;
     }
+    /* message content (TLOG_RAW) only for the pcap: sess_keep_outputs */
+    tlog_consumer_wants(sess_event, r, TLOG_WANT_ALL & ~TLOG_WANT_KIND(TLOG_RAW));
     *out = r;
     return 0;
 }
@@ -573,6 +575,7 @@ void sess_keep_outputs(struct sess_registry *r, int pcap, int keylog)
     r->pcap = pcap;
     r->keylog = keylog;
     pthread_mutex_unlock(&r->mu);
+    tlog_consumer_wants(sess_event, r, TLOG_WANT_ALL & ~(pcap ? 0 : TLOG_WANT_KIND(TLOG_RAW)));
 }
 
 uint64_t sess_memory(struct sess_registry *r, uint64_t *made)

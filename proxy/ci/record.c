@@ -48,6 +48,7 @@ int record_open(struct recorder **out, const char *path, char *err, size_t errle
         free(r);
         return -1;
     }
+    tlog_consumer_wants(record_event, r, TLOG_WANT_KIND(TLOG_REPLY)); /* record_event */
     *out = r;
     return 0;
 }

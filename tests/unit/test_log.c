@@ -1336,6 +1336,64 @@ static void test_defer(void)
     tlog_close_all();
 }
 
+/* test_wants - a consumer hears only the events it wants. */
+static unsigned wants_a, wants_b;
+
+static void wants_a_event(const struct tlog_event *ev, void *arg)
+{
+    (void)arg;
+    wants_a += ev->kind == TLOG_REPLY ? 1 : 100; /* anything else: a failure */
+}
+
+static void wants_b_event(const struct tlog_event *ev, void *arg)
+{
+    (void)arg;
+    wants_b += ev->kind == TLOG_RAW && ev->leg != TLOG_LEG_CLIENT ? 100 : 1;
+}
+
+static void wants_emit(enum tlog_kind kind, enum tlog_leg leg, enum tlog_dir dir)
+{
+    struct tlog_event ev = {.session = 3,
+                            .kind = kind,
+                            .leg = leg,
+                            .dir = dir,
+                            .bytes = (const uint8_t *)"x",
+                            .len = 1};
+    tlog_emit(&ev);
+}
+
+static void test_wants(void)
+{
+    struct tlog_options o = {0};
+
+    tlog_init(&o);
+    CHECK(tlog_add_consumer(wants_a_event, NULL) == 0);
+    CHECK(tlog_add_consumer(wants_b_event, NULL) == 0);
+    tlog_consumer_wants(wants_a_event, NULL, TLOG_WANT_KIND(TLOG_REPLY));
+    tlog_consumer_wants(wants_b_event, NULL,
+                        (TLOG_WANT_ALL & ~TLOG_WANT_KIND(TLOG_RAW)) |
+                            TLOG_WANT(TLOG_RAW, TLOG_LEG_CLIENT, TLOG_DIR_IN));
+    for (int defer = 0; defer < 2; defer++) {
+        wants_a = wants_b = 0;
+        tlog_defer_consumers(defer);
+        wants_emit(TLOG_RAW, TLOG_LEG_UPSTREAM, TLOG_DIR_OUT);  /* nobody's */
+        wants_emit(TLOG_RAW, TLOG_LEG_CLIENT, TLOG_DIR_IN);     /* b's */
+        wants_emit(TLOG_REPLY, TLOG_LEG_UPSTREAM, TLOG_DIR_IN); /* both */
+        wants_emit(TLOG_COMMAND, TLOG_LEG_CLIENT, TLOG_DIR_IN); /* b's */
+        tlog_sync();
+        CHECKF(wants_a == 1 && wants_b == 3, "deferred %d: a %u, b %u", defer, wants_a, wants_b);
+        tlog_defer_consumers(0);
+    }
+    /* a consumer gone: what it wanted is no longer anyone's */
+    tlog_remove_consumer(wants_b_event, NULL);
+    wants_a = wants_b = 0;
+    wants_emit(TLOG_COMMAND, TLOG_LEG_CLIENT, TLOG_DIR_IN);
+    wants_emit(TLOG_REPLY, TLOG_LEG_UPSTREAM, TLOG_DIR_IN);
+    CHECKF(wants_a == 1 && wants_b == 0, "a %u, b %u", wants_a, wants_b);
+    tlog_remove_consumer(wants_a_event, NULL);
+    tlog_close_all();
+}
+
 /* What the consumers' thread heard (test_fanout): events "n<seq>" of
  * session 7, in order, and on which thread. */
 static struct {
@@ -1492,6 +1550,7 @@ int main(void)
     test_sasl();
     test_explain();
     test_defer();
+    test_wants();
     test_fanout();
     return check_done("unit_log");
 }
