@@ -394,6 +394,7 @@ static void *fan_thread(void *arg)
 {
     unsigned idle = 0;
     (void)arg;
+    pthread_setname_np(pthread_self(), "tlog-consumers"); /* as top -H shows it */
 
     pthread_mutex_lock(&fan.mu);
     for (;;) {

@@ -147,6 +147,7 @@ static void *arena_prepare(void *arg)
 {
     struct mbox_arena *a = arg;
 
+    pthread_setname_np(pthread_self(), "mbox-arena"); /* as top -H shows it */
     pthread_mutex_lock(&a->mu);
     for (;;) {
         while (!a->stopping && a->nspares >= arena_ready(a))
