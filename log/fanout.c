@@ -19,6 +19,11 @@
  *    another core, where one is free.
  *  - otherwise the thread itself, at each publish, or once FAN_BATCH bytes
  *    wait: the consumers' code and data stay in the caches for many events.
+ * An event no consumer wants (tlog_consumer_wants: by kind, leg and
+ * direction) is not packed at all; one too big for a quarter of the ring
+ * is heard by its own thread, once the ring before it is heard. After
+ * FAN_IDLE_TICKS ticks with nothing to hear the consumers' thread sleeps
+ * until a publish or a reader wakes it.
  * A reader of what the consumers keep (the HTTP API) calls
  * tlog_consumers_wait first: what any thread published before is heard by
  * then. A thread publishes before it writes to a client, so what a client
@@ -36,7 +41,6 @@
 #include "fanout.h"
 #include "evpack.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
