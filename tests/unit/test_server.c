@@ -1022,35 +1022,6 @@ static int client_heard_last(const struct fake_leg *cl)
            (end == n || cl->out[end - n - 1] == '\n');
 }
 
-static void test_consumers_first(void)
-{
-    struct fake_leg *cl;
-    struct session *s;
-
-    /* the consumers hear a loop's events at its turn's end (none comes
-     * here), unless the client is about to hear what came of them */
-    CHECK(tlog_add_consumer(said_event, NULL) == 0);
-    tlog_defer_consumers(1);
-    s = session_open(0, &cl);
-    CHECK(client_send(s, "EHLO c.example\r\n") == 0);
-    CHECK(up_send(s, "250 up.example\r\n") == 0);
-    CHECKF(client_heard_last(cl), "heard: %s", said.last);
-    CHECK(client_send(s, PIPE_CMDS) == 0);
-    CHECK(up_send(s, PIPE_R1 PIPE_R2) == 0);
-    CHECKF(client_heard_last(cl), "heard: %s", said.last);
-    CHECK(up_send(s, PIPE_R3 PIPE_R4) == 0);
-    CHECKF(client_heard_last(cl) && strncmp(said.last, "354 ", 4) == 0, "heard: %s", said.last);
-    CHECK(client_send(s, PIPE_BODY "QUIT\r\n") == 0);
-    CHECK(up_send(s, "250 2.0.0 Ok: queued as 1234\r\n") == 0);
-    CHECKF(client_heard_last(cl), "heard: %s", said.last);
-    CHECK(up_send(s, "221 2.0.0 Bye\r\n") < 0);
-    CHECKF(client_heard_last(cl) && strncmp(said.last, "221 ", 4) == 0, "heard: %s", said.last);
-    SESSION_FINISH(s, cl);
-    CHECK(said.replies >= 6);
-    tlog_defer_consumers(0);
-    tlog_remove_consumer(said_event, NULL);
-}
-
 /* a reader on another thread (the HTTP API's) */
 static void *consumers_wait_thread(void *arg)
 {
@@ -1061,7 +1032,7 @@ static void *consumers_wait_thread(void *arg)
 
 /* heard_by_reader - what the client heard last, a reader that waits for
  * the consumers (from another thread) sees them have heard. */
-static int heard_by_reader(struct fake_leg *cl)
+static int heard_by_reader(const struct fake_leg *cl)
 {
     pthread_t t;
     if (pthread_create(&t, NULL, consumers_wait_thread, NULL) != 0)
@@ -1070,35 +1041,54 @@ static int heard_by_reader(struct fake_leg *cl)
     return client_heard_last(cl);
 }
 
-/* test_consumers_thread - the same with the consumers on their own thread:
- * a relay publishes its events before each write to a client. */
-static void test_consumers_thread(void)
+/* consumers_play - a pipelined session with deferring consumers: after
+ * each reply the client heard, heard(cl) holds. */
+static void consumers_play(int (*heard)(const struct fake_leg *))
 {
     struct fake_leg *cl;
     struct session *s;
-    char err[160];
 
+    said.replies = 0;
     CHECK(tlog_add_consumer(said_event, NULL) == 0);
-    CHECKF(tlog_consumers_start(err, sizeof(err)) == 0, "%s", err);
     tlog_defer_consumers(1);
     s = session_open(0, &cl);
     CHECK(client_send(s, "EHLO c.example\r\n") == 0);
     CHECK(up_send(s, "250 up.example\r\n") == 0);
-    CHECKF(heard_by_reader(cl), "heard: %s", said.last);
+    CHECKF(heard(cl), "heard: %s", said.last);
     CHECK(client_send(s, PIPE_CMDS) == 0);
     CHECK(up_send(s, PIPE_R1 PIPE_R2) == 0);
-    CHECKF(heard_by_reader(cl), "heard: %s", said.last);
+    CHECKF(heard(cl), "heard: %s", said.last);
     CHECK(up_send(s, PIPE_R3 PIPE_R4) == 0);
-    CHECKF(heard_by_reader(cl) && strncmp(said.last, "354 ", 4) == 0, "heard: %s", said.last);
+    CHECKF(heard(cl) && strncmp(said.last, "354 ", 4) == 0, "heard: %s", said.last);
     CHECK(client_send(s, PIPE_BODY "QUIT\r\n") == 0);
     CHECK(up_send(s, "250 2.0.0 Ok: queued as 1234\r\n") == 0);
-    CHECKF(heard_by_reader(cl), "heard: %s", said.last);
+    CHECKF(heard(cl), "heard: %s", said.last);
     CHECK(up_send(s, "221 2.0.0 Bye\r\n") < 0);
-    CHECKF(heard_by_reader(cl) && strncmp(said.last, "221 ", 4) == 0, "heard: %s", said.last);
+    CHECKF(heard(cl) && strncmp(said.last, "221 ", 4) == 0, "heard: %s", said.last);
     SESSION_FINISH(s, cl);
+    CHECK(said.replies >= 6);
     tlog_defer_consumers(0);
-    tlog_consumers_stop();
     tlog_remove_consumer(said_event, NULL);
+}
+
+/* test_consumers_first - the consumers hear a loop's events at its turn's
+ * end (none comes here), unless the client is about to hear what came of
+ * them. */
+static void test_consumers_first(void)
+{
+    consumers_play(client_heard_last);
+}
+
+/* test_consumers_thread - the same with the consumers on their own thread:
+ * a relay publishes its events before each write to a client, and a
+ * reader that waits for the consumers sees them. */
+static void test_consumers_thread(void)
+{
+    char err[160];
+
+    CHECKF(tlog_consumers_start(err, sizeof(err)) == 0, "%s", err);
+    consumers_play(heard_by_reader);
+    tlog_consumers_stop();
 }
 
 int main(void)
