@@ -816,6 +816,39 @@ void mbox_mime_free(struct mbox_mime *mm)
     free(mm);
 }
 
+/* mime_names - 1 if one of the n addresses is addr (ASCII case ignored). */
+static int mime_names(const struct mbox_addr *a, size_t n, const char *addr)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i].address != NULL && strcasecmp(a[i].address, addr) == 0)
+            return 1;
+    return 0;
+}
+
+int mbox_mime_add_envelope(struct mbox_mime *mm, const char *const *rcpt, size_t n)
+{
+    if (!mm->parsed)
+        return 0; /* no headers read: every recipient would look hidden */
+    for (size_t i = 0; i < n; i++) {
+        if (rcpt[i] == NULL || rcpt[i][0] == '\0' || mime_names(mm->to, mm->nto, rcpt[i]) ||
+            mime_names(mm->cc, mm->ncc, rcpt[i]) || mime_names(mm->bcc, mm->nbcc, rcpt[i]))
+            continue;
+        struct mbox_addr *p = realloc(mm->bcc, (mm->nbcc + 1) * sizeof(*p));
+        if (p == NULL)
+            return -1;
+        mm->bcc = p;
+        p[mm->nbcc].name = mime_str("");
+        p[mm->nbcc].address = mbox_utf8(rcpt[i], strlen(rcpt[i]));
+        if (p[mm->nbcc].name == NULL || p[mm->nbcc].address == NULL) {
+            free(p[mm->nbcc].name);
+            free(p[mm->nbcc].address);
+            return -1;
+        }
+        mm->nbcc++;
+    }
+    return 0;
+}
+
 /* ---- bodies, headers, parts ----------------------------------------------- */
 
 struct mime_bodies {

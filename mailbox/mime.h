@@ -63,6 +63,12 @@ void mbox_mime_shutdown(void);
 /* mbox_mime_parse - the summary of a message; NULL only when out of
  * memory. Free with mbox_mime_free. */
 struct mbox_mime *mbox_mime_parse(const uint8_t *raw, size_t len);
+/* mbox_mime_add_envelope - as Mailpit does: each of the n envelope
+ * recipients (RCPT TO addresses) that no To, Cc or Bcc address names (ASCII
+ * case ignored) is added to mm's Bcc, with no name, in envelope order, so
+ * that a blind copy shows. Nothing when the headers could not be read.
+ * 0, or -1 (out of memory: mm stays whole, some may be missing). */
+int mbox_mime_add_envelope(struct mbox_mime *mm, const char *const *rcpt, size_t n);
 void mbox_mime_free(struct mbox_mime *mm);
 
 /* mbox_mime_bodies - the first text/plain and text/html parts that are no

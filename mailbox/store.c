@@ -702,11 +702,30 @@ const char *mbox_msg_keep_memo(struct mbox *m, struct mbox_msg *msg, char *s, si
     return s;
 }
 
+/* mbox_msg_add_envelope - the recipients the client's envelope names and
+ * no header does, as Bcc (mbox_mime_add_envelope): those that were
+ * accepted (a 2xx reply), as Mailpit shows those it took. Out of memory:
+ * some may be missing. */
+static void mbox_msg_add_envelope(struct mbox_msg *msg)
+{
+    const char *few[16], **rcpt = few;
+    size_t n = 0;
+
+    if (msg->facts.nrcpt > 16 && (rcpt = malloc(msg->facts.nrcpt * sizeof(*rcpt))) == NULL)
+        return;
+    for (size_t i = 0; i < msg->facts.nrcpt; i++)
+        if (msg->facts.rcpt[i].code / 100 == 2)
+            rcpt[n++] = msg->facts.rcpt[i].addr;
+    (void)mbox_mime_add_envelope(msg->mime, rcpt, n);
+    if (rcpt != few)
+        free(rcpt);
+}
+
 const struct mbox_mime *mbox_msg_mime(struct mbox *m, struct mbox_msg *msg)
 {
     pthread_mutex_lock(&m->parse_mu);
-    if (msg->mime == NULL)
-        msg->mime = mbox_mime_parse(msg->raw, msg->len);
+    if (msg->mime == NULL && (msg->mime = mbox_mime_parse(msg->raw, msg->len)) != NULL)
+        mbox_msg_add_envelope(msg);
     const struct mbox_mime *mm = msg->mime;
     pthread_mutex_unlock(&m->parse_mu);
     return mm;

@@ -97,7 +97,7 @@ class SinkApiCase(h.ScopeCase):
         h.assert_clean_exit(self, rc, err)
         return scope
 
-    def send(self, msg, tls=False, login=None):
+    def send(self, msg, tls=False, login=None, rcpts=None):
         c = smtplib.SMTP("127.0.0.1", self.scope.port, timeout=20)
         if tls:
             c.starttls()
@@ -105,7 +105,7 @@ class SinkApiCase(h.ScopeCase):
             c.login(*login)
         data = wire(msg)
         c.sendmail(msg["From"].addresses[0].addr_spec,
-                   [a.addr_spec for a in msg["To"].addresses], data)
+                   rcpts or [a.addr_spec for a in msg["To"].addresses], data)
         c.quit()
         return data
 
@@ -300,6 +300,21 @@ class CheckMimeTest(SinkApiCase):
         ]:
             with self.subTest(args=args):
                 self.judge(args, ok)
+
+    def test_an_envelope_recipient_no_header_names_is_bcc(self):
+        # as Mailpit: a blind copy shows as Bcc, in check as in the API
+        self.start()
+        self.send(greetings(), rcpts=["Bob@Example.test", "hidden@example.test"])
+        for args, ok in [
+            (["--query", "bcc:hidden@example.test", "--count", "1"], True),
+            (["--query", "bcc:bob"], False),  # To names it (case aside)
+        ]:
+            with self.subTest(args=args):
+                self.judge(args, ok)
+        s = self.messages()["messages"][0]
+        self.assertEqual(s["Bcc"], [{"Name": "", "Address": "hidden@example.test"}])
+        st, body = self.get(f"/api/v1/message/{s['ID']}")
+        self.assertEqual((st, json.loads(body)["Bcc"]), (200, s["Bcc"]))
 
     def test_session_expectations_the_same_over_the_api(self):
         self.fill()

@@ -199,8 +199,11 @@ static void check_set_raw(struct cmsg *m, uint8_t *raw, size_t len)
 /* check_mime - the message's MIME summary, parsed once. */
 static const struct mbox_mime *check_mime(struct cmsg *m)
 {
-    if (m->mm == NULL && (m->mm = mbox_mime_parse(m->raw, m->len)) == NULL)
-        abort(); /* out of memory */
+    if (m->mm == NULL) {
+        if ((m->mm = mbox_mime_parse(m->raw, m->len)) == NULL ||
+            mbox_mime_add_envelope(m->mm, (const char *const *)m->to, m->nto) != 0)
+            abort(); /* out of memory */
+    }
     return m->mm;
 }
 

@@ -490,6 +490,67 @@ static void test_store_window(void)
     mbox_free(m);
 }
 
+/* An envelope recipient no header names shows as Bcc, as in Mailpit. */
+static void test_mime_envelope_bcc(void)
+{
+    struct mbox_mime *mm = mbox_mime_parse((const uint8_t *)msg_encoded, strlen(msg_encoded));
+    const char *env[] = {"JANE@example.org", "hidden@example.com", "new@example.net",
+                         "b@example.net",    "new@example.net",    "",
+                         "x@example.fr"};
+
+    CHECK(mm != NULL && mm->nbcc == 1);
+    if (mm == NULL)
+        return;
+    CHECK(mbox_mime_add_envelope(mm, env, 7) == 0);
+    /* the header's Bcc first; To, Cc and Bcc names (any case) and repeats left out */
+    CHECKF(mm->nbcc == 3, "%zu bcc", mm->nbcc);
+    if (mm->nbcc == 3) {
+        CHECK_STR(mm->bcc[0].address, "hidden@example.com");
+        CHECK_STR(mm->bcc[1].name, "");
+        CHECK_STR(mm->bcc[1].address, "new@example.net");
+        CHECK_STR(mm->bcc[2].address, "x@example.fr");
+    }
+    CHECK(mm->nto == 2 && mm->ncc == 2); /* the others untouched */
+    mbox_mime_free(mm);
+
+    /* no headers read: nothing to compare with, nothing added */
+    mm = mbox_mime_parse((const uint8_t *)"", 0);
+    CHECK(mm != NULL && !mm->parsed);
+    if (mm != NULL) {
+        CHECK(mbox_mime_add_envelope(mm, env, 7) == 0 && mm->nbcc == 0);
+        mbox_mime_free(mm);
+    }
+
+    /* a kept message: its accepted recipients only */
+    struct mbox *m;
+    char id[MBOX_ID_LEN + 1];
+    static const char raw[] = "To: a@example.org\r\nSubject: s\r\n\r\nb\r\n";
+    static const char *const addr[] = {"a@example.org", "b@example.org", "c@example.org",
+                                       "d@example.org"};
+    static const int code[] = {250, 251, 550, 0};
+    struct mbox_facts f;
+
+    CHECK(mbox_new(&m, 10, 1 << 20) == 0);
+    memset(&f, 0, sizeof(f));
+    f.rcpt = calloc(4, sizeof(*f.rcpt));
+    CHECK(f.rcpt != NULL);
+    if (f.rcpt == NULL)
+        return;
+    f.nrcpt = 4;
+    for (int i = 0; i < 4; i++) {
+        f.rcpt[i].addr = strdup(addr[i]);
+        f.rcpt[i].code = code[i];
+    }
+    CHECK(mbox_add(m, (const uint8_t *)raw, strlen(raw), &f, 1, id) == 0);
+    struct mbox_msg *msg = mbox_get(m, id);
+    const struct mbox_mime *k = msg != NULL ? mbox_msg_mime(m, msg) : NULL;
+    CHECK(k != NULL && k->nbcc == 1);
+    if (k != NULL && k->nbcc == 1)
+        CHECK_STR(k->bcc[0].address, "b@example.org");
+    mbox_msg_unref(msg);
+    mbox_free(m);
+}
+
 /* A kept message's facts come back as they were given, whatever their
  * number and length, for a small message and for one whose bytes are in
  * the store's arena; the facts given are taken (zeroed). */
@@ -1578,6 +1639,7 @@ int main(void)
     test_utf8();
     test_store_keep();
     test_store_window();
+    test_mime_envelope_bcc();
     test_store_facts();
     test_store_bytes();
     test_store_delete_read();
