@@ -35,8 +35,11 @@
  * record that would cross the end is written at the start instead, after
  * a FAN_WRAP word. Only its producer writes wpos and head, only its reader
  * tail. A ring whose thread stopped deferring (retired) is freed by its
- * reader once heard; rings are added at the list's front under fan.mu and
- * taken out by the consumers' thread only, so it walks the list unlocked.
+ * reader once heard (or by tlog_consumers_stop); a thread whose wait for
+ * its reader outlives the consumers' thread hears its ring itself. Rings
+ * are added at the list's front under fan.mu and taken out by the
+ * consumers' thread only (or after it ended), so it walks the list
+ * unlocked.
  */
 #include "fanout.h"
 #include "evpack.h"
@@ -215,15 +218,19 @@ static void fan_publish(struct fan_ring *r)
 }
 
 /* fan_wait_heard - until r's reader has heard it up to at least want
- * bytes (published: the consumers' thread runs). */
+ * bytes (published: the consumers' thread runs). If that thread stops
+ * meanwhile, the calling thread is r's reader from then on and hears it. */
 static void fan_wait_heard(struct fan_ring *r, size_t want)
 {
     pthread_mutex_lock(&fan.mu);
-    while (atomic_load(&r->tail) < want) {
+    while (atomic_load(&r->tail) < want && fan.running) {
         pthread_cond_signal(&fan.work);
         pthread_cond_wait(&fan.heard, &fan.mu);
     }
+    int alone = !fan.running; /* cleared after the thread was joined */
     pthread_mutex_unlock(&fan.mu);
+    if (alone)
+        fan_hear(r);
 }
 
 /* fan_room - until r has room for need bytes from wpos on (need at most
@@ -316,10 +323,16 @@ void tlog_defer_consumers(int on)
         fan_mine = NULL;
         fan_publish(r);
         if (fan.running) {
-            fan_wait_heard(r, r->wpos);   /* what follows is heard at once: after */
-            atomic_store(&r->retired, 1); /* its reader frees it */
-            fan_wake(1);
-            return;
+            fan_wait_heard(r, r->wpos); /* what follows is heard at once: after */
+            pthread_mutex_lock(&fan.mu);
+            int alive = fan.running;
+            if (alive)
+                atomic_store(&r->retired, 1); /* its reader frees it (or stop does) */
+            pthread_mutex_unlock(&fan.mu);
+            if (alive) {
+                fan_wake(1);
+                return;
+            }
         }
         pthread_mutex_lock(&fan.mu);
         for (struct fan_ring **p = &fan.rings; *p != NULL; p = &(*p)->next) {
@@ -354,6 +367,22 @@ void tlog_consumers_wait(void)
     pthread_mutex_unlock(&fan.mu);
 }
 
+/* fan_free_retired - the rings retired and heard, out of the list and
+ * freed (fan.mu held; by the consumers' thread, or after it ended). */
+static void fan_free_retired(void)
+{
+    for (struct fan_ring **p = &fan.rings; *p != NULL;) {
+        struct fan_ring *r = *p;
+        if (atomic_load(&r->retired) && atomic_load(&r->head) == atomic_load(&r->tail)) {
+            *p = r->next;
+            free(r->buf);
+            free(r);
+        } else {
+            p = &r->next;
+        }
+    }
+}
+
 /* fan_pass - hear every ring once; free the retired ones heard; 1 if any
  * was heard (fan.mu not held). */
 static int fan_pass(void)
@@ -371,16 +400,7 @@ static int fan_pass(void)
         }
     }
     pthread_mutex_lock(&fan.mu);
-    for (struct fan_ring **p = &fan.rings; *p != NULL;) {
-        struct fan_ring *r = *p;
-        if (atomic_load(&r->retired) && atomic_load(&r->head) == atomic_load(&r->tail)) {
-            *p = r->next;
-            free(r->buf);
-            free(r);
-        } else {
-            p = &r->next;
-        }
-    }
+    fan_free_retired();
     pthread_mutex_unlock(&fan.mu);
     return any;
 }
@@ -417,7 +437,8 @@ static void *fan_thread(void *arg)
         }
         if (++idle < FAN_IDLE_TICKS) {
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
+            /* fan.work's clock: a step of the wall clock leaves the tick alone */
+            clock_gettime(CLOCK_MONOTONIC, &ts);
             ts.tv_nsec += FAN_TICK_NS;
             if (ts.tv_nsec >= 1000000000) {
                 ts.tv_sec++;
@@ -437,9 +458,29 @@ static void *fan_thread(void *arg)
     return NULL;
 }
 
+/* fan_work_monotonic - fan.work's timed waits measured on CLOCK_MONOTONIC
+ * (fan.mu held, no thread waiting on it). */
+static void fan_work_monotonic(void)
+{
+    static int done;
+    pthread_condattr_t a;
+
+    if (done || pthread_condattr_init(&a) != 0)
+        return;
+    if (pthread_condattr_setclock(&a, CLOCK_MONOTONIC) == 0) {
+        pthread_cond_destroy(&fan.work);
+        if (pthread_cond_init(&fan.work, &a) == 0)
+            done = 1;
+        else
+            abort(); /* glibc's cannot fail: no resources are taken */
+    }
+    pthread_condattr_destroy(&a);
+}
+
 int tlog_consumers_start(char *err, size_t errlen)
 {
     pthread_mutex_lock(&fan.mu);
+    fan_work_monotonic();
     fan.stop = 0;
     int rc = pthread_create(&fan.thread, NULL, fan_thread, NULL);
     fan.running = rc == 0;
@@ -464,6 +505,7 @@ void tlog_consumers_stop(void)
     pthread_join(fan.thread, NULL);
     pthread_mutex_lock(&fan.mu);
     fan.running = 0;
+    fan_free_retired(); /* one retired after the last pass (its thread waited: heard) */
     pthread_cond_broadcast(&fan.heard);
     pthread_mutex_unlock(&fan.mu);
 }

@@ -98,7 +98,8 @@ void tlog_sync(void);
  * (the threads then hear their own). */
 int tlog_consumers_start(char *err, size_t errlen);
 /* tlog_consumers_stop - what was published heard, then the thread ends;
- * after every thread stopped deferring. */
+ * after every thread stopped deferring (one that still defers goes on as
+ * without the thread: it hears its own, also what it waited on). */
 void tlog_consumers_stop(void);
 /* tlog_consumers_wait - return once every event any thread published
  * before the call (the caller's own are published first) was heard: a
