@@ -15,12 +15,14 @@ function addrs(list) {
 }
 
 // envelopeDiffers - do MAIL FROM and RCPT TO say other than From, To and Cc?
+// Bcc is left out: the API lists there every accepted recipient no header
+// names (as Mailpit does), and such a blind copy is what the envelope shows.
 function envelopeDiffers(m) {
   const env = m.SMTP && m.SMTP.Envelope;
   if (!env) return false;
   const low = (s) => (s || "").toLowerCase();
   if (low(env.From) !== low(m.From && m.From.Address)) return true;
-  const hdr = new Set([...(m.To || []), ...(m.Cc || []), ...(m.Bcc || [])].map((a) => low(a.Address)));
+  const hdr = new Set([...(m.To || []), ...(m.Cc || [])].map((a) => low(a.Address)));
   const rcpt = new Set((env.To || []).map(low));
   if (hdr.size !== rcpt.size) return true;
   for (const a of rcpt) if (!hdr.has(a)) return true;
