@@ -63,6 +63,7 @@ static void *tlog_writer(void *arg)
     size_t spare_cap = 0;
     (void)arg;
 
+    pthread_setname_np(pthread_self(), "tlog-writer"); /* as top -H shows it */
     pthread_mutex_lock(&tlog_mu);
     for (;;) {
         while (tlog_w.len == 0 && !tlog_w.stop)

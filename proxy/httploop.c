@@ -11,6 +11,7 @@
 #include "httploop.h"
 #include "../log/transcript.h"
 
+#include <pthread.h>
 #include <stdio.h>
 
 static void hl_flush_cb(uv_prepare_t *h)
@@ -36,6 +37,7 @@ static void hl_stop_cb(uv_async_t *h)
 static void hl_thread(void *arg)
 {
     struct px_http_loop *hl = arg;
+    pthread_setname_np(pthread_self(), "http-api"); /* as top -H shows it */
     uv_run(&hl->loop, UV_RUN_DEFAULT);
     tlog_flush();
 }

@@ -13,6 +13,7 @@
 #include "loops.h"
 #include "../log/transcript.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,7 +74,11 @@ static void px_loop_flush_cb(uv_prepare_t *h)
 static void px_loop_thread(void *arg)
 {
     struct px_loop *w = arg;
+    char name[16];
 
+    /* as top -H shows it: the first loop is the main thread's (smtpscope) */
+    snprintf(name, sizeof(name), "relay-%u", (unsigned)(w - w->set->v) + 2);
+    pthread_setname_np(pthread_self(), name);
     tlog_defer_consumers(1); /* heard at each turn's end (tlog_flush), or sooner */
     uv_run(&w->loop, UV_RUN_DEFAULT);
     tlog_defer_consumers(0);

@@ -1,6 +1,7 @@
 """Big messages arrive byte-exact; many concurrent sessions all arrive intact,
 also when they are spread over several event loops (--loops)."""
 import base64
+import os
 import random
 import re
 import signal
@@ -135,6 +136,18 @@ class LoopsTest(h.ScopeCase):
         h.assert_clean_exit(self, rc, err)
         self.assertRegex(scope.text(), rf"summary: {n} session\(s\); {n} message\(s\) "
                                        r"relayed, 0 refused")
+
+    def test_threads_are_named_for_top(self):
+        # top -H and /proc name what each thread does (README, docs/benchmarks.md)
+        self.start("--http", "127.0.0.1:0")
+        task = f"/proc/{self.scope.proc.pid}/task"
+        names = {}
+        for tid in os.listdir(task):
+            with open(f"{task}/{tid}/comm") as f:
+                names[tid] = f.read().strip()
+        self.assertEqual(names.pop(str(self.scope.proc.pid)), "smtpscope")  # the first loop
+        for name in ("relay-2", "http-api", "tlog-consumers", "tlog-writer"):
+            self.assertIn(name, names.values())
 
     def test_max_sessions_counts_the_sessions_of_every_loop(self):
         self.start("--max-sessions", "4")
