@@ -138,7 +138,7 @@ class LoopsTest(h.ScopeCase):
                                        r"relayed, 0 refused")
 
     def test_threads_are_named_for_top(self):
-        # top -H and /proc name what each thread does (README, docs/benchmarks.md)
+        # top -H and /proc name what each thread does (README, docs/architecture.md)
         self.start("--http", "127.0.0.1:0")
         task = f"/proc/{self.scope.proc.pid}/task"
         names = {}
